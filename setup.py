@@ -4,6 +4,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
+FFI_BUILDER = "bitstream/native/build_ffi.py:ffibuilder"
 VERSION = (HERE / "plugin" / "VERSION").read_text().strip()
 
 PACKAGES = {
@@ -37,7 +38,7 @@ setup(
         "m3cvcav.engines": ["profiles/*.toml", "data/*", "weights/*.safetensors", "weights/*.json"],
     },
     include_package_data=True,
-    cffi_modules=["bitstream/native/build_ffi.py:ffibuilder"],
+    cffi_modules=[FFI_BUILDER] if (HERE / FFI_BUILDER.split(":")[0]).exists() else [],
     setup_requires=["cffi>=1.16"],
     install_requires=[
         "numpy>=1.24",
