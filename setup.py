@@ -35,7 +35,8 @@ setup(
     package_dir=packages,
     package_data={
         "m3cvcav": ["VERSION"],
-        "m3cvcav.engines": ["profiles/*.toml", "data/*", "weights/*.safetensors", "weights/*.json"],
+        "m3cvcav.engines": ["profiles/*.toml", "data/*"],
+        "m3cvcav.engines.tokenizer": ["weights/*"],
     },
     include_package_data=True,
     cffi_modules=[FFI_BUILDER] if (HERE / FFI_BUILDER.split(":")[0]).exists() else [],
