@@ -1,0 +1,108 @@
+"""Loading pretrained diffusers / transformers models from the hub cache or a local folder, and hashing their weights.
+
+``load_pretrained`` is the one door through which every hub model enters m3cvcav: it honours ``HF_HOME`` and
+``HF_HUB_OFFLINE`` (through huggingface_hub, which reads them), loads safetensors only, keeps ``trust_remote_code`` off
+unless the profile turns it on, and turns "model not here" into one ``ModelError`` line that says how to get it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TypeVar
+
+from m3cvcav.errors import ModelError
+from m3cvcav.log import get_logger
+
+T = TypeVar("T")
+log = get_logger("engines.loaders")
+
+# Files that hold weights; everything else in a model folder (configs, tokenizers, READMEs) is not hashed.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".gguf")
+
+
+def _looks_like_path(source: str) -> bool:
+    """Hub ids are ``owner/name``; anything absolute, relative, deeper or existing is a local folder."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or Path(source).exists()
+
+
+def _missing(source: str, revision: str | None, role: str, profile: str, reason: str) -> ModelError:
+    rev = f" --revision {revision}" if revision else ""
+    reason = " ".join(str(reason).split())[:200]
+    return ModelError(
+        f"model {source!r} for role {role!r} of profile {profile!r} is not available here ({reason}); get it with "
+        f"`huggingface-cli download {source}{rev}` or set a local folder for it in the profile; "
+        "`-profile lite` works offline")
+
+
+def _not_found_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub import errors as hf_errors
+
+    return (OSError, hf_errors.HFValidationError, hf_errors.LocalEntryNotFoundError, hf_errors.RepositoryNotFoundError,
+            hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError)
+
+
+def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: str, revision: str | None = None,
+                    **kwargs) -> T:
+    """Call a ``from_pretrained``-style ``load`` on a hub id (at ``revision``) or a local folder.
+
+    ``use_safetensors=True`` and ``trust_remote_code=False`` are passed unless ``kwargs`` sets them; a keyword whose value
+    is ``None`` is dropped (for loaders that do not take it, e.g. ``use_safetensors=None`` for a tokenizer). A model that
+    is missing (not in the cache while offline, unknown id, no such folder) raises ``ModelError``.
+    """
+    kwargs.setdefault("use_safetensors", True)
+    kwargs["trust_remote_code"] = bool(kwargs.get("trust_remote_code", False))
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    local = Path(source).expanduser()
+    if _looks_like_path(source):
+        if not local.is_dir():
+            raise _missing(source, None, role, profile, "no such local folder")
+        target, revision = str(local), None
+    else:
+        target = source
+        if revision is not None:
+            kwargs["revision"] = revision
+    log.debug("loading %s%s for %s/%s", target, f"@{revision}" if revision else "", profile, role)
+    try:
+        return load(target, **kwargs)
+    except _not_found_errors() as err:
+        raise _missing(source, revision, role, profile, str(err) or type(err).__name__) from err
+
+
+def weight_files(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The weight files of a folder (recursively, skipping hidden entries) or of a list of files/folders, in the canonical
+    order: by their path relative to the folder they were found in (or their file name), compared as UTF-8 bytes."""
+    items = [paths_or_folder] if isinstance(paths_or_folder, (str, os.PathLike)) else list(paths_or_folder)
+    found: list[tuple[bytes, Path]] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            for path in item.rglob("*"):
+                rel = path.relative_to(item)
+                if path.is_file() and path.suffix in WEIGHT_SUFFIXES and not any(p.startswith(".") for p in rel.parts):
+                    found.append((rel.as_posix().encode(), path))
+        elif item.is_file():
+            found.append((item.name.encode(), item))
+        else:
+            raise ModelError(f"weights {item} not found: check the model path in the profile")
+    return [path for _, path in sorted(found, key=lambda pair: pair[0])]
+
+
+def weights_sha256(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike]) -> bytes:
+    """sha256 identifying a model's weights (32 bytes), as recorded in ``ModelRef``.
+
+    Defined as sha256 over the concatenated sha256 digests of each weight file's bytes, files taken in the order of
+    ``weight_files`` (relative POSIX path as UTF-8 bytes). Names fix only the order, so a renamed single file keeps its
+    hash; configs and tokenizer files are not part of it.
+    """
+    files = weight_files(paths_or_folder)
+    if not files:
+        raise ModelError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {paths_or_folder}: check the model path")
+    outer = hashlib.sha256()
+    for path in files:
+        inner = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                inner.update(chunk)
+        outer.update(inner.digest())
+    return outer.digest()
