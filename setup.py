@@ -39,7 +39,7 @@ setup(
         "m3cvcav.engines.tokenizer": ["weights/*"],
     },
     include_package_data=True,
-    cffi_modules=[FFI_BUILDER] if (HERE / FFI_BUILDER.split(":")[0]).exists() else [],
+    cffi_modules=[FFI_BUILDER],
     setup_requires=["cffi>=1.16"],
     install_requires=[
         "numpy>=1.24",
