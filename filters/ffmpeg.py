@@ -1,0 +1,96 @@
+"""FFmpeg's own filters (scale, fps, crop, format, ...) run through PyAV's ``av.filter.Graph`` on our RGB frames."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from m3cvcav.errors import UsageError
+
+from .graph import FilterSpec
+from .items import Frame, VideoInfo
+from .node import Node
+
+OURS = ("source", "select", "describe", "tokenize", "generate", "sink")
+
+
+def is_ffmpeg_filter(name: str) -> bool:
+    """True when libavfilter (as bundled with PyAV) has a filter called ``name``."""
+    return name in av.filter.filters_available
+
+
+class FFmpegChain(Node):
+    """A chain of libavfilter video filters; built at the first frame (sizes come from the frames themselves)."""
+
+    NAME = ""  # not addressable by name: created from FilterSpecs that libavfilter knows
+
+    def __init__(self, specs: list[FilterSpec]):
+        super().__init__()
+        for spec in specs:
+            if not is_ffmpeg_filter(spec.name):
+                raise UsageError(f"unknown filter {spec.name!r}: not an m3cvcav node ({', '.join(OURS[1:-1])}) "
+                                 "nor an FFmpeg filter (list them with `ffmpeg -filters`)")
+        self.specs = specs
+        self._graph: av.filter.Graph | None = None
+        self._index = 0
+
+    def configure(self, info: VideoInfo) -> VideoInfo:
+        """Frame rate changes are known from the filters; the frame size is read from the first output frame."""
+        for spec in self.specs:
+            if spec.name in ("fps", "framerate"):
+                positional, named = spec.options()
+                rate = named.get("fps") or (positional[0] if positional else "25")
+                try:
+                    fps = Fraction(rate)
+                except ValueError:
+                    raise UsageError(f"{spec.name}: give the frame rate as a number, e.g. fps=10") from None
+                info = info.with_(fps=fps, time_base=1 / fps, frame_count=None)
+        return info
+
+    def _build(self, frame: Frame) -> None:
+        height, width = frame.image.shape[:2]
+        graph = av.filter.Graph()
+        src = prev = graph.add_buffer(width=width, height=height, format="rgb24", time_base=frame.time_base)
+        for spec in self.specs:
+            try:
+                ctx = graph.add(spec.name, spec.args or None)
+            except (av.error.FFmpegError, ValueError) as err:
+                raise UsageError(f"FFmpeg filter {spec.name}={spec.args}: {err}") from None
+            prev.link_to(ctx)
+            prev = ctx
+        sink = graph.add("buffersink")
+        prev.link_to(sink)
+        try:
+            graph.configure()
+        except (av.error.FFmpegError, ValueError) as err:
+            raise UsageError(f"FFmpeg filter graph {','.join(s.name for s in self.specs)}: {err}") from None
+        self._graph, self._src, self._sink = graph, src, sink
+
+    def process(self, frame: Frame) -> Iterator[Frame]:
+        if self._graph is None:
+            self._build(frame)
+        vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+        vf.pts, vf.time_base = frame.pts, frame.time_base
+        self._push(vf)
+        return self._pull()
+
+    def flush(self) -> Iterator[Frame]:
+        if self._graph is None:
+            return iter(())
+        self._push(None)
+        return self._pull()
+
+    def _push(self, frame: av.VideoFrame | None) -> None:
+        self._src.push(frame)
+
+    def _pull(self) -> Iterator[Frame]:
+        while True:
+            try:
+                out = self._sink.pull()
+            except (BlockingIOError, av.error.EOFError):
+                return
+            image = out.to_ndarray(format="rgb24")
+            yield Frame(np.ascontiguousarray(image), int(out.pts), Fraction(out.time_base), self._index)
+            self._index += 1

@@ -1,0 +1,71 @@
+"""What flows between nodes: a stream description, video frames, audio packets and encoder-side segments."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Color:
+    """ITU-T H.273 code points of the source (BT.709 limited range by default), carried to the decoder's output."""
+
+    primaries: int = 1
+    transfer: int = 1
+    matrix: int = 1
+    full_range: bool = False
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Description of a video stream, what ``Node.configure`` maps from input to output."""
+
+    width: int
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    color: Color = Color()
+    frame_count: int | None = None  # None when unknown (pipes)
+    duration: float | None = None  # seconds, None when unknown
+
+    def with_(self, **changes) -> "VideoInfo":
+        return replace(self, **changes)
+
+
+@dataclass
+class Frame:
+    """One decoded frame: (H, W, 3) uint8 RGB full range, with its presentation timestamp in ``time_base``."""
+
+    image: np.ndarray
+    pts: int
+    time_base: Fraction
+    index: int = 0
+
+    @property
+    def time(self) -> float:
+        return float(self.pts * self.time_base)
+
+
+@dataclass
+class AudioPacket:
+    """A compressed audio packet passed through untouched for muxing (``packet`` is an ``av.Packet``)."""
+
+    packet: object
+
+
+@dataclass
+class ClipSegment:
+    """Encoder side: one segment closed by ``select`` — its keyframe (first frame), every frame's pts, a few frames
+    sampled for the clip description, and what later nodes add (texts, then the coded unit in ``unit``)."""
+
+    index: int
+    keyframe: np.ndarray
+    pts: list[int]
+    time_base: Fraction
+    samples: list[np.ndarray] = field(default_factory=list)
+    end_time: float = 0.0  # seconds at which the next segment starts (or the stream ends)
+    frame_text: str = ""
+    clip_text: str = ""
+    unit: object = None  # m3cvcav.bitstream.units.Segment once tokenized
+    size: int = 0  # coded bytes of ``unit``

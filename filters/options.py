@@ -1,0 +1,79 @@
+"""Typed node options, like libavfilter's AVOption tables: name, type, default, range or choices, help."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from m3cvcav.errors import UsageError
+
+_SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def parse_number(text: str, kind: type) -> float | int:
+    """Parse ``text`` as ``kind`` (int/float) accepting FFmpeg's k/M/G suffixes (``20k`` = 20000)."""
+    text = text.strip()
+    scale = 1.0
+    if text and text[-1] in _SUFFIX:
+        scale, text = _SUFFIX[text[-1]], text[:-1]
+    value = float(text) * scale
+    if kind is int:
+        if value != int(value):
+            raise ValueError(f"{text!r} is not an integer")
+        return int(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a node: ``type`` is int, float, str or bool; ``range`` (lo, hi) for numbers, ``choices`` for str."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+    def parse(self, value: Any, node: str) -> Any:
+        """Convert and check one value (a string from a graph, or a Python value from the API)."""
+        try:
+            if self.type is bool:
+                if isinstance(value, str):
+                    if value.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                        raise ValueError(value)
+                    value = value.lower() in ("1", "true", "yes")
+                out = bool(value)
+            elif self.type in (int, float):
+                out = parse_number(value, self.type) if isinstance(value, str) else self.type(value)
+            else:
+                out = str(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{node}: option {self.name}={value!r} is not a valid {self.type.__name__}; "
+                             f"{self.describe()}") from None
+        if self.range is not None and not (self.range[0] <= out <= self.range[1]):
+            raise UsageError(f"{node}: option {self.name}={out} is out of range [{self.range[0]}, {self.range[1]}]")
+        if self.choices is not None and out not in self.choices:
+            raise UsageError(f"{node}: option {self.name}={out!r} must be one of {', '.join(self.choices)}")
+        return out
+
+    def describe(self) -> str:
+        """One help line: ``name (type, default D, range [a, b]): help``."""
+        extra = f", range [{self.range[0]}, {self.range[1]}]" if self.range else ""
+        extra += f", one of {'|'.join(self.choices)}" if self.choices else ""
+        return f"{self.name} ({self.type.__name__}, default {self.default!r}{extra}): {self.help}"
+
+
+def bind(node: str, table: tuple[Option, ...], positional: list[str], named: dict[str, Any]) -> dict[str, Any]:
+    """Bind positional values in option order, then named ones; unknown names → UsageError listing the valid ones."""
+    if len(positional) > len(table):
+        raise UsageError(f"{node}: {len(positional)} positional values given but it takes at most {len(table)} "
+                         f"({', '.join(o.name for o in table)})")
+    by_name = {o.name: o for o in table}
+    values = {o.name: o.default for o in table}
+    for option, value in zip(table, positional):
+        values[option.name] = option.parse(value, node)
+    for key, value in named.items():
+        if key not in by_name:
+            raise UsageError(f"{node}: unknown option {key!r}; valid options: {', '.join(by_name) or '(none)'}")
+        values[key] = by_name[key].parse(value, node)
+    return values

@@ -1,0 +1,179 @@
+"""source: PyAV demux + decode of anything FFmpeg reads (files, stdin ``-``, still images) into RGB frames, keeping
+timestamps (VFR too), rotation and colour metadata; audio packets are handed through for muxing."""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from m3cvcav.errors import InputError, UsageError
+
+from . import colour
+from .items import AudioPacket, Frame, VideoInfo
+from .node import Node
+from .options import Option
+
+
+def open_input(src: str | os.PathLike | BinaryIO) -> av.container.InputContainer:
+    """Open ``src`` (a path, ``-`` for stdin, or a binary file object) with PyAV; one-line InputError on failure."""
+    target = sys.stdin.buffer if str(src) == "-" else src
+    if isinstance(target, (str, os.PathLike)):
+        path = Path(target)
+        if not path.exists():
+            raise InputError(f"input {path} does not exist: check the path")
+        if path.is_dir():
+            raise InputError(f"input {path} is a directory: give a media file")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"input {path} is not readable: check its permissions")
+        target = str(path)
+    try:
+        return av.open(target, "r")
+    except av.error.FFmpegError as err:
+        raise InputError(f"cannot read {src}: {err.strerror or err} (is it a media file FFmpeg can read?)") from None
+
+
+class Source(Node):
+    """Decoded video frames (and audio packets) of one input; ``info`` describes the video after ``open()``."""
+
+    NAME = "source"
+    HELP = "decode any input FFmpeg reads into RGB frames"
+    OPTIONS = (
+        Option("ss", float, 0.0, "start at this time (seconds)", range=(0, 1e9)),
+        Option("t", float, 0.0, "stop after this duration (seconds, 0 = to the end)", range=(0, 1e9)),
+        Option("frames", int, 0, "stop after this many frames (0 = all)", range=(0, 1 << 40)),
+        Option("audio", bool, True, "hand the first audio stream's packets through"),
+    )
+
+    def __init__(self, src: str | os.PathLike | BinaryIO, positional: list[str] | None = None, **named):
+        super().__init__(positional, **named)
+        self.src = src
+        self.container = open_input(src)
+        if not self.container.streams.video:
+            self.container.close()
+            raise InputError(f"input {src} has no video stream: m3cvcav encodes video")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        audio = self.container.streams.audio
+        self.audio_stream = audio[0] if audio and self.opts["audio"] else None
+        self._first = self._peek()
+        self.info = self._describe()
+
+    def _peek(self) -> av.VideoFrame:
+        if self.opts["ss"] > 0:
+            offset = int(self.opts["ss"] / self.stream.time_base) + (self.stream.start_time or 0)
+            try:
+                self.container.seek(offset, stream=self.stream, backward=True)
+            except av.error.FFmpegError:
+                pass  # unseekable (pipes): frames before -ss are dropped while decoding
+        self._packets = self._demux()
+        for item in self._packets:
+            if isinstance(item, av.VideoFrame):
+                return item
+            self._pending.append(item)
+        raise InputError(f"input {self.src} has no decodable video frame after {self.opts['ss']} s")
+
+    def _demux(self) -> Iterator[av.VideoFrame | av.Packet]:
+        self._pending: list[av.Packet] = []
+        streams = [self.stream] + ([self.audio_stream] if self.audio_stream is not None else [])
+        start = self.opts["ss"]
+        try:
+            for packet in self.container.demux(streams):
+                if packet.stream.type == "audio":
+                    if packet.pts is not None and packet.size and float(packet.pts * packet.time_base) >= start:
+                        yield packet
+                    continue
+                for frame in packet.decode():
+                    if frame.time is None or frame.time >= start - 1e-6:
+                        yield frame
+        except av.error.FFmpegError as err:
+            raise InputError(f"cannot decode {self.src}: {err}") from None
+
+    def _describe(self) -> VideoInfo:
+        first, stream = self._first, self.stream
+        fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
+        if fps <= 0 or fps > 1000:
+            fps = Fraction(25)
+        time_base = Fraction(stream.time_base) if stream.time_base else 1 / fps
+        height, width = first.height, first.width
+        if round((first.rotation or 0) / 90) % 2:
+            width, height = height, width
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif self.container.duration:
+            duration = self.container.duration / av.time_base
+        if duration is not None:
+            duration = max(0.0, duration - self.opts["ss"])
+            if self.opts["t"]:
+                duration = min(duration, self.opts["t"])
+        count = stream.frames or (round(duration * fps) if duration else None)
+        if self.container.format.name in ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"):
+            count = 1
+        if count is not None and self.opts["ss"] > 0 and stream.frames:
+            count = max(1, round(duration * fps)) if duration else count
+        if count is not None and self.opts["frames"]:
+            count = min(count, self.opts["frames"])
+        return VideoInfo(width, height, fps, time_base, colour.from_frame(first), count, duration)
+
+    def __iter__(self) -> Iterator[Frame | AudioPacket]:
+        """Frames with pts rebased so the first output frame is at 0; audio packets shifted by the same offset."""
+        info, opts = self.info, self.opts
+        step = 1 / (info.fps * info.time_base)  # ticks per frame, for frames without pts
+        origin: float | None = None
+        count = 0
+        stream = [self._first]
+        pending = self._pending
+        try:
+            for item in _chain(stream, self._packets):
+                if isinstance(item, av.Packet):
+                    if origin is None:
+                        pending.append(item)
+                        continue
+                    yield from self._audio(item, origin)
+                    continue
+                pts = item.pts if item.pts is not None else round(count * step)
+                if origin is None:
+                    origin = float(pts * info.time_base)
+                    for packet in pending:
+                        yield from self._audio(packet, origin)
+                    pending.clear()
+                if opts["t"] and float(pts * info.time_base) - origin >= opts["t"] - 1e-9:
+                    break
+                image = colour.to_rgb(item, info.color)
+                turns = round((item.rotation or 0) / 90) % 4
+                if turns:
+                    image = np.ascontiguousarray(np.rot90(image, k=turns))
+                yield Frame(image, pts - round(origin / info.time_base), info.time_base, count)
+                count += 1
+                if opts["frames"] and count >= opts["frames"]:
+                    break
+        finally:
+            self.container.close()
+
+    def _audio(self, packet: av.Packet, origin: float) -> Iterator[AudioPacket]:
+        shift = round(origin / packet.time_base)
+        if float(packet.pts * packet.time_base) < origin - 1e-6:
+            return
+        if self.opts["t"] and float(packet.pts * packet.time_base) - origin >= self.opts["t"]:
+            return
+        packet.pts -= shift
+        if packet.dts is not None:
+            packet.dts -= shift
+        yield AudioPacket(packet)
+
+
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def check_seek_options(ss: float, t: float) -> None:
+    """Reject negative -ss/-t early, as FFmpeg does."""
+    if ss < 0 or t < 0:
+        raise UsageError("-ss and -t take a non-negative number of seconds")
