@@ -1,0 +1,156 @@
+"""Unit payloads of docs/bitstream.md: round trips, exact bytes, bounds, versioning, corruption."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import brotli
+import numpy as np
+import pytest
+
+from m3cvcav.bitstream import units as U
+from m3cvcav.bitstream.framing import iter_units, pack_unit
+from m3cvcav.engines.interfaces import GenerationParams, ModelRef
+from m3cvcav.errors import BitstreamError, UnsupportedVersionError
+
+
+def seq_header(**kw) -> U.SequenceHeader:
+    base = dict(width=640, height=360, fps=Fraction(24000, 1001), time_base=Fraction(1, 90000),
+                color=U.ColorDescription(9, 16, 9, True), profile_id=3,
+                models=[ModelRef(7, bytes(range(32))), ModelRef(70000, b"\xab" * 32)])
+    base.update(kw)
+    return U.SequenceHeader(**base)
+
+
+def full_segment() -> U.Segment:
+    rng = np.random.default_rng(1)
+    return U.Segment(
+        U.SegmentHeader(index=5, first_pts=-3, frame_count=4, keyframe_pos=2, flags=U.SCENE_CUT),
+        tokens=U.KeyframeTokens(12, 3, (2, 9, 16), (288, 512), bytes(rng.integers(0, 256, 300, dtype=np.uint8))),
+        frame_text="a rabbit in a meadow, été", clip_text="camera pans left",
+        motion=U.MotionInfo(rng.integers(-300, 300, (3, 2, 4, 2)).astype(np.int32)),
+        params=GenerationParams(seed=4242, steps=4, scheduler_id=2, mode="tt2v"),
+        frame_pts=[-3, 0, 7, 8])
+
+
+def test_sequence_header_roundtrip_and_exact_bytes():
+    h = seq_header()
+    data = U.encode_sequence_header(h)
+    back, size = U.decode_sequence_header(data + b"trailing")
+    assert size == len(data) and back == h
+    small = U.SequenceHeader(320, 240, Fraction(25), Fraction(1, 25))
+    payload = U.encode_sequence_header_payload(small)
+    # version 1.0 | 320 = c0 02 | 240 = f0 01 | 25/1 | 1/25 | BT.709 limited | profile 0 | 0 models
+    assert payload == bytes([1, 0, 0xC0, 0x02, 0xF0, 0x01, 25, 1, 1, 25, 1, 1, 1, 0, 0, 0])
+
+
+def test_newer_minor_decodes_newer_major_refused():
+    payload = U.encode_sequence_header_payload(seq_header())
+    newer_minor = bytes([1, 7]) + payload[2:] + b"future fields"
+    assert U.decode_sequence_header_payload(newer_minor).version == (1, 7)
+    with pytest.raises(UnsupportedVersionError, match="upgrade"):
+        U.decode_sequence_header_payload(bytes([2, 0]) + payload[2:])
+    with pytest.raises(BitstreamError):
+        U.decode_sequence_header_payload(bytes([0, 0]) + payload[2:])
+
+
+def test_sequence_header_bounds():
+    with pytest.raises(BitstreamError):
+        U.encode_sequence_header(seq_header(width=20000))
+    bad = bytearray(U.encode_sequence_header_payload(seq_header(models=[])))
+    bad[-1] = 17  # model_count over 16
+    with pytest.raises(BitstreamError, match="model_count"):
+        U.decode_sequence_header_payload(bytes(bad))
+    with pytest.raises(BitstreamError, match="not an m3cvc"):
+        U.decode_sequence_header(pack_unit(0x02, b"x"))
+
+
+def test_segment_roundtrip_full_and_minimal():
+    seg = full_segment()
+    assert U.decode_segment(U.encode_segment(seg)) == seg
+    minimal = U.Segment(U.SegmentHeader(0, 0, 1))
+    data = U.encode_segment(minimal)
+    assert data == pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0]))
+    assert U.decode_segment(data) == minimal
+
+
+def test_segment_unit_order_and_text_compression():
+    data = U.encode_segment(full_segment())
+    types = [u.unit_type for u in iter_units(data)]
+    assert types == [U.SEGMENT_HEADER, U.GEN_PARAMS, U.KEYFRAME_TOKENS, U.FRAME_TEXT, U.CLIP_TEXT, U.MOTION,
+                     U.FRAME_PTS]
+    text = next(u for u in iter_units(data) if u.unit_type == U.FRAME_TEXT)
+    assert brotli.decompress(text.payload).decode() == "a rabbit in a meadow, été"
+
+
+def test_cfr_pts_integer_formula():
+    h = seq_header()  # 24000/1001 fps in 1/90000: 3753.75 ticks per frame
+    assert U.frame_pts_cfr(10, 5, h) == [10, 10 + 3753, 10 + 7507, 10 + 11261, 10 + 15015]
+    seg = U.Segment(U.SegmentHeader(0, 0, 3))
+    assert seg.pts(U.SequenceHeader(8, 8, Fraction(25), Fraction(1, 1000))) == [0, 40, 80]
+
+
+def test_unknown_units_and_padding_skipped():
+    seg = full_segment()
+    data = U.encode_segment(seg) + pack_unit(0x42, b"from the future") + pack_unit(U.PADDING, bytes(10))
+    assert U.decode_segment(data) == seg
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "CRC"),
+    (lambda d: pack_unit(U.FRAME_TEXT, brotli.compress(b"x")) + d, "not a segment header"),
+    (lambda d: d + pack_unit(U.FRAME_TEXT, brotli.compress(b"again")), "twice"),
+    (lambda d: d + pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0])), "twice"),
+    (lambda d: d[:-3], "truncated"),
+])
+def test_corrupt_segments_raise(mutate, match):
+    data = U.encode_segment(U.Segment(U.SegmentHeader(1, 0, 2), frame_text="hello"))
+    with pytest.raises(BitstreamError, match=match):
+        U.decode_segment(mutate(data))
+
+
+def test_text_rules():
+    head = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0]))
+    cases = {
+        brotli.compress(b"\xff\xfe not utf-8"): "UTF-8",
+        brotli.compress(b"a" * (U.MAX_TEXT_BYTES + 1)): "beyond",
+        brotli.compress(b"nul\x00"): "NUL",
+        brotli.compress(b"hello")[:-2]: "incomplete|Brotli",
+        b"\x00garbage": "Brotli",
+    }
+    for payload, match in cases.items():
+        with pytest.raises(BitstreamError, match=match):
+            U.decode_segment(head + pack_unit(U.CLIP_TEXT, payload))
+    bomb = brotli.compress(bytes(16 << 20))  # 16 MiB of zeros in a few bytes: rejected without inflating it all
+    with pytest.raises(BitstreamError, match="beyond"):
+        U.decode_text(bomb, "clip text")
+
+
+def test_field_bounds_on_read():
+    head = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0]))
+    too_many_tokens = bytes([0, 0, 16, 0x80, 0x08, 0x80, 0x08, 1, 1])  # 16 x 1024 x 1024 tokens
+    with pytest.raises(BitstreamError, match="tokens"):
+        U.decode_segment(head + pack_unit(U.KEYFRAME_TOKENS, too_many_tokens))
+    with pytest.raises(BitstreamError, match="keyframe_pos"):
+        U.decode_segment(pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 2, 2, 0])))
+    with pytest.raises(BitstreamError, match="frame_count"):
+        U.decode_segment(pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 0, 0, 0])))
+    with pytest.raises(BitstreamError, match="mode"):
+        U.decode_segment(head + pack_unit(U.GEN_PARAMS, bytes([1, 1, 1, 9])))
+    with pytest.raises(BitstreamError, match="motion cells"):
+        U.decode_segment(head + pack_unit(U.MOTION, bytes([1, 0x80, 0x04, 0x80, 0x01, 2])))
+    with pytest.raises(BitstreamError, match="timestamps"):
+        U.decode_segment(head + pack_unit(U.FRAME_PTS, bytes([2, 0, 1])))
+
+
+def test_unknown_motion_kind_is_ignored():
+    head = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0]))
+    assert U.decode_segment(head + pack_unit(U.MOTION, bytes([9, 1, 2, 3]))).motion is None
+
+
+def test_encoder_rejects_out_of_range():
+    with pytest.raises(BitstreamError):
+        U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2, keyframe_pos=2)))
+    with pytest.raises(BitstreamError):
+        U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2), frame_pts=[0, 0]))
+    with pytest.raises(BitstreamError):
+        U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2), params=GenerationParams(mode="x")))
