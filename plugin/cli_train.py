@@ -1,0 +1,74 @@
+"""``python -m m3cvcav train tokenizer ...``: train the keyframe tokenizer (or only a codebook over a frozen VAE)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one-line UsageError instead of argparse's exit
+        raise UsageError(f"train: {message} (see python -m m3cvcav train tokenizer --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m m3cvcav train tokenizer",
+                description="Train the VQ keyframe tokenizer on the shared media (CPU, or CUDA when present).")
+    p.add_argument("--out", type=Path, default=Path("runs/tok"), help="run folder: checkpoint, log, cached pool")
+    p.add_argument("--steps", type=int, default=4000, help="total optimiser steps (default 4000)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128, help="training crop size in pixels (multiple of 16, ≥ 112)")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
+    p.add_argument("--vae", default=None, help="train only a residual codebook over this frozen diffusers "
+                   "AutoencoderKL's latents (path or hub id already in the local cache)")
+    p.add_argument("--levels", type=int, default=None, help="residual VQ levels (default 4; --vae: 2)")
+    p.add_argument("--vocab", type=int, default=None, help="codebook size per level (default 512; --vae: 1024)")
+    p.add_argument("--export", type=Path, default=None,
+                   help="after training, export the shipped weight file to this path (full tokenizer only)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m m3cvcav train tokenizer [options]   (--help after 'tokenizer' for options)")
+        return 0 if argv else 2
+    if argv[0] != "tokenizer":
+        raise UsageError(f"train: unknown model {argv[0]!r}: the only trainable model is 'tokenizer'")
+    args = _parser().parse_args(argv[1:])
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("train: --device cuda but no CUDA device is available; use --device cpu")
+    if args.steps < 1 or args.batch < 1:
+        raise UsageError("train: --steps and --batch must be positive")
+    if args.crop % 16 or args.crop < 112:
+        raise UsageError(f"train: --crop {args.crop} must be a multiple of 16 and at least 112")
+    if args.vae:
+        from m3cvcav.engines.tokenizer.vae_codebook import CodebookOptions, train_codebook
+
+        path = train_codebook(CodebookOptions(
+            out=args.out, vae=args.vae, steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
+            device=device, threads=args.threads, resume=args.resume, ckpt_every=args.ckpt_every,
+            levels=args.levels or 2, vocab=args.vocab or 1024))
+        print(f"codebook written to {path}")
+        return 0
+    from m3cvcav.engines.tokenizer.model import NetConfig
+    from m3cvcav.engines.tokenizer.train import TrainOptions, train
+
+    cfg = NetConfig(levels=args.levels or 4, vocab=args.vocab or 512)
+    ckpt = train(TrainOptions(out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+                              seed=args.seed, device=device, threads=args.threads, resume=args.resume,
+                              ckpt_every=args.ckpt_every, cfg=cfg))
+    print(f"checkpoint written to {ckpt}")
+    if args.export:
+        from m3cvcav.engines.tokenizer.export import export_weights
+
+        print(f"weights exported to {export_weights(ckpt, args.export)}")
+    return 0
