@@ -1,0 +1,40 @@
+"""The offline ``lite`` engines (real weights, CPU): factories named by ``engines/profiles/lite.toml``.
+
+Each factory takes the role's settings (the profile's table plus ``backend``, ``profile`` and ``role``) and returns an
+object implementing that role's Protocol of ``m3cvcav.engines.interfaces``.
+"""
+from __future__ import annotations
+
+from .describer import LabelDescriber
+from .embedder import LiteEmbedder
+from .interpolator import FlowInterpolator
+from .keyframe import PassthroughKeyframes
+from .motion import DisMotion
+
+__all__ = ["DisMotion", "FlowInterpolator", "LabelDescriber", "LiteEmbedder", "PassthroughKeyframes", "load_clip_generator",
+           "load_describer", "load_embedder", "load_keyframe_generator", "load_motion"]
+
+
+def load_embedder(settings: dict) -> LiteEmbedder:
+    return LiteEmbedder(model_id=settings["model_id"], size=settings.get("size", 224), batch=settings.get("batch", 8),
+                        backend=settings.get("backend", "auto"), device=settings.get("device"),
+                        threads=settings.get("threads", 0))
+
+
+def load_motion(settings: dict) -> DisMotion:
+    return DisMotion(work_size=settings.get("work_size", 320), preset=settings.get("preset", "fast"))
+
+
+def load_describer(settings: dict) -> LabelDescriber:
+    embedder = load_embedder({**settings, "model_id": settings.get("embedder_model_id", 0)})
+    motion = DisMotion(work_size=settings.get("work_size", 256), preset="ultrafast")
+    return LabelDescriber(embedder, motion, top_k=settings.get("top_k", 3), min_prob=settings.get("min_prob", 0.05))
+
+
+def load_clip_generator(settings: dict) -> FlowInterpolator:
+    return FlowInterpolator(model_id=settings["model_id"], work_size=settings.get("work_size", 512),
+                            preset=settings.get("preset", "medium"))
+
+
+def load_keyframe_generator(settings: dict) -> PassthroughKeyframes:
+    return PassthroughKeyframes(model_id=settings["model_id"])
