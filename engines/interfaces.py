@@ -113,3 +113,12 @@ class GenerationParams:
     scheduler_id: int = 0
     mode: str = "it2v"  # "it2v" (keyframe image + text) or "tt2v" (text only)
     extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """Optional, for any role's engine: the networks it runs, for ONNX/TensorRT ahead-of-time builds
+    (``python -m m3cvcav engines build``). Sizes are (height, width) resolution buckets."""
+
+    def export_specs(self, sizes: Sequence[tuple[int, int]]) -> list:
+        """``m3cvcav.engines.backends.ExportSpec`` per network, with shape profiles for ``sizes``."""

@@ -79,6 +79,11 @@ class LiteEmbedder:
         return create_engine(export_spec(self._net, buckets, self.batch), self._backend, device=self._device,
                              threads=self._threads)
 
+    def export_specs(self, sizes: Sequence[tuple[int, int]]) -> list[ExportSpec]:
+        """The network with one shape profile per size (frames are resized to ``size`` before it, so the sizes only
+        bound the TensorRT profiles)."""
+        return [export_spec(self._net, sorted({*sizes, (self.size, self.size)}), self.batch)]
+
     def run(self, frames: Sequence[Image]) -> tuple[np.ndarray, np.ndarray]:
         """(logits (N, 1000), embeddings (N, 1280)) for ``frames``, in batches of ``self.batch``."""
         if not frames:

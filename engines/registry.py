@@ -1,0 +1,178 @@
+"""Profiles: which model (factory + settings) plays each role, loaded from TOML.
+
+A profile file has ``name``, ``profile_id`` (stable, in the sequence header), optional ``base`` (a packaged profile name or
+a path it overrides field by field) and one ``[roles.<role>]`` table per role with ``factory = "module:callable"``,
+``model_id`` (stable numeric id, never derived from order), ``decoder = true`` for models the decoder needs, optional
+``sha256`` (hex, pins the weights' hash without loading them) and the factory's own settings.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.log import get_logger
+
+from .interfaces import (ClipGenerator, Describer, KeyframeGenerator, KeyframeTokenizer, ModelRef, MotionEstimator,
+                         SemanticEmbedder)
+
+log = get_logger("engines.registry")
+ROLES = {"embedder": SemanticEmbedder, "motion": MotionEstimator, "describer": Describer,
+         "tokenizer": KeyframeTokenizer, "keyframe_generator": KeyframeGenerator, "clip_generator": ClipGenerator}
+DEFAULT_PROFILE = "lite"
+
+
+def available_profiles() -> list[str]:
+    folder = resources.files("m3cvcav.engines").joinpath("profiles")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base``: tables merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
+    is_path = name_or_path.endswith(".toml") or "/" in name_or_path
+    if is_path:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"profile file {path} not found: pass an existing .toml or one of {available_profiles()}")
+        text, where = path.read_text(encoding="utf-8"), str(path.resolve())
+    else:
+        if name_or_path not in available_profiles():
+            raise UsageError(f"unknown profile {name_or_path!r}: use one of {', '.join(available_profiles())} "
+                             "or a path to a .toml file")
+        text = resources.files("m3cvcav.engines").joinpath(f"profiles/{name_or_path}.toml").read_text(encoding="utf-8")
+        where = name_or_path
+    if where in seen:
+        raise UsageError(f"profile {name_or_path} names itself as its base (through {' -> '.join(seen)})")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"profile {name_or_path} is not valid TOML ({err}): fix the file") from err
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if is_path and ("/" in base or base.endswith(".toml")):
+        base = str((Path(name_or_path).expanduser().parent / base))
+    parent = _read(base, (*seen, where))
+    parent.pop("name", None)
+    return merge(parent, data)
+
+
+def _validate(data: dict, source: str) -> None:
+    for key in ("name", "profile_id", "roles"):
+        if key not in data:
+            raise UsageError(f"profile {source} has no {key!r}: add it (see docs/engines.md)")
+    if not isinstance(data["profile_id"], int) or not 0 <= data["profile_id"] < 1 << 16:
+        raise UsageError(f"profile {source}: profile_id must be an integer in [0, 65535]")
+    ids: dict[int, str] = {}
+    for role, table in data["roles"].items():
+        if role not in ROLES:
+            raise UsageError(f"profile {source}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+        factory = table.get("factory", "")
+        if not isinstance(factory, str) or factory.count(":") != 1:
+            raise UsageError(f"profile {source}: role {role} needs factory = \"module:callable\"")
+        if "model_id" in table:
+            mid = table["model_id"]
+            if not isinstance(mid, int) or not 0 <= mid < 1 << 16:
+                raise UsageError(f"profile {source}: role {role} model_id must be an integer in [0, 65535]")
+            if mid in ids and table.get("decoder") and data["roles"][ids[mid]].get("decoder"):
+                raise UsageError(f"profile {source}: roles {ids[mid]} and {role} share model_id {mid}")
+            ids.setdefault(mid, role)
+        elif table.get("decoder"):
+            raise UsageError(f"profile {source}: role {role} is needed by the decoder and so needs a model_id")
+
+
+class Profile:
+    """A loaded profile; engines are built on first use and cached per (role, backend)."""
+
+    def __init__(self, data: dict, source: str) -> None:
+        _validate(data, source)
+        self.data, self.source = data, source
+        self.name: str = data["name"]
+        self.profile_id: int = data["profile_id"]
+        self._engines: dict[tuple[str, str], object] = {}
+
+    def roles(self) -> list[str]:
+        return [r for r in ROLES if r in self.data["roles"]]
+
+    def settings(self, role: str) -> dict:
+        if role not in ROLES:
+            raise UsageError(f"unknown role {role!r}: roles are {', '.join(ROLES)}")
+        if role not in self.data["roles"]:
+            raise ModelError(f"profile {self.name!r} has no {role}: use a profile that defines [roles.{role}]")
+        return copy.deepcopy(self.data["roles"][role])
+
+    def engine(self, role: str, *, backend: str = "auto"):
+        """The role's engine, built by its factory with the role settings plus ``backend``, ``profile``, ``role``."""
+        key = (role, backend)
+        if key not in self._engines:
+            settings = self.settings(role)
+            module_name, attr = settings["factory"].split(":")
+            try:
+                factory = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as err:
+                raise ModelError(f"profile {self.name!r} role {role}: factory {settings['factory']} is not available "
+                                 f"({err}); install what it needs or use -profile lite") from err
+            engine = factory({**settings, "backend": backend, "profile": self.name, "role": role})
+            if not isinstance(engine, ROLES[role]):
+                raise ModelError(f"profile {self.name!r} role {role}: {settings['factory']} returned a "
+                                 f"{type(engine).__name__}, which is not a {ROLES[role].__name__}")
+            log.log(15, "%s/%s: %s", self.name, role, settings["factory"])
+            self._engines[key] = engine
+        return self._engines[key]
+
+    def decoder_roles(self) -> list[str]:
+        return [r for r in self.roles() if self.data["roles"][r].get("decoder")]
+
+    def _ref(self, role: str) -> ModelRef:
+        table = self.data["roles"][role]
+        if "sha256" in table:
+            return ModelRef(table["model_id"], bytes.fromhex(table["sha256"]), table.get("name", role))
+        ref = self.engine(role).ref
+        if ref.model_id != table["model_id"]:
+            raise ModelError(f"profile {self.name!r} role {role}: the engine reports model_id {ref.model_id}, the "
+                             f"profile says {table['model_id']}; fix the factory")
+        return ref
+
+    def model_refs(self) -> list[ModelRef]:
+        """The models the decoder needs (roles with ``decoder = true``), by ascending model_id."""
+        return sorted((self._ref(r) for r in self.decoder_roles()), key=lambda ref: ref.model_id)
+
+    def verify(self, refs: list[ModelRef]) -> None:
+        """``ModelError`` unless every model a stream names is installed here with the same weights."""
+        by_id = {self.data["roles"][r]["model_id"]: r for r in self.decoder_roles()}
+        for ref in refs:
+            role = by_id.get(ref.model_id)
+            if role is None:
+                raise ModelError(f"the stream needs model id {ref.model_id} ({ref.name or 'unnamed'}), which profile "
+                                 f"{self.name!r} does not have: decode with the profile it was encoded with")
+            table = self.data["roles"][role]
+            installed = bytes.fromhex(table["sha256"]) if "sha256" in table else self.engine(role).ref.sha256
+            if installed != ref.sha256:
+                raise ModelError(f"the stream's {role} model (id {ref.model_id}) has weights {ref.sha256.hex()[:16]}…, "
+                                 f"the installed ones are {installed.hex()[:16]}…: install the weights it was encoded "
+                                 f"with (profile {self.name!r})")
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            close = getattr(engine, "close", None)
+            if close:
+                close()
+        self._engines.clear()
+
+
+def load_profile(name_or_path: str = DEFAULT_PROFILE, overrides: dict | None = None) -> Profile:
+    """A packaged profile by name (``lite``, ``m3cvc``) or a TOML file path, with ``overrides`` merged over it."""
+    data = _read(name_or_path)
+    if overrides:
+        data = merge(data, overrides)
+    return Profile(data, name_or_path)
