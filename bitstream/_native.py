@@ -1,0 +1,33 @@
+"""Loader of the cffi core ``m3cvcav.bitstream._m3cvcore``, honouring ``M3CVC_NATIVE`` (unset: auto, 0: off, 1: required)."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from m3cvcav.errors import EngineError, UsageError
+
+
+@lru_cache(maxsize=1)
+def _import() -> tuple[Any, Any] | str:
+    try:
+        from . import _m3cvcore
+    except ImportError as exc:
+        return str(exc)
+    return _m3cvcore.ffi, _m3cvcore.lib
+
+
+def core() -> tuple[Any, Any] | None:
+    """``(ffi, lib)`` of the native core, or None when the numpy/Python fallback is to be used."""
+    mode = os.environ.get("M3CVC_NATIVE", "").strip()
+    if mode not in ("", "0", "1"):
+        raise UsageError(f"M3CVC_NATIVE={mode!r} is not understood; set it to 0 (fallback), 1 (native) or leave it unset")
+    if mode == "0":
+        return None
+    loaded = _import()
+    if isinstance(loaded, str):
+        if mode == "1":
+            raise EngineError(f"M3CVC_NATIVE=1 but the native core is not built ({loaded}); "
+                              "reinstall with a C compiler present (pip install .) or unset M3CVC_NATIVE")
+        return None
+    return loaded
