@@ -27,13 +27,27 @@ def _looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or Path(source).exists()
 
 
-def _missing(source: str, revision: str | None, role: str, profile: str, reason: str) -> ModelError:
+def _missing(source: str, revision: str | None, role: str, profile: str, reason: str, *, local: bool) -> ModelError:
+    reason = reason[:160]
+    if local:
+        return ModelError(
+            f"model folder {source!r} for role {role!r} of profile {profile!r} cannot be loaded ({reason}); point the "
+            "profile at a folder saved with save_pretrained (safetensors weights); `-profile lite` works offline")
     rev = f" --revision {revision}" if revision else ""
-    reason = " ".join(str(reason).split())[:200]
     return ModelError(
         f"model {source!r} for role {role!r} of profile {profile!r} is not available here ({reason}); get it with "
         f"`huggingface-cli download {source}{rev}` or set a local folder for it in the profile; "
         "`-profile lite` works offline")
+
+
+def _reason(err: BaseException, *, local: bool) -> str:
+    """A short cause: the cache and offline mode when that is why, else the first sentence of the loader's error."""
+    from huggingface_hub import constants
+
+    if not local and constants.HF_HUB_OFFLINE:
+        return f"not in the Hugging Face cache {constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set"
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text.split(". ")[0]
 
 
 def _not_found_errors() -> tuple[type[BaseException], ...]:
@@ -57,7 +71,7 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
     local = Path(source).expanduser()
     if _looks_like_path(source):
         if not local.is_dir():
-            raise _missing(source, None, role, profile, "no such local folder")
+            raise _missing(source, None, role, profile, "no such local folder", local=True)
         target, revision = str(local), None
     else:
         target = source
@@ -67,7 +81,8 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
     try:
         return load(target, **kwargs)
     except _not_found_errors() as err:
-        raise _missing(source, revision, role, profile, str(err) or type(err).__name__) from err
+        is_local = _looks_like_path(source)
+        raise _missing(source, revision, role, profile, _reason(err, local=is_local), local=is_local) from err
 
 
 def weight_files(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
