@@ -1,0 +1,70 @@
+"""Containers of m3cvc streams: ``.m3cv`` (docs/bitstream.md §7) and Matroska (§8).
+
+``open_writer`` picks the container from ``container`` or the output's extension; ``open_reader`` from the magic bytes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+from m3cvcav.errors import BitstreamError, InputError, UsageError
+
+from ..units import SequenceHeader
+from .base import AtomicOutput, StreamReader, StreamWriter
+
+CONTAINERS = {".m3cv": "m3cv", ".mkv": "matroska", ".mka": "matroska", ".webm": "matroska"}
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+
+__all__ = ["open_writer", "open_reader", "StreamWriter", "StreamReader", "CONTAINERS"]
+
+
+def _container_for(dst: str | Path | BinaryIO, container: str | None) -> str:
+    if container is not None:
+        name = {"mkv": "matroska", "matroska": "matroska", "m3cv": "m3cv"}.get(container.lower())
+        if name is None:
+            raise UsageError(f"unknown container {container!r}: use m3cv or mkv")
+        return name
+    if isinstance(dst, (str, Path)) and Path(dst).suffix.lower() in CONTAINERS:
+        return CONTAINERS[Path(dst).suffix.lower()]
+    raise UsageError(f"cannot tell the container of {dst!r}: name it .m3cv or .mkv, or pass container='m3cv'|'mkv'")
+
+
+def open_writer(dst: str | Path | BinaryIO, header: SequenceHeader, *, container: str | None = None,
+                tags: dict[str, str] | None = None) -> StreamWriter:
+    """A writer for ``dst`` (a path, written via a temp file renamed on ``close()``, or a binary stream)."""
+    name = _container_for(dst, container)
+    out = AtomicOutput(dst)
+    try:
+        if name == "m3cv":
+            from .m3cv import M3cvWriter
+            return M3cvWriter(out, header, tags)
+        from .mkv import MkvWriter
+        return MkvWriter(out, header, tags)
+    except BaseException:
+        out.abort()
+        raise
+
+
+def open_reader(src: str | Path | BinaryIO) -> StreamReader:
+    """A reader for an m3cvc stream in either container (path or binary stream; streams need no seeking for .m3cv)."""
+    if isinstance(src, (str, Path)):
+        path: Path | None = Path(src)
+        try:
+            f: BinaryIO = open(path, "rb")
+        except OSError as err:
+            raise InputError(f"cannot open {path}: {err.strerror}; check the path") from None
+    else:
+        path, f = None, src
+    try:
+        magic = f.read(4)
+        if magic == b"M3CV":
+            from .m3cv import M3cvReader
+            return M3cvReader(f, path, magic)
+        if magic == EBML_MAGIC:
+            from .mkv_reader import MkvReader
+            return MkvReader(f, path, magic)
+        raise BitstreamError(f"{path or 'input'} is not an m3cvc stream (neither .m3cv nor Matroska); check the file")
+    except BaseException:
+        if path is not None:
+            f.close()
+        raise

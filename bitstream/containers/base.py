@@ -1,0 +1,140 @@
+"""What both containers share: atomic output, the writer/reader base classes, segment decoding with corruption reports."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from m3cvcav.errors import BitstreamError, OutputError
+from m3cvcav.log import get_logger
+
+from ..units import CorruptSegment, Segment, SequenceHeader, decode_segment, peek_segment_header
+
+log = get_logger(__name__)
+
+
+class AtomicOutput:
+    """A path written through a temp file renamed on ``commit()``, or a caller's binary stream written as is."""
+
+    def __init__(self, dst: str | Path | BinaryIO):
+        if isinstance(dst, (str, Path)):
+            self.path: Path | None = Path(dst)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or ".")
+            self.tmp: Path | None = Path(tmp)
+            self.file: BinaryIO = os.fdopen(fd, "wb")
+        else:
+            self.path = self.tmp = None
+            self.file = dst
+
+    @property
+    def seekable(self) -> bool:
+        try:
+            return self.file.seekable()
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def commit(self) -> None:
+        if self.tmp is None:
+            self.file.flush()
+            return
+        try:
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except OSError as err:
+            self.abort()
+            raise OutputError(f"cannot write {self.path}: {err.strerror}; check the folder and free space") from None
+
+    def abort(self) -> None:
+        if self.tmp is not None:
+            self.file.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+class StreamWriter:
+    """Writes a sequence header then segments (and, in Matroska, audio) to one container."""
+
+    container = ""
+
+    def __init__(self, out: AtomicOutput, header: SequenceHeader, tags: dict[str, str] | None):
+        self.out, self.header, self.tags = out, header, dict(tags or {})
+        self._closed = False
+
+    def write_segment(self, segment: Segment) -> None:
+        raise TypeError(f"{type(self).__name__} must implement write_segment")
+
+    def add_audio(self, stream) -> int:
+        log.warning("the %s container carries no audio: the audio track is dropped (use .mkv to keep it)",
+                    self.container)
+        return -1
+
+    def write_audio(self, packet) -> None:
+        """Audio packets of a container without audio are dropped (``add_audio`` warned)."""
+
+    def _finish(self) -> None:
+        """Write whatever the container needs at the end."""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._finish()
+        except BaseException:
+            self.out.abort()
+            raise
+        self.out.commit()
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.out.abort()
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class StreamReader:
+    """Reads the sequence header, tags and segments of one container."""
+
+    container = ""
+    header: SequenceHeader
+    tags: dict[str, str]
+    has_audio = False
+    path: Path | None = None
+
+    def packets(self) -> Iterator[bytes | CorruptSegment]:
+        """The raw segment packets (docs/bitstream.md §6) in stream order; damaged ones as CorruptSegment."""
+        raise TypeError(f"{type(self).__name__} must implement packets")
+
+    def segments(self) -> Iterator[Segment | CorruptSegment]:
+        for packet in self.packets():
+            yield packet if isinstance(packet, CorruptSegment) else decode_packet(packet)
+
+    def close(self) -> None:
+        """Release the input."""
+
+    def __enter__(self) -> StreamReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def decode_packet(packet: bytes, pts: int | None = None) -> Segment | CorruptSegment:
+    """Decode one segment packet, or report it as corrupt (with what its header unit still says)."""
+    try:
+        return decode_segment(packet)
+    except BitstreamError as err:
+        head = peek_segment_header(packet)
+        log.warning("corrupt segment%s: %s; it will be concealed", f" {head.index}" if head else "", err)
+        if head is None:
+            return CorruptSegment(-1, pts, 0, str(err))
+        return CorruptSegment(head.index, head.first_pts, head.frame_count, str(err))
