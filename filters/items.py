@@ -65,6 +65,7 @@ class ClipSegment:
     time_base: Fraction
     samples: list[np.ndarray] = field(default_factory=list)
     end_time: float = 0.0  # seconds at which the next segment starts (or the stream ends)
+    scene_cut: bool = False  # opened by a scene cut (the decoder does not interpolate across it)
     frame_text: str = ""
     clip_text: str = ""
     unit: object = None  # m3cvcav.bitstream.units.Segment once tokenized

@@ -1,0 +1,101 @@
+"""Assembles the encoder and decoder graphs from the user's -vf / -filter_complex, -s and -r: FFmpeg filters run
+through PyAV before our nodes (encode) or after ``generate`` (decode); our nodes take their options from the graph."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from m3cvcav.errors import UsageError
+
+from . import describe, generate, select, tokenize  # noqa: F401  (registers the nodes)
+from .ffmpeg import FFmpegChain
+from .graph import FilterSpec, linearize, parse_graph
+from .items import Frame, VideoInfo
+from .node import REGISTRY, Node
+
+ENCODER_NODES = ("select", "describe", "tokenize")
+DECODER_NODES = ("generate",)
+
+
+@dataclass
+class Plan:
+    """The user's graph split into FFmpeg filters and option sets of our nodes (positional, named)."""
+
+    ffmpeg: list[FilterSpec] = field(default_factory=list)
+    ours: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+
+
+def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: str | None,
+         ours: tuple[str, ...]) -> Plan:
+    """Parse and check a graph: FFmpeg filters first, then (at most once each) the nodes in ``ours``."""
+    if vf and filter_complex:
+        raise UsageError("give either -vf or -filter_complex, not both")
+    specs: list[FilterSpec] = []
+    text = vf or filter_complex
+    if text:
+        chains = parse_graph(text)
+        specs = linearize(chains) if filter_complex else [s for chain in chains for s in chain]
+        if vf and len(chains) > 1:
+            raise UsageError("-vf takes one chain (filters separated by ','); use -filter_complex for ';' graphs")
+    result = Plan()
+    for spec in specs:
+        if spec.name in REGISTRY and spec.name not in ours:
+            raise UsageError(f"node {spec.name} cannot be used here; this direction takes {', '.join(ours)} "
+                             "and FFmpeg filters")
+        if spec.name in ours:
+            if spec.name in result.ours:
+                raise UsageError(f"node {spec.name} appears twice in the graph; give it once")
+            positional, named = spec.options()
+            _check(spec.name, positional, named)
+            result.ours[spec.name] = (positional, named)
+        else:
+            if result.ours and ours == ENCODER_NODES:
+                raise UsageError(f"FFmpeg filter {spec.name} comes after an m3cvcav node: put FFmpeg filters first")
+            result.ffmpeg.append(spec)
+    if size:
+        width, _, height = size.lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise UsageError(f"-s {size!r}: give the size as WIDTHxHEIGHT, e.g. -s 640x360")
+        result.ffmpeg.append(FilterSpec("scale", f"{width}:{height}"))
+    if rate:
+        result.ffmpeg.append(FilterSpec("fps", str(rate)))
+    if result.ffmpeg:
+        FFmpegChain(result.ffmpeg)  # fails early on unknown filters
+    return result
+
+
+def _check(name: str, positional: list[str], named: dict[str, str]) -> None:
+    from .options import bind
+
+    bind(name, REGISTRY[name].OPTIONS, positional, named)
+
+
+def make(name: str, p: Plan, **context) -> Node:
+    positional, named = p.ours.get(name, ([], {}))
+    return REGISTRY[name](positional, **named, **context)
+
+
+def apply_ffmpeg(p: Plan, info: VideoInfo, frames: Iterable[Frame]) -> tuple[VideoInfo, Iterator[Frame]]:
+    """Run the plan's FFmpeg filters (if any) over ``frames``; the output size is read from the first output frame."""
+    if not p.ffmpeg:
+        return info, iter(frames)
+    chain = FFmpegChain(p.ffmpeg)
+    info = chain.configure(info)
+
+    def run() -> Iterator[Frame]:
+        for frame in frames:
+            yield from chain.process(frame)
+        yield from chain.flush()
+
+    out = run()
+    first = next(out, None)
+    if first is None:
+        raise UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t")
+    height, width = first.image.shape[:2]
+    info = info.with_(width=width, height=height)
+
+    def again() -> Iterator[Frame]:
+        yield first
+        yield from out
+
+    return info, again()

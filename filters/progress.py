@@ -1,0 +1,92 @@
+"""Progress statistics of a run (frame, fps, bitrate, size, speed, ETA) and FFmpeg-style reporting of them."""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class Stats:
+    """Counters updated while a graph runs; ``media_time`` in seconds of the output, ``size`` in coded bytes."""
+
+    total_frames: int | None = None
+    duration: float | None = None
+    frame: int = 0
+    media_time: float = 0.0
+    size: int = 0
+    segments: int = 0
+    started: float = field(default_factory=time.monotonic)
+    engine_seconds: float = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        return max(time.monotonic() - self.started, 1e-9)
+
+    @property
+    def fps(self) -> float:
+        return self.frame / self.elapsed
+
+    @property
+    def speed(self) -> float:
+        return self.media_time / self.elapsed
+
+    @property
+    def bitrate(self) -> float:
+        """bits per second of the coded bytes so far."""
+        return 8 * self.size / self.media_time if self.media_time > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        if self.total_frames and self.frame:
+            return self.elapsed * (self.total_frames - self.frame) / self.frame
+        return None
+
+    def line(self) -> str:
+        eta = self.eta
+        eta_text = "--:--" if eta is None else f"{int(eta // 60):02d}:{int(eta % 60):02d}"
+        return (f"frame={self.frame:5d} fps={self.fps:5.1f} size={self.size / 1024:8.1f}KiB "
+                f"time={self.media_time:8.2f}s bitrate={self.bitrate / 1000:7.2f}kbit/s speed={self.speed:5.2f}x "
+                f"eta={eta_text}")
+
+    def pairs(self) -> dict[str, str]:
+        """FFmpeg ``-progress`` key=value pairs."""
+        return {"frame": str(self.frame), "fps": f"{self.fps:.2f}", "bitrate": f"{self.bitrate / 1000:.2f}kbits/s",
+                "total_size": str(self.size), "out_time_us": str(int(self.media_time * 1e6)),
+                "speed": f"{self.speed:.3f}x"}
+
+
+class Reporter:
+    """Calls ``report`` on every frame; draws the progress line on a terminal (at most 4 times a second) and writes
+    ``-progress`` blocks to a file or ``pipe:1``."""
+
+    def __init__(self, stats: Stats, *, line: bool | None = None, progress: str | None = None,
+                 stream: TextIO | None = None):
+        self.stats = stats
+        self.stream = stream or sys.stderr
+        self.line = self.stream.isatty() if line is None else line
+        self._progress = None
+        if progress:
+            self._progress = sys.stdout if progress in ("pipe:1", "-") else open(progress, "w", encoding="utf-8")
+        self._last = 0.0
+
+    def __call__(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < 0.25:
+            return
+        self._last = now
+        if self.line:
+            self.stream.write("\r" + self.stats.line() + ("\n" if final else ""))
+            self.stream.flush()
+        if self._progress is not None:
+            pairs = self.stats.pairs()
+            pairs["progress"] = "end" if final else "continue"
+            self._progress.write("".join(f"{k}={v}\n" for k, v in pairs.items()))
+            self._progress.flush()
+            if final and self._progress is not sys.stdout:
+                self._progress.close()
+
+
+ProgressCallback = Callable[[Stats], None]

@@ -1,0 +1,371 @@
+"""The Python API: ``encode``, ``decode`` and a PyAV-like ``open``. Options are the CLI's, as keyword arguments.
+
+>>> import m3cvcav
+>>> m3cvcav.encode("in.mp4", "out.mkv", bitrate="20k", overwrite=True)      # -b:v 20k -y
+>>> m3cvcav.decode("out.mkv", "back.mp4", crf=20, overwrite=True)            # -crf 20 -y
+>>> with m3cvcav.open("out.mkv") as stream:
+...     for frame in stream.decode():                                       # av.VideoFrame, rgb24, with pts
+...         print(frame.pts, frame.time_base, frame.width, frame.height)
+>>> m3cvcav.encode((np.zeros((288, 512, 3), np.uint8) for _ in range(50)), "gray.m3cv", fps=25)
+"""
+from __future__ import annotations
+
+import builtins
+import os
+import sys
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+import numpy as np
+
+from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.units import ColorDescription, SequenceHeader
+from m3cvcav.engines.registry import load_profile
+from m3cvcav.errors import InputError, M3cvError, UsageError
+from m3cvcav.filters import pipeline
+from m3cvcav.filters.generate import Generate
+from m3cvcav.filters.items import AudioPacket, Color, Frame, VideoInfo
+from m3cvcav.filters.node import run_chain
+from m3cvcav.filters.options import parse_number
+from m3cvcav.filters.progress import ProgressCallback, Stats
+from m3cvcav.filters.ratecontrol import RateControl
+from m3cvcav.filters.sink import Sink, check_output
+from m3cvcav.filters.source import Source
+from m3cvcav.log import get_logger
+
+log = get_logger("api")
+
+Src = str | os.PathLike | BinaryIO
+
+
+@dataclass
+class Result:
+    """What a run produced: frames, segments, coded bytes (segment units only), media duration, achieved bitrate."""
+
+    frames: int
+    segments: int
+    bytes: int
+    duration: float
+    corrupt: int = 0
+
+    @property
+    def bitrate(self) -> float:
+        """bits per second of the coded segments."""
+        return 8 * self.bytes / self.duration if self.duration > 0 else 0.0
+
+
+class Engines:
+    """A profile whose engines run on one backend (``-engine``); what the nodes see as ``profile``."""
+
+    def __init__(self, name: str = "lite", backend: str = "auto"):
+        self.profile = load_profile(name)
+        self.name, self.backend, self.profile_id = self.profile.name, backend, self.profile.profile_id
+        self._built: dict[str, object] = {}
+
+    def engine(self, role: str):
+        built = self.profile.engine(role, backend=self.backend)
+        self._built[role] = built
+        return built
+
+    def roles(self) -> list[str]:
+        return self.profile.roles()
+
+    def backends(self) -> str:
+        """Which backend each engine used so far ran on, e.g. ``embedder=onnxruntime,motion=opencv``."""
+        out = []
+        for role, built in sorted(self._built.items()):
+            network = vars(built).get("engine") if hasattr(built, "__dict__") else None
+            name = getattr(network, "backend", None) or getattr(built, "backend", None)
+            if not name:
+                name = "torch" if hasattr(built, "net") else "opencv" if hasattr(built, "motion") else "python"
+            out.append(f"{role}={name}")
+        return ",".join(out)
+
+
+def _bitrate(value: str | int | float | None) -> float:
+    if value in (None, "", 0):
+        return 0.0
+    try:
+        return float(parse_number(value, float) if isinstance(value, str) else value)
+    except ValueError:
+        raise UsageError(f"bitrate {value!r}: give bits per second, e.g. 20k") from None
+
+
+def is_m3cvc(src: Src) -> bool:
+    """True when ``src`` is an m3cvc stream (.m3cv, or Matroska with an m3cvc track)."""
+    if not isinstance(src, (str, os.PathLike)) or str(src) == "-" or not Path(src).is_file():
+        return False
+    with builtins.open(src, "rb") as f:
+        magic = f.read(4)
+    if magic == b"M3CV":
+        return True
+    if magic != b"\x1a\x45\xdf\xa3":
+        return False
+    try:
+        open_reader(src).close()
+        return True
+    except M3cvError:
+        return False
+
+
+class ArraySource:
+    """Frames from an iterable of ``av.VideoFrame`` or (H, W, 3) uint8 RGB arrays, at ``fps`` (arrays) or the frames'
+    own pts/time_base (VideoFrames that have them)."""
+
+    def __init__(self, frames: Iterable[Any], fps: float | Fraction = 25, frames_limit: int = 0):
+        self._it = iter(frames)
+        first = next(self._it, None)
+        if first is None:
+            raise InputError("the frame iterable is empty: give at least one frame")
+        self._first = first
+        fps = Fraction(fps).limit_denominator(1001 * 1000)
+        image = self._image(first)
+        tb = Fraction(first.time_base) if isinstance(first, av.VideoFrame) and first.time_base else 1 / fps
+        self.info = VideoInfo(image.shape[1], image.shape[0], fps, tb, Color(1, 1, 1, True))
+        self.audio_stream = None
+        self.limit = frames_limit
+
+    @staticmethod
+    def _image(item: Any) -> np.ndarray:
+        if isinstance(item, av.VideoFrame):
+            return item.to_ndarray(format="rgb24")
+        array = np.asarray(item)
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise UsageError(f"frames must be av.VideoFrame or (H, W, 3) uint8 RGB arrays, got {array.shape} "
+                             f"{array.dtype}")
+        return np.ascontiguousarray(array)
+
+    def __iter__(self) -> Iterator[Frame]:
+        step = 1 / (self.info.fps * self.info.time_base)
+        for i, item in enumerate(_prepend(self._first, self._it)):
+            if self.limit and i >= self.limit:
+                return
+            image = self._image(item)
+            if image.shape[:2] != (self.info.height, self.info.width):
+                raise UsageError(f"frame {i} is {image.shape[1]}x{image.shape[0]}, the first was "
+                                 f"{self.info.width}x{self.info.height}: all frames need one size")
+            pts = item.pts if isinstance(item, av.VideoFrame) and item.pts is not None else round(i * step)
+            yield Frame(image, int(pts), self.info.time_base, i)
+
+
+def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: str | None = None,
+           filter_complex: str | None = None, ss: float = 0.0, t: float = 0.0, frames: int = 0,
+           size: str | None = None, rate: str | float | None = None, bitrate: str | float | None = None,
+           q: int | None = None, profile: str = "lite", engine: str = "auto", overwrite: bool | None = None,
+           format: str | None = None, fps: float = 25, audio: bool = True, tags: dict[str, str] | None = None,
+           progress: ProgressCallback | None = None) -> Result:
+    """Encode a video (any file FFmpeg reads, ``-`` for stdin, or an iterable of ``av.VideoFrame``/RGB arrays) into an
+    m3cvc stream (``.mkv`` with audio and descriptions, or ``.m3cv``).
+
+    Options, as on the command line: ``vf``/``filter_complex`` (-vf/-filter_complex; FFmpeg filters and the nodes
+    select/describe/tokenize), ``ss``/``t``/``frames`` (-ss/-t/-frames:v), ``size`` (-s WxH), ``rate`` (-r),
+    ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: fixed rate point), ``profile`` (-profile),
+    ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
+    ``fps`` (frame rate of array input). ``progress`` is called with a :class:`Stats` after each frame.
+
+    >>> encode("in.mp4", "out.mkv", bitrate="20k", overwrite=True).bitrate   # about 20000 bits/s
+    """
+    if q is not None and bitrate:
+        raise UsageError("give either -q (a fixed rate point) or -b:v (a bitrate target), not both")
+    if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
+        check_output(str(dst), overwrite)
+    elif str(dst) == "-":
+        dst = sys.stdout.buffer
+        format = format or "m3cv"
+    p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.ENCODER_NODES)
+    if isinstance(src, (str, os.PathLike, BinaryIO)) or hasattr(src, "read"):
+        source: Source | ArraySource = Source(src, ss=ss, t=t, frames=frames, audio=audio)
+    else:
+        source = ArraySource(src, fps, frames)
+    engines = Engines(profile, engine)
+    rc = RateControl(_bitrate(bitrate), q)
+    nodes = [pipeline.make("select", p, profile=engines, rate=rc), pipeline.make("describe", p, profile=engines),
+             pipeline.make("tokenize", p, profile=engines, rate=rc)]
+    stats = Stats(total_frames=source.info.frame_count, duration=source.info.duration)
+    pending_audio: deque = deque()
+    writer = None
+
+    def video() -> Iterator[Frame]:
+        for item in source:
+            if isinstance(item, AudioPacket):
+                if writer is None:
+                    pending_audio.append(item.packet)
+                else:
+                    writer.write_audio(item.packet)
+                continue
+            yield item
+
+    def counted(frames_in: Iterator[Frame]) -> Iterator[Frame]:
+        for frame in frames_in:
+            stats.frame += 1
+            stats.media_time = frame.time
+            if progress:
+                progress(stats)
+            yield frame
+
+    info, filtered = pipeline.apply_ffmpeg(p, source.info, video())
+    for node in nodes:
+        info = node.configure(info)
+    header = SequenceHeader(info.width, info.height, Fraction(info.fps), Fraction(info.time_base),
+                            ColorDescription(*_color(info.color)), engines.profile_id,
+                            list(engines.profile.model_refs()))
+    try:
+        for seg in run_chain(nodes, counted(filtered)):
+            if writer is None:
+                writer = _open_writer(dst, header, format, source, engines, tags, pending_audio)
+            writer.write_segment(seg.unit)
+            stats.size += seg.size
+            stats.segments += 1
+        if writer is None:
+            raise InputError(f"no video frame was read from {src}: check -ss/-t/-frames")
+        writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    duration = stats.media_time + 1 / float(info.fps)
+    if progress:
+        progress(stats)
+    result = Result(stats.frame, stats.segments, stats.size, duration)
+    log.info("encoded %d frames into %d segments, %d bytes: %.2f kbit/s (profile %s, %s)", result.frames,
+             result.segments, result.bytes, result.bitrate / 1000, engines.name, engines.backends())
+    return result
+
+
+def _color(c: Color) -> tuple[int, int, int, bool]:
+    return c.primaries, c.transfer, c.matrix, c.full_range
+
+
+def _open_writer(dst, header, format, source, engines: Engines, tags, pending_audio):
+    all_tags = {"ENCODER": "m3cvcav", "M3CV_PROFILE": engines.name, "M3CV_BACKEND": engines.backends()}
+    all_tags.update(tags or {})
+    from m3cvcav import __version__
+
+    all_tags["ENCODER"] = f"m3cvcav {__version__}"
+    writer = open_writer(dst, header, container=format, tags=all_tags)
+    if source.audio_stream is not None:
+        if writer.add_audio(source.audio_stream) >= 0:
+            while pending_audio:
+                writer.write_audio(pending_audio.popleft())
+        pending_audio.clear()
+    return writer
+
+
+class Decoder:
+    """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24)."""
+
+    def __init__(self, src: Src, *, profile: str | None = None, engine: str = "auto"):
+        self.reader = open_reader(src)
+        self.header: SequenceHeader = self.reader.header
+        self.tags: dict[str, str] = dict(self.reader.tags)
+        name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)
+        self.engines = Engines(name, engine)
+        self.engines.profile.verify(self.header.models)
+        self.generate = Generate(profile=self.engines)
+        self.generate.configure(self.header)
+
+    @property
+    def info(self) -> VideoInfo:
+        h = self.header
+        return VideoInfo(h.width, h.height, h.fps, h.time_base, Color(h.color.primaries, h.color.transfer,
+                                                                      h.color.matrix, h.color.full_range))
+
+    def frames(self) -> Iterator[Frame]:
+        """Decoded frames as :class:`m3cvcav.filters.items.Frame` (RGB numpy + pts)."""
+        return run_chain([self.generate], self.reader.segments())
+
+    def decode(self) -> Iterator[av.VideoFrame]:
+        """``av.VideoFrame``s in rgb24 with ``pts`` and ``time_base`` of the stream."""
+        for frame in self.frames():
+            out = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+            out.pts, out.time_base = frame.pts, frame.time_base
+            yield out
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> "Decoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _profile_name(profile_id: int) -> str:
+    from m3cvcav.engines.registry import available_profiles
+
+    for name in available_profiles():
+        if load_profile(name).profile_id == profile_id:
+            return name
+    raise InputError(f"the stream was made with profile id {profile_id}, which is not installed: pass -profile")
+
+
+def open(src: Src, *, profile: str | None = None, engine: str = "auto") -> Decoder:  # noqa: A001  (PyAV's name)
+    """Open an m3cvc stream for decoding, like ``av.open``: ``with m3cvcav.open("out.mkv") as s: s.decode()``."""
+    return Decoder(src, profile=profile, engine=engine)
+
+
+def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None, filter_complex: str | None = None,
+           frames: int = 0, size: str | None = None, rate: str | float | None = None, codec: str | None = None,
+           crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
+           bitrate: str | float | None = None, format: str | None = None, profile: str | None = None,
+           engine: str = "auto", overwrite: bool | None = None, audio: bool = True,
+           progress: ProgressCallback | None = None) -> Result:
+    """Decode an m3cvc stream to any format PyAV writes (by extension, or ``format``), ``-`` with
+    ``format="yuv4mpegpipe"`` for a pipe, images or ``%04d`` sequences. ``codec``/``crf``/``preset``/``pix_fmt``/
+    ``bitrate`` set the output encoder (-c:v/-crf/-preset/-pix_fmt/-b:v); ``vf``/``size``/``rate`` apply FFmpeg
+    filters to the decoded frames; audio in the .mkv is copied when the output container takes it.
+
+    >>> decode("out.mkv", "back.mp4", overwrite=True).frames
+    """
+    if str(dst) != "-":
+        check_output(str(dst), overwrite)
+    p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
+    stream = Decoder(src, profile=profile, engine=engine)
+    info = stream.info
+    total = None
+    stats = Stats(total_frames=total)
+    sink: Sink | None = None
+    audio_stream, audio_packets, audio_container = None, None, None
+    if audio and stream.reader.has_audio and stream.reader.path is not None:
+        audio_container = av.open(str(stream.reader.path))
+        if audio_container.streams.audio:
+            audio_stream = audio_container.streams.audio[0]
+            audio_packets = (pk for pk in audio_container.demux(audio_stream) if pk.size and pk.pts is not None)
+
+    def limited(frames_in: Iterator[Frame]) -> Iterator[Frame]:
+        for i, frame in enumerate(frames_in):
+            if frames and i >= frames:
+                return
+            yield frame
+
+    try:
+        info, out = pipeline.apply_ffmpeg(p, info, limited(stream.frames()))
+        sink = Sink(dst, info, format=format, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                    bitrate=int(_bitrate(bitrate)) or None, audio=audio_stream, audio_packets=audio_packets)
+        for frame in out:
+            sink.write(frame)
+            stats.frame += 1
+            stats.media_time = frame.time
+            if progress:
+                progress(stats)
+        sink.close()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    finally:
+        stream.close()
+        if audio_container is not None:
+            audio_container.close()
+    return Result(stats.frame, 0, 0, stats.media_time + 1 / float(info.fps), stream.generate.corrupt)
