@@ -106,6 +106,7 @@ class StreamReader:
 
     container = ""
     header: SequenceHeader
+    header_unit: bytes  # the framed SEQUENCE_HEADER unit as stored
     tags: dict[str, str]
     has_audio = False
     path: Path | None = None

@@ -117,7 +117,8 @@ class M3cvReader(StreamReader):
             if length > MAX_SEQUENCE_HEADER:
                 raise BitstreamError(f"sequence header of {length} bytes is over {MAX_SEQUENCE_HEADER}")
             b.fill(pos + length + 4)
-            self.header, size = decode_sequence_header(bytes(b.buf[4:pos + length + 4]))
+            self.header_unit = bytes(b.buf[4:pos + length + 4])
+            self.header, size = decode_sequence_header(self.header_unit)
         except BitstreamError as err:
             raise BitstreamError(f".m3cv file header: {err}") from None
         b.drop(4 + size)

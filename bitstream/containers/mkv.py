@@ -107,6 +107,8 @@ class _AudioTrack:
                 return []
             ts = packet.pts if packet.pts is not None else packet.dts
             return [_Block(to_ms(ts, packet.time_base), self.number, bytes(packet), True)]
+        if packet.size == 0:  # a demuxer's flush packet: the decoder is drained in flush()
+            return []
         frames = self.decoder.decode(packet)
         return self._encode([r for f in frames for r in self.resampler.resample(f)])
 

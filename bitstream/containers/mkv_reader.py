@@ -94,7 +94,8 @@ class MkvReader(StreamReader):
         self._file = f
         track_pos, private = find_codec_private(f)
         # The sequence header follows the 40-byte header; biSize is not used (FFmpeg writes 40 + extra bytes there).
-        self.header = decode_sequence_header(private[40:])[0]
+        self.header, size = decode_sequence_header(private[40:])
+        self.header_unit = private[40:40 + size]
         f.seek(0)
         try:
             self._av = av.open(str(path) if path is not None else f, "r", format="matroska")

@@ -1,0 +1,106 @@
+"""Inspection of an m3cvc stream in any container: the stable report of docs/bitstream.md §9."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from .containers import open_reader
+from .containers.base import decode_packet
+from .framing import iter_units
+from .units import (CLIP_TEXT, FRAME_PTS, FRAME_TEXT, GEN_PARAMS, KEYFRAME_TOKENS, MOTION, PADDING, SEGMENT_HEADER,
+                    SEQUENCE_HEADER, CorruptSegment, token_descriptor_size)
+
+LAYERS = ("headers", "framing", "tokens", "text", "motion", "params", "timestamps", "padding", "unknown")
+_LAYER_OF = {SEQUENCE_HEADER: "headers", SEGMENT_HEADER: "headers", FRAME_TEXT: "text", CLIP_TEXT: "text",
+             MOTION: "motion", GEN_PARAMS: "params", FRAME_PTS: "timestamps", PADDING: "padding"}
+CONTAINER_NAMES = {"m3cv": "m3cv", "matroska": "matroska"}
+
+
+def unit_layers(data: bytes) -> dict[str, int]:
+    """Bytes per layer of a run of units (raises BitstreamError when they do not parse)."""
+    layers = dict.fromkeys(LAYERS, 0)
+    for unit in iter_units(data):
+        n = len(unit.payload)
+        layers["framing"] += unit.size - n
+        if unit.unit_type == KEYFRAME_TOKENS:
+            head = token_descriptor_size(unit.payload)
+            layers["headers"] += head
+            layers["tokens"] += n - head
+        else:
+            layers[_LAYER_OF.get(unit.unit_type, "unknown")] += n
+    return layers
+
+
+def probe(src: str | Path) -> dict:
+    """The probe report of ``src`` (see docs/bitstream.md §9 for every key)."""
+    with open_reader(src) as reader:
+        h = reader.header
+        layers = unit_layers(reader.header_unit)
+        segments: list[dict] = []
+        first_pts = end = None
+        frame_count = corrupt = 0
+        for packet in reader.packets():
+            seg = packet if isinstance(packet, CorruptSegment) else decode_packet(packet)
+            if isinstance(seg, CorruptSegment):
+                corrupt += 1
+                frame_count += seg.frame_count
+                segments.append({"index": seg.index, "first_pts": seg.first_pts, "frame_count": seg.frame_count,
+                                 "corrupt": seg.reason})
+                continue
+            seg_layers = unit_layers(packet)
+            for k, v in seg_layers.items():
+                layers[k] += v
+            pts = seg.pts(h)
+            first_pts = pts[0] if first_pts is None else min(first_pts, pts[0])
+            end = pts[-1] if end is None else max(end, pts[-1])
+            frame_count += seg.header.frame_count
+            segments.append({
+                "index": seg.header.index, "first_pts": seg.header.first_pts,
+                "frame_count": seg.header.frame_count, "keyframe_pos": seg.header.keyframe_pos,
+                "flags": seg.header.flags, "mode": seg.params.mode if seg.params else ("it2v" if seg.tokens else "tt2v"),
+                "layers": seg_layers, "frame_text": seg.frame_text, "clip_text": seg.clip_text})
+        tags = dict(reader.tags)
+        container = reader.container
+    duration = (end - first_pts) * h.time_base + 1 / h.fps if first_pts is not None else Fraction(0)
+    file_size = Path(src).stat().st_size
+    total = sum(layers.values())
+    return {
+        "container": CONTAINER_NAMES[container], "file_size": file_size, "codec": "m3cvc",
+        "version": f"{h.version[0]}.{h.version[1]}", "width": h.width, "height": h.height,
+        "frame_rate": f"{h.fps.numerator}/{h.fps.denominator}",
+        "time_base": f"{h.time_base.numerator}/{h.time_base.denominator}", "profile_id": h.profile_id,
+        "models": [{"id": m.model_id, "sha256": m.sha256.hex()} for m in h.models],
+        "frame_count": frame_count, "duration_s": round(float(duration), 6),
+        "bitrate_bps": round(8 * file_size / duration) if duration else 0,
+        "total_bytes": total, "corrupt_segments": corrupt, "layers": layers, "segments": segments, "tags": tags}
+
+
+def format_report(report: dict) -> str:
+    """The human-readable probe table."""
+    r = report
+    lines = [
+        f"container   {r['container']} ({r['file_size']} bytes)",
+        f"codec       {r['codec']} {r['version']}, profile {r['profile_id']}, models "
+        + (", ".join(f"{m['id']}:{m['sha256'][:12]}" for m in r["models"]) or "none"),
+        f"video       {r['width']}x{r['height']} @ {r['frame_rate']} fps, {r['frame_count']} frames, "
+        f"{r['duration_s']:.3f} s, {r['bitrate_bps']} bit/s",
+        f"m3cvc bytes {r['total_bytes']} (container overhead {r['file_size'] - r['total_bytes']}): "
+        + ", ".join(f"{k} {v}" for k, v in r["layers"].items() if v),
+        f"segments    {len(r['segments'])} ({r['corrupt_segments']} corrupt)",
+        f"{'index':>6} {'first_pts':>10} {'frames':>7} {'tokens':>7} {'text':>6} {'other':>6}  descriptions",
+    ]
+    for s in r["segments"]:
+        if "corrupt" in s:
+            lines.append(f"{s['index']:>6} {s['first_pts']!s:>10} {s['frame_count']:>7}  CORRUPT: {s['corrupt']}")
+            continue
+        lay = s["layers"]
+        other = sum(lay.values()) - lay["tokens"] - lay["text"]
+        text = " | ".join(t for t in (s["frame_text"], s["clip_text"]) if t)
+        lines.append(f"{s['index']:>6} {s['first_pts']:>10} {s['frame_count']:>7} {lay['tokens']:>7} {lay['text']:>6} "
+                     f"{other:>6}  {text}")
+    if r["tags"]:
+        lines.append("tags        " + ", ".join(f"{k}={v}" for k, v in r["tags"].items()))
+    return "\n".join(lines)
+
+
+__all__ = ["probe", "format_report", "unit_layers", "LAYERS"]
