@@ -19,9 +19,18 @@ def test_crc32c_check_values():
 
 
 @given(st.binary(max_size=300), st.integers(0, 300))
-def test_crc32c_continues(data, cut):
+def test_crc32c_continues_and_matches_fallback(data, cut):
     cut = min(cut, len(data))
-    assert crc.crc32c(data[cut:], crc.crc32c(data[:cut])) == crc.crc32c(data)
+    assert crc.crc32c(data[cut:], crc.crc32c(data[:cut])) == crc.crc32c(data) == crc.crc32c_python(data)
+    assert crc.crc32c(memoryview(data)[cut:], crc.crc32c_python(data[:cut])) == crc.crc32c(data)
+
+
+def test_crc32c_backend_switch(monkeypatch):
+    data = bytes(range(256)) * 40
+    monkeypatch.setenv("M3CVC_NATIVE", "0")
+    fallback = crc.crc32c(data)
+    monkeypatch.delenv("M3CVC_NATIVE")
+    assert crc.crc32c(data) == fallback == crc.crc32c_python(data)
 
 
 @pytest.mark.parametrize("n, encoded", [

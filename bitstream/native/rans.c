@@ -131,13 +131,12 @@ int m3cv_tokens_decode(const m3cv_model *m, const uint8_t *data, size_t len, uin
         for (uint32_t y = 0; y < height; y++)
             for (uint32_t x = 0; x < width; x++, i++) {
                 const uint32_t *c = m->cum + (size_t)context_of(m, grid, i, l, y, x, width) * row;
-                uint32_t slot = state & mask, lo = 0, hi = m->vocab;
-                while (hi - lo > 1) {
-                    uint32_t mid = lo + ((hi - lo) >> 1);
-                    if (c[mid] <= slot)
-                        lo = mid;
-                    else
-                        hi = mid;
+                /* branchless search for the largest lo with c[lo] <= slot; the answer stays in [lo, lo + n) */
+                uint32_t slot = state & mask, lo = 0, n = m->vocab;
+                while (n > 1) {
+                    uint32_t half = n >> 1;
+                    lo = c[lo + half] <= slot ? lo + half : lo;
+                    n -= half;
                 }
                 uint32_t start = c[lo];
                 state = (c[lo + 1] - start) * (state >> p) + slot - start;
