@@ -1,0 +1,191 @@
+"""Describer: M3-CVC's multi-round dialogue with a chat VLM (transformers ``AutoModelForImageTextToText``).
+
+Per segment: round 1 asks for the keyframe's global scene; round 2, with round 1 in the conversation, asks for objects,
+colours, positions and layout → D^F; round 3 shows the clip (a video where the processor takes videos, else sampled
+frames as images) and asks for object and camera motion → D^C, continuing the keyframe's conversation when it is known.
+Greedy decoding (deterministic), a token budget per description, batches across segments.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from m3cvcav.engines.interfaces import Image, ModelRef
+from m3cvcav.errors import UsageError
+
+from .common import load, log, model_ref, pick_device, pick_dtype, resolve_folder, safetensors_files, setting, to_pil
+from .prompts import fill, load_prompts
+
+ROLE = "describer"
+BUDGET_DEFAULTS = {"scene": 64, "frame": 96, "clip": 64}
+CLIP_INPUTS = ("auto", "video", "frames")
+_HISTORY = 32  # conversations kept for round 3 (segments are described in order, a few at a time)
+
+
+def clean_text(text: str) -> str:
+    """One line of printable text: control characters dropped, whitespace collapsed."""
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return " ".join(text.split())
+
+
+def sample_frames(frames: Sequence[Image], count: int) -> list[Image]:
+    """``count`` frames evenly spread over the clip, first and last included (all of them when there are fewer)."""
+    if len(frames) <= count:
+        return list(frames)
+    positions = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    return [frames[i] for i in positions]
+
+
+class VLMDescriber:
+    """Frame- and clip-level text from a chat VLM; ``kind = "vlm"``."""
+
+    kind = "vlm"
+
+    def __init__(self, settings: Mapping[str, Any]):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.device = pick_device(settings, ROLE)
+        self.dtype = pick_dtype(settings, self.device, ROLE)
+        self.offload = setting(settings, "offload", bool, False, role=ROLE) and self.device.type == "cuda"
+        self.prompts = load_prompts(settings.get("prompts"))
+        budgets = settings.get("max_new_tokens", {})
+        if not isinstance(budgets, Mapping) or set(budgets) - set(BUDGET_DEFAULTS):
+            raise UsageError(f"profile setting describer.max_new_tokens must be a table with {', '.join(BUDGET_DEFAULTS)}")
+        self.budgets = {k: int(budgets.get(k, v)) for k, v in BUDGET_DEFAULTS.items()}
+        if min(self.budgets.values()) < 1:
+            raise UsageError("profile setting describer.max_new_tokens: every budget must be at least 1 token")
+        self.clip_frames = setting(settings, "clip_frames", int, 4, role=ROLE)
+        self.image_size = setting(settings, "image_size", int, 448, role=ROLE)
+        self.batch_size = setting(settings, "batch_size", int, 4, role=ROLE)
+        clip_input = setting(settings, "clip_input", str, "auto", role=ROLE)
+        if clip_input not in CLIP_INPUTS or min(self.clip_frames, self.image_size, self.batch_size) < 1:
+            raise UsageError(f"profile settings describer.clip_input must be one of {', '.join(CLIP_INPUTS)} and "
+                             "clip_frames, image_size, batch_size positive")
+
+        self.processor = load(settings, ROLE, AutoProcessor.from_pretrained, use_safetensors=None)
+        self.model = load(settings, ROLE, AutoModelForImageTextToText.from_pretrained, dtype=self.dtype).eval()
+        self.model.to("cpu" if self.offload else self.device)
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.padding_side = "left"  # decoder-only batches generate after the prompt
+        if clip_input == "auto":
+            clip_input = "video" if getattr(self.processor, "video_processor", None) is not None else "frames"
+        self.clip_input = clip_input
+        folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
+        self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder))
+        self._history: OrderedDict[bytes, tuple[list[dict], str, str]] = OrderedDict()
+        log.info("describer %s on %s/%s, clip input: %s", settings["repo"], self.device, self.dtype, self.clip_input)
+
+    # -- Describer protocol --------------------------------------------------------------------------------------------
+    def describe_frame(self, keyframe: Image) -> str:
+        return self.describe_frames([keyframe])[0]
+
+    def describe_clip(self, keyframe: Image, frames: Sequence[Image]) -> str:
+        return self.describe_clips([keyframe], [frames])[0]
+
+    # -- batched -------------------------------------------------------------------------------------------------------
+    def describe_frames(self, keyframes: Sequence[Image]) -> list[str]:
+        """D^F of each keyframe (rounds 1 and 2), batched."""
+        images = [self._pil(k) for k in keyframes]
+        convs = [[_user([{"type": "image"}], self.prompts["scene"])] for _ in images]
+        scenes = self._generate(convs, [[im] for im in images], None, self.budgets["scene"])
+        for conv, scene in zip(convs, scenes):
+            conv += [_assistant(scene), _user([], fill(self.prompts["objects"], scene=scene))]
+        frames = self._generate(convs, [[im] for im in images], None, self.budgets["frame"])
+        for key, conv, scene, frame in zip(keyframes, convs, scenes, frames):
+            conv.append(_assistant(frame))
+            self._remember(_digest(key), conv, scene, frame)
+        return frames
+
+    def describe_clips(self, keyframes: Sequence[Image], clips: Sequence[Sequence[Image]]) -> list[str]:
+        """D^C of each clip (round 3), batched; continues the keyframe's dialogue when it was described here."""
+        if len(keyframes) != len(clips):
+            raise UsageError("describe_clips needs one keyframe per clip")
+        convs, images, videos = [], [], []
+        for key, clip in zip(keyframes, clips):
+            shown = [self._pil(f) for f in sample_frames(list(clip) or [key], self.clip_frames)]
+            conv, scene, frame = self._history.get(_digest(key), ([], "", ""))
+            first = [self._pil(key)] if conv else []
+            question = fill(self.prompts["motion"], scene=scene, frame=frame)
+            if self.clip_input == "video":
+                convs.append(conv + [_user([{"type": "video"}], question)])
+                images.append(first)
+                videos.append(np.stack([np.asarray(im) for im in shown]))
+            else:
+                convs.append(conv + [_user([{"type": "image"}] * len(shown), question)])
+                images.append(first + shown)
+        return self._generate(convs, images, videos or None, self.budgets["clip"])
+
+    # -- internals -----------------------------------------------------------------------------------------------------
+    def _pil(self, image: Image):
+        pil = to_pil(image)
+        scale = self.image_size / max(pil.size)
+        if scale < 1:
+            pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))))
+        return pil
+
+    def _remember(self, key: bytes, conv: list[dict], scene: str, frame: str) -> None:
+        self._history[key] = (conv, scene, frame)
+        self._history.move_to_end(key)
+        while len(self._history) > _HISTORY:
+            self._history.popitem(last=False)
+
+    @contextlib.contextmanager
+    def _placed(self):
+        """The model on the GPU while it runs; with ``offload`` it goes back to the CPU afterwards."""
+        if not self.offload:
+            yield
+            return
+        self.model.to(self.device)
+        try:
+            yield
+        finally:
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
+
+    @torch.inference_mode()
+    def _generate(self, convs: list[list[dict]], images: list[list], videos: list | None, budget: int) -> list[str]:
+        """Greedy answers to the last user turn of each conversation, ``batch_size`` at a time."""
+        out: list[str] = []
+        with self._placed():
+            for start in range(0, len(convs), self.batch_size):
+                stop = start + self.batch_size
+                texts = [self.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+                         for c in convs[start:stop]]
+                kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+                batch_images = [im for im in images[start:stop] if im]
+                if batch_images:
+                    kwargs["images"] = batch_images if len(batch_images) == len(texts) else sum(batch_images, [])
+                if videos is not None:
+                    kwargs["videos"] = videos[start:stop]
+                inputs = self.processor(**kwargs).to(self.device)
+                inputs = {k: v.to(self.dtype) if torch.is_floating_point(v) else v for k, v in inputs.items()}
+                ids = self.model.generate(**inputs, max_new_tokens=budget, do_sample=False, num_beams=1,
+                                          temperature=None, top_p=None, top_k=None)
+                new = ids[:, inputs["input_ids"].shape[1]:]
+                out += [clean_text(t) for t in self.processor.batch_decode(new, skip_special_tokens=True)]
+        return out
+
+
+def _user(media: list[dict], text: str) -> dict:
+    return {"role": "user", "content": [*media, {"type": "text", "text": text}]}
+
+
+def _assistant(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def _digest(image: Image) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(image).tobytes() + repr(image.shape).encode(), digest_size=16).digest()
+
+
+def load_describer(settings: Mapping[str, Any]) -> VLMDescriber:
+    """Factory named by the profile (``m3cvcav.engines.m3cvc.describer:load_describer``)."""
+    return VLMDescriber(settings)

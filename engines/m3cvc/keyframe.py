@@ -1,0 +1,76 @@
+"""Keyframe generator of the m3cvc profile: text-guided diffusion (SD-Turbo by default) guided by D^F.
+
+IT2V: the dequantised, VAE-decoded keyframe goes through img2img (``strength`` of the schedule re-noised, a few steps,
+guidance 0 for SD-Turbo) with D^F as the prompt. TT2V (``decoded is None``): text-to-image from D^F alone. Both share
+one set of models (``from_pipe``) and the VAE with the tokenizer; noise comes from a CPU generator seeded by the stream.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from m3cvcav.engines.interfaces import Image, ModelRef
+from m3cvcav.errors import UsageError
+
+from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, place_pipeline,
+                     resolve_folder, round_to, safetensors_files, setting, to_pil)
+from .vae import load_vae
+
+ROLE = "keyframe_generator"
+
+
+class DiffusionKeyframeGenerator:
+    """``KeyframeGenerator`` over a diffusers image pipeline (``AutoPipelineForImage2Image`` / ``...Text2Image``)."""
+
+    def __init__(self, settings: Mapping[str, Any]):
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+
+        self.device = pick_device(settings, ROLE)
+        self.dtype = pick_dtype(settings, self.device, ROLE)
+        self.steps = setting(settings, "steps", int, 2, role=ROLE)
+        self.strength = setting(settings, "strength", float, 0.5, role=ROLE)
+        self.guidance = setting(settings, "guidance_scale", float, 0.0, role=ROLE)
+        self.max_side = setting(settings, "max_side", int, 512, role=ROLE)
+        self.negative = settings.get("negative_prompt")
+        if self.steps < 1 or not 0.0 < self.strength <= 1.0 or self.steps * self.strength < 1:
+            raise UsageError("profile settings keyframe_generator: steps ≥ 1 and 0 < strength ≤ 1 with "
+                             "steps × strength ≥ 1 (at least one denoising step)")
+        vae = load_vae(settings, ROLE)  # shared with the tokenizer
+        variant = settings.get("variant")
+        self.img2img = load(settings, ROLE, AutoPipelineForImage2Image.from_pretrained, vae=vae.model,
+                            dtype=self.dtype, variant=variant, safety_checker=None, requires_safety_checker=False)
+        place_pipeline(self.img2img, settings, self.device, ROLE)
+        self.txt2img = AutoPipelineForText2Image.from_pipe(self.img2img)
+        self.txt2img.set_progress_bar_config(disable=True)
+        self.multiple = 2 ** (len(vae.model.config.block_out_channels) - 1)
+        folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
+        self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder, variant=variant))
+        log.info("keyframe generator %s on %s/%s, %d steps, strength %.2f", settings["repo"], self.device, self.dtype,
+                 self.steps, self.strength)
+
+    def _work_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        h, w = size
+        scale = min(1.0, self.max_side / max(h, w))
+        return round_to(round(h * scale), self.multiple), round_to(round(w * scale), self.multiple)
+
+    @torch.inference_mode()
+    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int) -> Image:
+        """The keyframe at ``size`` = (height, width): img2img from ``decoded`` (IT2V) or text-to-image (TT2V)."""
+        h, w = self._work_size(size)
+        common = {"prompt": text, "num_inference_steps": self.steps, "guidance_scale": self.guidance,
+                  "generator": generator(seed), "output_type": "pil"}
+        if self.negative and self.guidance > 1.0:
+            common["negative_prompt"] = self.negative
+        if decoded is None:
+            out = self.txt2img(height=h, width=w, **common)
+        else:
+            source = to_pil(decoded).resize((w, h))
+            out = self.img2img(image=source, strength=self.strength, **common)
+        return from_pil(out.images[0], size)
+
+
+def load_keyframe_generator(settings: Mapping[str, Any]) -> DiffusionKeyframeGenerator:
+    """Factory named by the profile (``m3cvcav.engines.m3cvc.keyframe:load_keyframe_generator``)."""
+    return DiffusionKeyframeGenerator(settings)

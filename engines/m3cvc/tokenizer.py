@@ -1,0 +1,92 @@
+"""Keyframe tokenizer of the m3cvc profile: VQ over a pretrained diffusion VAE latent.
+
+encode: keyframe → resized to the working size (longest side ≤ ``max_side``, sides multiples of VAE scale × patch) →
+VAE posterior mean → nearest codebook entry per p×p latent patch → K* (1, h, w) int32. decode: codebook lookup → VAE
+decode → resized back to the source size. One codebook file per rate point (``codebooks = [...]``, lowest rate first).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from PIL import Image as PILImage
+
+from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
+from m3cvcav.errors import ModelError, UsageError
+
+from .codebook import Codebook, load_codebook
+from .common import from_pil, model_ref, round_to, setting, to_pil
+from .vae import Vae, load_vae
+
+ROLE = "tokenizer"
+
+
+class VaeVqTokenizer:
+    """``KeyframeTokenizer`` over a diffusers AutoencoderKL and per-rate-point codebooks."""
+
+    def __init__(self, settings: Mapping[str, Any]):
+        paths = settings.get("codebooks")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise UsageError("profile setting tokenizer.codebooks must list codebook files (lowest rate first); make one "
+                             "with `python -m m3cvcav train tokenizer --vae ...`")
+        self.vae: Vae = load_vae(settings, ROLE, setting(settings, "subfolder", str, "vae", role=ROLE))
+        self.codebooks: list[Codebook] = [load_codebook(p) for p in paths]
+        self.max_side = setting(settings, "max_side", int, 512, role=ROLE)
+        vocabs = {b.vocab for b in self.codebooks}
+        ids = {b.codebook_id for b in self.codebooks}
+        if len(vocabs) != 1 or len(ids) != 1:
+            raise ModelError("tokenizer codebooks must share one vocabulary size and codebook_id: rebuild them together")
+        for book in self.codebooks:
+            if book.latent_channels != self.vae.channels:
+                raise ModelError(f"codebook has {book.latent_channels} latent channels, the VAE {self.vae.channels}: "
+                                 "the codebook was trained for another VAE")
+        self.vocab = vocabs.pop()
+        self.codebook_id = int(settings.get("codebook_id", ids.pop()))
+        self.rate_points = tuple(
+            RatePoint(i, f"vq{self.vocab}-p{b.patch}",
+                      math.log2(self.vocab) / float((self.vae.scale * b.patch) ** 2))  # bits/px before entropy coding
+            for i, b in enumerate(self.codebooks))
+        self.ref: ModelRef = model_ref(settings, ROLE, [*self.vae.files, *map(str, paths)])
+
+    def _book(self, rate_point: int) -> Codebook:
+        if not 0 <= rate_point < len(self.codebooks):
+            raise UsageError(f"rate point {rate_point} does not exist: this tokenizer has 0..{len(self.codebooks) - 1}")
+        return self.codebooks[rate_point]
+
+    def work_size(self, size: tuple[int, int], rate_point: int) -> tuple[int, int]:
+        """(height, width) the VAE sees for a source of ``size``: longest side ≤ ``max_side``, sides on the grid."""
+        h, w = size
+        scale = min(1.0, self.max_side / max(h, w))
+        multiple = self.vae.scale * self._book(rate_point).patch
+        return round_to(round(h * scale), multiple), round_to(round(w * scale), multiple)
+
+    def encode(self, image: Image, rate_point: int) -> TokenGrid:
+        book = self._book(rate_point)
+        size = (int(image.shape[0]), int(image.shape[1]))
+        work = from_pil(to_pil(image), self.work_size(size, rate_point))
+        indices = book.quantise(self.vae.encode([work]))[0]
+        return TokenGrid(indices=indices, codebook_id=self.codebook_id, rate_point=rate_point, vocab=self.vocab,
+                         image_size=size)
+
+    def decode(self, grid: TokenGrid) -> Image:
+        if grid.codebook_id != self.codebook_id:
+            raise ModelError(f"stream tokens use codebook {grid.codebook_id}, this tokenizer has {self.codebook_id}: "
+                             "decode with the profile the stream was made with")
+        latents = self._book(grid.rate_point).dequantise(np.asarray(grid.indices)[None])
+        image = self.vae.decode(latents)[0]
+        return from_pil(PILImage.fromarray(image), tuple(grid.image_size))
+
+    def token_model(self, rate_point: int):
+        from m3cvcav.bitstream.entropy import TokenModel
+
+        book = self._book(rate_point)
+        if not book.entropy:
+            raise ModelError(f"codebook of rate point {rate_point} has no entropy model: rebuild it with its TokenModel")
+        return TokenModel.from_arrays(book.entropy)
+
+
+def load_tokenizer(settings: Mapping[str, Any]) -> VaeVqTokenizer:
+    """Factory named by the profile (``m3cvcav.engines.m3cvc.tokenizer:load_tokenizer``)."""
+    return VaeVqTokenizer(settings)

@@ -1,0 +1,78 @@
+"""The diffusion VAE (diffusers ``AutoencoderKL``) shared by the m3cvc tokenizer and keyframe generator.
+
+Latents are normalised like the pipelines expect them: ``(mean - shift_factor) * scaling_factor``; encoding takes the
+posterior mean, so it is deterministic. One instance per (model, device, dtype) is kept, so the tokenizer and the
+keyframe generator of a profile share it.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .common import load, pick_device, pick_dtype, resolve_folder, safetensors_files
+
+
+@dataclass
+class Vae:
+    """A loaded VAE with its normalisation, placement and weight files."""
+
+    model: Any  # diffusers.AutoencoderKL
+    device: torch.device
+    dtype: torch.dtype
+    files: list[Path]
+
+    @property
+    def scale(self) -> int:
+        """Pixels per latent position along each axis."""
+        return 2 ** (len(self.model.config.block_out_channels) - 1)
+
+    @property
+    def channels(self) -> int:
+        return int(self.model.config.latent_channels)
+
+    def _norm(self) -> tuple[float, float]:
+        cfg = self.model.config
+        return float(cfg.scaling_factor), float(getattr(cfg, "shift_factor", None) or 0.0)
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """(N, C, H/s, W/s) float32 normalised latents of (H, W, 3) uint8 images of one size (multiples of ``scale``)."""
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        posterior = self.model.encode(x.to(self.device, self.dtype)).latent_dist
+        scaling, shift = self._norm()
+        return ((posterior.mean - shift) * scaling).float().cpu()
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
+        """(H, W, 3) uint8 images of normalised latents (N, C, h, w)."""
+        scaling, shift = self._norm()
+        x = self.model.decode((latents / scaling + shift).to(self.device, self.dtype)).sample
+        x = x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [np.ascontiguousarray(im) for im in x]
+
+
+_CACHE: dict[tuple, Vae] = {}
+_LOCK = threading.Lock()
+
+
+def load_vae(settings: Mapping[str, Any], role: str, subfolder: str = "vae") -> Vae:
+    """The VAE in ``subfolder`` of ``settings["repo"]`` (``""`` for a bare VAE folder), loaded once per (repo,
+    revision, subfolder, device, dtype)."""
+    from diffusers import AutoencoderKL
+
+    device = pick_device(settings, role)
+    dtype = pick_dtype(settings, device, role)
+    key = (settings.get("repo"), settings.get("revision"), subfolder, str(device), dtype)
+    with _LOCK:
+        if key not in _CACHE:
+            model = load(settings, role, AutoencoderKL.from_pretrained, subfolder=subfolder or None, dtype=dtype)
+            folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
+            files = safetensors_files(folder, [subfolder] if subfolder else None)
+            _CACHE[key] = Vae(model.eval().to(device), device, dtype, files)
+        return _CACHE[key]
