@@ -12,7 +12,7 @@ from .embedder import LiteEmbedder
 from .motion import DisMotion
 
 # Mean flow magnitude per frame (fraction of the diagonal) bounding each speed word.
-SPEEDS = ((0.002, "still"), (0.01, "slow"), (0.03, "moderate"), (float("inf"), "fast"))
+SPEEDS = ((0.0007, "still"), (0.005, "slow"), (0.02, "moderate"), (float("inf"), "fast"))
 
 
 class LabelDescriber:

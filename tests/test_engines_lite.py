@@ -1,0 +1,125 @@
+"""The offline lite engines with their real weights: EfficientNet-Lite0 labels and embeddings (torch and onnxruntime),
+DIS flow on Sintel, the label describer, and flow interpolation against a cross-fade."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from m3cvcav.engines.interfaces import ClipGenerator, Describer, KeyframeGenerator, MotionEstimator, SemanticEmbedder
+from m3cvcav.engines.lite import (DisMotion, FlowInterpolator, load_describer, load_embedder,
+                                  load_keyframe_generator)
+from m3cvcav.engines.lite.embedder import class_names
+from m3cvcav.engines.lite.interpolator import _grid, warp
+from m3cvcav.errors import ModelError, UsageError
+
+torch.set_num_threads(1)
+
+
+def rgb(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def sintel(media, i: int) -> np.ndarray:
+    return rgb(media(f"frames/sintel/frame_{i:04d}.png"))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return load_embedder({"model_id": 1, "backend": "torch"})
+
+
+def test_class_names_are_imagenet_1k():
+    names = class_names()
+    assert len(names) == 1000 and names[0] == "tench" and names[967] == "espresso"
+
+
+def test_real_weights_recognise_cat_and_espresso(media, embedder):
+    assert isinstance(embedder, SemanticEmbedder) and len(embedder.ref.sha256) == 32
+    cat = embedder.top_labels(rgb(media("photos/skimage_chelsea.png")), 1)[0][0]
+    coffee = embedder.top_labels(rgb(media("photos/skimage_coffee.png")), 1)[0][0]
+    assert cat in {"tabby cat", "a cat having a striped coat", "Egyptian Mau", "Persian cat", "Siamese cat"}
+    assert coffee in {"espresso", "tea cup", "coffee mug", "cup"}
+
+
+def test_embeddings_normalised_batched_and_onnxruntime_parity(media, embedder, tmp_path, monkeypatch):
+    monkeypatch.setenv("M3CVC_ENGINE_CACHE", str(tmp_path))
+    frames = [rgb(media(f"photos/skimage_{n}.png")) for n in ("chelsea", "coffee", "astronaut")]
+    frames += [sintel(media, 16), sintel(media, 17)]
+    embedder.batch = 2  # several batches
+    logits, emb = embedder.run(frames)
+    assert emb.shape == (5, 1280) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    sims = emb @ emb.T
+    assert sims[3, 4] > sims[0, 1] and sims[3, 4] > 0.9  # consecutive Sintel frames are semantically close
+    ort = load_embedder({"model_id": 1, "backend": "onnxruntime"})
+    ort_logits, ort_emb = ort.run(frames)
+    assert ort.engine.backend == "onnxruntime"
+    # Stated tolerance: float32 kernels differ in summation order; 1e-3 absolute on logits, 1e-4 on unit embeddings.
+    np.testing.assert_allclose(ort_logits, logits, atol=1e-3)
+    np.testing.assert_allclose(ort_emb, emb, atol=1e-4)
+    assert (ort_logits.argmax(1) == logits.argmax(1)).all()
+    assert embedder.embed([]).shape == (0, 1280)
+    with pytest.raises(UsageError, match="uint8"):
+        embedder.embed([np.zeros((8, 8), np.uint8)])
+
+
+def test_dis_flow_lowers_warping_error_on_sintel(media):
+    a, b = sintel(media, 20), sintel(media, 21)
+    motion = DisMotion(work_size=320)
+    assert isinstance(motion, MotionEstimator)
+    flow = motion.flow(a, b)
+    assert flow.shape == (*a.shape[:2], 2) and flow.dtype == np.float32
+    warped = warp(b, flow, _grid(*a.shape[:2]))  # frame t+1 brought back to t
+    assert np.mean(np.abs(warped.astype(float) - a)) < 0.7 * np.mean(np.abs(b.astype(float) - a))
+    stats = motion.stats(a, b)
+    assert 0 < stats["median"] <= stats["p95"] <= stats["max"] and stats["mean"] == motion.magnitude(a, b)
+    assert motion.magnitude(a, a) < 0.2 * stats["mean"]
+    half = cv2.resize(a, (a.shape[1] // 2, a.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    half_b = cv2.resize(b, (b.shape[1] // 2, b.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    assert motion.magnitude(half, half_b) == pytest.approx(stats["mean"], rel=0.35)  # resolution independent
+
+
+def test_interpolation_beats_crossfade_on_sintel(media):
+    first, truth, last = sintel(media, 16), sintel(media, 18), sintel(media, 20)
+    gen = FlowInterpolator(model_id=4)
+    assert isinstance(gen, ClipGenerator)
+    frames = gen.generate(first, last, 4, "", 0)
+    assert len(frames) == 4 and np.array_equal(frames[0], first)
+    assert all(f.shape == first.shape and f.dtype == np.uint8 for f in frames)
+    crossfade = (first.astype(np.float64) + last) / 2
+    assert psnr(frames[2], truth) > psnr(crossfade, truth) + 1.0
+    assert psnr(frames[1], sintel(media, 17)) > psnr(frames[1], sintel(media, 19))  # moves towards `last` in order
+    three = gen.interpolate(first, last, [0.25, 0.5, 0.75])
+    assert np.array_equal(three[1], frames[2])
+    held = gen.generate(first, None, 3, "", 0)
+    assert len(held) == 3 and all(np.array_equal(f, first) for f in held)
+    with pytest.raises(UsageError):
+        gen.generate(first, last, 0, "", 0)
+
+
+def test_label_describer(media):
+    describer = load_describer({"backend": "torch", "top_k": 3})
+    assert isinstance(describer, Describer) and describer.kind == "labels" and "label describer" in describer.name
+    text = describer.describe_frame(rgb(media("photos/skimage_coffee.png")))
+    assert text.split(", ")[0] == "espresso"
+    frames = [sintel(media, i) for i in range(16, 20)]
+    clip = describer.describe_clip(frames[0], frames)
+    assert clip == describer.describe_frame(frames[0]) + "; moving left, slow"  # the camera pans across the scene
+    assert describer.motion_words([frames[0], frames[0]]) == "still"
+
+
+def test_passthrough_keyframes(media):
+    gen = load_keyframe_generator({"model_id": 3})
+    assert isinstance(gen, KeyframeGenerator)
+    img = sintel(media, 16)
+    assert np.array_equal(gen.generate(img, "", img.shape[:2], 0), img)
+    assert gen.generate(img, "", (218, 512), 0).shape == (218, 512, 3)
+    with pytest.raises(ModelError, match="-profile m3cvc"):
+        gen.generate(None, "a cat", (64, 64), 0)
