@@ -50,10 +50,10 @@ class Sink:
                  audio_packets: Iterator | None = None):
         self.dst, self.info = str(dst), info
         self._tmpdir: str | None = None
-        if self.dst == "-":
+        if self.dst == "-" or hasattr(dst, "write"):
             if not format:
                 raise UsageError("writing to stdout needs a format: add -f yuv4mpegpipe (or -f matroska, -f nut)")
-            target, self._final = sys.stdout.buffer, None
+            target, self._final = (sys.stdout.buffer if self.dst == "-" else dst), None
         else:
             target, self._final = self._temp_target(), Path(self.dst)
         self._target = target
@@ -63,15 +63,19 @@ class Sink:
         except (av.error.FFmpegError, ValueError) as err:
             self._cleanup()
             raise OutputError(f"cannot write {self.dst}: {err} (check the extension or -f)") from None
-        self.stream = self._add_video(codec, crf, preset, pix_fmt, bitrate)
-        self.audio_out = self._add_audio(audio) if audio is not None else None
+        try:
+            self.stream = self._add_video(codec, crf, preset, pix_fmt, bitrate)
+            self.audio_out = self._add_audio(audio) if audio is not None else None
+        except BaseException:
+            self.abort()
+            raise
         self._audio_packets = audio_packets if self.audio_out is not None else None
         self._pending_audio: av.Packet | None = None
         self.frames = 0
 
     # ---- setup
     def _is_single_image(self) -> bool:
-        return Path(self.dst).suffix.lower() in IMAGE_CODECS and not is_pattern(self.dst)
+        return self._final is not None and Path(self.dst).suffix.lower() in IMAGE_CODECS and not is_pattern(self.dst)
 
     def _temp_target(self) -> str:
         path = Path(self.dst)

@@ -12,7 +12,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from m3cvcav.errors import InputError, UsageError
+from m3cvcav.errors import InputError
 
 from . import colour
 from .items import AudioPacket, Frame, VideoInfo
@@ -172,8 +172,3 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from first
     yield from rest
 
-
-def check_seek_options(ss: float, t: float) -> None:
-    """Reject negative -ss/-t early, as FFmpeg does."""
-    if ss < 0 or t < 0:
-        raise UsageError("-ss and -t take a non-negative number of seconds")

@@ -6,7 +6,6 @@ input is an m3cvc stream (to any format PyAV writes, ``-f yuv4mpegpipe -`` for a
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
