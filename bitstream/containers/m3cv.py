@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from m3cvcav.errors import BitstreamError
+from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 from m3cvcav.log import get_logger
 
 from ..crc import crc32c
@@ -119,6 +119,8 @@ class M3cvReader(StreamReader):
             b.fill(pos + length + 4)
             self.header_unit = bytes(b.buf[4:pos + length + 4])
             self.header, size = decode_sequence_header(self.header_unit)
+        except UnsupportedVersionError:
+            raise
         except BitstreamError as err:
             raise BitstreamError(f".m3cv file header: {err}") from None
         b.drop(4 + size)
@@ -178,7 +180,8 @@ class M3cvReader(StreamReader):
     @staticmethod
     def _corrupt(damaged: bytes, start: int) -> CorruptSegment:
         head = _parse_head(bytearray(damaged), 0)
-        inner = peek_segment_header(damaged[head[3]:]) if head else None
+        # The packet header itself may be what is damaged: look for an intact segment header unit where it may start.
+        inner = next((h for k in range(1, _MAX_PACKET_HEAD + 1) if (h := peek_segment_header(damaged[k:]))), None)
         reason = f"{len(damaged)} bytes at byte {start} are damaged (CRC mismatch or not a packet)"
         log.warning("corrupt segment: %s; it will be concealed", reason)
         if inner is None:
