@@ -254,13 +254,14 @@ def _refine_classes(grids: list[np.ndarray], vocab: int, classes: int, assign: n
     seen = weight > 0
     emb = np.sqrt((prof + 0.5) / (weight + 0.5 * classes)[:, None])  # Hellinger embedding
     centroids = np.zeros((classes, classes))
+    empty = np.zeros(classes, dtype=bool)
     for c in range(classes):
         members = seen & (assign == c)
-        if members.any():
+        empty[c] = not members.any()
+        if not empty[c]:
             centroids[c] = np.average(emb[members], axis=0, weights=weight[members])
-        else:
-            centroids[c] = np.inf
-    dist = ((emb[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
+    dist = (centroids**2).sum(axis=1)[None, :] - 2.0 * emb @ centroids.T
+    dist[:, empty] = np.inf
     new = assign.copy()
     new[seen] = np.argmin(dist[seen], axis=1).astype(np.uint8)
     return new

@@ -1,9 +1,13 @@
-/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slicing-by-8, tables built once on first use. */
+/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slicing-by-8. The tables are built when the library is
+ * loaded (GCC/Clang constructor), before any thread can call in; other compilers build them on first use. */
 #include "m3cvcore.h"
 
 static uint32_t table[8][256];
-static volatile int table_ready = 0;
+static int table_ready = 0;
 
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((constructor))
+#endif
 static void build_table(void)
 {
     for (uint32_t n = 0; n < 256; n++) {
@@ -15,7 +19,7 @@ static void build_table(void)
     for (uint32_t n = 0; n < 256; n++)
         for (int t = 1; t < 8; t++)
             table[t][n] = (table[t - 1][n] >> 8) ^ table[0][table[t - 1][n] & 0xFFu];
-    table_ready = 1; /* idempotent: concurrent first calls write identical values */
+    table_ready = 1;
 }
 
 uint32_t m3cv_crc32c(uint32_t value, const uint8_t *data, size_t len)
