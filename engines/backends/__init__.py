@@ -81,7 +81,7 @@ def _valid_onnx(data: bytes) -> bytes | None:
 def onnx_for(spec: ExportSpec, cache: EngineCache | None = None) -> bytes:
     """The ONNX bytes of ``spec``, exported once and cached under ``spec.digest()``."""
     cache = cache or EngineCache()
-    meta = {"name": spec.name, "backend": "onnx", "opset": spec.opset, "profiles": [p.name for p in spec.profiles],
+    meta = {"name": spec.name, "backend": "onnx", "opset": spec.opset,
             "inputs": [[s.name, list(s.shape), s.dtype] for s in spec.inputs]}
     return cache.get_or_build(spec.digest(), "onnx", lambda: export_onnx(spec), _valid_onnx, meta)
 

@@ -1,0 +1,129 @@
+"""``python -m m3cvcav engines list|build|purge``: the compiled-engine cache (ONNX exports and TensorRT plans).
+
+  engines list [-json]                                   cached entries with keys, sizes, what they are
+  engines build [-profile lite] [-s WxH ...] [-engine auto|onnxruntime|tensorrt] [-precision fp16|bf16|fp32]
+  engines purge [KEY_PREFIX ...]                         delete all entries, or those whose key starts with a prefix
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+from .errors import M3cvError, UsageError
+from .log import get_logger
+
+log = get_logger("cli.engines")
+DEFAULT_SIZES = ("256x256", "512x512")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"engines: {message} (see `python -m m3cvcav engines -h`)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """FFmpeg's -s WxH → (height, width)."""
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match or not all(16 <= int(v) <= 8192 for v in match.groups()):
+        raise UsageError(f"bad size {text!r}: use WxH with sides in 16..8192, e.g. 512x512")
+    return int(match.group(2)), int(match.group(1))
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_list(args) -> int:
+    from m3cvcav.engines.backends import EngineCache
+
+    cache = EngineCache()
+    entries = cache.entries()
+    if args.json:
+        print(json.dumps({"root": str(cache.root), "entries": [
+            {"key": e.key, "kind": e.kind, "size": e.size, "path": str(e.path), **{k: v for k, v in e.meta.items()
+                                                                                   if k not in ("key", "kind")}}
+            for e in entries]}, indent=1))
+        return 0
+    print(f"engine cache: {cache.root}")
+    if not entries:
+        print("(empty: `python -m m3cvcav engines build` fills it)")
+        return 0
+    print(f"{'key':16}  {'kind':4}  {'network':22}  {'backend':11}  {'precision':9}  {'profiles':28}  {'size':>10}")
+    for e in entries:
+        m = e.meta
+        print(f"{e.key[:16]}  {e.kind:4}  {m.get('name', '?'):22}  {m.get('backend', '?'):11}  "
+              f"{m.get('precision', '-'):9}  {','.join(m.get('profiles', [])):28}  {_human(e.size):>10}")
+    print(f"{len(entries)} entries, {_human(sum(e.size for e in entries))}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from m3cvcav.engines.backends import EngineCache, onnx_for, select_backend
+    from m3cvcav.engines.backends.trt_backend import load_trt
+    from m3cvcav.engines.interfaces import Exportable
+    from m3cvcav.engines.registry import load_profile
+
+    if args.engine not in ("auto", "onnxruntime", "tensorrt"):
+        raise UsageError(f"engines build -engine {args.engine}: use auto, onnxruntime or tensorrt (torch needs no build)")
+    sizes = [_size(s) for s in (args.s or DEFAULT_SIZES)]
+    profile = load_profile(args.profile)
+    cache = EngineCache()
+    device = args.device
+    built = 0
+    for role in profile.roles():
+        try:
+            engine = profile.engine(role, backend="torch")
+        except M3cvError as err:
+            log.warning("%s/%s skipped: %s", profile.name, role, err)
+            continue
+        if not isinstance(engine, Exportable):
+            continue
+        for spec in engine.export_specs(sizes):
+            backend = select_backend(args.engine, device=device, name=spec.name)
+            onnx = onnx_for(spec, cache)
+            line = f"{role:18} {spec.name:22} onnx {len(onnx):>10} bytes"
+            if backend == "tensorrt":
+                load_trt(spec.name, onnx, spec.inputs, spec.outputs, spec.profiles, device=device,
+                         precision=args.precision, cache=cache).close()
+                line += f"  + tensorrt {args.precision} plan ({', '.join(p.name for p in spec.profiles)})"
+            print(line)
+            built += 1
+    print(f"{built} network(s) of profile {profile.name!r} ready in {cache.root}")
+    return 0
+
+
+def cmd_purge(args) -> int:
+    from m3cvcav.engines.backends import EngineCache
+
+    cache = EngineCache()
+    freed = cache.purge(args.keys or None)
+    print(f"purged {_human(freed)} from {cache.root}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    from m3cvcav.engines.backends import default_device
+
+    parser = _Parser(prog="python -m m3cvcav engines", description=__doc__.split("\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p_list = sub.add_parser("list", help="cached engines with keys and sizes")
+    p_list.add_argument("-json", "--json", action="store_true", help="machine-readable output")
+    p_build = sub.add_parser("build", help="export ONNX (and TensorRT plans where installed) ahead of time")
+    p_build.add_argument("-profile", default="lite", help="profile name or .toml path (default lite)")
+    p_build.add_argument("-s", action="append", metavar="WxH", help="resolution bucket, repeatable (default 256x256, "
+                         "512x512)")
+    p_build.add_argument("-engine", default="auto", help="auto|onnxruntime|tensorrt (default auto)")
+    p_build.add_argument("-precision", default="fp16", choices=("fp32", "fp16", "bf16"), help="TensorRT precision")
+    p_build.add_argument("-device", default=default_device(), help="cpu or cuda[:N]")
+    p_purge = sub.add_parser("purge", help="delete cached engines")
+    p_purge.add_argument("keys", nargs="*", metavar="KEY_PREFIX", help="only entries whose key starts with these")
+    for p in (p_list, p_build, p_purge):
+        p.add_argument("-loglevel", "-v", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return {"list": cmd_list, "build": cmd_build, "purge": cmd_purge}[args.command](args)

@@ -1,0 +1,93 @@
+"""engines.registry: packaged and user TOML profiles, overrides, stable model ids, model_refs and verify."""
+from __future__ import annotations
+
+import pytest
+
+from m3cvcav.engines.interfaces import ModelRef, MotionEstimator
+from m3cvcav.engines.registry import ROLES, available_profiles, load_profile
+from m3cvcav.errors import ModelError, UsageError
+
+
+def test_packaged_profiles():
+    assert {"lite", "m3cvc"} <= set(available_profiles())
+    lite, m3cvc = load_profile(), load_profile("m3cvc")
+    assert (lite.name, lite.profile_id, m3cvc.profile_id) == ("lite", 1, 2)
+    assert lite.roles() == list(ROLES) == m3cvc.roles()
+    assert lite.decoder_roles() == ["tokenizer", "keyframe_generator", "clip_generator"]
+    assert lite.settings("tokenizer")["factory"] == "m3cvcav.engines.tokenizer:load_lite"
+    for role, module in (("describer", "describer"), ("tokenizer", "tokenizer"), ("keyframe_generator", "keyframe"),
+                         ("clip_generator", "clip")):
+        assert m3cvc.settings(role)["factory"].startswith(f"m3cvcav.engines.m3cvc.{module}:")
+        assert m3cvc.settings(role)["repo"] and m3cvc.settings(role)["revision"]
+    ids = [lite.settings(r)["model_id"] for r in lite.decoder_roles()] + \
+        [m3cvc.settings(r)["model_id"] for r in m3cvc.decoder_roles()]
+    assert len(set(ids)) == len(ids)  # a model id names one model across the shipped profiles
+
+
+def test_engine_built_once_and_checked_against_role():
+    profile = load_profile("lite", {"roles": {"motion": {"work_size": 160}}})
+    motion = profile.engine("motion")
+    assert isinstance(motion, MotionEstimator) and motion.work_size == 160 and profile.engine("motion") is motion
+    bad = load_profile("lite", {"roles": {"motion": {"factory": "m3cvcav.engines.lite:load_keyframe_generator",
+                                                     "model_id": 9}}})
+    with pytest.raises(ModelError, match="not a MotionEstimator"):
+        bad.engine("motion")
+    missing = load_profile("lite", {"roles": {"motion": {"factory": "m3cvcav.engines.nowhere:load"}}})
+    with pytest.raises(ModelError, match="not available.*-profile lite"):
+        missing.engine("motion")
+
+
+def test_user_profile_overrides_base(tmp_path):
+    user = tmp_path / "my.toml"
+    user.write_text('base = "lite"\nname = "mine"\n[roles.clip_generator]\nwork_size = 256\npreset = "fast"\n')
+    profile = load_profile(str(user))
+    assert profile.name == "mine" and profile.profile_id == 1
+    clip = profile.settings("clip_generator")
+    assert (clip["work_size"], clip["preset"], clip["model_id"]) == (256, "fast", 4)
+    assert profile.settings("embedder") == load_profile("lite").settings("embedder")
+    assert profile.engine("clip_generator").motion.work_size == 256
+    nested = tmp_path / "nested.toml"
+    nested.write_text('base = "my.toml"\nname = "nested"\n[roles.motion]\npreset = "ultrafast"\n')
+    deeper = load_profile(str(nested))
+    assert deeper.settings("clip_generator")["work_size"] == 256 and deeper.settings("motion")["preset"] == "ultrafast"
+
+
+@pytest.mark.parametrize("text, match", [
+    ('name = "x"\n', "profile_id"),
+    ('name = "x"\nprofile_id = 3\n[roles.painter]\nfactory = "a:b"\n', "unknown role"),
+    ('name = "x"\nprofile_id = 3\n[roles.motion]\nfactory = "nocolon"\n', "module:callable"),
+    ('name = "x"\nprofile_id = 3\n[roles.tokenizer]\nfactory = "a:b"\ndecoder = true\n', "needs a model_id"),
+    ('name = "x"\nprofile_id = 3\n[roles.tokenizer]\nfactory = "a:b"\ndecoder = true\nmodel_id = 5\n'
+     '[roles.clip_generator]\nfactory = "a:c"\ndecoder = true\nmodel_id = 5\n', "share model_id 5"),
+    ('name = "x"\nprofile_id = 3\n[roles', "not valid TOML"),
+    ('base = "self.toml"\n', "names itself"),
+])
+def test_bad_profiles_are_usage_errors(tmp_path, text, match):
+    path = tmp_path / "self.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=match):
+        load_profile(str(path))
+
+
+def test_unknown_profile_names():
+    with pytest.raises(UsageError, match="unknown profile 'nope'.*lite"):
+        load_profile("nope")
+    with pytest.raises(UsageError, match="not found"):
+        load_profile("/no/such/profile.toml")
+
+
+def test_model_refs_and_verify():
+    pinned = "ab" * 32
+    profile = load_profile("lite", {"roles": {"tokenizer": {"sha256": pinned, "name": "vq-lite"}}})
+    refs = profile.model_refs()
+    assert [r.model_id for r in refs] == [2, 3, 4]
+    assert refs[0] == ModelRef(2, bytes.fromhex(pinned), "vq-lite") and all(len(r.sha256) == 32 for r in refs)
+    assert refs[2] == profile.engine("clip_generator").ref
+    profile.verify(refs)  # the same models: accepted
+    with pytest.raises(ModelError, match="clip_generator model \\(id 4\\) has weights"):
+        profile.verify([ModelRef(4, b"\0" * 32, "flow-interpolator")])
+    with pytest.raises(ModelError, match="model id 99"):
+        profile.verify([ModelRef(99, b"\0" * 32, "other")])
+    tweaked = load_profile("lite", {"roles": {"tokenizer": {"sha256": pinned}, "clip_generator": {"preset": "fast"}}})
+    with pytest.raises(ModelError, match="clip_generator"):
+        tweaked.verify(refs)  # other interpolator settings make other frames: refused
