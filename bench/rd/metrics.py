@@ -1,0 +1,244 @@
+"""Per-frame and per-clip quality metrics of a decoded clip against its source.
+
+Computed: PSNR-Y (on the Y' plane), PSNR-RGB and MS-SSIM (pytorch-msssim, RGB, data range 255) after the clip's stated
+Y'CbCr→RGB conversion, the lite semantic similarity (cosine of the lite profile's EfficientNet-Lite0 embeddings),
+temporal consistency (flow-warping error: decoded frame t warped to t+1 with OpenCV DIS flow measured on the source,
+MSE on [0,1] RGB over pixels that pass a forward-backward check), and VMAF / CLIP-sim when their tools are at hand.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim
+
+from .colour import Colour, yuv420_to_rgb
+
+HIGHER_IS_BETTER = {"psnr_y": True, "psnr_rgb": True, "ms_ssim": True, "semantic": True, "warp_err": False,
+                    "vmaf": True, "clip_sim": True}
+PSNR_CAP = 100.0
+CLIP_MODEL = "openai/clip-vit-base-patch32"
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * np.log10(255.0 ** 2 / mse))
+
+
+def msssim_window(height: int, width: int) -> int:
+    """Largest odd Gaussian window ≤ 11 that MS-SSIM's five scales allow at this size."""
+    win = min(11, (min(height, width) - 1) // 16)
+    win -= 1 - win % 2
+    if win < 3:
+        raise ValueError(f"MS-SSIM needs frames of at least 49 px per side, got {width}x{height}")
+    return win
+
+
+def msssim_frames(ref: list[np.ndarray], dist: list[np.ndarray], batch: int = 8) -> list[float]:
+    win = msssim_window(*ref[0].shape[:2])
+    out: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(ref), batch):
+            x = torch.from_numpy(np.stack(ref[i:i + batch])).permute(0, 3, 1, 2).float()
+            y = torch.from_numpy(np.stack(dist[i:i + batch])).permute(0, 3, 1, 2).float()
+            out += ms_ssim(x, y, data_range=255, size_average=False, win_size=win).tolist()
+    return out
+
+
+def _dis():
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+
+def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def source_flows(lumas: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per consecutive pair (t, t+1): backward flow from t+1 to t and the mask of pixels it is reliable at."""
+    dis = _dis()
+    out = []
+    for a, b in zip(lumas, lumas[1:]):
+        back = dis.calc(b, a, None)
+        fwd = dis.calc(a, b, None)
+        fwd_at = _warp(fwd, back)
+        err = np.sum((back + fwd_at) ** 2, axis=-1)
+        mask = err < 0.01 * (np.sum(back ** 2, -1) + np.sum(fwd_at ** 2, -1)) + 0.5
+        out.append((back, mask))
+    return out
+
+
+def warp_errors(rgb: list[np.ndarray], flows: list[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """Flow-warping error per frame pair (t, t+1) of ``rgb`` under the source's flow."""
+    out = []
+    for t, (back, mask) in enumerate(flows):
+        warped = _warp(rgb[t].astype(np.float32) / 255.0, back)
+        diff = np.sum((rgb[t + 1].astype(np.float32) / 255.0 - warped) ** 2, axis=-1) / 3.0
+        out.append(float(diff[mask].mean()) if mask.any() else 0.0)
+    return out
+
+
+@dataclass
+class Availability:
+    """Which optional metrics can be computed here, and why not where they cannot."""
+
+    not_computed: dict[str, str] = field(default_factory=dict)
+    embed: Callable[[list[np.ndarray]], np.ndarray] | None = None
+    clip_embed: Callable[[list[np.ndarray]], np.ndarray] | None = None
+    vmaf_ffmpeg: str | None = None
+
+
+def _lite_embedder():
+    from m3cvcav.engines.registry import load_profile
+
+    return load_profile("lite").engine("embedder").embed
+
+
+def _clip_embedder():
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(CLIP_MODEL, "config.json"), str):
+        raise LookupError(f"{CLIP_MODEL} is not in the local Hugging Face cache (no model downloads at run time)")
+    from transformers import CLIPModel, CLIPProcessor
+    model = CLIPModel.from_pretrained(CLIP_MODEL, local_files_only=True).eval()
+    proc = CLIPProcessor.from_pretrained(CLIP_MODEL, local_files_only=True)
+
+    def embed(frames: list[np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            feats = model.get_image_features(**proc(images=list(frames), return_tensors="pt"))
+        return torch.nn.functional.normalize(feats, dim=-1).numpy()
+
+    return embed
+
+
+def _vmaf_ffmpeg() -> str | None:
+    """The ffmpeg command when it has libvmaf (PyAV's bundled FFmpeg is checked for the report's reason only)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg and "libvmaf" in subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True).stdout:
+        return ffmpeg
+    return None
+
+
+def probe(semantic: bool = True) -> Availability:
+    """Find what is at hand: the lite embedder, CLIP weights, an FFmpeg with libvmaf; LPIPS/DISTS are not shipped."""
+    av_ = Availability()
+    if semantic:
+        try:
+            av_.embed = _lite_embedder()
+        except Exception as exc:  # any failure to build the engine means: not computed, say why
+            av_.not_computed["semantic"] = f"lite embedder unavailable: {type(exc).__name__}: {exc}"
+    else:
+        av_.not_computed["semantic"] = "disabled with --no-semantic"
+    try:
+        av_.clip_embed = _clip_embedder()
+    except Exception as exc:
+        av_.not_computed["clip_sim"] = f"{type(exc).__name__}: {exc}"
+    av_.vmaf_ffmpeg = _vmaf_ffmpeg()
+    if av_.vmaf_ffmpeg is None:
+        import av.filter
+
+        in_pyav = "libvmaf" in av.filter.filters_available
+        av_.not_computed["vmaf"] = (f"the ffmpeg command has no libvmaf filter (PyAV's bundled FFmpeg: "
+                                    f"{'has it, but the harness runs VMAF through the command' if in_pyav else 'neither'});"
+                                    " install an FFmpeg built with --enable-libvmaf")
+    av_.not_computed["lpips"] = ("needs the lpips package and its AlexNet/VGG ImageNet weights, which are not installed "
+                                 "(the project depends on neither lpips nor torchvision; no model downloads at run time)")
+    av_.not_computed["dists"] = ("needs the DISTS VGG16 weights (DISTS_pytorch / piq), which are not present locally")
+    return av_
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> list[float]:
+    return [float(x) for x in np.sum(a * b, axis=1)]
+
+
+def sample_indices(n: int, k: int | None) -> list[int]:
+    """``k`` frame indices spread evenly over ``n`` frames (first and last included); all when ``k`` is None."""
+    if k is None or k >= n:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [n // 2]
+
+
+@dataclass
+class Reference:
+    """A source clip prepared once for all comparisons: RGB frames, flows, embeddings of the sampled frames (the
+    costly metrics — MS-SSIM, semantic, CLIP — run on ``sample``; PSNR and warp error on every frame)."""
+
+    planes: list[np.ndarray]
+    colour: Colour
+    path: str = ""
+    sample: list[int] = field(default_factory=list)
+    rgb: list[np.ndarray] = field(init=False)
+    flows: list[tuple[np.ndarray, np.ndarray]] = field(init=False)
+    emb: np.ndarray | None = None
+    clip_emb: np.ndarray | None = None
+    warp_err: float = 0.0
+
+    def __post_init__(self):
+        h = self.planes[0].shape[0] * 2 // 3
+        self.rgb = [yuv420_to_rgb(p, self.colour) for p in self.planes]
+        self.flows = source_flows([p[:h] for p in self.planes])
+        self.warp_err = float(np.mean(warp_errors(self.rgb, self.flows))) if self.flows else 0.0
+
+
+def prepare(planes: list[np.ndarray], colour: Colour, avail: Availability, path: str = "",
+            sample: int | None = None) -> Reference:
+    ref = Reference(planes, colour, path, sample_indices(len(planes), sample))
+    picked = [ref.rgb[i] for i in ref.sample]
+    if avail.embed is not None:
+        ref.emb = np.asarray(avail.embed(picked), dtype=np.float32)
+    if avail.clip_embed is not None:
+        ref.clip_emb = avail.clip_embed(picked)
+    return ref
+
+
+def vmaf_frames(ffmpeg: str, ref_path: str, dist_path: str) -> list[float]:
+    """Per-frame VMAF through the ffmpeg command's libvmaf filter (distorted first, reference second)."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = f"{tmp}/vmaf.json"
+        subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", dist_path, "-i", ref_path, "-lavfi",
+                        f"libvmaf=log_fmt=json:log_path={log}", "-f", "null", "-"], check=True)
+        with open(log) as f:
+            return [float(fr["metrics"]["vmaf"]) for fr in json.load(f)["frames"]]
+
+
+def compare(ref: Reference, planes: list[np.ndarray], avail: Availability) -> dict[str, list[float]]:
+    """Per-frame metrics of decoded ``planes`` against ``ref``: psnr_* per frame, warp_err per frame pair, ms_ssim /
+    semantic / clip_sim per frame of ``ref.sample``."""
+    if len(planes) != len(ref.planes) or planes[0].shape != ref.planes[0].shape:
+        raise ValueError(f"decoded clip is {len(planes)} frames of {planes[0].shape}, "
+                         f"source {len(ref.planes)} of {ref.planes[0].shape}")
+    h = ref.planes[0].shape[0] * 2 // 3
+    rgb = [yuv420_to_rgb(p, ref.colour) for p in planes]
+    picked = [rgb[i] for i in ref.sample]
+    out = {
+        "psnr_y": [psnr(a[:h], b[:h]) for a, b in zip(ref.planes, planes)],
+        "psnr_rgb": [psnr(a, b) for a, b in zip(ref.rgb, rgb)],
+        "ms_ssim": msssim_frames([ref.rgb[i] for i in ref.sample], picked),
+    }
+    if ref.flows:
+        out["warp_err"] = warp_errors(rgb, ref.flows)
+    if avail.embed is not None and ref.emb is not None:
+        out["semantic"] = cosine_rows(ref.emb, np.asarray(avail.embed(picked), dtype=np.float32))
+    if avail.clip_embed is not None and ref.clip_emb is not None:
+        out["clip_sim"] = cosine_rows(ref.clip_emb, avail.clip_embed(picked))
+    if avail.vmaf_ffmpeg and ref.path:
+        import tempfile
+        from fractions import Fraction
+        from pathlib import Path
+
+        from .video import write_y4m
+
+        with tempfile.TemporaryDirectory() as tmp:
+            dist = Path(tmp) / "dist.y4m"
+            write_y4m(dist, planes, Fraction(25))
+            out["vmaf"] = vmaf_frames(avail.vmaf_ffmpeg, ref.path, str(dist))
+    return out
