@@ -138,18 +138,7 @@ class TokenModel:
     # -- contexts and code lengths ---------------------------------------------------------------------------------
     def context_ids(self, grid: np.ndarray) -> np.ndarray:
         """Context of every token of an (L, H, W) grid (docs/entropy.md, "Context rule")."""
-        grid = self._check_grid(grid)
-        levels = grid.shape[0]
-        g = np.minimum(np.arange(levels), self.level_groups - 1).astype(np.int64)[:, None, None]
-        k = self.classes
-        if k == 0:
-            return np.broadcast_to(g, grid.shape).copy()
-        cls = self.symbol_class[grid].astype(np.int64)
-        a = np.full(grid.shape, k, dtype=np.int64)
-        b = np.full(grid.shape, k, dtype=np.int64)
-        a[:, :, 1:] = cls[:, :, :-1]
-        b[:, 1:, :] = cls[:, :-1, :]
-        return (g * (k + 1) + a) * (k + 1) + b
+        return _context_ids(self._check_grid(grid), self.symbol_class, self.classes, self.level_groups)
 
     def ideal_bits(self, grid: np.ndarray) -> float:
         """The model's ideal code length of ``grid`` in bits: Σ (precision − log2 freq)."""
@@ -166,15 +155,7 @@ class TokenModel:
         return float(-(counts * np.log2(counts / n)).sum()) if n else 0.0
 
     def _check_grid(self, grid: np.ndarray) -> np.ndarray:
-        grid = np.asarray(grid)
-        if grid.ndim != 3 or grid.dtype.kind not in "iu":
-            raise UsageError(f"token grid must be a 3-D (levels, height, width) integer array, got {grid.dtype} "
-                             f"{grid.shape}")
-        if grid.size > MAX_SYMBOLS:
-            raise UsageError(f"token grid {grid.shape} has more than {MAX_SYMBOLS} tokens; code it in parts")
-        if grid.size and (int(grid.min()) < 0 or int(grid.max()) >= self.vocab):
-            raise UsageError(f"token grid holds values outside 0..{self.vocab - 1} (the model's vocabulary)")
-        return grid.astype(np.int64, copy=False)
+        return _as_grid(grid, self.vocab)
 
     # -- fitting ---------------------------------------------------------------------------------------------------
     @classmethod
@@ -193,27 +174,32 @@ class TokenModel:
             raise UsageError(f"classes={classes} is outside 0..{MAX_CLASSES}")
         if not grids:
             raise UsageError("TokenModel.fit needs at least one token grid")
-        probe = cls(vocab, precision, 0, level_groups, np.zeros(vocab, np.uint8),
-                    np.tile(quantize(np.zeros(vocab, np.int64), precision), (level_groups, 1)))
-        grids = [probe._check_grid(g) for g in grids]
+        if not 1 <= vocab <= MAX_VOCAB or not 1 <= level_groups <= MAX_LEVEL_GROUPS:
+            raise UsageError(f"vocab={vocab} or level_groups={level_groups} is outside 1..{MAX_VOCAB} / "
+                             f"1..{MAX_LEVEL_GROUPS}")
         if (classes + 1) ** 2 * level_groups * vocab > MAX_TABLE_ENTRIES:
             raise UsageError(f"{classes} classes x {level_groups} level groups x vocab {vocab} exceed "
                              f"{MAX_TABLE_ENTRIES} table entries; use fewer classes")
+        grids = [_as_grid(g, vocab) for g in grids]
         if classes == 0:
-            return _fit_tables(grids, vocab, precision, 0, level_groups, np.zeros(vocab, np.uint8))
+            symbol_class = np.zeros(vocab, np.uint8)
         if symbol_class is not None:
-            return _fit_tables(grids, vocab, precision, classes, level_groups, np.asarray(symbol_class))
-        assign = _rank_classes(grids, vocab, classes)
-        best = _fit_tables(grids, vocab, precision, classes, level_groups, assign)
-        best_bits = sum(best.ideal_bits(g) for g in grids)
+            symbol_class = np.asarray(symbol_class)
+            if symbol_class.shape != (vocab,) or int(symbol_class.min()) < 0 \
+                    or int(symbol_class.max()) >= max(classes, 1):
+                raise UsageError(f"symbol_class must hold {vocab} classes in 0..{max(classes, 1) - 1}")
+            probs, _ = _smoothed_tables(grids, vocab, classes, level_groups, symbol_class)
+            return _quantized_model(probs, vocab, precision, classes, level_groups, symbol_class)
+        best_class = _rank_classes(grids, vocab, classes)
+        best, best_cost = _smoothed_tables(grids, vocab, classes, level_groups, best_class)
+        assign = best_class
         for _ in range(iterations):
             assign = _refine_classes(grids, vocab, classes, assign)
-            model = _fit_tables(grids, vocab, precision, classes, level_groups, assign)
-            bits = sum(model.ideal_bits(g) for g in grids)
-            if bits >= best_bits:
+            probs, cost = _smoothed_tables(grids, vocab, classes, level_groups, assign)
+            if cost >= best_cost:
                 break
-            best, best_bits = model, bits
-        return best
+            best, best_cost, best_class = probs, cost, assign
+        return _quantized_model(best, vocab, precision, classes, level_groups, best_class)
 
     # -- native handle ---------------------------------------------------------------------------------------------
     def _struct(self, ffi: Any) -> Any:
@@ -231,6 +217,19 @@ class TokenModel:
         if row is None:
             row = self._rows[ctx] = self.cum[ctx].tolist()
         return row
+
+
+def _as_grid(grid: np.ndarray, vocab: int) -> np.ndarray:
+    """``grid`` as an int64 (L, H, W) array of tokens in 0..vocab-1, or UsageError."""
+    grid = np.asarray(grid)
+    if grid.ndim != 3 or grid.dtype.kind not in "iu":
+        raise UsageError(f"token grid must be a 3-D (levels, height, width) integer array, got {grid.dtype} "
+                         f"{grid.shape}")
+    if grid.size > MAX_SYMBOLS:
+        raise UsageError(f"token grid {grid.shape} has more than {MAX_SYMBOLS} tokens; code it in parts")
+    if grid.size and (int(grid.min()) < 0 or int(grid.max()) >= vocab):
+        raise UsageError(f"token grid holds values outside 0..{vocab - 1} (the model's vocabulary)")
+    return grid.astype(np.int64, copy=False)
 
 
 def _rank_classes(grids: list[np.ndarray], vocab: int, classes: int) -> np.ndarray:
@@ -267,15 +266,28 @@ def _refine_classes(grids: list[np.ndarray], vocab: int, classes: int, assign: n
     return new
 
 
-def _fit_tables(grids: list[np.ndarray], vocab: int, precision: int, classes: int, level_groups: int,
-                symbol_class: np.ndarray) -> TokenModel:
-    """Tables from counts, smoothed towards the level group's order-0 distribution, then quantised."""
+def _context_ids(grid: np.ndarray, symbol_class: np.ndarray, classes: int, level_groups: int) -> np.ndarray:
+    levels = grid.shape[0]
+    g = np.minimum(np.arange(levels), level_groups - 1).astype(np.int64)[:, None, None]
+    k = classes
+    if k == 0:
+        return np.broadcast_to(g, grid.shape).copy()
+    cls = symbol_class[grid].astype(np.int64)
+    a = np.full(grid.shape, k, dtype=np.int64)
+    b = np.full(grid.shape, k, dtype=np.int64)
+    a[:, :, 1:] = cls[:, :, :-1]
+    b[:, 1:, :] = cls[:, :-1, :]
+    return (g * (k + 1) + a) * (k + 1) + b
+
+
+def _smoothed_tables(grids: list[np.ndarray], vocab: int, classes: int, level_groups: int,
+                     symbol_class: np.ndarray) -> tuple[np.ndarray, float]:
+    """Context probabilities from counts smoothed towards the level group's order-0 distribution, and the training
+    code length (bits) under them."""
     contexts = level_groups * (classes + 1) ** 2
-    uniform = np.tile(quantize(np.zeros(vocab, np.int64), precision), (contexts, 1))
-    shell = TokenModel(vocab, precision, classes, level_groups, np.asarray(symbol_class, dtype=np.uint8), uniform)
-    counts = np.zeros(contexts * vocab, dtype=np.int64)
-    for g in grids:
-        counts += np.bincount((shell.context_ids(g) * vocab + g).ravel(), minlength=contexts * vocab)
+    symbol_class = np.asarray(symbol_class, dtype=np.uint8)
+    keys = [(_context_ids(g, symbol_class, classes, level_groups) * vocab + g).ravel() for g in grids]
+    counts = np.bincount(np.concatenate(keys), minlength=contexts * vocab)
     counts = counts.reshape(contexts, vocab).astype(np.float64)
     per_group = (classes + 1) ** 2
     group_counts = counts.reshape(level_groups, per_group, vocab).sum(axis=1)
@@ -284,9 +296,15 @@ def _fit_tables(grids: list[np.ndarray], vocab: int, precision: int, classes: in
     totals = counts.sum(axis=1, keepdims=True)
     alpha = _loo_strength(counts, totals, prior)
     probs = (counts + alpha * prior) / (totals + alpha)
+    nz = counts > 0
+    return probs, float(-(counts[nz] * np.log2(probs[nz])).sum())
+
+
+def _quantized_model(probs: np.ndarray, vocab: int, precision: int, classes: int, level_groups: int,
+                     symbol_class: np.ndarray) -> TokenModel:
     weights = np.floor(probs * float(1 << 40)).astype(np.int64)
     freqs = np.stack([quantize(row, precision) for row in weights])
-    return TokenModel(vocab, precision, classes, level_groups, shell.symbol_class, freqs)
+    return TokenModel(vocab, precision, classes, level_groups, np.asarray(symbol_class, dtype=np.uint8), freqs)
 
 
 def _loo_strength(counts: np.ndarray, totals: np.ndarray, prior: np.ndarray) -> float:
