@@ -77,14 +77,22 @@ class Engines:
 
     def backends(self) -> str:
         """Which backend each engine used so far ran on, e.g. ``embedder=onnxruntime,motion=opencv``."""
-        out = []
-        for role, built in sorted(self._built.items()):
-            network = vars(built).get("engine") if hasattr(built, "__dict__") else None
-            name = getattr(network, "backend", None) or getattr(built, "backend", None)
-            if not name:
-                name = "torch" if hasattr(built, "net") else "opencv" if hasattr(built, "motion") else "python"
-            out.append(f"{role}={name}")
-        return ",".join(out)
+        return ",".join(f"{role}={_backend(built)}" for role, built in sorted(self._built.items()))
+
+
+def _backend(engine: object) -> str:
+    """The backend an engine ran on: its network engine's, a wrapped engine's, torch for modules, else opencv."""
+    state = getattr(engine, "__dict__", {})
+    if "engine" in state and getattr(state["engine"], "backend", ""):
+        return state["engine"].backend
+    for inner in ("embedder", "net", "motion"):
+        value = state.get(inner)
+        if value is None:
+            continue
+        if inner == "net":
+            return "torch"
+        return _backend(value)
+    return "opencv" if any(type(v).__module__ == "cv2" for v in state.values()) else "none"
 
 
 def _bitrate(value: str | int | float | None) -> float:
@@ -328,7 +336,7 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
 
     >>> decode("out.mkv", "back.mp4", overwrite=True).frames
     """
-    if str(dst) != "-":
+    if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
         check_output(str(dst), overwrite)
     p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
     stream = Decoder(src, profile=profile, engine=engine)
