@@ -22,6 +22,7 @@ MAX_LEVEL_GROUPS = 16
 MAX_TABLE_ENTRIES = 1 << 24
 MAX_SYMBOLS = 1 << 22
 MODEL_FORMAT = 1
+BUCKET_BITS = 10  # decoder lookup index, not normative (docs/entropy.md §5)
 
 _RC_MESSAGES = {
     -1: "the entropy model is invalid",
@@ -207,10 +208,26 @@ class TokenModel:
             struct = ffi.new("m3cv_model *")
             struct.vocab, struct.precision = self.vocab, self.precision
             struct.classes, struct.level_groups = self.classes, self.level_groups
-            keep = (ffi.from_buffer("uint8_t[]", self.symbol_class), ffi.from_buffer("uint32_t[]", self.cum))
-            struct.symbol_class, struct.cum = keep
+            bits = min(self.precision, BUCKET_BITS)
+            buckets = self._bucket_index(bits)
+            keep = (ffi.from_buffer("uint8_t[]", self.symbol_class), ffi.from_buffer("uint32_t[]", self.cum),
+                    ffi.from_buffer("uint16_t[]", buckets), buckets)
+            struct.symbol_class, struct.cum, struct.bucket_first = keep[:3]
+            struct.bucket_bits = bits
             self._native = (struct, keep)
         return self._native[0]
+
+    def _bucket_index(self, bits: int) -> np.ndarray:
+        """Decoder speed-up (not normative): per context, the symbol holding the first slot of each of the 2^bits
+        slot buckets, and the symbol holding the last slot."""
+        total = 1 << self.precision
+        slots = np.arange((1 << bits) + 1, dtype=np.int64) << (self.precision - bits)
+        slots[-1] = total - 1
+        rows = np.arange(self.contexts, dtype=np.int64)[:, None] * (total + 1)
+        flat = (self.cum.astype(np.int64) + rows).ravel()
+        found = np.searchsorted(flat, (slots[None, :] + rows).ravel(), side="right") - 1
+        symbols = found.reshape(self.contexts, -1) - np.arange(self.contexts)[:, None] * (self.vocab + 1)
+        return np.ascontiguousarray(symbols, dtype=np.uint16)
 
     def _row(self, ctx: int) -> list[int]:
         row = self._rows.get(ctx)

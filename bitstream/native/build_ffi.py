@@ -27,6 +27,8 @@ ffibuilder.cdef(
         uint32_t level_groups;
         const uint8_t *symbol_class;
         const uint32_t *cum;
+        const uint16_t *bucket_first;
+        uint32_t bucket_bits;
     } m3cv_model;
     uint32_t m3cv_crc32c(uint32_t value, const uint8_t *data, size_t len);
     size_t m3cv_leb128_write(uint64_t value, uint8_t *out);

@@ -26,7 +26,10 @@ enum {
 };
 
 /* A static context model. cum holds contexts() rows of vocab+1 entries: cum[0] = 0, strictly increasing,
- * cum[vocab] = 2^precision; the frequency of symbol s is cum[s+1] - cum[s]. */
+ * cum[vocab] = 2^precision; the frequency of symbol s is cum[s+1] - cum[s].
+ * Optional decoder speed-up (not normative, NULL to go without): with b = bucket_bits (1 <= b <= precision),
+ * bucket_first holds contexts() rows of 2^b + 1 entries, row[j] = the symbol whose interval holds slot
+ * j << (precision - b) (the last entry: the symbol holding slot 2^precision - 1). */
 typedef struct {
     uint32_t vocab;
     uint32_t precision;
@@ -34,6 +37,8 @@ typedef struct {
     uint32_t level_groups; /* G */
     const uint8_t *symbol_class; /* vocab entries, each < max(K, 1) */
     const uint32_t *cum;
+    const uint16_t *bucket_first;
+    uint32_t bucket_bits;
 } m3cv_model;
 
 uint32_t m3cv_crc32c(uint32_t value, const uint8_t *data, size_t len);

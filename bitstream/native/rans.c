@@ -126,13 +126,23 @@ int m3cv_tokens_decode(const m3cv_model *m, const uint8_t *data, size_t len, uin
     if (state < M3CV_RANS_L || state >= (M3CV_RANS_L << 8))
         return M3CV_ERR_CORRUPT;
     const uint32_t p = m->precision, mask = (1u << p) - 1, row = m->vocab + 1;
+    const uint16_t *buckets = m->bucket_bits >= 1 && m->bucket_bits <= p ? m->bucket_first : NULL;
+    const uint32_t bucket_shift = buckets ? p - m->bucket_bits : 0, bucket_row = buckets ? (1u << m->bucket_bits) + 1 : 0;
     size_t pos = 4, i = 0;
     for (uint32_t l = 0; l < levels; l++)
         for (uint32_t y = 0; y < height; y++)
             for (uint32_t x = 0; x < width; x++, i++) {
-                const uint32_t *c = m->cum + (size_t)context_of(m, grid, i, l, y, x, width) * row;
+                uint32_t ctx = context_of(m, grid, i, l, y, x, width);
+                const uint32_t *c = m->cum + (size_t)ctx * row;
                 /* branchless search for the largest lo with c[lo] <= slot; the answer stays in [lo, lo + n) */
                 uint32_t slot = state & mask, lo = 0, n = m->vocab;
+                if (buckets) {
+                    const uint16_t *first = buckets + (size_t)ctx * bucket_row + (slot >> bucket_shift);
+                    if (first[0] <= first[1] && first[1] < m->vocab) {
+                        lo = first[0];
+                        n = (uint32_t)first[1] - lo + 1;
+                    }
+                }
                 while (n > 1) {
                     uint32_t half = n >> 1;
                     lo = c[lo + half] <= slot ? lo + half : lo;
