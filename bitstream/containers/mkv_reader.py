@@ -45,6 +45,7 @@ def _read_vint(f: BinaryIO, keep_marker: bool) -> tuple[int, int] | None:
 
 def find_codec_private(f: BinaryIO) -> tuple[int, bytes]:
     """(position among TrackEntries, CodecPrivate) of the first track with CodecID V_MS/VFW/FOURCC and FourCC M3CV."""
+    file_size = f.seek(0, 2)
     f.seek(0)
     track_pos = -1
     codec_id: bytes | None = None
@@ -78,6 +79,8 @@ def find_codec_private(f: BinaryIO) -> tuple[int, bytes]:
             if codec_id == b"V_MS/VFW/FOURCC" and private is not None and private[16:20] == b"M3CV":
                 return track_pos, private
             continue
+        if f.tell() + size > file_size:
+            break
         f.seek(size, 1)
     raise BitstreamError("this Matroska file has no m3cvc video track (V_MS/VFW/FOURCC with FourCC M3CV)")
 
@@ -98,7 +101,8 @@ class MkvReader(StreamReader):
         self.header_unit = private[40:40 + size]
         f.seek(0)
         try:
-            self._av = av.open(str(path) if path is not None else f, "r", format="matroska")
+            self._av = av.open(str(path) if path is not None else f, "r", format="matroska",
+                               metadata_errors="replace")  # tags that are not UTF-8 must not stop reading
         except av.FFmpegError as err:
             raise BitstreamError(f"PyAV cannot demux this Matroska file: {err}") from None
         streams = self._av.streams
