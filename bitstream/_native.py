@@ -6,6 +6,10 @@ from functools import lru_cache
 from typing import Any
 
 from m3cvcav.errors import EngineError, UsageError
+from m3cvcav.log import get_logger
+
+ABI_VERSION = 2  # M3CV_ABI_VERSION of bitstream/native/m3cvcore.h
+log = get_logger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -14,6 +18,11 @@ def _import() -> tuple[Any, Any] | str:
         from . import _m3cvcore
     except ImportError as exc:
         return str(exc)
+    built = getattr(_m3cvcore.lib, "M3CV_ABI_VERSION", None)
+    if built != ABI_VERSION or _m3cvcore.lib.m3cv_abi_version() != ABI_VERSION:
+        reason = f"the built native core is stale (ABI {built}, need {ABI_VERSION}); rebuild it with pip install -e ."
+        log.warning(reason)
+        return reason
     return _m3cvcore.ffi, _m3cvcore.lib
 
 

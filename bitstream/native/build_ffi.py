@@ -30,6 +30,8 @@ ffibuilder.cdef(
         const uint16_t *bucket_first;
         uint32_t bucket_bits;
     } m3cv_model;
+    #define M3CV_ABI_VERSION ...
+    uint32_t m3cv_abi_version(void);
     uint32_t m3cv_crc32c(uint32_t value, const uint8_t *data, size_t len);
     size_t m3cv_leb128_write(uint64_t value, uint8_t *out);
     int m3cv_leb128_read(const uint8_t *data, size_t len, size_t max_bytes, uint64_t *value, size_t *used);

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define M3CV_ABI_VERSION 2u               /* bumped whenever a declaration below changes */
 #define M3CV_RANS_L (1u << 23)            /* lower bound of the normalised rANS state */
 #define M3CV_MAX_VOCAB 16384u             /* largest vocabulary */
 #define M3CV_MIN_PRECISION 1u             /* table precision bits: sum of every table = 2^precision */
@@ -40,6 +41,9 @@ typedef struct {
     const uint16_t *bucket_first;
     uint32_t bucket_bits;
 } m3cv_model;
+
+/* M3CV_ABI_VERSION of the built library (the Python loader refuses a stale build). */
+uint32_t m3cv_abi_version(void);
 
 uint32_t m3cv_crc32c(uint32_t value, const uint8_t *data, size_t len);
 

@@ -9,6 +9,11 @@
 
 #include "m3cvcore.h"
 
+uint32_t m3cv_abi_version(void)
+{
+    return M3CV_ABI_VERSION;
+}
+
 uint32_t m3cv_model_contexts(const m3cv_model *model)
 {
     return model->level_groups * (model->classes + 1) * (model->classes + 1);
