@@ -1,0 +1,84 @@
+"""`bench rd --quick` end to end on the tiny corpus (reduced sweep): the report's numbers are present and sane."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import cv2
+import pytest
+import torch
+
+from m3cvcav.bench import rd
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from tests.conftest import media_path
+
+    media_path("clips/bigbuckbunny.mp4")
+    out = tmp_path_factory.mktemp("report")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("M3CVC_CORPUS_CACHE", str(tmp_path_factory.mktemp("corpus")))
+    try:
+        assert rd.main(["--quick", "--bpp", "0.03,0.1", "--sample", "3", "--out", str(out)]) == 0
+    finally:
+        mp.undo()
+    return out, json.loads((out / "results.json").read_text())
+
+
+def _sane_run(run: dict, clip: dict) -> None:
+    bits = run["bytes"] * 8
+    assert run["bytes"] > 0 and run["frames"] == clip["frames"]
+    assert run["bpp"] == pytest.approx(bits / (clip["frames"] * clip["width"] * clip["height"]))
+    fps = float(Fraction(clip["fps"]))
+    assert run["kbps"] == pytest.approx(bits / (clip["frames"] / fps) / 1000)
+    m = run["metrics"]
+    assert 10 < m["psnr_y"] < 100 and 10 < m["psnr_rgb"] < 100
+    assert 0 < m["ms_ssim"] <= 1 and len(run["per_frame"]["ms_ssim"]) == 3
+    assert 0 <= m["warp_err"] < 0.1 and len(run["per_frame"]["warp_err"]) == clip["frames"] - 1
+    if "semantic" in m:
+        assert -1 <= m["semantic"] <= 1.0001
+
+
+def test_baselines_numbers_are_present_and_sane(report):
+    out, data = report
+    clips = {c["name"]: c for c in data["corpus"]}
+    assert len(clips) == 2
+    for name, result in data["clips"].items():
+        for codec in ("x264", "x265", "svtav1"):
+            runs = result["runs"][codec]
+            assert runs, (name, codec)
+            for run in runs:
+                _sane_run(run, clips[name])
+            best = max(runs, key=lambda r: r["kbps"])
+            worst = min(runs, key=lambda r: r["kbps"])
+            assert best["metrics"]["psnr_y"] >= worst["metrics"]["psnr_y"]  # more bits, better fidelity
+    for codec in ("x264", "x265", "svtav1"):
+        speed = data["speed"][codec]
+        assert speed["encode_fps"] > 0 and speed["decode_fps"] > 0
+        assert speed["isolated_run"]["peak_rss_mb"] > 10
+        assert data["average"][codec]
+    assert set(data["meta"]["metrics_not_computed"]) >= {"lpips", "dists"}
+    index = (out / "index.md").read_text()
+    assert "## BD-rate" in index and "x265" in index
+    for png in data["files"]["rd"] + data["files"]["crops"]:
+        assert cv2.imread(str(out / png)) is not None, png
+    assert "rd_average.png" in data["files"]["rd"] and len(data["files"]["crops"]) == 2
+
+
+def test_profile_under_test_numbers_are_present_and_sane(report):
+    _, data = report
+    status = data["meta"]["codecs"]["lite"]
+    if "not run" in status:
+        pytest.skip(f"lite profile not measured: {status}")
+    clips = {c["name"]: c for c in data["corpus"]}
+    for name, result in data["clips"].items():
+        assert result["runs"]["lite"], (name, result["failures"])
+        for run in result["runs"]["lite"]:
+            _sane_run(run, clips[name])
+    assert data["speed"]["lite"]["encode_fps"] > 0
+    assert "peak_rss_mb" in data["speed"]["lite"]["isolated_run"]
+    for base in ("x264", "x265", "svtav1"):
+        assert data["bd"]["lite"][base]["ms_ssim"]["per_clip"]
