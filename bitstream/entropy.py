@@ -5,6 +5,7 @@ The native C core (``m3cvcav.bitstream._m3cvcore``) and the numpy/Python fallbac
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from typing import Any, Sequence
 
@@ -242,7 +243,7 @@ def _as_grid(grid: np.ndarray, vocab: int) -> np.ndarray:
     if grid.ndim != 3 or grid.dtype.kind not in "iu":
         raise UsageError(f"token grid must be a 3-D (levels, height, width) integer array, got {grid.dtype} "
                          f"{grid.shape}")
-    if grid.size > MAX_SYMBOLS:
+    if grid.size > MAX_SYMBOLS or max(grid.shape) > MAX_SYMBOLS:
         raise UsageError(f"token grid {grid.shape} has more than {MAX_SYMBOLS} tokens; code it in parts")
     if grid.size and (int(grid.min()) < 0 or int(grid.max()) >= vocab):
         raise UsageError(f"token grid holds values outside 0..{vocab - 1} (the model's vocabulary)")
@@ -358,10 +359,11 @@ def encode_tokens(grid: np.ndarray, model: TokenModel) -> bytes:
 
 def decode_tokens(data: bytes | memoryview, shape: Sequence[int], model: TokenModel) -> np.ndarray:
     """Token grid (int64, ``shape`` = (L, H, W)) from a stream of ``encode_tokens``; raises BitstreamError."""
-    if len(shape) != 3 or any(int(d) < 0 for d in shape) or int(np.prod([int(d) for d in shape])) > MAX_SYMBOLS:
+    dims = [int(d) for d in shape]
+    if len(dims) != 3 or not all(0 <= d <= MAX_SYMBOLS for d in dims) or math.prod(dims) > MAX_SYMBOLS:
         raise BitstreamError(f"token grid shape {tuple(shape)} is invalid or over {MAX_SYMBOLS} tokens; "
                              "the stream is corrupt")
-    levels, height, width = (int(d) for d in shape)
+    levels, height, width = dims
     data = memoryview(data).cast("B")
     native = core()
     if native is None:

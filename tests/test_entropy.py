@@ -156,10 +156,10 @@ def test_random_bytes_only_raise_bitstream_error(monkeypatch, coded, data, w):
 
 def test_bad_shapes_and_tokens(monkeypatch, coded):
     model, grid, data = coded
-    for shape in ((1, 2), (1, -1, 4), (1, 1 << 12, 1 << 11)):
+    for shape in ((1, 2), (1, -1, 4), (1, 1 << 12, 1 << 11), (0, 1 << 33, 1), (1 << 40, 1 << 40, 1 << 40)):
         with pytest.raises(BitstreamError, match="shape"):
             decode_tokens(data, shape, model)
-    for bad in (grid + 256, grid - 300, grid[0], grid.astype(np.float32)):
+    for bad in (grid + 256, grid - 300, grid[0], grid.astype(np.float32), np.zeros((0, 1 << 33, 1), np.uint8)):
         with pytest.raises(UsageError):
             encode_tokens(bad, model)
 
