@@ -29,6 +29,8 @@ class Select(Node):
         Option("max", int, 0, "maximum segment length in frames (0: 10 seconds)", range=(0, 65536)),
         Option("cut", float, 0.45, "scene cut: f_sem between consecutive frames above this always cuts", range=(0, 2)),
         Option("samples", int, 4, "frames kept per segment for the clip description", range=(1, 64)),
+        Option("step", int, 0, "analyse every Nth frame (0: about 8 per second); a cut between two analysed frames "
+               "is located exactly", range=(0, 1000)),
     )
 
     def __init__(self, positional=None, *, profile=None, rate: RateControl | None = None, **named):
@@ -43,39 +45,87 @@ class Select(Node):
         fps = float(info.fps)
         self.min_len = self.opts["min"] or max(1, round(fps / 2))
         self.max_len = self.opts["max"] or max(self.min_len, round(fps * 10))
+        self.step = self.opts["step"] or max(1, round(fps / 8))
         self.embedder = self.profile.engine("embedder")
         self.motion = self.profile.engine("motion")
+        self._recent: list[Frame] = []  # frames since the last analysed one, not yet assigned to a segment
         return info
 
+    def _embed(self, frames: list[Frame]) -> np.ndarray:
+        return np.asarray(self.embedder.embed([f.image for f in frames]), np.float64)
+
     def process(self, frame: Frame) -> Iterator[ClipSegment]:
-        embedding = np.asarray(self.embedder.embed([frame.image])[0], np.float64)
-        seg = self._open
-        if seg is None:
-            self._start(frame, embedding, cut=False)
+        if self._open is None:
+            self._start(frame, self._embed([frame])[0], cut=False)
             return
-        f_sem_prev = 1.0 - float(embedding @ self._prev_embedding)
+        self._recent.append(frame)
+        if len(self._recent) < self.step and len(self._open.pts) + len(self._recent) < self.max_len:
+            return
+        yield from self._analyse()
+
+    def _analyse(self) -> Iterator[ClipSegment]:
+        """Decide on the newest buffered frame; on a scene cut, find the exact frame where it happened."""
+        recent, self._recent = self._recent, []
+        frame = recent[-1]
+        embedding = self._embed([frame])[0]
         self._f_mot += float(self.motion.magnitude(self._prev_image, frame.image))
+        seg = self._open
+        if 1.0 - float(embedding @ self._prev_embedding) > self.opts["cut"]:
+            found = self._locate_cut(recent, embedding)
+            if found is not None:  # scene cuts always open a segment, whatever the length or the budget
+                yield from self._close(recent[:found], recent[found:], cut=True)
+                return
         f_sem = 1.0 - float(embedding @ self._key_embedding)
-        length = len(seg.pts)
+        length = len(seg.pts) + len(recent) - 1
         now = frame.time
-        cut = f_sem_prev > self.opts["cut"]
         decision = (self.opts["l1"] * f_sem + self.opts["l2"] * self._f_mot
                     - self.rate.threshold(self.opts["threshold"], now))
         close = length >= self.max_len or self.rate.must_cut(now, self._start_time)
-        if length >= self.min_len and (cut or decision > 0) and self.rate.may_cut(now):
+        if length >= self.min_len and decision > 0 and self.rate.may_cut(now):
             close = True
         if close:
-            seg.end_time = now
-            log.debug("segment %d: %d frames, f_sem %.3f f_mot %.3f cut %s", seg.index, length, f_sem, self._f_mot,
-                      cut)
-            yield seg
-            self._start(frame, embedding, cut=cut)
+            log.debug("segment %d: %d frames, f_sem %.3f f_mot %.3f", seg.index, length, f_sem, self._f_mot)
+            yield from self._close(recent[:-1], recent[-1:], cut=False, embedding=embedding)
         else:
-            seg.pts.append(frame.pts)
-            self._sample(frame.image)
+            self._extend(recent)
             self._prev_embedding, self._prev_image = embedding, frame.image
 
+    def _locate_cut(self, recent: list[Frame], last: np.ndarray) -> int | None:
+        """Index in ``recent`` of the first frame of the new scene (embeds the frames in between only on a cut)."""
+        if len(recent) == 1:
+            return 0
+        embeddings = np.concatenate([self._embed(recent[:-1]), last[None]])
+        previous = self._prev_embedding
+        for i, e in enumerate(embeddings):
+            if 1.0 - float(e @ previous) > self.opts["cut"]:
+                return i
+            previous = e
+        return None
+
+    def _close(self, before: list[Frame], after: list[Frame], cut: bool,
+               embedding: np.ndarray | None = None) -> Iterator[ClipSegment]:
+        """Close the open segment after ``before``; ``after[0]`` opens the next one, the rest wait for analysis."""
+        seg = self._open
+        self._extend(before)
+        seg.end_time = after[0].time
+        yield seg
+        first = after[0]
+        self._start(first, embedding if embedding is not None and len(after) == 1 else self._embed([first])[0], cut)
+        self._recent = after[1:]
+        if len(self._open.pts) + len(self._recent) >= self.max_len:
+            yield from self._analyse()
+
+    def _extend(self, frames: list[Frame]) -> None:
+        for f in frames:
+            self._open.pts.append(f.pts)
+            self._sample(f.image)
+
     def flush(self) -> Iterator[ClipSegment]:
+        if self._recent and self._open is not None:
+            yield from self._analyse()
+        if self._recent:
+            self._extend(self._recent)
+            self._recent = []
         if self._open is not None:
             seg = self._open
             seg.end_time = float((seg.pts[-1] * seg.time_base)) + 1 / float(self.info.fps)

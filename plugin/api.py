@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import sys
 from collections import deque
@@ -93,6 +94,12 @@ def _backend(engine: object) -> str:
             return "torch"
         return _backend(value)
     return "opencv" if any(type(v).__module__ == "cv2" for v in state.values()) else "none"
+
+
+@functools.lru_cache(maxsize=4)
+def engines_for(profile: str = "lite", backend: str = "auto") -> Engines:
+    """The profile's engines, built once per process for each (profile, backend)."""
+    return Engines(profile, backend)
 
 
 def _bitrate(value: str | int | float | None) -> float:
@@ -195,7 +202,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
         source: Source | ArraySource = Source(src, ss=ss, t=t, frames=frames, audio=audio)
     else:
         source = ArraySource(src, fps, frames)
-    engines = Engines(profile, engine)
+    engines = engines_for(profile, engine)
     rc = RateControl(_bitrate(bitrate), q)
     nodes = [pipeline.make("select", p, profile=engines, rate=rc), pipeline.make("describe", p, profile=engines),
              pipeline.make("tokenize", p, profile=engines, rate=rc)]
@@ -277,7 +284,7 @@ class Decoder:
         self.header: SequenceHeader = self.reader.header
         self.tags: dict[str, str] = dict(self.reader.tags)
         name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)
-        self.engines = Engines(name, engine)
+        self.engines = engines_for(name, engine)
         self.engines.profile.verify(self.header.models)
         self.generate = Generate(profile=self.engines)
         self.generate.configure(self.header)

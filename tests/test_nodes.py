@@ -202,3 +202,66 @@ class _Full:
 
     def mux(self, packets):
         raise OSError(errno.ENOSPC, "No space left on device")
+
+
+# ---- encoder/decoder nodes on the lite profile (real EfficientNet-Lite0 weights; the tokenizer's shipped weights)
+
+def _pan(photo: np.ndarray, n: int, h: int = 96, w: int = 128) -> list[np.ndarray]:
+    """``n`` frames of a slow pan over a real photo."""
+    return [np.ascontiguousarray(photo[10 + i: 10 + i + h, 10 + 2 * i: 10 + 2 * i + w]) for i in range(n)]
+
+
+def _photo(media, name: str) -> np.ndarray:
+    import cv2
+
+    image = cv2.cvtColor(cv2.imread(str(media(f"photos/{name}"))), cv2.COLOR_BGR2RGB)
+    return cv2.resize(image, (200, 160), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def lite():
+    import torch
+
+    from m3cvcav.api import engines_for
+
+    torch.set_num_threads(1)
+    return engines_for("lite")
+
+
+def _segments(lite, frames: list[np.ndarray], **opts):
+    from m3cvcav.filters.node import run_chain
+    from m3cvcav.filters.select import Select
+
+    node = Select(profile=lite, **opts)
+    node.configure(VideoInfo(frames[0].shape[1], frames[0].shape[0], Fraction(24), Fraction(1, 24)))
+    items = (Frame(image, i, Fraction(1, 24), i) for i, image in enumerate(frames))
+    return list(run_chain([node], items))
+
+
+def test_select_finds_the_exact_scene_cut(lite, media):
+    frames = _pan(_photo(media, "skimage_astronaut.png"), 14) + _pan(_photo(media, "skimage_coffee.png"), 10)
+    segments = _segments(lite, frames)
+    starts = [s.pts[0] for s in segments]
+    assert 14 in starts  # the cut lies between two analysed frames (step 3) and is still found exactly
+    cut = segments[starts.index(14)]
+    assert cut.scene_cut and np.array_equal(cut.keyframe, frames[14])
+    assert [p for s in segments for p in s.pts] == list(range(24))  # every frame, once, in order
+    assert all(len(s.samples) <= 8 for s in segments)
+
+
+def test_select_lengths_and_thresholds(lite, media):
+    frames = _pan(_photo(media, "skimage_chelsea.png"), 20)
+    assert [len(s.pts) for s in _segments(lite, frames, max=6)] == [6, 6, 6, 2]
+    assert len(_segments(lite, frames, threshold=100)) == 1  # nothing passes a huge D_th
+    many = _segments(lite, frames, threshold=0, min=2, step=1)
+    assert all(len(s.pts) >= 2 for s in many[:-1]) and len(many) >= 9  # D_th 0: every frame past min cuts
+
+
+def test_describe_adds_both_texts(lite, media):
+    from m3cvcav.filters.describe import Describe
+
+    seg = _segments(lite, _pan(_photo(media, "skimage_chelsea.png"), 6))[0]
+    node = Describe(profile=lite)
+    node.configure(None)
+    (out,) = node.process(seg)
+    assert out.frame_text and out.clip_text and "cat" in (out.frame_text + out.clip_text).lower()
