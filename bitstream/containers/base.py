@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -52,7 +53,7 @@ class AtomicOutput:
             self.tmp.unlink(missing_ok=True)
 
 
-class StreamWriter:
+class StreamWriter(ABC):
     """Writes a sequence header then segments (and, in Matroska, audio) to one container."""
 
     container = ""
@@ -61,8 +62,9 @@ class StreamWriter:
         self.out, self.header, self.tags = out, header, dict(tags or {})
         self._closed = False
 
+    @abstractmethod
     def write_segment(self, segment: Segment) -> None:
-        raise TypeError(f"{type(self).__name__} must implement write_segment")
+        """Append one segment (its packet, and in Matroska its frames' blocks and subtitle)."""
 
     def add_audio(self, stream) -> int:
         log.warning("the %s container carries no audio: the audio track is dropped (use .mkv to keep it)",
@@ -101,7 +103,7 @@ class StreamWriter:
             self.abort()
 
 
-class StreamReader:
+class StreamReader(ABC):
     """Reads the sequence header, tags and segments of one container."""
 
     container = ""
@@ -111,9 +113,9 @@ class StreamReader:
     has_audio = False
     path: Path | None = None
 
+    @abstractmethod
     def packets(self) -> Iterator[bytes | CorruptSegment]:
         """The raw segment packets (docs/bitstream.md §6) in stream order; damaged ones as CorruptSegment."""
-        raise TypeError(f"{type(self).__name__} must implement packets")
 
     def segments(self) -> Iterator[Segment | CorruptSegment]:
         for packet in self.packets():

@@ -58,6 +58,8 @@ class M3cvWriter(StreamWriter):
     def write_segment(self, segment: Segment) -> None:
         self._index.append((self._offset, segment.header.first_pts))
         self._emit(pack_packet(encode_segment(segment), segment.header.first_pts, FLAG_KEY))
+        if self.out.tmp is None:  # a caller's stream (e.g. a pipe): hand each segment on as soon as it is written
+            self.out.file.flush()
 
     def _finish(self) -> None:
         if not self.out.seekable or not self._index:
