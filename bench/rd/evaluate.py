@@ -11,6 +11,7 @@ import numpy as np
 from . import baselines as bl
 from . import metrics as mt
 from . import profile as pf
+from .colour import yuv420_to_rgb
 from .corpus import Clip, clip_path
 from .video import read_video
 
@@ -90,10 +91,9 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
     return result
 
 
-def _run(codec, param, nbytes, floor, enc_s, dec_s, planes, ref, avail, fps, w, h) -> Run:
+def _run(codec: str, param: str, nbytes: int, floor: bool, enc_s: float, dec_s: float, planes: list[np.ndarray],
+         ref: mt.Reference, avail: mt.Availability, fps: Fraction, w: int, h: int) -> Run:
     kbps, bpp = _rate(nbytes, len(ref.planes), fps, w, h)
-    from .colour import yuv420_to_rgb
-
     per_frame = mt.compare(ref, planes, avail)
     return Run(codec, param, [], nbytes, kbps, bpp, floor, enc_s, dec_s, len(planes), per_frame,
                yuv420_to_rgb(planes[len(planes) // 2], ref.colour))

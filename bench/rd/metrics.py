@@ -55,9 +55,10 @@ def _dis():
 
 
 def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """``img`` sampled at (x + flow_x, y + flow_y), bilinear."""
     h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    grid = flow + np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    return cv2.remap(img, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def source_flows(lumas: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
