@@ -45,6 +45,8 @@ def _floats(text: str) -> list[float]:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.sample < 0:
+        raise UsageError(f"--sample {args.sample}: give a frame count ≥ 1, or 0 for every frame")
     started = time.perf_counter()
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     import torch
@@ -58,11 +60,6 @@ def main(argv: list[str]) -> int:
     from .worker import measure
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    if args.corpus:
-        folder, clips, corpus_name = args.corpus, scan_folder(args.corpus, args.max_frames), str(args.corpus)
-    else:
-        folder, clips = build_default(args.quick, log=log)
-        corpus_name = ("quick" if args.quick else "default") + f" ({folder})"
     bpps = _floats(args.bpp) if args.bpp else list(QUICK_BPP if args.quick else DEFAULT_BPP)
     known = {b.name: b for b in bl.BASELINES}
     wanted = [x.strip() for x in args.baselines.split(",") if x.strip()]
@@ -80,11 +77,14 @@ def main(argv: list[str]) -> int:
     missing = api_missing() if profiles else None
     for name in profiles:
         codecs_info[name] = (f"profile under test: not run, {missing}" if missing else
-                             f"profile under test through m3cvcav.encode/decode (b_v = target kbps)")
+                             f"profile under test through m3cvcav.encode/decode (bitrate = target kbps)")
     if missing:
         profiles = []
-    if args.sample < 0:
-        raise UsageError(f"--sample {args.sample}: give a frame count ≥ 1, or 0 for every frame")
+    if args.corpus:
+        folder, clips, corpus_name = args.corpus, scan_folder(args.corpus, args.max_frames), str(args.corpus)
+    else:
+        folder, clips = build_default(args.quick, log=log)
+        corpus_name = ("quick" if args.quick else "default") + f" ({folder})"
     avail = mt.probe(semantic=not args.no_semantic)
     log(f"rd: {len(clips)} clips, bpp targets {bpps}, baselines {[b.name for b in baselines]}, profiles {profiles}")
     for name in list(profiles):
