@@ -212,7 +212,8 @@ def write_profile(path: Path, vlm: Path, sd: Path, wan: Path, codebook: Path) ->
                       "max_new_tokens": {"scene": 6, "frame": 8, "clip": 6}},
         "tokenizer": {"repo": str(sd), "codebooks": [str(codebook)]},
         "keyframe_generator": {"repo": str(sd), "steps": 2, "strength": 0.5},
-        "clip_generator": {"repo": str(wan), "steps": 2, "height": 16, "width": 16, "window": 5},
+        "clip_generator": {"repo": str(wan), "steps": 2, "height": 16, "width": 16, "window": 5,
+                           "max_sequence_length": 16},
     }
     lines = ['base = "m3cvc"', 'name = "tiny-m3cvc-test"', ""]
     for role, table in roles.items():

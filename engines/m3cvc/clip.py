@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ class WanClipGenerator:
         self.height = setting(settings, "height", int, 0, role=ROLE)
         self.width = setting(settings, "width", int, 0, role=ROLE)
         self.negative = setting(settings, "negative_prompt", str, NEGATIVE, role=ROLE)
+        self.max_text = setting(settings, "max_sequence_length", int, 512, role=ROLE)
         if self.steps < 1 or self.window < 5 or (self.window - 1) % 4 or self.height % 16 or self.width % 16:
             raise UsageError("profile settings clip_generator: steps ≥ 1, window = 4k+1 ≥ 5, height/width multiples "
                              "of 16 (0 = from the keyframe)")
@@ -67,7 +69,7 @@ class WanClipGenerator:
         self.needs_last = not self.vace and getattr(self.pipe.transformer.config, "pos_embed_seq_len", None) is not None
         folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
         self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder))
-        self._calls = 0
+        self.last_calls = 0  # pipeline calls of the last clip (windows)
         log.info("clip generator %s on %s/%s, %d steps, window %d", settings["repo"], self.device, self.dtype,
                  self.steps, self.window)
 
@@ -88,16 +90,25 @@ class WanClipGenerator:
         work = self.work_size(size)
         a = to_pil(first).resize((work[1], work[0]), PILImage.Resampling.LANCZOS)
         b = to_pil(last).resize((work[1], work[0]), PILImage.Resampling.LANCZOS) if last is not None else None
-        self._calls = 0
-        span = self._span(a, b, count if last is not None else count - 1, text, seed, work)
-        frames = [first.copy()] + [from_pil(im, size) for im in span[1:count]]
-        return frames
+        job = _Job(self._embed(text), seed, work)
+        span = self._span(a, b, count if last is not None else count - 1, job)
+        self.last_calls = job.calls
+        return [first.copy()] + [from_pil(im, size) for im in span[1:count]]
 
-    def _span(self, a, b, n: int, text: str, seed: int, work: tuple[int, int]) -> list:
+    @torch.inference_mode()
+    def _embed(self, text: str) -> dict[str, torch.Tensor]:
+        """D^C (and the negative prompt) encoded once per clip, reused by every window."""
+        cfg = self.guidance > 1.0
+        positive, negative = self.pipe.encode_prompt(
+            prompt=text, negative_prompt=self.negative if cfg else None, do_classifier_free_guidance=cfg,
+            max_sequence_length=self.max_text, device=self.pipe._execution_device)
+        return {"prompt_embeds": positive, **({"negative_prompt_embeds": negative} if cfg else {})}
+
+    def _span(self, a, b, n: int, job: _Job) -> list:
         """n + 1 PIL frames from ``a`` to ``b`` (to wherever the motion leads when ``b`` is None)."""
         if n + 1 <= self.window:
-            return resample(self._run(a, b, 4 * math.ceil(n / 4) + 1, text, seed, work), n + 1)
-        coarse = self._run(a, b, self.window, text, seed, work)
+            return resample(self._run(a, b, 4 * math.ceil(n / 4) + 1, job), n + 1)
+        coarse = self._run(a, b, self.window, job)
         chunks = math.ceil(n / (self.window - 1))
         marks = [round(j * n / chunks) for j in range(chunks + 1)]
         anchors = [coarse[round(m * (self.window - 1) / n)] for m in marks]
@@ -106,29 +117,37 @@ class WanClipGenerator:
             anchors[-1] = b
         out = [a]
         for j in range(chunks):
-            out += self._span(anchors[j], anchors[j + 1], marks[j + 1] - marks[j], text, seed, work)[1:]
+            out += self._span(anchors[j], anchors[j + 1], marks[j + 1] - marks[j], job)[1:]
         return out
 
     @torch.inference_mode()
-    def _run(self, a, b, num_frames: int, text: str, seed: int, work: tuple[int, int]) -> list:
+    def _run(self, a, b, num_frames: int, job: _Job) -> list:
         """One pipeline call: ``num_frames`` (4k+1) PIL frames; each call of a clip draws its own seeded noise."""
-        self._calls += 1
+        job.calls += 1
         if b is None and self.needs_last:
             b = a
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(job.embeds)
         if self.vace:
             kwargs["video"], kwargs["mask"] = vace_conditioning(a, b, num_frames)
         else:
             kwargs["image"] = a
             if b is not None:
                 kwargs["last_image"] = b
-        if self.guidance > 1.0:
-            kwargs["negative_prompt"] = self.negative
-        out = self.pipe(prompt=text, height=work[0], width=work[1], num_frames=num_frames,
-                        num_inference_steps=self.steps, guidance_scale=self.guidance,
-                        generator=generator(seed * 1_000_003 + self._calls), output_type="np", **kwargs)
+        out = self.pipe(height=job.work[0], width=job.work[1], num_frames=num_frames, num_inference_steps=self.steps,
+                        guidance_scale=self.guidance, generator=generator(job.seed * 1_000_003 + job.calls),
+                        output_type="np", **kwargs)
         video = np.asarray(out.frames[0])
         return [PILImage.fromarray((np.clip(f, 0, 1) * 255).round().astype(np.uint8)) for f in video]
+
+
+@dataclass
+class _Job:
+    """One clip's shared state: its text embeddings, seed, working size and the pipeline calls made so far."""
+
+    embeds: dict[str, torch.Tensor]
+    seed: int
+    work: tuple[int, int]
+    calls: int = 0
 
 
 def vace_conditioning(a, b, num_frames: int) -> tuple[list, list]:

@@ -1,0 +1,72 @@
+"""m3cvc tokenizer: VQ over a tiny diffusion VAE (codebook fitted here), token grids, entropy coding round trip."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from m3cvcav.bitstream.entropy import decode_tokens, encode_tokens
+from m3cvcav.engines.interfaces import KeyframeTokenizer
+from m3cvcav.engines.m3cvc.codebook import Codebook, load_codebook, save_codebook
+from m3cvcav.engines.m3cvc.tokenizer import load_tokenizer
+from m3cvcav.errors import ModelError, UsageError
+from tiny_models import synthetic_images, tiny_codebook, tiny_root, tiny_sd  # noqa: F401  (fixtures)
+
+torch.set_num_threads(1)
+
+
+def _settings(sd, codebook, **extra) -> dict:
+    return {"repo": str(sd), "model_id": 17, "codebooks": [str(codebook)], "device": "cpu", "profile": "test",
+            "role": "tokenizer", **extra}
+
+
+def test_round_trip_shapes_and_entropy_coding(tiny_sd, tiny_codebook):
+    tok = load_tokenizer(_settings(tiny_sd, tiny_codebook))
+    assert isinstance(tok, KeyframeTokenizer) and tok.vocab == 16 and tok.codebook_id == 1
+    assert tok.ref.model_id == 17 and len(tok.ref.sha256) == 32
+    image = synthetic_images(1, size=64, seed=5)[0][:48]  # 48×64: not square
+    grid = tok.encode(image, 0)
+    assert grid.indices.dtype == np.int32 and grid.indices.shape == (1, 24, 32)  # tiny VAE: 2 px per latent
+    assert grid.indices.min() >= 0 and grid.indices.max() < tok.vocab and grid.image_size == (48, 64)
+    out = tok.decode(grid)
+    assert out.shape == (48, 64, 3) and out.dtype == np.uint8
+    model = tok.token_model(0)
+    data = encode_tokens(grid.indices, model)
+    assert np.array_equal(decode_tokens(data, grid.indices.shape, model), grid.indices)
+    assert 8 * len(data) <= grid.indices.size * np.log2(tok.vocab) + 64  # no worse than fixed-length codes
+
+
+def test_quantise_dequantise_is_exact(tiny_codebook):
+    book = load_codebook(tiny_codebook)
+    indices = np.arange(book.vocab, dtype=np.int32).reshape(1, 1, 4, 4)
+    latents = book.dequantise(indices)
+    assert latents.shape == (1, book.latent_channels, 4, 4)
+    assert torch.equal(latents[0, :, 0, 1], book.entries[1])
+    assert np.array_equal(book.quantise(latents), indices)  # every entry is its own nearest entry
+
+
+def test_patched_codebook_and_rate_points(tiny_sd, tiny_codebook, tmp_path):
+    book = load_codebook(tiny_codebook)
+    entries = torch.randn(book.vocab, 4 * 2 * 2, generator=torch.Generator().manual_seed(0))  # 2×2 latent patches
+    save_codebook(tmp_path / "p2.safetensors", Codebook(entries, 2, 4, book.codebook_id, book.entropy))
+    tok = load_tokenizer(_settings(tiny_sd, tiny_codebook, codebooks=[str(tmp_path / "p2.safetensors"),
+                                                                      str(tiny_codebook)], max_side=32))
+    assert [p.index for p in tok.rate_points] == [0, 1] and tok.rate_points[0].nominal_bpp < tok.rate_points[1].nominal_bpp
+    image = synthetic_images(1)[0]
+    assert tok.encode(image, 0).indices.shape == (1, 8, 8)  # 64 px → 32 px working size → 16 latents → 2×2 patches
+    assert tok.encode(image, 1).indices.shape == (1, 16, 16)
+    assert tok.decode(tok.encode(image, 0)).shape == (64, 64, 3)
+    with pytest.raises(UsageError, match="rate point 2"):
+        tok.encode(image, 2)
+
+
+def test_bad_codebooks(tiny_sd, tiny_codebook, tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_codebook(tmp_path / "none.safetensors")
+    with pytest.raises(UsageError, match="codebooks"):
+        load_tokenizer(_settings(tiny_sd, tiny_codebook, codebooks=[]))
+    tok = load_tokenizer(_settings(tiny_sd, tiny_codebook))
+    grid = tok.encode(synthetic_images(1)[0], 0)
+    grid.codebook_id = 9
+    with pytest.raises(ModelError, match="codebook 9"):
+        tok.decode(grid)
