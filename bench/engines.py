@@ -104,7 +104,8 @@ def row(engine: str, backend: str, size: int, batch: int, times: list[float], ou
     """One table row; ``outside`` is the share of time outside the model (None where there is no model)."""
     med = statistics.median(times)
     return {"engine": engine, "backend": backend, "size": f"{size}x{size}", "batch": batch, "reps": len(times),
-            "latency_ms": round(med * 1e3, 2), "fps": round(batch / med, 1), "outside_model": None if outside is None else round(outside, 3)}
+            "latency_ms": round(med * 1e3, 2), "fps": round(batch / med, 1),
+            "outside_model": None if outside is None else round(outside, 3)}
 
 
 def main(argv: list[str]) -> int:

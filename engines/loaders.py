@@ -61,9 +61,9 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
                     **kwargs) -> T:
     """Call a ``from_pretrained``-style ``load`` on a hub id (at ``revision``) or a local folder.
 
-    ``use_safetensors=True`` and ``trust_remote_code=False`` are passed unless ``kwargs`` sets them; a keyword whose value
-    is ``None`` is dropped (for loaders that do not take it, e.g. ``use_safetensors=None`` for a tokenizer). A model that
-    is missing (not in the cache while offline, unknown id, no such folder) raises ``ModelError``.
+    ``use_safetensors=True`` and ``trust_remote_code=False`` are passed unless ``kwargs`` sets them; a keyword whose
+    value is ``None`` is dropped (for loaders that do not take it, e.g. ``use_safetensors=None`` for a tokenizer). A
+    model that is missing (not in the cache while offline, unknown id, no such folder) raises ``ModelError``.
     """
     kwargs.setdefault("use_safetensors", True)
     kwargs["trust_remote_code"] = bool(kwargs.get("trust_remote_code", False))
@@ -86,8 +86,8 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
 
 
 def weight_files(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """The weight files of a folder (recursively, skipping hidden entries) or of a list of files/folders, in the canonical
-    order: by their path relative to the folder they were found in (or their file name), compared as UTF-8 bytes."""
+    """The weight files of a folder (recursively, skipping hidden entries) or of a list of files/folders, in the
+    canonical order: by their path relative to the folder they were found in (or their file name), compared as UTF-8 bytes."""
     items = [paths_or_folder] if isinstance(paths_or_folder, (str, os.PathLike)) else list(paths_or_folder)
     found: list[tuple[bytes, Path]] = []
     for item in map(Path, items):

@@ -1,7 +1,7 @@
 """Profiles: which model (factory + settings) plays each role, loaded from TOML.
 
-A profile file has ``name``, ``profile_id`` (stable, in the sequence header), optional ``base`` (a packaged profile name or
-a path it overrides field by field) and one ``[roles.<role>]`` table per role with ``factory = "module:callable"``,
+A profile file has ``name``, ``profile_id`` (stable, in the sequence header), optional ``base`` (a packaged profile name
+or a path it overrides field by field) and one ``[roles.<role>]`` table per role with ``factory = "module:callable"``,
 ``model_id`` (stable numeric id, never derived from order), ``decoder = true`` for models the decoder needs, optional
 ``sha256`` (hex, pins the weights' hash without loading them) and the factory's own settings.
 """

@@ -69,7 +69,8 @@ def cmd_build(args) -> int:
     from m3cvcav.engines.registry import load_profile
 
     if args.engine not in ("auto", "onnxruntime", "tensorrt"):
-        raise UsageError(f"engines build -engine {args.engine}: use auto, onnxruntime or tensorrt (torch needs no build)")
+        raise UsageError(f"engines build -engine {args.engine}: use auto, onnxruntime or tensorrt "
+                         "(torch needs no build)")
     sizes = [_size(s) for s in (args.s or DEFAULT_SIZES)]
     profile = load_profile(args.profile)
     cache = EngineCache()

@@ -1,4 +1,5 @@
-"""engines.loaders: hub/local loading through load_pretrained (tiny models built here), offline errors, weight hashing."""
+"""engines.loaders: hub/local loading through load_pretrained (tiny models built here), offline errors, weight
+hashing."""
 from __future__ import annotations
 
 import hashlib

@@ -1,7 +1,8 @@
 """The on-disk engine cache: ``$M3CVC_ENGINE_CACHE`` or ``~/.cache/m3cvcav/engines``.
 
 Layout: ``<root>/<key>.<kind>`` (kind ``onnx`` or ``plan``) with ``<key>.json`` beside it (what it is: network, backend,
-profiles, precision, versions), ``<key>.lock`` while it is built, and ``timing-<trt>-<gpu>.cache`` TensorRT timing caches.
+profiles, precision, versions), ``<key>.lock`` while it is built, and ``timing-<trt>-<gpu>.cache`` TensorRT timing
+caches.
 Entries are written to a temp file then renamed, under a file lock, so concurrent builders never see half files.
 """
 from __future__ import annotations
@@ -112,7 +113,8 @@ class EngineCache:
         return out
 
     def purge(self, keys: list[str] | None = None) -> int:
-        """Delete entries (all, or those whose key starts with one of ``keys``) with their metadata; returns bytes freed."""
+        """Delete entries (all, or those whose key starts with one of ``keys``) and their metadata; returns bytes
+        freed."""
         freed = 0
         for entry in self.entries():
             if keys and not any(entry.key.startswith(k) for k in keys):

@@ -75,7 +75,8 @@ def bucket_profiles(input_name: str, buckets: list[tuple[int, int]], *, channels
     """One profile per resolution bucket (H, W) for an NCHW image input, each from ``min_side`` up to its own size and
     tuned (opt) at it; ``pick_profile`` runs a shape in the smallest bucket that holds it."""
     return tuple(ShapeProfile(name=f"{h}x{w}", min={input_name: (1, channels, min_side, min_side)},
-                              opt={input_name: (opt_batch, channels, h, w)}, max={input_name: (max_batch, channels, h, w)})
+                              opt={input_name: (opt_batch, channels, h, w)},
+                              max={input_name: (max_batch, channels, h, w)})
                  for h, w in sorted(buckets, key=lambda b: b[0] * b[1]))
 
 
@@ -84,7 +85,7 @@ def pick_profile(profiles: tuple[ShapeProfile, ...], shapes: Mapping[str, Shape]
     fitting = [i for i, p in enumerate(profiles) if p.covers(shapes)]
     if not fitting:
         raise EngineError(f"shapes {dict(shapes)} fit no optimisation profile ({', '.join(p.name for p in profiles)}): "
-                          "rebuild the engine with a larger resolution bucket (`python -m m3cvcav engines build -s WxH`)")
+                          "rebuild with a larger resolution bucket (`python -m m3cvcav engines build -s WxH`)")
     return min(fitting, key=lambda i: profiles[i].volume())
 
 

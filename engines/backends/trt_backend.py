@@ -62,7 +62,8 @@ def build_plan(onnx: bytes, profiles: tuple[ShapeProfile, ...], flags: dict, tim
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineError(f"TensorRT cannot parse the ONNX graph ({' '.join(errors.split())[:200]}); use -engine onnxruntime")
+        raise EngineError(f"TensorRT cannot parse the ONNX graph ({' '.join(errors.split())[:200]}); "
+                          "use -engine onnxruntime")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, flags["workspace"])
     if flags["fp16"]:

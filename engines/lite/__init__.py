@@ -11,8 +11,8 @@ from .interpolator import FlowInterpolator
 from .keyframe import PassthroughKeyframes
 from .motion import DisMotion
 
-__all__ = ["DisMotion", "FlowInterpolator", "LabelDescriber", "LiteEmbedder", "PassthroughKeyframes", "load_clip_generator",
-           "load_describer", "load_embedder", "load_keyframe_generator", "load_motion"]
+__all__ = ["DisMotion", "FlowInterpolator", "LabelDescriber", "LiteEmbedder", "PassthroughKeyframes",
+           "load_clip_generator", "load_describer", "load_embedder", "load_keyframe_generator", "load_motion"]
 
 
 def load_embedder(settings: dict) -> LiteEmbedder:

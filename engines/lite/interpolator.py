@@ -51,7 +51,8 @@ class FlowInterpolator:
     def interpolate(self, first: Image, last: Image, times: list[float]) -> list[Image]:
         """Frames at each time t in [0, 1] between ``first`` (t=0) and ``last`` (t=1)."""
         if first.shape != last.shape or first.dtype != np.uint8 or first.ndim != 3:
-            raise UsageError(f"keyframes must be two (H, W, 3) uint8 images of one size, got {first.shape} {last.shape}")
+            raise UsageError(f"keyframes must be two (H, W, 3) uint8 images of one size, got {first.shape} "
+                             f"{last.shape}")
         f01 = self.motion.flow(first, last)
         f10 = self.motion.flow(last, first)
         grid = _grid(*first.shape[:2])
