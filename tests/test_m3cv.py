@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from fractions import Fraction
 
@@ -45,6 +46,9 @@ def test_roundtrip_and_seek_index(tmp_path, stream):
         packet = pack_packet(U.encode_segment(seg), seg.header.first_pts, 1)
         assert data[offset:offset + len(packet)] == packet
     assert not list(tmp_path.glob("*.part"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's private mode
 
 
 def test_pipe_write_and_read(tmp_path, stream):

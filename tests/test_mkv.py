@@ -139,6 +139,19 @@ def test_structure(tmp_path, stream):
     assert duration == 4000.0
 
 
+def test_vfr_block_times(tmp_path):
+    header = U.SequenceHeader(64, 64, Fraction(24), Fraction(1, 24))
+    segments = [U.Segment(U.SegmentHeader(0, 0, 3), frame_text="a", frame_pts=[0, 1, 5]),
+                U.Segment(U.SegmentHeader(1, 6, 2))]
+    path = tmp_path / "vfr.mkv"
+    write_mkv(path, header, segments)
+    with av.open(str(path)) as c:
+        times = [p.pts for p in c.demux(c.streams.video[0]) if p.size]
+    assert times == [0, 42, 208, 250, 292]
+    with open_reader(path) as r:
+        assert list(r.segments()) == segments
+
+
 def test_reader_roundtrip(tmp_path, stream):
     header, segments = stream
     path = tmp_path / "r.mkv"

@@ -42,6 +42,9 @@ class AtomicOutput:
             return
         try:
             self.file.close()
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp made it private; give it the usual permissions
             os.replace(self.tmp, self.path)
         except OSError as err:
             self.abort()
