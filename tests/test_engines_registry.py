@@ -80,9 +80,9 @@ def test_model_refs_and_verify():
     pinned = "ab" * 32
     profile = load_profile("lite", {"roles": {"tokenizer": {"sha256": pinned, "name": "vq-lite"}}})
     refs = profile.model_refs()
-    assert [r.model_id for r in refs] == [2, 3, 4]
-    assert refs[0] == ModelRef(2, bytes.fromhex(pinned), "vq-lite") and all(len(r.sha256) == 32 for r in refs)
-    assert refs[2] == profile.engine("clip_generator").ref
+    assert [r.model_id for r in refs] == [3, 4, 0x0401]
+    assert refs[2] == ModelRef(0x0401, bytes.fromhex(pinned), "vq-lite") and all(len(r.sha256) == 32 for r in refs)
+    assert refs[1] == profile.engine("clip_generator").ref
     profile.verify(refs)  # the same models: accepted
     with pytest.raises(ModelError, match="clip_generator model \\(id 4\\) has weights"):
         profile.verify([ModelRef(4, b"\0" * 32, "flow-interpolator")])
