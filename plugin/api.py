@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import os
 import sys
@@ -27,7 +28,7 @@ import numpy as np
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.units import ColorDescription, SequenceHeader
 from m3cvcav.engines.registry import load_profile
-from m3cvcav.errors import InputError, M3cvError, UsageError
+from m3cvcav.errors import InputError, M3cvError, OutputError, UsageError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.generate import Generate
 from m3cvcav.filters.items import AudioPacket, Color, Frame, VideoInfo
@@ -238,12 +239,14 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
         for seg in run_chain(nodes, counted(filtered)):
             if writer is None:
                 writer = _open_writer(dst, header, format, source, engines, tags, pending_audio)
-            writer.write_segment(seg.unit)
+            with _writing(dst):
+                writer.write_segment(seg.unit)
             stats.size += seg.size
             stats.segments += 1
         if writer is None:
             raise InputError(f"no video frame was read from {src}: check -ss/-t/-frames")
-        writer.close()
+        with _writing(dst):
+            writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -257,6 +260,18 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     return result
 
 
+@contextlib.contextmanager
+def _writing(dst) -> Iterator[None]:
+    """Turn an OS error of the output (a full disk, a lost pipe target) into a one-line OutputError."""
+    try:
+        yield
+    except M3cvError:
+        raise
+    except OSError as err:
+        raise OutputError(f"cannot write {dst}: {err.strerror or err} (free some space or choose another "
+                          "output)") from None
+
+
 def _color(c: Color) -> tuple[int, int, int, bool]:
     return c.primaries, c.transfer, c.matrix, c.full_range
 
@@ -267,7 +282,8 @@ def _open_writer(dst, header, format, source, engines: Engines, tags, pending_au
     from m3cvcav import __version__
 
     all_tags["ENCODER"] = f"m3cvcav {__version__}"
-    writer = open_writer(dst, header, container=format, tags=all_tags)
+    with _writing(dst):
+        writer = open_writer(dst, header, container=format, tags=all_tags)
     if source.audio_stream is not None:
         if writer.add_audio(source.audio_stream) >= 0:
             while pending_audio:

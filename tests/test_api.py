@@ -1,0 +1,148 @@
+"""The Python API: encode from files and from frame iterables, decode, open(), rate control, failures."""
+from __future__ import annotations
+
+import errno
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import m3cvcav
+from m3cvcav.bitstream.containers import open_reader
+from m3cvcav.errors import InputError, OutputError, UsageError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lite_codec():
+    """The lite profile end to end needs the tokenizer's shipped weights."""
+    import torch
+
+    from m3cvcav.engines import tokenizer
+
+    if not tokenizer.WEIGHTS.exists():
+        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    torch.set_num_threads(1)
+
+
+def moving_frames(media, n: int, h: int = 72, w: int = 96) -> list[np.ndarray]:
+    """``n`` frames of a pan over a real photo."""
+    import cv2
+
+    photo = cv2.cvtColor(cv2.imread(str(media("photos/skimage_astronaut.png"))), cv2.COLOR_BGR2RGB)
+    photo = cv2.resize(photo, (160, 120), interpolation=cv2.INTER_AREA)
+    return [np.ascontiguousarray(photo[i: i + h, 2 * i: 2 * i + w]) for i in range(n)]
+
+
+def test_arrays_in_videoframes_out(tmp_path, media):
+    frames = moving_frames(media, 12)
+    result = m3cvcav.encode(iter(frames), tmp_path / "a.m3cv", fps=12)
+    assert result.frames == 12 and result.segments >= 1 and result.bytes == _segment_bytes(tmp_path / "a.m3cv")
+    with m3cvcav.open(tmp_path / "a.m3cv") as stream:
+        assert (stream.header.width, stream.header.height, stream.header.fps) == (96, 72, 12)
+        out = list(stream.decode())
+    assert [f.pts for f in out] == list(range(12)) and out[0].time_base == Fraction(1, 12)
+    assert all(isinstance(f, av.VideoFrame) and (f.width, f.height) == (96, 72) for f in out)
+    first = out[0].to_ndarray()
+    assert np.abs(first.astype(int) - frames[0]).mean() < 40  # a lossy reconstruction of the real keyframe
+
+
+def test_videoframe_input_keeps_timestamps(tmp_path, media):
+    def frames():
+        for i, image in enumerate(moving_frames(media, 6)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = [0, 3, 5, 9, 10, 17][i], Fraction(1, 30)
+            yield frame
+
+    m3cvcav.encode(frames(), tmp_path / "v.mkv", fps=10)
+    with m3cvcav.open(tmp_path / "v.mkv") as stream:
+        assert [f.pts for f in stream.decode()] == [0, 3, 5, 9, 10, 17]
+
+
+def _segment_bytes(path: Path) -> int:
+    with open_reader(path) as reader:
+        return sum(len(p) for p in reader.packets())
+
+
+def test_fixed_rate_point_and_decode_options(tmp_path, media):
+    m3cvcav.encode(iter(moving_frames(media, 8)), tmp_path / "q.mkv", fps=8, q=0)
+    with open_reader(tmp_path / "q.mkv") as reader:
+        assert {s.tokens.rate_point for s in reader.segments()} == {0}
+    result = m3cvcav.decode(tmp_path / "q.mkv", tmp_path / "q.mkv.mp4", crf=35, preset="ultrafast", size="48x36")
+    assert result.frames == 8
+    with av.open(str(tmp_path / "q.mkv.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height, s.frames) == (48, 36, 8)
+
+
+def test_bitrate_target_is_met(tmp_path, media):
+    src = media("clips/bigbuckbunny.mp4")
+    target = 20000
+    result = m3cvcav.encode(src, tmp_path / "b.m3cv", bitrate="20k", vf="scale=256:-2", t=3, audio=False)
+    assert abs(result.bitrate - target) <= 0.1 * target, result
+    assert result.bytes == _segment_bytes(tmp_path / "b.m3cv")
+
+
+def test_corrupt_segment_is_concealed(tmp_path, media):
+    frames = moving_frames(media, 16)
+    m3cvcav.encode(iter(frames), tmp_path / "c.m3cv", fps=8, vf="select=max=4")
+    data = bytearray((tmp_path / "c.m3cv").read_bytes())
+    with open_reader(tmp_path / "c.m3cv") as reader:
+        packets = list(reader.packets())
+    assert len(packets) == 4
+    where = data.find(bytes(packets[2]))
+    data[where + len(packets[2]) // 2] ^= 0xFF  # damage the third segment's payload
+    (tmp_path / "d.m3cv").write_bytes(bytes(data))
+    result = m3cvcav.decode(tmp_path / "d.m3cv", tmp_path / "d.mkv")
+    assert result.corrupt == 1 and result.frames == 16
+    with m3cvcav.open(tmp_path / "d.m3cv") as stream:
+        out = [f.to_ndarray() for f in stream.decode()]
+    assert all(np.array_equal(out[7], out[i]) for i in range(8, 12))  # held: the last good frame
+
+
+def test_failures_are_one_line_errors_and_leave_nothing(tmp_path, media):
+    with pytest.raises(InputError, match="does not exist"):
+        m3cvcav.encode(tmp_path / "nope.mp4", tmp_path / "o.mkv")
+    with pytest.raises(UsageError, match="unknown option"):
+        m3cvcav.encode(iter(moving_frames(media, 2)), tmp_path / "o.mkv", vf="select=bogus=1")
+    with pytest.raises(UsageError, match="either -q"):
+        m3cvcav.encode(iter(moving_frames(media, 2)), tmp_path / "o.mkv", q=1, bitrate="10k")
+    (tmp_path / "keep.mkv").write_bytes(b"x")
+    with pytest.raises(OutputError, match="-y"):
+        m3cvcav.encode(iter(moving_frames(media, 2)), tmp_path / "keep.mkv")
+
+    def interrupt(stats):
+        if stats.frame == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        m3cvcav.encode(iter(moving_frames(media, 10)), tmp_path / "int.mkv", progress=interrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.mkv"]  # no partial or temp file
+
+
+def test_full_disk_is_an_output_error(tmp_path, media, monkeypatch):
+    from m3cvcav.bitstream.containers import base
+
+    class FullDisk:
+        """The output file of a full disk: every write fails with ENOSPC."""
+
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    real_init = base.AtomicOutput.__init__
+
+    def init(self, dst):
+        real_init(self, dst)
+        self.file = FullDisk(self.file)
+
+    monkeypatch.setattr(base.AtomicOutput, "__init__", init)
+    with pytest.raises(OutputError, match="No space left"):
+        m3cvcav.encode(iter(moving_frames(media, 4)), tmp_path / "full.m3cv")
+    assert list(tmp_path.iterdir()) == []
