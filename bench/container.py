@@ -66,7 +66,7 @@ def sequence_header(models: int, fps: int = 24) -> SequenceHeader:
     return SequenceHeader(512, 288, Fraction(fps), Fraction(1, fps), profile_id=1, models=refs)
 
 
-class _Pipe(io.RawIOBase):
+class PipeSink(io.RawIOBase):
     """A write-only, non-seekable sink (what a pipe looks like to the writer)."""
 
     def __init__(self):
@@ -83,7 +83,7 @@ class _Pipe(io.RawIOBase):
 def measure(segments: list[Segment], header: SequenceHeader, container: str, folder: Path) -> dict:
     path = folder / f"stream.{'mkv' if container == 'mkv' else 'm3cv'}"
     if container == "m3cv-pipe":
-        sink = _Pipe()
+        sink = PipeSink()
         with open_writer(sink, header, container="m3cv") as w:
             for s in segments:
                 w.write_segment(s)

@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from m3cvcav.bench.container import _Pipe, sequence_header, synthetic_segments
+from m3cvcav.bench.container import PipeSink, sequence_header, synthetic_segments
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.m3cv import MAGIC, pack_packet, read_seek_index
@@ -53,7 +53,7 @@ def test_roundtrip_and_seek_index(tmp_path, stream):
 
 def test_pipe_write_and_read(tmp_path, stream):
     header, segments = stream
-    sink = _Pipe()
+    sink = PipeSink()
     write(sink, header, segments, container="m3cv")
     path = tmp_path / "p.m3cv"
     path.write_bytes(bytes(sink.data))
@@ -71,7 +71,7 @@ def test_pipe_write_and_read(tmp_path, stream):
 
 def test_truncation_yields_every_complete_segment(tmp_path, stream, caplog):
     header, segments = stream
-    sink = _Pipe()
+    sink = PipeSink()
     write(sink, header, segments, container="m3cv")
     data = bytes(sink.data)
     ends, pos = [], len(MAGIC) + len(U.encode_sequence_header(header))
