@@ -25,8 +25,8 @@ from PIL import Image as PILImage
 from m3cvcav.engines.interfaces import Image, ModelRef
 from m3cvcav.errors import ModelError, UsageError
 
-from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, place_pipeline,
-                     resolve_folder, safetensors_files, setting, to_pil)
+from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_subfolders,
+                     place_pipeline, resolve_folder, safetensors_files, setting, to_pil)
 
 ROLE = "clip_generator"
 NEGATIVE = ("static, blurred details, subtitles, worst quality, low quality, JPEG artifacts, deformed, disfigured, "
@@ -68,7 +68,7 @@ class WanClipGenerator:
         place_pipeline(self.pipe, settings, self.device, ROLE)
         self.needs_last = not self.vace and getattr(self.pipe.transformer.config, "pos_embed_seq_len", None) is not None
         folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
-        self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder))
+        self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder, pipeline_subfolders(self.pipe)))
         self.last_calls = 0  # pipeline calls of the last clip (windows)
         log.info("clip generator %s on %s/%s, %d steps, window %d", settings["repo"], self.device, self.dtype,
                  self.steps, self.window)

@@ -96,6 +96,12 @@ def safetensors_files(folder: Path, subfolders: list[str] | None = None, variant
     return [path for _, path in sorted(found)]
 
 
+def pipeline_subfolders(pipe) -> list[str]:
+    """The subfolders of a diffusers pipeline that hold the weights it runs (its torch-module components): hashing only
+    these keeps a ref independent of other files a hub download may bring (single-file checkpoints, variants)."""
+    return sorted(name for name, part in pipe.components.items() if isinstance(part, torch.nn.Module))
+
+
 def load(settings: Mapping[str, Any], role: str, loader: Callable[..., T], *, key: str = "repo", **kwargs) -> T:
     """Load ``settings[key]`` through ``engines.loaders.load_pretrained`` (hub id at ``revision``, or a local folder)."""
     source = os.path.expanduser(setting(settings, key, str, role=role))

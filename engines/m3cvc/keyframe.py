@@ -14,8 +14,8 @@ import torch
 from m3cvcav.engines.interfaces import Image, ModelRef
 from m3cvcav.errors import UsageError
 
-from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, place_pipeline,
-                     resolve_folder, round_to, safetensors_files, setting, to_pil)
+from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_subfolders,
+                     place_pipeline, resolve_folder, round_to, safetensors_files, setting, to_pil)
 from .vae import load_vae
 
 ROLE = "keyframe_generator"
@@ -46,7 +46,8 @@ class DiffusionKeyframeGenerator:
         self.txt2img.set_progress_bar_config(disable=True)
         self.multiple = 2 ** (len(vae.model.config.block_out_channels) - 1)
         folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
-        self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder, variant=variant))
+        files = safetensors_files(folder, pipeline_subfolders(self.img2img), variant)
+        self.ref: ModelRef = model_ref(settings, ROLE, files)
         log.info("keyframe generator %s on %s/%s, %d steps, strength %.2f", settings["repo"], self.device, self.dtype,
                  self.steps, self.strength)
 
