@@ -95,7 +95,8 @@ def measure(segments: list[Segment], header: SequenceHeader, container: str, fol
     report = probe(path)
     payload = sum(report["layers"][k] for k in PAYLOAD_LAYERS)
     overhead = report["file_size"] - payload
-    return {"container": container, "segments": len(report["segments"]), "token_levels": segments[0].tokens.shape[0], "file_bytes": report["file_size"],
+    return {"container": container, "segments": len(report["segments"]),
+            "token_levels": segments[0].tokens.shape[0], "file_bytes": report["file_size"],
             "payload_bytes": payload, "overhead_bytes": overhead,
             "unit_headers_framing": report["layers"]["headers"] + report["layers"]["framing"],
             "container_bytes": report["file_size"] - report["total_bytes"],
@@ -139,8 +140,8 @@ def main(argv: list[str]) -> int:
         return 0
     print("10 s, 24 fps, ~10 kbps; overhead = file − (tokens+text+motion+params+timestamps); "
           "m3cv-pipe = written to a non-seekable sink (no seek index)")
-    cols = ("scenario", "container", "segments", "token_levels", "kbps", "file_bytes", "payload_bytes", "unit_headers_framing",
-            "container_bytes", "overhead_bytes", "overhead_pct")
+    cols = ("scenario", "container", "segments", "token_levels", "kbps", "file_bytes", "payload_bytes",
+            "unit_headers_framing", "container_bytes", "overhead_bytes", "overhead_pct")
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     print(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
     print("-+-".join("-" * w for w in widths))

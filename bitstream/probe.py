@@ -13,7 +13,6 @@ from .units import (CLIP_TEXT, FRAME_PTS, FRAME_TEXT, GEN_PARAMS, KEYFRAME_TOKEN
 LAYERS = ("headers", "framing", "tokens", "text", "motion", "params", "timestamps", "padding", "unknown")
 _LAYER_OF = {SEQUENCE_HEADER: "headers", SEGMENT_HEADER: "headers", FRAME_TEXT: "text", CLIP_TEXT: "text",
              MOTION: "motion", GEN_PARAMS: "params", FRAME_PTS: "timestamps", PADDING: "padding"}
-CONTAINER_NAMES = {"m3cv": "m3cv", "matroska": "matroska"}
 
 
 def unit_layers(data: bytes) -> dict[str, int]:
@@ -57,7 +56,8 @@ def probe(src: str | Path) -> dict:
             segments.append({
                 "index": seg.header.index, "first_pts": seg.header.first_pts,
                 "frame_count": seg.header.frame_count, "keyframe_pos": seg.header.keyframe_pos,
-                "flags": seg.header.flags, "mode": seg.params.mode if seg.params else ("it2v" if seg.tokens else "tt2v"),
+                "flags": seg.header.flags,
+                "mode": seg.params.mode if seg.params else ("it2v" if seg.tokens else "tt2v"),
                 "layers": seg_layers, "frame_text": seg.frame_text, "clip_text": seg.clip_text})
         tags = dict(reader.tags)
         container = reader.container
@@ -65,7 +65,7 @@ def probe(src: str | Path) -> dict:
     file_size = Path(src).stat().st_size
     total = sum(layers.values())
     return {
-        "container": CONTAINER_NAMES[container], "file_size": file_size, "codec": "m3cvc",
+        "container": container, "file_size": file_size, "codec": "m3cvc",
         "version": f"{h.version[0]}.{h.version[1]}", "width": h.width, "height": h.height,
         "frame_rate": f"{h.fps.numerator}/{h.fps.denominator}",
         "time_base": f"{h.time_base.numerator}/{h.time_base.denominator}", "profile_id": h.profile_id,

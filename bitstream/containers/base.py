@@ -134,7 +134,7 @@ class StreamReader(ABC):
         self.close()
 
 
-def decode_packet(packet: bytes, pts: int | None = None) -> Segment | CorruptSegment:
+def decode_packet(packet: bytes) -> Segment | CorruptSegment:
     """Decode one segment packet, or report it as corrupt (with what its header unit still says)."""
     try:
         return decode_segment(packet)
@@ -142,5 +142,5 @@ def decode_packet(packet: bytes, pts: int | None = None) -> Segment | CorruptSeg
         head = peek_segment_header(packet)
         log.warning("corrupt segment%s: %s; it will be concealed", f" {head.index}" if head else "", err)
         if head is None:
-            return CorruptSegment(-1, pts, 0, str(err))
+            return CorruptSegment(-1, None, 0, str(err))
         return CorruptSegment(head.index, head.first_pts, head.frame_count, str(err))

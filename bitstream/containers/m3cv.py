@@ -11,7 +11,7 @@ from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 from m3cvcav.log import get_logger
 
 from ..crc import crc32c
-from ..framing import MAX_UNIT_PAYLOAD, read_leb128, write_leb128
+from ..framing import read_leb128, write_leb128
 from ..units import (SEGMENT_HEADER, CorruptSegment, Segment, SequenceHeader, decode_sequence_header,
                      encode_segment, encode_sequence_header, peek_segment_header)
 from .base import AtomicOutput, StreamReader, StreamWriter

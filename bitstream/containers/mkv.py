@@ -183,7 +183,8 @@ class MkvWriter(StreamWriter):
             E.element(E.CODEC_PRIVATE, bitmapinfoheader(h.width, h.height) + encode_sequence_header(h)),
             E.uint(E.DEFAULT_DURATION, self._frame_ns),
             E.master(E.VIDEO, E.uint(E.PIXEL_WIDTH, h.width), E.uint(E.PIXEL_HEIGHT, h.height),
-                     E.master(E.COLOUR, E.uint(E.MATRIX_COEFFICIENTS, c.matrix), E.uint(E.RANGE, 2 if c.full_range else 1),
+                     E.master(E.COLOUR, E.uint(E.MATRIX_COEFFICIENTS, c.matrix),
+                              E.uint(E.RANGE, 2 if c.full_range else 1),
                               E.uint(E.TRANSFER_CHARACTERISTICS, c.transfer), E.uint(E.PRIMARIES, c.primaries))))
         entries = [video] + [a.entry() for a in self._audio]
         if subtitle_track is not None:
