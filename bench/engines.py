@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from m3cvcav.engines.backends import create_engine
+from m3cvcav.engines.backends import EngineCache, create_engine
 from m3cvcav.engines.lite.embedder import export_spec, load_network, preprocess
 from m3cvcav.engines.lite.interpolator import FlowInterpolator
 from m3cvcav.engines.lite.motion import DisMotion
@@ -57,9 +57,10 @@ def timed(fn, budget: float) -> list[float]:
 def bench_embedder(budget: float) -> list[dict]:
     rows = []
     net = load_network()
-    with tempfile.TemporaryDirectory() as cache_dir:
-        os.environ["M3CVC_ENGINE_CACHE"] = cache_dir
-        engines = {b: create_engine(export_spec(net), b, device="cpu", threads=1) for b in ("torch", "onnxruntime")}
+    with tempfile.TemporaryDirectory() as cache_dir:  # a fresh export, not the user's engine cache
+        cache = EngineCache(Path(cache_dir))
+        engines = {b: create_engine(export_spec(net), b, device="cpu", threads=1, cache=cache)
+                   for b in ("torch", "onnxruntime")}
         for size in SIZES:
             for batch in BATCHES:
                 imgs, _ = frames(size, batch)
