@@ -102,7 +102,7 @@ def test_ebml_primitives():
 def test_structure(tmp_path, stream):
     header, segments = stream
     path = tmp_path / "s.mkv"
-    write_mkv(path, header, segments, tags={"M3CVC_BACKEND": "torch"})
+    write_mkv(path, header, segments, tags={"M3CV_BACKEND": "torch"})
     data = path.read_bytes()
     top = parse(data)
     assert [t[0] for t in top] == [E.EBML, E.SEGMENT]
@@ -155,11 +155,11 @@ def test_vfr_block_times(tmp_path):
 def test_reader_roundtrip(tmp_path, stream):
     header, segments = stream
     path = tmp_path / "r.mkv"
-    write_mkv(path, header, segments, tags={"M3CVC_BACKEND": "onnxruntime"})
+    write_mkv(path, header, segments, tags={"M3CV_BACKEND": "onnxruntime"})
     with open_reader(path) as r:
         assert r.container == "matroska" and r.header == header and not r.has_audio
         assert list(r.segments()) == segments
-        assert r.tags["M3CVC_BACKEND"] == "onnxruntime" and r.tags["M3CVC_MODELS"] == "1"
+        assert r.tags["M3CV_BACKEND"] == "onnxruntime" and r.tags["M3CV_MODELS"] == "1"
     with open(path, "rb") as f, open_reader(f) as r:  # a binary stream instead of a path
         assert list(r.segments()) == segments
 

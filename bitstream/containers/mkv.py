@@ -195,8 +195,8 @@ class MkvWriter(StreamWriter):
         return E.master(E.TRACKS, *entries)
 
     def _tags(self) -> bytes:
-        tags = {"ENCODER": f"m3cvcav {__version__}", "M3CVC_PROFILE": str(self.header.profile_id),
-                "M3CVC_MODELS": ",".join(str(m.model_id) for m in self.header.models)}
+        tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE_ID": str(self.header.profile_id),
+                "M3CV_MODELS": ",".join(str(m.model_id) for m in self.header.models)}
         tags.update(self.tags)
         simple = [E.master(E.SIMPLE_TAG, E.string(E.TAG_NAME, k), E.string(E.TAG_STRING, v)) for k, v in tags.items()]
         return E.master(E.TAGS, E.master(E.TAG, E.master(E.TARGETS, E.uint(E.TARGET_TYPE_VALUE, 50)), *simple))
