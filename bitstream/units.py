@@ -191,6 +191,10 @@ def encode_sequence_header_payload(h: SequenceHeader) -> bytes:
     if len(h.models) > MAX_MODELS:
         raise BitstreamError(f"{len(h.models)} models exceed the limit of {MAX_MODELS}")
     c = h.color
+    if not all(0 <= v <= 255 for v in (c.primaries, c.transfer, c.matrix, *h.version)) \
+            or not 0 <= h.profile_id <= 65535:
+        raise BitstreamError(f"colour code points {c}, version {h.version} or profile id {h.profile_id} are out of "
+                             "range (0..255 each; profile 0..65535)")
     out = bytearray((h.version[0], h.version[1]))
     for v in (h.width, h.height, *fields):
         out += write_leb128(v)
@@ -275,8 +279,10 @@ def token_descriptor(t: KeyframeTokens) -> bytes:
     levels, gh, gw = t.shape
     if not (1 <= levels <= 16 and 1 <= gh <= 1024 and 1 <= gw <= 1024 and levels * gh * gw <= MAX_TOKENS):
         raise BitstreamError(f"token grid {t.shape} is over the limits (16, 1024, 1024; 2^20 tokens)")
-    if not all(1 <= v <= MAX_DIMENSION for v in t.image_size) or not 0 <= t.rate_point <= 255:
-        raise BitstreamError(f"keyframe size {t.image_size} or rate point {t.rate_point} is out of range")
+    if not all(1 <= v <= MAX_DIMENSION for v in t.image_size) or not 0 <= t.rate_point <= 255 \
+            or not 0 <= t.codebook_id <= U32_MAX:
+        raise BitstreamError(f"keyframe size {t.image_size}, rate point {t.rate_point} or codebook id "
+                             f"{t.codebook_id} is out of range")
     return b"".join(write_leb128(v) for v in (t.codebook_id, t.rate_point, levels, gh, gw, *t.image_size))
 
 

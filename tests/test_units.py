@@ -148,6 +148,11 @@ def test_unknown_motion_kind_is_ignored():
 
 
 def test_encoder_rejects_out_of_range():
+    for bad in (dict(profile_id=70000), dict(color=U.ColorDescription(256, 1, 1))):
+        with pytest.raises(BitstreamError, match="out of"):
+            U.encode_sequence_header(seq_header(**bad))
+    with pytest.raises(BitstreamError, match="codebook"):
+        U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 1), U.KeyframeTokens(1 << 33, 0, (1, 1, 1), (8, 8), b"")))
     with pytest.raises(BitstreamError):
         U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2, keyframe_pos=2)))
     with pytest.raises(BitstreamError):
