@@ -121,7 +121,7 @@ class MkvReader(StreamReader):
                 if packet.size == 0:
                     continue
                 data = bytes(packet)
-                if packet.is_keyframe and data != b"\x00":
+                if data != b"\x00":  # every block but the continuation marker is a segment packet (key flag or not)
                     yield data
         except av.FFmpegError as err:
             log.warning("Matroska demuxing stopped early (%s): the file is damaged or cut short; "
