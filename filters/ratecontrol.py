@@ -14,7 +14,7 @@ class RateControl:
       to ``end_time`` (else the smallest), so each segment gets its own time's share plus what earlier ones left.
     * ``threshold(base, now)``: the select threshold scaled up when over budget (longer segments), down when under.
     * ``may_cut(now)``/``must_cut(now, since)``: keyframes only when the budget can pay for the cheapest one; a new one
-      when the budget earned since the last keyframe would pay for the dearest one twice (static scenes at high rates).
+      when the unspent budget would pay for the dearest one (static scenes at high rates).
     """
 
     target_bps: float = 0.0
@@ -64,4 +64,4 @@ class RateControl:
     def must_cut(self, now: float, since: float) -> bool:
         if not self.active or self.segments == 0:
             return False
-        return self.budget(now) - self.spent >= 2 * self._dearest and self.budget(now) - self.budget(since) > 0
+        return self.budget(now) - self.spent >= self._dearest and self.budget(now) - self.budget(since) > 0

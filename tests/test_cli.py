@@ -1,0 +1,134 @@
+"""The FFmpeg-like CLI: argument handling, exit codes and one-line errors, pipes, edit and play."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import media_path
+from m3cvcav.__main__ import main
+from m3cvcav.cli_transcode import parse_args
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "m3cvcav", *args], capture_output=True, timeout=300, **kw)
+
+
+def one_line(stderr: bytes) -> str:
+    lines = [line for line in stderr.decode().splitlines() if line.startswith("m3cvcav:")]
+    assert len(lines) == 1, stderr.decode()
+    return lines[0]
+
+
+def test_parse_ffmpeg_style_arguments():
+    args = parse_args(["-y", "-i", "in.mp4", "-c:v", "m3cvc", "-b:v", "20k", "-vf", "scale=320:-2", "-ss", "1",
+                       "-frames:v", "10", "-nostats", "out.mkv"])
+    assert args.inputs == ["in.mp4"] and args.output == "out.mkv"
+    assert args.values == {"codec": "m3cvc", "bitrate": "20k", "vf": "scale=320:-2", "ss": "1", "frames": "10"}
+    assert args.flags == {"overwrite", "nostats"}
+    assert args.number("frames", int) == 10 and args.number("bitrate", float) == 20000
+
+
+@pytest.mark.parametrize("argv,status,message", [
+    (["-i", "a.mp4", "-bogus", "o.mkv"], 2, "unknown option -bogus; valid options: -i"),
+    (["-i", "a.mp4"], 2, "no output file"),
+    (["o.mkv"], 2, "exactly one input"),
+    (["-i", "a.mp4", "-b:v"], 2, "needs a value"),
+    (["-i", "/no/such/file.mp4", "-c", "m3cvc", "o.mkv"], 1, "does not exist"),
+    (["-loglevel", "loud", "-i", "a.mp4", "o.mkv"], 2, "unknown -loglevel"),
+])
+def test_errors_exit_codes(argv, status, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_graph_and_non_video_inputs(tmp_path, media):
+    src = str(media("photos/skimage_chelsea.png"))
+    r = run("-i", src, "-c", "m3cvc", "-vf", "select=nope=1", str(tmp_path / "o.mkv"))
+    assert r.returncode == 2 and "valid options: threshold" in one_line(r.stderr)
+    r = run("-i", src, "-c", "m3cvc", "-vf", "scalee=2:2", str(tmp_path / "o.mkv"))
+    assert r.returncode == 2 and "unknown filter 'scalee'" in one_line(r.stderr)
+    (tmp_path / "notes.txt").write_text("hello")
+    r = run("-i", str(tmp_path / "notes.txt"), "-c", "m3cvc", str(tmp_path / "o.mkv"))
+    assert r.returncode == 1 and "cannot read" in one_line(r.stderr)
+    r = run("-i", src, str(tmp_path / "o.mp4"))
+    assert r.returncode == 2 and "add -c m3cvc" in one_line(r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_help_and_version():
+    assert run("-h").stdout.startswith(b"usage: python -m m3cvcav")
+    assert run("-version").stdout.startswith(b"m3cvcav ")
+
+
+def test_play_says_what_to_install(monkeypatch, capsys):
+    import m3cvcav.cli_play as play
+
+    monkeypatch.setattr(play.shutil, "which", lambda name: None)
+    assert main(["play", "x.mkv"]) == 1
+    assert "install ffplay (apt install ffmpeg) or mpv" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    """A small real stream made by the CLI (needs the tokenizer's shipped weights)."""
+    from m3cvcav.engines import tokenizer
+
+    if not tokenizer.WEIGHTS.exists():
+        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("cli") / "s.mkv"
+    assert main(["-nostats", "-i", str(media_path("clips/bigbuckbunny.mp4")), "-t", "1.2", "-vf",
+                 "scale=192:-2,select=max=10", "-c", "m3cvc", str(out)]) == 0
+    return out
+
+
+def test_overwrite_rules(stream, tmp_path, capsys):
+    target = tmp_path / "back.mp4"
+    target.write_bytes(b"old")
+    assert main(["-i", str(stream), str(target)]) == 1
+    assert "already exists: pass -y" in capsys.readouterr().err and target.read_bytes() == b"old"
+    assert main(["-n", "-i", str(stream), str(target)]) == 1
+    assert main(["-y", "-nostats", "-i", str(stream), "-frames:v", "7", str(target)]) == 0
+    import av
+
+    with av.open(str(target)) as c:
+        assert c.streams.video[0].frames == 7 and c.streams.audio  # the audio came along from the .mkv
+
+
+def test_y4m_to_stdout(stream):
+    r = run("-i", str(stream), "-f", "yuv4mpegpipe", "-")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.startswith(b"YUV4MPEG2 W192 H108 F25:1") and r.stdout.count(b"FRAME") == 30
+
+
+def test_edit_rewrites_only_the_texts(stream, tmp_path):
+    from m3cvcav.bitstream.containers import open_reader
+
+    out = tmp_path / "edited.mkv"
+    assert main(["edit", str(stream), "--segment", "1", "--frame-text", "a red kite", "--clip-text",
+                 "the kite drifts left", "-o", str(out)]) == 0
+    with open_reader(stream) as a, open_reader(out) as b:
+        assert a.header == b.header
+        old, new = list(a.segments()), list(b.segments())
+        packets_old, packets_new = list(open_reader(stream).packets()), list(open_reader(out).packets())
+    assert len(old) == len(new) >= 3
+    assert (new[1].frame_text, new[1].clip_text) == ("a red kite", "the kite drifts left")
+    assert new[1].tokens == old[1].tokens and new[1].header == old[1].header
+    assert [p for i, p in enumerate(packets_new) if i != 1] == [p for i, p in enumerate(packets_old) if i != 1]
+    assert main(["edit", str(stream), "--segment", "99", "--frame-text", "x", "-o", str(tmp_path / "e.mkv")]) == 2
+    assert not (tmp_path / "e.mkv").exists()
+
+
+def test_progress_file(stream, tmp_path):
+    progress = tmp_path / "p.txt"
+    assert main(["-y", "-progress", str(progress), "-i", str(stream), str(tmp_path / "x.y4m")]) == 0
+    text = progress.read_text()
+    assert "frame=30" in text and text.rstrip().endswith("progress=end")
+    assert np.isfinite(float(text.split("fps=")[1].split()[0]))
