@@ -60,7 +60,7 @@ def probe(src: str | Path) -> dict:
                 "mode": seg.params.mode if seg.params else ("it2v" if seg.tokens else "tt2v"),
                 "layers": seg_layers, "frame_text": seg.frame_text, "clip_text": seg.clip_text})
         tags = dict(reader.tags)
-        container = reader.container
+        container, has_audio = reader.container, reader.has_audio
     duration = (end - first_pts) * h.time_base + 1 / h.fps if first_pts is not None else Fraction(0)
     file_size = Path(src).stat().st_size
     total = sum(layers.values())
@@ -72,7 +72,7 @@ def probe(src: str | Path) -> dict:
         "models": [{"id": m.model_id, "sha256": m.sha256.hex()} for m in h.models],
         "frame_count": frame_count, "duration_s": round(float(duration), 6),
         "bitrate_bps": round(8 * file_size / duration) if duration else 0,
-        "total_bytes": total, "corrupt_segments": corrupt, "layers": layers, "segments": segments, "tags": tags}
+        "total_bytes": total, "corrupt_segments": corrupt, "audio": has_audio, "layers": layers, "segments": segments, "tags": tags}
 
 
 def format_report(report: dict) -> str:
@@ -83,7 +83,7 @@ def format_report(report: dict) -> str:
         f"codec       {r['codec']} {r['version']}, profile {r['profile_id']}, models "
         + (", ".join(f"{m['id']}:{m['sha256'][:12]}" for m in r["models"]) or "none"),
         f"video       {r['width']}x{r['height']} @ {r['frame_rate']} fps, {r['frame_count']} frames, "
-        f"{r['duration_s']:.3f} s, {r['bitrate_bps']} bit/s",
+        f"{r['duration_s']:.3f} s, {r['bitrate_bps']} bit/s (whole file{', with audio' if r['audio'] else ''})",
         f"m3cvc bytes {r['total_bytes']} (container overhead {r['file_size'] - r['total_bytes']}): "
         + ", ".join(f"{k} {v}" for k, v in r["layers"].items() if v),
         f"segments    {len(r['segments'])} ({r['corrupt_segments']} corrupt)",
