@@ -96,7 +96,7 @@ def test_bd_rate_half_the_bits_is_minus_fifty_percent():
     out = bd(anchor, test)
     assert out["bd_rate_pct"] == pytest.approx(-50.0, abs=1e-6)
     assert out["bd_quality"] == pytest.approx(3.0, abs=1e-6)
-    assert out["rate_range_kbps"] == pytest.approx([10, 40])
+    assert out["rate_range"] == pytest.approx([10, 40])
     assert out["quality_range"] == pytest.approx([30, 39])
     assert bd(test, anchor)["bd_rate_pct"] == pytest.approx(100.0, abs=1e-6)
 

@@ -25,8 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profiles", default="lite", help="profiles under test, comma separated; '' for none")
     p.add_argument("--baselines", default="x264,x265,svtav1,vvc", help="baselines, comma separated")
     p.add_argument("--bpp", help="target rates in bits per pixel, comma separated")
-    p.add_argument("--sample", type=int, default=8,
-                   help="frames per clip (evenly spread) for MS-SSIM / semantic / CLIP; 0 = every frame (default 8)")
+    p.add_argument("--sample", type=int, default=6,
+                   help="frames per clip (evenly spread) for MS-SSIM / semantic / CLIP; 0 = every frame (default 6)")
     p.add_argument("--no-semantic", action="store_true", help="skip the lite semantic similarity")
     p.add_argument("--no-isolated", action="store_true", help="skip the per-codec isolated run for peak RSS")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the tables")
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     from . import metrics as mt
     from . import report
     from .corpus import build_default, scan_folder
-    from .evaluate import average_curves, bd_tables, evaluate_clip, speed_table
+    from .evaluate import average_curves, bd_tables, closest_points, evaluate_clip, speed_table
     from .profile import api_missing
     from .worker import measure
 
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     missing = api_missing() if profiles else None
     for name in profiles:
         codecs_info[name] = (f"profile under test: not run, {missing}" if missing else
-                             f"profile under test through m3cvcav.encode/decode (bitrate = target kbps)")
+                             f"profile under test through m3cvcav.encode/decode at each rate point (q = 0..N-1)")
     if missing:
         profiles = []
     if args.corpus:
@@ -88,14 +88,14 @@ def main(argv: list[str]) -> int:
     avail = mt.probe(semantic=not args.no_semantic)
     log(f"rd: {len(clips)} clips, bpp targets {bpps}, baselines {[b.name for b in baselines]}, profiles {profiles}")
     for name in list(profiles):
-        why = _smoke(name, folder, clips[0], min(bpps))
+        why = _smoke(name, folder, clips[0])
         if why:
             codecs_info[name] = f"profile under test: not run, its first encode/decode failed: {why}"
             log(f"rd: {name}: {codecs_info[name]}")
             profiles.remove(name)
     sample = args.sample or None
     results = [evaluate_clip(folder, c, baselines, profiles, bpps, avail, sample, log) for c in clips]
-    averaged = average_curves(results, bpps)
+    averaged = average_curves(results, bpps, profiles)
     bd = bd_tables(results, profiles, [b.name for b in baselines], averaged)
     rss = {} if args.no_isolated else _isolated(results, folder, baselines, profiles, bpps, measure)
     speed = speed_table(results, rss)
@@ -107,7 +107,8 @@ def main(argv: list[str]) -> int:
             "metrics_computed": ["psnr_y", "psnr_rgb", "ms_ssim", "warp_err"]
             + [m for m in ("semantic", "clip_sim", "vmaf") if m not in avail.not_computed],
             "metrics_not_computed": avail.not_computed, "codecs": codecs_info, "method": METHOD}
-    data = report.to_json(meta, results, averaged, bd, speed, files)
+    closest = closest_points(averaged, profiles, [b.name for b in baselines])
+    data = report.to_json(meta, results, averaged, bd, closest, speed, files)
     data["meta"]["seconds"] = time.perf_counter() - started
     report.write(args.out, data)
     if args.json:
@@ -120,6 +121,9 @@ def main(argv: list[str]) -> int:
 METHOD = [
     "Rates: baselines count the elementary stream (sum of packet bytes, no container); a profile under test counts its "
     "whole `.m3cv` file. kbps = bits / (frames / fps) / 1000; bpp = bits / (frames × width × height).",
+    "The profile under test runs at each of its rate points (`q=N`, the tokenizer's operating points; identical "
+    "streams kept once); the baselines' targets are the bpp list, and the averaged curve groups every codec's points "
+    "by the target bpp they are closest to.",
     "Baselines hit each target by CRF search (secant steps on log rate over integer CRF, ≤ 5 encodes per target, "
     "closest rate kept); when even the maximum CRF is above a target, that floor point is kept and marked (hollow "
     "markers, 'floor' in tables). Duplicate CRFs are kept once.",
@@ -135,25 +139,24 @@ METHOD = [
     "BD-rate / BD-quality: PyPI `bjontegaard`, PCHIP, over the overlap of the two curves (ranges stated); per clip in "
     "kbps, then the mean over clips, and once on the averaged curve in bpp.",
     "Speed: encode/decode fps and × real time summed over every run of the sweep (in process, wall clock); peak RSS from "
-    "one isolated process per codec (read the clip, encode, decode) at the middle target on the first clip.",
+    "one isolated process per codec (read the clip, encode, decode) at the middle point of its curve on the first clip.",
 ]
 
 
-def _smoke(profile: str, folder, clip, bpp: float) -> str | None:
+def _smoke(profile: str, folder, clip) -> str | None:
     """Try the profile once on the first clip; None when it works, else its error (so a broken install costs one try)."""
     from .corpus import clip_path
-    from .profile import run
+    from .profile import rate_points, run
 
     try:
-        run(profile, clip_path(folder, clip), clip.colour_spec(), bpp * clip.width * clip.height * float(clip.rate) / 1e3,
-            clip.frames)
+        run(profile, clip_path(folder, clip), clip.colour_spec(), rate_points(profile)[0], clip.frames)
     except Exception as exc:  # whatever the codec raised is the reason it is not measured
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
 def _isolated(results, folder, baselines, profiles, bpps, measure) -> dict:
-    """One isolated encode+decode per codec, at the middle target on the first clip, for peak RSS."""
+    """One isolated encode+decode per codec, at the middle point of its curve on the first clip, for peak RSS."""
     from .corpus import clip_path
 
     if not results:
@@ -168,8 +171,10 @@ def _isolated(results, folder, baselines, profiles, bpps, measure) -> dict:
             run = next((r for r in runs if mid in r.targets_bpp), runs[0])
             out[b.name] = {**measure("baseline", b.name, run.param.split("=")[1], path), "param": run.param}
     for prof in profiles:
-        kbps = mid * first.clip.width * first.clip.height * float(first.clip.rate) / 1000.0
-        out[prof] = {**measure("profile", prof, f"{kbps:.3f}", path), "param": f"{kbps:.1f} kbps"}
+        runs = first.runs.get(prof) or []
+        if runs:
+            run = runs[len(runs) // 2]
+            out[prof] = {**measure("profile", prof, run.param.split("=")[1], path), "param": run.param}
     return out
 
 
@@ -181,8 +186,14 @@ def _print(data: dict, out: Path) -> None:
     print("\n".join(report.average_table(data)))
     print()
     if data["bd"]:
-        print("BD of each profile vs each baseline:")
-        print("\n".join(report.bd_table(data)))
+        table = report.bd_table(data, only_defined=True)
+        print("BD of each profile vs each baseline (mean over clips; and on the averaged curve), where defined:")
+        print("\n".join(table) if len(table) > 2 else "  nowhere: the curves do not overlap (see the nearest points)")
+        print(f"  (every profile/baseline/metric row, with the reasons where undefined: {out / 'index.md'})")
+        print()
+    if data["closest"]:
+        print("Nearest points in rate (averaged; profile / baseline):")
+        print("\n".join(report.closest_lines(data)))
         print()
     print("Speed and memory:")
     print("\n".join(report.speed_lines(data)))

@@ -18,11 +18,12 @@ def _monotone(rates: np.ndarray, quality: np.ndarray) -> bool:
     return bool(np.all(np.diff(quality[order]) > 0))
 
 
-def bd(anchor: list[tuple[float, float]], test: list[tuple[float, float]], higher_is_better: bool = True) -> dict:
+def bd(anchor: list[tuple[float, float]], test: list[tuple[float, float]], higher_is_better: bool = True,
+       unit: str = "kbps") -> dict:
     """BD of ``test`` against ``anchor``, each a list of (kbps, quality). ``bd_rate_pct`` < 0: test needs fewer bits
     for the same quality; ``bd_quality``: mean (test − anchor) in the metric's units over the rate overlap (positive is
-    better for higher-is-better metrics, negative for error metrics). ``rate_range_kbps`` / ``quality_range``: the
-    intervals BD-quality / BD-rate integrate over; ``*_why`` says why one is not defined."""
+    better for higher-is-better metrics, negative for error metrics). ``rate_range`` (in ``unit``) / ``quality_range``:
+    the intervals BD-quality / BD-rate integrate over; ``*_why`` says why one is not defined."""
     out: dict = {"anchor_points": len(anchor), "test_points": len(test)}
     if len(anchor) < 2 or len(test) < 2:
         return {**out, "why": "needs at least two rate points on each curve"}
@@ -36,16 +37,16 @@ def bd(anchor: list[tuple[float, float]], test: list[tuple[float, float]], highe
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if rate_range is None:
-            out["bd_quality_why"] = (f"no rate overlap: anchor {ra.min():.1f}–{ra.max():.1f} kbps, "
-                                     f"test {rt.min():.1f}–{rt.max():.1f} kbps")
+            out["bd_quality_why"] = (f"no rate overlap (anchor {ra.min():.3g}–{ra.max():.3g} {unit}, "
+                                     f"test {rt.min():.3g}–{rt.max():.3g} {unit})")
         else:
-            out["rate_range_kbps"] = [math.exp(rate_range[0]), math.exp(rate_range[1])]
+            out["rate_range"] = [math.exp(rate_range[0]), math.exp(rate_range[1])]
             out["bd_quality"] = sign * float(bjontegaard.bd_psnr(ra, qa, rt, qt, method="pchip",
                                                                 require_matching_points=False))
         if q_range is None:
-            out["bd_rate_why"] = "no quality overlap between the curves"
+            out["bd_rate_why"] = "no quality overlap"
         elif not (_monotone(ra, qa) and _monotone(rt, qt)):
-            out["bd_rate_why"] = "quality is not strictly monotonic in rate on a curve, so rate(quality) is undefined"
+            out["bd_rate_why"] = "quality not monotonic in rate"
         else:
             out["quality_range"] = sorted([sign * q_range[0], sign * q_range[1]])
             out["bd_rate_pct"] = float(bjontegaard.bd_rate(ra, qa, rt, qt, method="pchip", require_matching_points=False))

@@ -22,7 +22,7 @@ from m3cvcav.errors import InputError, UsageError
 from .colour import Colour
 from .video import read_video, write_y4m
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 VIDEO_EXTS = (".y4m", ".mp4", ".mkv", ".mov", ".webm", ".avi")
 LICENSES = {
     "bigbuckbunny.mp4": "CC-BY 3.0, Blender Foundation",
@@ -110,7 +110,6 @@ def default_recipes(quick: bool) -> list[Recipe]:
         ]
     return [
         _yuv_cut("bbb_512x288", bbb, 82, 50, 512, 288, note=BBB_TRAIN_NOTE),
-        _yuv_cut("bbb_832x480", bbb, 82, 50, 832, 480, note=BBB_TRAIN_NOTE),
         _yuv_cut("bbb_1280x720", bbb, 82, 50, 1280, 720, note=BBB_TRAIN_NOTE),
         _yuv_cut("vtest_512x288", vt, 700, 30, 512, 288, vt_crop),
         _yuv_cut("vtest_832x480", vt, 760, 30, 832, 480, vt_crop),

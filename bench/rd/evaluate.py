@@ -75,14 +75,16 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
         result.runs[b.name] = runs
         log(f"  {clip.name} {b.name}: " + ", ".join(f"{r.param} {r.kbps:.1f} kbps" for r in runs))
     for name in profiles:
-        runs = []
-        for bpp in bpps:
+        runs: list[Run] = []
+        for q in pf.rate_points(name):
             try:
-                res = pf.run(name, path, video.colour, bpp * per_sec, n)
+                res = pf.run(name, path, video.colour, q, n)
             except Exception as exc:  # the profile's own error, recorded per rate point in the report
-                result.failures[f"{name}@{bpp:g}bpp"] = f"{type(exc).__name__}: {exc}"
-                log(f"  {clip.name} {name} at {bpp:g} bpp failed: {type(exc).__name__}: {exc}")
+                result.failures[f"{name} q={q}"] = f"{type(exc).__name__}: {exc}"
+                log(f"  {clip.name} {name} q={q} failed: {type(exc).__name__}: {exc}")
                 continue
+            if any(r.bytes == res.bytes for r in runs):
+                continue  # the same stream as a lower rate point: one curve point
             runs.append(_run(name, res.param, res.bytes, False, res.encode_s, res.decode_s, res.planes, ref, avail,
                              fps, w, h))
         _assign_targets(runs, bpps)
@@ -107,21 +109,24 @@ def _assign_targets(runs: list[Run], bpps: list[float]) -> None:
         min(runs, key=lambda r: abs(math.log(max(r.bpp, 1e-12) / bpp))).targets_bpp.append(bpp)
 
 
-def average_curves(results: list[ClipResult], bpps: list[float]) -> dict[str, list[dict]]:
-    """Per codec, per target bpp: mean bpp, kbps and metrics over the clips (only targets every clip reached)."""
-    codecs = sorted({c for r in results for c in r.runs})
+def average_curves(results: list[ClipResult], bpps: list[float], profiles: list[str]) -> dict[str, list[dict]]:
+    """Per codec, mean bpp, kbps and metrics over the clips: baselines per target bpp (the run closest to it in each
+    clip), profiles per rate point (``q=N``); only points every clip has."""
     out = {}
-    for codec in codecs:
+    for codec in sorted({c for r in results for c in r.runs}):
+        keys: list = sorted({x.param for r in results for x in r.runs.get(codec, [])},
+                            key=lambda p: int(p.split("=")[1])) if codec in profiles else list(bpps)
         rows = []
-        for bpp in bpps:
-            picked = [next((run for run in r.runs.get(codec, []) if bpp in run.targets_bpp), None) for r in results]
+        for key in keys:
+            picked = [next((x for x in r.runs.get(codec, []) if (x.param == key if codec in profiles
+                                                                  else key in x.targets_bpp)), None) for r in results]
             if any(p is None for p in picked):
                 continue
             means = [p.mean() for p in picked]
-            keys = set.intersection(*(set(m) for m in means))
-            row = {"target_bpp": bpp, "bpp": float(np.mean([p.bpp for p in picked])),
+            names = set.intersection(*(set(m) for m in means))
+            row = {"target": key if codec in profiles else f"{key:g} bpp", "bpp": float(np.mean([p.bpp for p in picked])),
                    "kbps": float(np.mean([p.kbps for p in picked])), "floor_clips": sum(p.floor for p in picked),
-                   "metrics": {k: float(np.mean([m[k] for m in means])) for k in sorted(keys)}}
+                   "metrics": {k: float(np.mean([m[k] for m in means])) for k in sorted(names)}}
             if not rows or rows[-1]["bpp"] != row["bpp"]:
                 rows.append(row)
         out[codec] = rows
@@ -151,8 +156,21 @@ def bd_tables(results: list[ClipResult], profiles: list[str], baselines: list[st
                 out.setdefault(prof, {}).setdefault(base, {})[metric] = {
                     "mean_bd_rate_pct": float(np.mean(rates)) if rates else None, "clips_with_bd_rate": len(rates),
                     "mean_bd_quality": float(np.mean(quals)) if quals else None, "clips_with_bd_quality": len(quals),
-                    "on_average_curve_bpp": bd(avg_a, avg_t, higher) if avg_a and avg_t else None,
+                    "on_average_curve_bpp": bd(avg_a, avg_t, higher, "bpp") if avg_a and avg_t else None,
                     "per_clip": per_clip}
+    return out
+
+
+def closest_points(averaged: dict, profiles: list[str], baselines: list[str]) -> list[dict]:
+    """On the averaged curves, each profile's and each baseline's points that are nearest in rate: the measured distance
+    where the curves do not overlap (e.g. a baseline that cannot go as low as the profile)."""
+    out = []
+    for prof in profiles:
+        for base in baselines:
+            pairs = [(abs(math.log(p["bpp"] / b["bpp"])), p, b) for p in averaged.get(prof, []) for b in averaged.get(base, [])]
+            if pairs:
+                _, p, b = min(pairs, key=lambda t: t[0])
+                out.append({"profile": prof, "baseline": base, "profile_point": p, "baseline_point": b})
     return out
 
 

@@ -1,5 +1,6 @@
-"""The profile under test: m3cvcav's public API (``m3cvcav.encode`` / ``m3cvcav.decode``) on the clip's file, with the
-rate counted as the encoded file's size in bytes (the ``.m3cv`` stream: headers, model references and all)."""
+"""The profile under test: m3cvcav's public API (``m3cvcav.encode`` / ``m3cvcav.decode``) on the clip's file at each of
+the profile's rate points (``q=N``, the tokenizer's operating points), with the rate counted as the encoded file's size
+in bytes (the ``.m3cv`` stream: headers, model references and all)."""
 from __future__ import annotations
 
 import tempfile
@@ -33,15 +34,21 @@ def api_missing() -> str | None:
     return None
 
 
-def run(profile: str, src: Path, colour: Colour, target_kbps: float, frames: int) -> ProfileRun:
-    """Encode ``src`` at ``target_kbps`` (``bitrate``, as -b:v) with ``profile``, decode it back, read the frames."""
+def rate_points(profile: str) -> list[int]:
+    """The profile's rate point indices (``q`` values), lowest rate first."""
+    from m3cvcav.engines.registry import load_profile
+
+    return [rp.index for rp in load_profile(profile).engine("tokenizer").rate_points]
+
+
+def run(profile: str, src: Path, colour: Colour, q: int, frames: int) -> ProfileRun:
+    """Encode ``src`` at rate point ``q`` with ``profile``, decode it back, read the frames."""
     import m3cvcav
 
     with tempfile.TemporaryDirectory(prefix="m3cvc-rd-") as tmp:
         dst, back = Path(tmp) / "out.m3cv", Path(tmp) / "back.y4m"
-        bitrate = f"{max(1, round(target_kbps))}k"
         start = time.perf_counter()
-        m3cvcav.encode(str(src), str(dst), bitrate=bitrate, profile=profile, overwrite=True)
+        m3cvcav.encode(str(src), str(dst), q=q, profile=profile, overwrite=True)
         encode_s = time.perf_counter() - start
         start = time.perf_counter()
         m3cvcav.decode(str(dst), str(back), overwrite=True)
@@ -49,4 +56,4 @@ def run(profile: str, src: Path, colour: Colour, target_kbps: float, frames: int
         video = read_video(back, colour)
         nbytes = dst.stat().st_size
     planes = video.frames[:frames]
-    return ProfileRun(f"bitrate={bitrate}", nbytes, planes, encode_s, decode_s)
+    return ProfileRun(f"q={q}", nbytes, planes, encode_s, decode_s)

@@ -40,7 +40,8 @@ def draw(results: list[ClipResult], averaged: dict, profiles: list[str], out: Pa
     curves = {c: [(row["bpp"], row["metrics"], row["floor_clips"] > 0) for row in rows] for c, rows in averaged.items()
               if rows}
     if curves:
-        plots.rd_figure(curves, f"average over {len(results)} clips (per target bpp)", "bits per pixel",
+        plots.rd_figure(curves, f"average over {len(results)} clips (baselines per target bpp, profiles per rate point)",
+                        "bits per pixel",
                         out / "rd_average.png")
         files["rd"].insert(0, "rd_average.png")
     return files
@@ -60,8 +61,9 @@ def _crop_panels(r: ClipResult, profiles: list[str]) -> list:
     return panels
 
 
-def to_json(meta: dict, results: list[ClipResult], averaged: dict, bd: dict, speed: dict, files: dict) -> dict:
-    return {"meta": meta, "corpus": [asdict(r.clip) for r in results], "files": files,
+def to_json(meta: dict, results: list[ClipResult], averaged: dict, bd: dict, closest: list, speed: dict,
+            files: dict) -> dict:
+    return {"meta": meta, "corpus": [asdict(r.clip) for r in results], "files": files, "closest": closest,
             "clips": {r.clip.name: {"source_warp_err": r.source_warp_err, "sampled_frames": r.sample,
                                     "failures": r.failures,
                                     "runs": {c: [x.to_json() for x in runs] for c, runs in r.runs.items()}}
@@ -79,30 +81,51 @@ def write(out: Path, data: dict) -> None:
 
 def average_table(data: dict) -> list[str]:
     metrics = sorted({m for rows in data["average"].values() for row in rows for m in row["metrics"]})
-    lines = ["| codec | target bpp | bpp | kbps | " + " | ".join(metrics) + " |",
+    lines = ["| codec | target | bpp | kbps | " + " | ".join(metrics) + " |",
              "|---" * (4 + len(metrics)) + "|"]
     for codec, rows in data["average"].items():
         for row in rows:
             floor = f" (floor on {row['floor_clips']})" if row["floor_clips"] else ""
-            lines.append(f"| {codec} | {row['target_bpp']:g} | {_fmt(row['bpp'], 4)}{floor} | {_fmt(row['kbps'], 1)} | "
+            lines.append(f"| {codec} | {row['target']} | {_fmt(row['bpp'], 4)}{floor} | {_fmt(row['kbps'], 1)} | "
                          + " | ".join(_fmt(row["metrics"].get(m)) for m in metrics) + " |")
     return lines
 
 
-def bd_table(data: dict) -> list[str]:
+def _defined(v: dict) -> bool:
+    avg = v["on_average_curve_bpp"] or {}
+    return v["mean_bd_rate_pct"] is not None or v["mean_bd_quality"] is not None or "bd_rate_pct" in avg \
+        or "bd_quality" in avg
+
+
+def bd_table(data: dict, only_defined: bool = False) -> list[str]:
     lines = ["| profile | vs | metric | mean BD-rate % (clips) | mean BD-quality (clips) | on average curve: BD-rate %, "
              "BD-quality, bpp range, quality range |", "|---|---|---|---|---|---|"]
     for prof, by_base in data["bd"].items():
         for base, by_metric in by_base.items():
             for metric, v in by_metric.items():
+                if only_defined and not _defined(v):
+                    continue
                 avg = v["on_average_curve_bpp"] or {}
-                rr = avg.get("rate_range_kbps")  # bpp here: the averaged curve's x axis
+                rr = avg.get("rate_range")  # bpp: the averaged curve's x axis
                 qr = avg.get("quality_range")
                 cell = (f"{_fmt(avg.get('bd_rate_pct'), 1) if 'bd_rate_pct' in avg else avg.get('bd_rate_why', '–')}, "
                         f"{_fmt(avg.get('bd_quality')) if 'bd_quality' in avg else avg.get('bd_quality_why', '–')}, "
                         f"{'%.4f–%.4f' % tuple(rr) if rr else '–'}, {'%s–%s' % (_fmt(qr[0]), _fmt(qr[1])) if qr else '–'}")
                 lines.append(f"| {prof} | {base} | {metric} | {_fmt(v['mean_bd_rate_pct'], 1)} ({v['clips_with_bd_rate']})"
                              f" | {_fmt(v['mean_bd_quality'])} ({v['clips_with_bd_quality']}) | {cell} |")
+    return lines
+
+
+def closest_lines(data: dict) -> list[str]:
+    metrics = sorted({m for c in data["closest"] for m in c["profile_point"]["metrics"]})
+    lines = ["| profile point | baseline point | bpp (profile / baseline) | " + " | ".join(metrics) + " |",
+             "|---" * (3 + len(metrics)) + "|"]
+    for c in data["closest"]:
+        p, b = c["profile_point"], c["baseline_point"]
+        floor = " floor" if b["floor_clips"] else ""
+        lines.append(f"| {c['profile']} {p['target']} | {c['baseline']} {b['target']}{floor} | "
+                     f"{_fmt(p['bpp'], 4)} / {_fmt(b['bpp'], 4)} | "
+                     + " | ".join(f"{_fmt(p['metrics'].get(m))} / {_fmt(b['metrics'].get(m))}" for m in metrics) + " |")
     return lines
 
 
@@ -129,10 +152,16 @@ def markdown(data: dict) -> str:
     out += ["", "## Metrics", "", "Computed: " + ", ".join(meta["metrics_computed"]) + ".", "", "Not computed:", ""]
     out += [f"- **{k}**: {v}" for k, v in meta["metrics_not_computed"].items()]
     out += ["", "## Codecs", ""] + [f"- **{k}**: {v}" for k, v in meta["codecs"].items()]
-    out += ["", "## Averaged rate-distortion (per target bpp, mean over clips)", ""] + average_table(data)
+    out += ["", "## Averaged rate-distortion (mean over clips: baselines per target bpp, profiles per rate point)", ""]
+    out += average_table(data)
     out += ["", "## BD-rate / BD-quality of each profile against each baseline", ""]
     out += bd_table(data) if data["bd"] else ["No profile under test produced results, so there is no BD to report."]
-    out += ["", "Per-clip BD values with their overlapping kbps and quality ranges are in `results.json` (`bd`).", "",
+    out += ["", "Per-clip BD values with their overlapping kbps and quality ranges are in `results.json` (`bd`).", ""]
+    if data["closest"]:
+        out += ["## Nearest points in rate (averaged curves; profile / baseline)", "",
+                "Where the curves do not overlap, this is the measured distance between them.", ""]
+        out += closest_lines(data) + [""]
+    out += [
             "## Speed and memory", ""] + speed_lines(data)
     out += ["", "## Plots", ""] + [f"![{f}]({f})" for f in data["files"]["rd"]]
     out += ["", "## Crops at matched bitrate (middle frame, centre crop)", ""] + [f"![{f}]({f})" for f in data["files"]["crops"]]

@@ -1,6 +1,6 @@
 """One encode + decode in its own process, which reports its own peak RSS (VmHWM) with its timings.
 
-``python -m m3cvcav.bench.rd.worker baseline NAME CRF CLIP`` or ``... profile NAME KBPS CLIP``; prints JSON timings.
+``python -m m3cvcav.bench.rd.worker baseline NAME CRF CLIP`` or ``... profile NAME Q CLIP``; prints JSON timings.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     else:
         from .profile import run
 
-        res = run(name, Path(clip), video.colour, float(param), len(video.frames))
+        res = run(name, Path(clip), video.colour, int(param), len(video.frames))
         result = {"encode_s": res.encode_s, "decode_s": res.decode_s, "bytes": res.bytes}
     print(json.dumps({**result, "frames": len(video.frames), "peak_rss_mb": peak_rss_mb()}))
     return 0
