@@ -122,12 +122,14 @@ METHOD = [
     "Rates: baselines count the elementary stream (sum of packet bytes, no container); a profile under test counts its "
     "whole `.m3cv` file. kbps = bits / (frames / fps) / 1000; bpp = bits / (frames × width × height).",
     "The profile under test runs at each of its rate points (`q=N`, the tokenizer's operating points; identical "
-    "streams kept once); the baselines' targets are the bpp list, and the averaged curve groups every codec's points "
-    "by the target bpp they are closest to.",
+    "streams kept once); the baselines' targets are the bpp list. The averaged curve groups baselines' points by the "
+    "target bpp they are closest to and profiles' points by rate point.",
     "Baselines hit each target by CRF search (secant steps on log rate over integer CRF, ≤ 5 encodes per target, "
     "closest rate kept); when even the maximum CRF is above a target, that floor point is kept and marked (hollow "
     "markers, 'floor' in tables). Duplicate CRFs are kept once.",
-    "Presets: x264 medium, x265 medium, SVT-AV1 preset 8; one keyframe per clip (clips are shorter than the default GOP).",
+    "Presets: x264 medium, x265 medium, SVT-AV1 preset 8; one keyframe per clip (clips are shorter than the default GOP)."
+    " x264's informational SEI (version + option string, ~700 bytes) is stripped from its stream and x265 runs with "
+    "info=0: decoders do not need them and at these rates they would dominate a 2 s clip.",
     "Colour: clips are I420 Y'CbCr; RGB metrics convert with each clip's stated matrix (BT.709 limited range unless the "
     "source says otherwise), nearest-neighbour chroma upsampling. PSNR-Y is on the Y' plane (8-bit, capped at 100 dB).",
     "MS-SSIM: pytorch-msssim on RGB, data range 255, Gaussian window 11 (smaller for frames under 176 px).",
