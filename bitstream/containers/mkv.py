@@ -34,6 +34,7 @@ COPY_CODECS = {
     "mp3float": ("A_MPEG/L3", lambda x: b""),
     "ac3": ("A_AC3", lambda x: b""),
 }
+NEEDS_PRIVATE = ("aac", "opus", "flac")
 OPUS_RATE = 48000
 OPUS_PRE_ROLL_NS = 80_000_000
 
@@ -63,7 +64,8 @@ class _AudioTrack:
     def __init__(self, number: int, stream):
         self.number = number
         ctx = stream.codec_context
-        self.copy = ctx.name in COPY_CODECS
+        # AAC, Opus and FLAC need their codec configuration as CodecPrivate (ADTS AAC without one is re-encoded).
+        self.copy = ctx.name in COPY_CODECS and (bool(ctx.extradata) or ctx.name not in NEEDS_PRIVATE)
         self.sample_rate, self.channels = ctx.sample_rate, ctx.channels
         self.codec_delay_ns = 0
         if self.copy:
