@@ -206,6 +206,19 @@ def test_audio_transcode_to_opus(tmp_path, stream, pcm_wav):
     assert abs(samples - 2 * 48000) < 2 * 960 + 312  # 2 s of audio, give or take the last frame and pre-skip
 
 
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is needed to cut an ADTS AAC file")
+def test_adts_aac_without_config_is_transcoded(tmp_path, stream, media):
+    header, segments = stream
+    adts = tmp_path / "a.aac"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(media("clips/bigbuckbunny.mp4")), "-vn", "-c:a", "copy",
+                    "-t", "1", str(adts)], check=True)
+    path = tmp_path / "adts.mkv"
+    write_mkv(path, header, segments, audio=adts)
+    with av.open(str(path)) as mkv:
+        assert mkv.streams.audio[0].codec_context.name == "opus"
+        assert sum(f.samples for f in mkv.decode(mkv.streams.audio[0])) > 40000
+
+
 needs_tools = pytest.mark.skipif(not (shutil.which("ffprobe") and shutil.which("ffmpeg") and shutil.which("mkvmerge")),
                                  reason="ffprobe, ffmpeg and mkvmerge are needed (apt install ffmpeg mkvtoolnix)")
 
