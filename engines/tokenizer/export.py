@@ -1,7 +1,8 @@
-"""Export a training checkpoint as the shipped weight file, with the entropy models fitted from training-image tokens.
+"""Export a training checkpoint as the shipped weight file, with the entropy models fitted from training-image tokens
+(the pool and its mirror images).
 
-The file (safetensors) holds the encoder/decoder weights and codebooks, one ``TokenModel`` per rate point (left/top neighbour-class contexts, one level group per residual level) under
-``entropy.rp<i>.<array>``, and metadata: the network configuration, training steps, and each rate point's nominal bpp
+The file (safetensors) holds the encoder/decoder weights and codebooks, one ``TokenModel`` per rate point (left/top
+neighbour-class contexts, one level group per residual level) under ``entropy.rp<i>.<array>``, and metadata: the network configuration, training steps, and each rate point's nominal bpp
 measured (ideal code length of the fitted model) on the held-out images resized to 512 px wide.
 """
 from __future__ import annotations
@@ -58,7 +59,8 @@ def export_weights(ckpt: Path, dst: Path, pool: list[np.ndarray] | None = None,
         held_out = [n.image for n in held_out_images()]
     held_out = [to_width(img, BENCH_WIDTH) for img in held_out]
     pixels = sum(img.shape[0] * img.shape[1] for img in held_out)
-    train_grids, test_grids = _grids(tok, pool), _grids(tok, held_out)
+    mirrored = [np.ascontiguousarray(img[:, ::-1]) for img in pool]  # twice the tokens for the context counts
+    train_grids, test_grids = _grids(tok, pool + mirrored), _grids(tok, held_out)
     nominal = []
     for rp, spec in enumerate(tok.specs):
         grids = [g[: spec.levels] for g in train_grids[spec.scale]]
