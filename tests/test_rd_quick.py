@@ -22,7 +22,7 @@ def report(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("M3CVC_CORPUS_CACHE", str(tmp_path_factory.mktemp("corpus")))
     try:
-        assert rd.main(["--quick", "--bpp", "0.03,0.1", "--sample", "3", "--out", str(out)]) == 0
+        assert rd.main(["--quick", "--bpp", "0.03,0.1", "--q", "0,3", "--sample", "3", "--out", str(out)]) == 0
     finally:
         mp.undo()
     return out, json.loads((out / "results.json").read_text())

@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("report"), help="report folder (default: report/)")
     p.add_argument("--profiles", default="lite", help="profiles under test, comma separated; '' for none")
     p.add_argument("--baselines", default="x264,x265,svtav1,vvc", help="baselines, comma separated")
-    p.add_argument("--bpp", help="target rates in bits per pixel, comma separated")
+    p.add_argument("--bpp", help="baselines' target rates in bits per pixel, comma separated")
+    p.add_argument("--q", help="profiles' rate points to run, comma separated (default: all of them)")
     p.add_argument("--sample", type=int, default=6,
                    help="frames per clip (evenly spread) for MS-SSIM / semantic / CLIP; 0 = every frame (default 6)")
     p.add_argument("--no-semantic", action="store_true", help="skip the lite semantic similarity")
@@ -61,6 +62,10 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     bpps = _floats(args.bpp) if args.bpp else list(QUICK_BPP if args.quick else DEFAULT_BPP)
+    try:
+        qs = sorted({int(x) for x in args.q.split(",") if x.strip()}) if args.q else None
+    except ValueError as exc:
+        raise UsageError(f"--q {args.q!r}: give rate point numbers separated by commas, e.g. 0,3") from exc
     known = {b.name: b for b in bl.BASELINES}
     wanted = [x.strip() for x in args.baselines.split(",") if x.strip()]
     bad = [x for x in wanted if x not in known]
@@ -94,7 +99,7 @@ def main(argv: list[str]) -> int:
             log(f"rd: {name}: {codecs_info[name]}")
             profiles.remove(name)
     sample = args.sample or None
-    results = [evaluate_clip(folder, c, baselines, profiles, bpps, avail, sample, log) for c in clips]
+    results = [evaluate_clip(folder, c, baselines, profiles, bpps, avail, sample, qs, log) for c in clips]
     averaged = average_curves(results, bpps, profiles)
     bd = bd_tables(results, profiles, [b.name for b in baselines], averaged)
     rss = {} if args.no_isolated else _isolated(results, folder, baselines, profiles, bpps, measure)

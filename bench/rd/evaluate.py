@@ -58,7 +58,8 @@ def _rate(nbytes: int, frames: int, fps: Fraction, w: int, h: int) -> tuple[floa
 
 
 def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profiles: list[str], bpps: list[float],
-                  avail: mt.Availability, sample: int | None = None, log=print) -> ClipResult:
+                  avail: mt.Availability, sample: int | None = None, qs: list[int] | None = None,
+                  log=print) -> ClipResult:
     path = clip_path(folder, clip)
     video = read_video(path, clip.colour_spec())
     w, h, n, fps = video.width, video.height, len(video.frames), video.fps
@@ -76,7 +77,7 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
         log(f"  {clip.name} {b.name}: " + ", ".join(f"{r.param} {r.kbps:.1f} kbps" for r in runs))
     for name in profiles:
         runs: list[Run] = []
-        for q in pf.rate_points(name):
+        for q in pf.rate_points(name) if qs is None else qs:
             try:
                 res = pf.run(name, path, video.colour, q, n)
             except Exception as exc:  # the profile's own error, recorded per rate point in the report
