@@ -1,4 +1,4 @@
-"""``python -m m3cvcav bench tokenizer [--json] [--out DIR] [--weights PATH]``: rate-distortion of the shipped tokenizer.
+"""``python -m m3cvcav bench tokenizer [--json] [--out DIR] [--weights PATH]``: RD of the shipped tokenizer.
 
 On the held-out images (``engines.tokenizer.data.HELD_OUT_*``, never trained on) resized to 512 px wide: per rate point,
 the real entropy-coded token payload (``bitstream.entropy.encode_tokens``, decoded back and checked) → bpp, PSNR (RGB),
@@ -173,7 +173,8 @@ def plot(results: dict, out: Path) -> list[str]:
 
 
 def table(results: dict, settings: dict) -> str:
-    lines = ["| codec | setting | bpp | PSNR dB | MS-SSIM | semantic | enc ms | dec ms |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| codec | setting | bpp | PSNR dB | MS-SSIM | semantic | enc ms | dec ms |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, curve in results.items():
         for s, p in zip(settings[name], curve):
             sem = f"{p['semantic']:.4f}" if "semantic" in p else "n/a"

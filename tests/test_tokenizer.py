@@ -48,7 +48,8 @@ def test_odd_size_round_trip_restores_source_size(tok, media):
         assert out.shape == (241, 321, 3) and out.dtype == np.uint8
     # a trained model: a real photo comes back close, and closer with more levels
     photo = cv2.cvtColor(cv2.imread(str(media("photos/skimage_astronaut.png"))), cv2.COLOR_BGR2RGB)[:241, :321]
-    err = [np.abs(tok.decode(tok.encode(photo, rp)).astype(float) - photo).mean() for rp in (1, len(tok.rate_points) - 1)]
+    err = [np.abs(tok.decode(tok.encode(photo, rp)).astype(float) - photo).mean()
+           for rp in (1, len(tok.rate_points) - 1)]
     assert err[1] < err[0] < 40
 
 

@@ -2,8 +2,9 @@
 (the pool and its mirror images).
 
 The file (safetensors) holds the encoder/decoder weights and codebooks, one ``TokenModel`` per rate point (left/top
-neighbour-class contexts, one level group per residual level) under ``entropy.rp<i>.<array>``, and metadata: the network configuration, training steps, and each rate point's nominal bpp
-measured (ideal code length of the fitted model) on the held-out images resized to 512 px wide.
+neighbour-class contexts, one level group per residual level) under ``entropy.rp<i>.<array>``, and metadata: the
+network configuration, training steps, and each rate point's nominal bpp measured (ideal code length of the fitted
+model) on the held-out images resized to 512 px wide.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The tokenizer network: a small fully-convolutional encoder (stride 16), a residual EMA vector quantiser, a decoder.
 
-Images enter as float tensors (N, 3, H, W) in [0, 1] with H and W multiples of ``STRIDE`` (``pad_to_stride`` pads by edge
-replication; callers crop back). The latent grid has ``latent_dim`` channels at 1/16 of the size; level ``l`` of the
+Images enter as float tensors (N, 3, H, W) in [0, 1] with H and W multiples of ``STRIDE`` (``pad_to_stride`` pads
+by edge replication; callers crop back). The latent grid has ``latent_dim`` channels at 1/16 of the size; level ``l`` of the
 residual quantiser codes what levels ``0..l-1`` left, so decoding the first ``d`` levels gives a coarser image at fewer
 tokens (the rate points in ``rates.py``).
 """

@@ -53,7 +53,8 @@ class LiteTokenizer:
             self.cfg = NetConfig.from_dict(json.loads(meta["config"]))
             nominal = json.loads(meta.get("nominal_bpp", "[]"))
         except (KeyError, ValueError) as err:
-            raise ModelError(f"tokenizer weights {weights} lack their configuration ({err}): reinstall m3cvcav") from err
+            raise ModelError(f"tokenizer weights {weights} lack their configuration ({err}): reinstall m3cvcav"
+                             ) from err
         self.net = TokenizerNet(self.cfg).eval()
         state = {k: v for k, v in tensors.items() if not k.startswith(ENTROPY_PREFIX)}
         missing, unexpected = self.net.load_state_dict(state, strict=False)

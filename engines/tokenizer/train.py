@@ -1,9 +1,9 @@
 """Training loop of the tokenizer: seeded, resumable, checkpointed, logged, with codebook-health statistics.
 
 ``train(opts)`` trains the full network on random crops of the pool (reconstruction: L1 + (1 − MS-SSIM) and the
-commitment loss; EMA codebooks with dead-code re-seeding; the number of decoded levels drawn per step so every depth, i.e.
-every rate point, is trained). Checkpoints (``ckpt.pt``: model, optimiser, step, RNG states) are written atomically every
-``ckpt_every`` seconds and at the end; ``--resume`` continues from one bit-for-bit in the same process environment.
+commitment loss; EMA codebooks with dead-code re-seeding; the number of decoded levels drawn per step so every depth,
+i.e. every rate point, is trained). Checkpoints (``ckpt.pt``: model, optimiser, step, RNG states) are written atomically
+every ``ckpt_every`` seconds and at the end; ``--resume`` continues from one bit-for-bit in the same process environment.
 """
 from __future__ import annotations
 
@@ -109,8 +109,9 @@ def train(opts: TrainOptions) -> Path:
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed from %s at step %d", ckpt_path, step)
     else:
-        log.info("training from scratch: %s", json.dumps({**opts.cfg.to_dict(), "steps": opts.steps, "batch": opts.batch,
-                                                            "crop": opts.crop, "lr": opts.lr, "seed": opts.seed}))
+        run = {**opts.cfg.to_dict(), "steps": opts.steps, "batch": opts.batch, "crop": opts.crop, "lr": opts.lr,
+               "seed": opts.seed}
+        log.info("training from scratch: %s", json.dumps(run))
     n_params = sum(p.numel() for p in model.parameters())
     log.info("parameters: %d, pool images: %d, device: %s", n_params, len(pool), device)
 

@@ -1,13 +1,12 @@
 """Codebook-only training over a frozen diffusers ``AutoencoderKL``'s latents (the ``m3cvc`` profile's K*).
 
-The VAE encodes random crops of the training pool; its latent means (times the VAE's ``scaling_factor``) are quantised by
-a residual EMA codebook (same quantiser as the lite tokenizer, dead codes re-seeded). Output: ``codebook.safetensors``
+The VAE encodes random crops of the training pool; its latent means (times the VAE's ``scaling_factor``) are
+quantised by a residual EMA codebook (same quantiser as the lite tokenizer, dead codes re-seeded). Output: ``codebook.safetensors``
 with ``quantizer.levels.<l>.embed`` and metadata naming the VAE; checkpoints are resumable like the full training.
 """
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
