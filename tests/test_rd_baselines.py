@@ -1,4 +1,4 @@
-"""bench.rd baselines: SEI stripping keeps the decode identical, the CRF search hits reachable targets and flags floors."""
+"""bench.rd baselines: SEI stripping keeps the decode, the CRF search hits reachable targets and flags floors."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -23,7 +23,8 @@ def clip() -> list[np.ndarray]:
 
 
 def test_strip_h264_sei_on_annex_b():
-    sps, sei, idr = b"\x00\x00\x00\x01\x67\x42\xc0\x1e", b"\x00\x00\x01\x06\x05\x10\xaa", b"\x00\x00\x01\x65\x88\x00\x84"
+    sps, sei = b"\x00\x00\x00\x01\x67\x42\xc0\x1e", b"\x00\x00\x01\x06\x05\x10\xaa"
+    idr = b"\x00\x00\x01\x65\x88\x00\x84"
     assert bl.strip_h264_sei(sps + sei + idr) == sps + b"\x00\x00\x00\x01\x65\x88\x00\x84"
 
 

@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
     missing = api_missing() if profiles else None
     for name in profiles:
         codecs_info[name] = (f"profile under test: not run, {missing}" if missing else
-                             f"profile under test through m3cvcav.encode/decode at each rate point (q = 0..N-1)")
+                             "profile under test through m3cvcav.encode/decode at each rate point (q = 0..N-1)")
     if missing:
         profiles = []
     if args.corpus:
@@ -107,7 +107,8 @@ def main(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     files = report.draw(results, averaged, profiles, args.out)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
+            "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, "
+                       f"Python {platform.python_version()}",
             "corpus": corpus_name, "bpp_targets": bpps, "seconds": time.perf_counter() - started,
             "metrics_computed": ["psnr_y", "psnr_rgb", "ms_ssim", "warp_err"]
             + [m for m in ("semantic", "clip_sim", "vmaf") if m not in avail.not_computed],
@@ -132,11 +133,12 @@ METHOD = [
     "Baselines hit each target by CRF search (secant steps on log rate over integer CRF, ≤ 5 encodes per target, "
     "closest rate kept); when even the maximum CRF is above a target, that floor point is kept and marked (hollow "
     "markers, 'floor' in tables). Duplicate CRFs are kept once.",
-    "Presets: x264 medium, x265 medium, SVT-AV1 preset 8; one keyframe per clip (clips are shorter than the default GOP)."
-    " x264's informational SEI (version + option string, ~700 bytes) is stripped from its stream and x265 runs with "
-    "info=0: decoders do not need them and at these rates they would dominate a 2 s clip.",
-    "Colour: clips are I420 Y'CbCr; RGB metrics convert with each clip's stated matrix (BT.709 limited range unless the "
-    "source says otherwise), nearest-neighbour chroma upsampling. PSNR-Y is on the Y' plane (8-bit, capped at 100 dB).",
+    "Presets: x264 medium, x265 medium, SVT-AV1 preset 8; one keyframe per clip (clips are shorter than the default "
+    "GOP). x264's informational SEI (version + option string, ~700 bytes) is stripped from its stream and x265 runs "
+    "with info=0: decoders do not need them and at these rates they would dominate a 2 s clip.",
+    "Colour: clips are I420 Y'CbCr; RGB metrics convert with each clip's stated matrix (BT.709 limited range unless "
+    "the source says otherwise), nearest-neighbour chroma upsampling. PSNR-Y is on the Y' plane (8-bit, capped at "
+    "100 dB).",
     "MS-SSIM: pytorch-msssim on RGB, data range 255, Gaussian window 11 (smaller for frames under 176 px).",
     "Semantic similarity: cosine of the lite profile's EfficientNet-Lite0 embeddings, per frame.",
     "MS-SSIM, semantic and CLIP similarity run on --sample frames per clip spread evenly (first and last included; "
@@ -145,13 +147,14 @@ METHOD = [
     "the source, MSE on [0,1] RGB over pixels passing a forward-backward check; the source's own value is in the JSON.",
     "BD-rate / BD-quality: PyPI `bjontegaard`, PCHIP, over the overlap of the two curves (ranges stated); per clip in "
     "kbps, then the mean over clips, and once on the averaged curve in bpp.",
-    "Speed: encode/decode fps and × real time summed over every run of the sweep (in process, wall clock); peak RSS from "
-    "one isolated process per codec (read the clip, encode, decode) at the middle point of its curve on the first clip.",
+    "Speed: encode/decode fps and × real time summed over every run of the sweep (in process, wall clock); peak RSS "
+    "from one isolated process per codec (read the clip, encode, decode) at the middle point of its curve on the first "
+    "clip.",
 ]
 
 
 def _smoke(profile: str, folder, clip) -> str | None:
-    """Try the profile once on the first clip; None when it works, else its error (so a broken install costs one try)."""
+    """Try the profile once on the first clip: None when it works, else its error (a broken install costs one try)."""
     from .corpus import clip_path
     from .profile import rate_points, run
 

@@ -29,7 +29,8 @@ class Baseline:
 
 BASELINES = (
     Baseline("x264", "libx264", "h264", (0, 51), 6.0, (("preset", "medium"),)),
-    Baseline("x265", "libx265", "hevc", (0, 51), 6.0, (("preset", "medium"), ("x265-params", "log-level=error:info=0"))),
+    Baseline("x265", "libx265", "hevc", (0, 51), 6.0,
+             (("preset", "medium"), ("x265-params", "log-level=error:info=0"))),
     Baseline("svtav1", "libsvtav1", "libdav1d", (1, 63), 8.0, (("preset", "8"),)),
     Baseline("vvc", "libvvenc", "vvc", (0, 63), 6.0, (("preset", "fast"),)),
 )
@@ -38,7 +39,9 @@ BASELINES = (
 def available(b: Baseline) -> str | None:
     """None when usable, else why not."""
     missing = [c for c, mode in ((b.encoder, "w"), (b.decoder, "r")) if not _has(c, mode)]
-    return None if not missing else f"PyAV's FFmpeg has no {' / '.join(missing)} (FFmpeg {av.library_versions['libavcodec']})"
+    if not missing:
+        return None
+    return f"PyAV's FFmpeg has no {' / '.join(missing)} (libavcodec {av.library_versions['libavcodec']})"
 
 
 def _has(codec: str, mode: str) -> bool:

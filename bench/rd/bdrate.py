@@ -1,4 +1,4 @@
-"""BD-rate and BD-quality (PyPI ``bjontegaard``, PCHIP interpolation) with the overlapping ranges they integrate over."""
+"""BD-rate and BD-quality (PyPI ``bjontegaard``, PCHIP) with the overlapping ranges they integrate over."""
 from __future__ import annotations
 
 import math
@@ -49,5 +49,6 @@ def bd(anchor: list[tuple[float, float]], test: list[tuple[float, float]], highe
             out["bd_rate_why"] = "quality not monotonic in rate"
         else:
             out["quality_range"] = sorted([sign * q_range[0], sign * q_range[1]])
-            out["bd_rate_pct"] = float(bjontegaard.bd_rate(ra, qa, rt, qt, method="pchip", require_matching_points=False))
+            out["bd_rate_pct"] = float(bjontegaard.bd_rate(ra, qa, rt, qt, method="pchip",
+                                                           require_matching_points=False))
     return out

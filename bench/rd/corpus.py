@@ -20,7 +20,7 @@ from filelock import FileLock
 from m3cvcav.errors import InputError, UsageError
 
 from .colour import Colour
-from .video import read_video, write_y4m
+from .video import read_video
 
 RECIPE_VERSION = 2
 VIDEO_EXTS = (".y4m", ".mp4", ".mkv", ".mov", ".webm", ".avi")
@@ -92,7 +92,7 @@ def _photo(name: str, src: str, count: int, w: int, h: int, motion: str) -> Reci
     elif motion == "static":
         vf = f"scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,crop={w}:{h},{to709}"
     else:
-        zoom = "1+0.004*on" if motion == "zoomin" else f"1.25-0.004*on"
+        zoom = "1+0.004*on" if motion == "zoomin" else "1.25-0.004*on"
         vf = (f"scale={2 * w}:{2 * h}:force_original_aspect_ratio=increase:flags=lanczos,crop={2 * w}:{2 * h},"
               f"zoompan=z='{zoom}':x='iw/2-(iw/zoom/2)+on':y='ih/2-(ih/zoom/2)':d={count}:s={w}x{h}:fps=25,{to709}")
     return Recipe(name, src, ("-loop", "1", "-framerate", "25"), vf, count, 25)
@@ -125,7 +125,8 @@ def media_root() -> Path:
     env = os.environ.get("M3CVC_MEDIA")
     root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "media"
     if not (root / "clips").is_dir():
-        raise InputError(f"test media not found at {root}: set M3CVC_MEDIA to the shared media folder or use --corpus DIR")
+        raise InputError(f"test media not found at {root}: set M3CVC_MEDIA to the shared media folder, "
+                         "or use --corpus DIR")
     return root
 
 
@@ -199,7 +200,8 @@ def load_manifest(path: Path) -> list[Clip]:
     try:
         return [Clip(**c) for c in json.loads(path.read_text())["clips"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"corpus manifest {path} is unreadable ({exc}); rebuild it with `bench corpus --rebuild`") from exc
+        raise InputError(f"corpus manifest {path} is unreadable ({exc}); "
+                         "rebuild it with `bench corpus --rebuild`") from exc
 
 
 def scan_folder(folder: Path, max_frames: int | None = None) -> list[Clip]:
@@ -215,8 +217,8 @@ def scan_folder(folder: Path, max_frames: int | None = None) -> list[Clip]:
         if video.width % 2 or video.height % 2:
             raise InputError(f"{path} is {video.width}x{video.height}: the harness needs even dimensions; crop it")
         fps = video.fps
-        clips.append(Clip(path.stem, str(path.resolve()), video.width, video.height, f"{fps.numerator}/{fps.denominator}",
-                          len(video.frames), str(path), _license(path.name),
+        clips.append(Clip(path.stem, str(path.resolve()), video.width, video.height,
+                          f"{fps.numerator}/{fps.denominator}", len(video.frames), str(path), _license(path.name),
                           f"{video.colour.matrix} {'full' if video.colour.full_range else 'limited'}",
                           sha256_file(path), "as given" + (f", first {max_frames} frames" if max_frames else "")))
     return clips

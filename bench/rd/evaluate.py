@@ -125,7 +125,8 @@ def average_curves(results: list[ClipResult], bpps: list[float], profiles: list[
                 continue
             means = [p.mean() for p in picked]
             names = set.intersection(*(set(m) for m in means))
-            row = {"target": key if codec in profiles else f"{key:g} bpp", "bpp": float(np.mean([p.bpp for p in picked])),
+            row = {"target": key if codec in profiles else f"{key:g} bpp",
+                   "bpp": float(np.mean([p.bpp for p in picked])),
                    "kbps": float(np.mean([p.kbps for p in picked])), "floor_clips": sum(p.floor for p in picked),
                    "metrics": {k: float(np.mean([m[k] for m in means])) for k in sorted(names)}}
             if not rows or rows[-1]["bpp"] != row["bpp"]:
@@ -152,8 +153,8 @@ def bd_tables(results: list[ClipResult], profiles: list[str], baselines: list[st
                     continue
                 rates = [v["bd_rate_pct"] for v in per_clip.values() if "bd_rate_pct" in v]
                 quals = [v["bd_quality"] for v in per_clip.values() if "bd_quality" in v]
-                avg_a = [(row["bpp"], row["metrics"][metric]) for row in averaged.get(base, []) if metric in row["metrics"]]
-                avg_t = [(row["bpp"], row["metrics"][metric]) for row in averaged.get(prof, []) if metric in row["metrics"]]
+                avg_a = [(x["bpp"], x["metrics"][metric]) for x in averaged.get(base, []) if metric in x["metrics"]]
+                avg_t = [(x["bpp"], x["metrics"][metric]) for x in averaged.get(prof, []) if metric in x["metrics"]]
                 out.setdefault(prof, {}).setdefault(base, {})[metric] = {
                     "mean_bd_rate_pct": float(np.mean(rates)) if rates else None, "clips_with_bd_rate": len(rates),
                     "mean_bd_quality": float(np.mean(quals)) if quals else None, "clips_with_bd_quality": len(quals),
@@ -168,7 +169,8 @@ def closest_points(averaged: dict, profiles: list[str], baselines: list[str]) ->
     out = []
     for prof in profiles:
         for base in baselines:
-            pairs = [(abs(math.log(p["bpp"] / b["bpp"])), p, b) for p in averaged.get(prof, []) for b in averaged.get(base, [])]
+            pairs = [(abs(math.log(p["bpp"] / b["bpp"])), p, b)
+                     for p in averaged.get(prof, []) for b in averaged.get(base, [])]
             if pairs:
                 _, p, b = min(pairs, key=lambda t: t[0])
                 out.append({"profile": prof, "baseline": base, "profile_point": p, "baseline_point": b})

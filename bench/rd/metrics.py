@@ -121,9 +121,10 @@ def _clip_embedder():
 def _vmaf_ffmpeg() -> str | None:
     """The ffmpeg command when it has libvmaf (PyAV's bundled FFmpeg is checked for the report's reason only)."""
     ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg and "libvmaf" in subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True).stdout:
-        return ffmpeg
-    return None
+    if not ffmpeg:
+        return None
+    filters = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True).stdout
+    return ffmpeg if "libvmaf" in filters else None
 
 
 def probe(semantic: bool = True) -> Availability:
@@ -145,11 +146,12 @@ def probe(semantic: bool = True) -> Availability:
         import av.filter
 
         in_pyav = "libvmaf" in av.filter.filters_available
-        av_.not_computed["vmaf"] = (f"the ffmpeg command has no libvmaf filter (PyAV's bundled FFmpeg: "
-                                    f"{'has it, but the harness runs VMAF through the command' if in_pyav else 'neither'});"
-                                    " install an FFmpeg built with --enable-libvmaf")
-    av_.not_computed["lpips"] = ("needs the lpips package and its AlexNet/VGG ImageNet weights, which are not installed "
-                                 "(the project depends on neither lpips nor torchvision; no model downloads at run time)")
+        pyav = "has it, but the harness runs VMAF through the command" if in_pyav else "neither"
+        av_.not_computed["vmaf"] = (f"the ffmpeg command has no libvmaf filter (PyAV's bundled FFmpeg: {pyav}); "
+                                    "install an FFmpeg built with --enable-libvmaf")
+    av_.not_computed["lpips"] = ("needs the lpips package and its AlexNet/VGG ImageNet weights, which are not "
+                                 "installed (the project depends on neither lpips nor torchvision; no model downloads "
+                                 "at run time)")
     av_.not_computed["dists"] = ("needs the DISTS VGG16 weights (DISTS_pytorch / piq), which are not present locally")
     return av_
 

@@ -24,7 +24,8 @@ def _save(fig, path: Path) -> None:
     tmp.replace(path)
 
 
-def rd_figure(curves: dict[str, list[tuple[float, dict[str, float], bool]]], title: str, xlabel: str, path: Path) -> None:
+def rd_figure(curves: dict[str, list[tuple[float, dict[str, float], bool]]], title: str, xlabel: str,
+              path: Path) -> None:
     """One panel per metric; ``curves``: codec → [(rate, metrics, floor)]. Floor points (baseline at max CRF, still
     above the target) are drawn hollow."""
     metrics = [m for m in HIGHER_IS_BETTER if any(m in p[1] for pts in curves.values() for p in pts)]

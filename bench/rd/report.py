@@ -40,8 +40,8 @@ def draw(results: list[ClipResult], averaged: dict, profiles: list[str], out: Pa
     curves = {c: [(row["bpp"], row["metrics"], row["floor_clips"] > 0) for row in rows] for c, rows in averaged.items()
               if rows}
     if curves:
-        plots.rd_figure(curves, f"average over {len(results)} clips (baselines per target bpp, profiles per rate point)",
-                        "bits per pixel",
+        title = f"average over {len(results)} clips (baselines per target bpp, profiles per rate point)"
+        plots.rd_figure(curves, title, "bits per pixel",
                         out / "rd_average.png")
         files["rd"].insert(0, "rd_average.png")
     return files
@@ -98,8 +98,8 @@ def _defined(v: dict) -> bool:
 
 
 def bd_table(data: dict, only_defined: bool = False) -> list[str]:
-    lines = ["| profile | vs | metric | mean BD-rate % (clips) | mean BD-quality (clips) | on average curve: BD-rate %, "
-             "BD-quality, bpp range, quality range |", "|---|---|---|---|---|---|"]
+    lines = ["| profile | vs | metric | mean BD-rate % (clips) | mean BD-quality (clips) | on average curve: "
+             "BD-rate %, BD-quality, bpp range, quality range |", "|---|---|---|---|---|---|"]
     for prof, by_base in data["bd"].items():
         for base, by_metric in by_base.items():
             for metric, v in by_metric.items():
@@ -110,9 +110,11 @@ def bd_table(data: dict, only_defined: bool = False) -> list[str]:
                 qr = avg.get("quality_range")
                 cell = (f"{_fmt(avg.get('bd_rate_pct'), 1) if 'bd_rate_pct' in avg else avg.get('bd_rate_why', '–')}, "
                         f"{_fmt(avg.get('bd_quality')) if 'bd_quality' in avg else avg.get('bd_quality_why', '–')}, "
-                        f"{'%.4f–%.4f' % tuple(rr) if rr else '–'}, {'%s–%s' % (_fmt(qr[0]), _fmt(qr[1])) if qr else '–'}")
-                lines.append(f"| {prof} | {base} | {metric} | {_fmt(v['mean_bd_rate_pct'], 1)} ({v['clips_with_bd_rate']})"
-                             f" | {_fmt(v['mean_bd_quality'])} ({v['clips_with_bd_quality']}) | {cell} |")
+                        f"{'%.4f–%.4f' % tuple(rr) if rr else '–'}, "
+                        f"{'%s–%s' % (_fmt(qr[0]), _fmt(qr[1])) if qr else '–'}")
+                lines.append(f"| {prof} | {base} | {metric} | {_fmt(v['mean_bd_rate_pct'], 1)} "
+                             f"({v['clips_with_bd_rate']}) | {_fmt(v['mean_bd_quality'])} "
+                             f"({v['clips_with_bd_quality']}) | {cell} |")
     return lines
 
 
@@ -135,17 +137,18 @@ def speed_lines(data: dict) -> list[str]:
     for codec, s in data["speed"].items():
         iso = s.get("isolated_run", {})
         rss = _fmt(iso.get("peak_rss_mb"), 0) if "peak_rss_mb" in iso else iso.get("why", "–")
-        lines.append(f"| {codec} | {s['runs']} | {s['frames']} | {_fmt(s['encode_fps'], 1)} | {_fmt(s['decode_fps'], 1)} | "
+        lines.append(f"| {codec} | {s['runs']} | {s['frames']} | {_fmt(s['encode_fps'], 1)} | "
+                     f"{_fmt(s['decode_fps'], 1)} | "
                      f"{_fmt(s['encode_x_realtime'], 2)} | {_fmt(s['decode_x_realtime'], 2)} | {rss} |")
     return lines
 
 
 def markdown(data: dict) -> str:
     meta = data["meta"]
-    out = [f"# m3cvcav rate-distortion report", "", f"Generated {meta['date']} on {meta['machine']}; "
+    out = ["# m3cvcav rate-distortion report", "", f"Generated {meta['date']} on {meta['machine']}; "
            f"corpus `{meta['corpus']}` ({len(data['corpus'])} clips); took {meta['seconds']:.0f} s.", "",
            "## Method", ""] + [f"- {line}" for line in meta["method"]] + ["", "## Corpus", "",
-           "| clip | size | frames | fps | source | license | colour | sha256 | note |", "|---|---|---|---|---|---|---|---|---|"]
+           "| clip | size | frames | fps | source | license | colour | sha256 | note |", "|---" * 9 + "|"]
     for c in data["corpus"]:
         out.append(f"| {c['name']} | {c['width']}x{c['height']} | {c['frames']} | {c['fps']} | {c['source']} | "
                    f"{c['license']} | {c['colour']} | `{c['sha256'][:16]}…` | {c['note']} |")
@@ -164,7 +167,8 @@ def markdown(data: dict) -> str:
     out += [
             "## Speed and memory", ""] + speed_lines(data)
     out += ["", "## Plots", ""] + [f"![{f}]({f})" for f in data["files"]["rd"]]
-    out += ["", "## Crops at matched bitrate (middle frame, centre crop)", ""] + [f"![{f}]({f})" for f in data["files"]["crops"]]
+    out += ["", "## Crops at matched bitrate (middle frame, centre crop)", ""]
+    out += [f"![{f}]({f})" for f in data["files"]["crops"]]
     failures = {f"{clip}: {k}": v for clip, c in data["clips"].items() for k, v in c["failures"].items()}
     if failures:
         out += ["", "## Failures", ""] + [f"- {k}: {v}" for k, v in failures.items()]
