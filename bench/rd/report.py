@@ -51,7 +51,9 @@ def _crop_panels(r: ClipResult, profiles: list[str]) -> list:
     anchor_codec = next((p for p in profiles if r.runs.get(p)), None) or ("x265" if r.runs.get("x265") else None)
     if anchor_codec is None:
         return []
-    anchor = min(r.runs[anchor_codec], key=lambda x: x.kbps)
+    lowest = min((x.kbps for c in CROP_ORDER for x in r.runs.get(c, [])), default=None)
+    # the anchor codec's point nearest to the baselines' lowest rate: as close to matched as the curves allow
+    anchor = min(r.runs[anchor_codec], key=lambda x: abs(math.log(x.kbps / lowest)) if lowest else x.kbps)
     panels = [("source", r.source_mid)]
     for codec in (*CROP_ORDER, *profiles):
         runs = r.runs.get(codec)
