@@ -199,7 +199,7 @@ def build_codebook(path: Path, sd: Path, vocab: int = 16) -> Path:
     from m3cvcav.engines.m3cvc.vae import load_vae
 
     vae = load_vae({"repo": str(sd), "model_id": 0}, "tokenizer")
-    result = fit_codebook(vae, synthetic_images(6, seed=1), vocab=vocab, patch=1, iters=8, seed=0)
+    result = fit_codebook(vae, synthetic_images(6, seed=1), vocab=vocab, iters=8, seed=0)
     save_codebook(path, result, codebook_id=1)
     return path
 

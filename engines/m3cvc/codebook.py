@@ -1,12 +1,16 @@
-"""Vector quantisation of diffusion-VAE latents: the codebook file, quantise / dequantise, and k-means fitting.
+"""Residual vector quantisation of diffusion-VAE latents: codebook files, quantise / dequantise, k-means fitting.
 
-A codebook file is safetensors with ``codebook`` (V, C·p·p) float32 (one entry per p×p patch of latent positions) and the
-arrays of its entropy model (``m3cvcav.bitstream.entropy.TokenModel.to_arrays()``) under ``entropy.<name>``; metadata
-``codebook_id``, ``patch`` and ``latent_channels``. Token grids are (1, h/p, w/p) int32. Dequantising is a table lookup,
-so the decoder's latent is exactly the encoder's quantised latent.
+A codebook has L levels of V entries over p×p patches of latent positions; level l quantises what levels < l left (the
+residual), so a grid (d, h/p, w/p) int32 with d ≤ L decodes to the sum of its levels' entries. Two file formats load:
+- this module's: safetensors ``codebook`` (L, V, C·p·p) float32, its ``TokenModel`` arrays under ``entropy.<name>``,
+  metadata ``codebook_id``, ``patch``, ``latent_channels``;
+- ``train tokenizer --vae`` (``engines/tokenizer/vae_codebook.py``): ``quantizer.levels.<l>.embed`` (V, C) and a JSON
+  ``config`` (patch 1, no entropy model: add one with ``attach_entropy_model``).
+Dequantising is a table lookup, so the decoder's latent is exactly the encoder's quantised latent.
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,21 +18,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
 from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
 
 from m3cvcav.errors import ModelError
 
 from .vae import Vae
 
 ENTROPY_PREFIX = "entropy."
+TRAINER_PREFIX = "quantizer.levels."
 
 
 @dataclass
 class Codebook:
-    """One rate point's codebook: entries over p×p latent patches, and the arrays of its entropy model."""
+    """Residual codebook levels over p×p latent patches, and the arrays of its entropy model."""
 
-    entries: torch.Tensor  # (V, C*p*p) float32
+    levels: torch.Tensor  # (L, V, C*p*p) float32
     patch: int
     latent_channels: int
     codebook_id: int
@@ -36,23 +41,33 @@ class Codebook:
 
     @property
     def vocab(self) -> int:
-        return int(self.entries.shape[0])
+        return int(self.levels.shape[1])
 
-    def quantise(self, latents: torch.Tensor) -> np.ndarray:
-        """(N, C, h, w) latents (h, w multiples of ``patch``) → (N, 1, h/p, w/p) int32 nearest-entry indices."""
-        vectors, grid = _patches(latents, self.patch)
-        dist = torch.cdist(vectors, self.entries)  # (N·H·W, V)
-        return dist.argmin(dim=1).to(torch.int32).reshape(latents.shape[0], 1, *grid).numpy()
+    @property
+    def depth(self) -> int:
+        return int(self.levels.shape[0])
+
+    def quantise(self, latents: torch.Tensor, depth: int | None = None) -> np.ndarray:
+        """(N, C, h, w) latents (h, w multiples of ``patch``) → (N, depth, h/p, w/p) int32 indices, level by level."""
+        depth = self.depth if depth is None else depth
+        residual, grid = _patches(latents, self.patch)
+        out = []
+        for entries in self.levels[:depth]:
+            idx = torch.cdist(residual, entries).argmin(dim=1)
+            residual = residual - entries[idx]
+            out.append(idx.to(torch.int32).reshape(latents.shape[0], *grid))
+        return torch.stack(out, 1).numpy()
 
     def dequantise(self, indices: np.ndarray) -> torch.Tensor:
-        """(N, 1, H, W) indices → (N, C, H·p, W·p) latents."""
+        """(N, d, H, W) indices, d ≤ depth → (N, C, H·p, W·p) latents (sum of the first d levels' entries)."""
         idx = torch.from_numpy(np.asarray(indices, dtype=np.int64))
-        if idx.ndim != 4 or idx.shape[1] != 1 or int(idx.min()) < 0 or int(idx.max()) >= self.vocab:
-            raise ModelError(f"token grid {tuple(idx.shape)} does not fit this codebook (vocab {self.vocab}, 1 level)")
-        n, _, h, w = idx.shape
+        if idx.ndim != 4 or not 1 <= idx.shape[1] <= self.depth or int(idx.min()) < 0 or int(idx.max()) >= self.vocab:
+            raise ModelError(f"token grid {tuple(idx.shape)} does not fit this codebook (vocab {self.vocab}, "
+                             f"{self.depth} levels)")
+        n, d, h, w = idx.shape
         p, c = self.patch, self.latent_channels
-        vec = self.entries[idx.reshape(-1)].reshape(n, h, w, c, p, p)
-        return vec.permute(0, 3, 1, 4, 2, 5).reshape(n, c, h * p, w * p)
+        vec = sum(self.levels[level][idx[:, level].reshape(-1)] for level in range(d))
+        return vec.reshape(n, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h * p, w * p)
 
 
 def _patches(latents: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -64,30 +79,36 @@ def _patches(latents: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int
 
 
 def load_codebook(path: str | os.PathLike) -> Codebook:
-    """Read a codebook file; a missing or malformed one is a ModelError saying how to make it."""
+    """Read a codebook file (either format); a missing or malformed one is a ModelError saying what to do."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelError(f"codebook {path} not found: train one with `python -m m3cvcav train tokenizer --vae ...` "
-                         "or set tokenizer.codebooks in the profile")
+                         "or m3cvcav.engines.m3cvc.codebook.fit_codebook, and list it in tokenizer.codebooks")
     try:
         with safe_open(str(path), framework="numpy") as fh:
             meta = fh.metadata() or {}
         arrays = load_file(str(path))
-        entries = torch.from_numpy(arrays.pop("codebook").astype(np.float32))
-        patch, channels, cid = int(meta["patch"]), int(meta["latent_channels"]), int(meta["codebook_id"])
-    except (KeyError, ValueError, OSError) as err:
-        raise ModelError(f"codebook {path} is not a m3cvc codebook file ({err}): rebuild it") from err
-    if entries.ndim != 2 or entries.shape[1] != channels * patch * patch:
-        raise ModelError(f"codebook {path}: entries {tuple(entries.shape)} do not match patch {patch}, {channels} channels")
+        if "codebook" in arrays:
+            levels = np.asarray(arrays.pop("codebook"), dtype=np.float32)
+            levels = levels[None] if levels.ndim == 2 else levels
+            patch, channels, cid = int(meta["patch"]), int(meta["latent_channels"]), int(meta["codebook_id"])
+        else:
+            count = len([k for k in arrays if k.startswith(TRAINER_PREFIX)])
+            levels = np.stack([arrays[f"{TRAINER_PREFIX}{i}.embed"] for i in range(count)]).astype(np.float32)
+            patch, channels, cid = 1, int(json.loads(meta["config"])["latent_dim"]), int(meta.get("codebook_id", 0))
+    except (KeyError, ValueError, OSError, TypeError) as err:
+        raise ModelError(f"codebook {path} is not a codebook file ({type(err).__name__}: {err}): rebuild it") from err
+    if levels.ndim != 3 or levels.shape[0] < 1 or levels.shape[2] != channels * patch * patch:
+        raise ModelError(f"codebook {path}: levels {levels.shape} do not match patch {patch}, {channels} channels")
     entropy = {k[len(ENTROPY_PREFIX):]: v for k, v in arrays.items() if k.startswith(ENTROPY_PREFIX)}
-    return Codebook(entries, patch, channels, cid, entropy)
+    return Codebook(torch.from_numpy(np.ascontiguousarray(levels)), patch, channels, cid, entropy)
 
 
 def save_codebook(path: str | os.PathLike, codebook: Codebook, *, codebook_id: int | None = None) -> Path:
-    """Write a codebook file (temp file + rename)."""
+    """Write a codebook file in this module's format (temp file + rename)."""
     path = Path(path)
     cid = codebook.codebook_id if codebook_id is None else codebook_id
-    arrays = {"codebook": codebook.entries.numpy().astype(np.float32)}
+    arrays = {"codebook": codebook.levels.numpy().astype(np.float32)}
     arrays.update({ENTROPY_PREFIX + k: np.ascontiguousarray(v) for k, v in codebook.entropy.items()})
     meta = {"codebook_id": str(cid), "patch": str(codebook.patch), "latent_channels": str(codebook.latent_channels)}
     tmp = path.with_name(path.name + ".tmp")
@@ -96,15 +117,46 @@ def save_codebook(path: str | os.PathLike, codebook: Codebook, *, codebook_id: i
     return path
 
 
-def fit_codebook(vae: Vae, images: Sequence[np.ndarray], *, vocab: int, patch: int = 1, iters: int = 20,
-                 seed: int = 0, codebook_id: int = 0) -> Codebook:
-    """k-means (Lloyd, seeded) over the VAE latents of ``images`` (each a multiple of ``vae.scale * patch`` in size),
-    then the static entropy model fitted on the resulting token grids."""
-    latents = torch.cat([vae.encode([im]) for im in images])
-    vectors, _ = _patches(latents, patch)
-    if vectors.shape[0] < vocab:
-        raise ModelError(f"{vectors.shape[0]} latent vectors are too few for {vocab} codebook entries: use more images")
+def _latents(vae: Vae, images: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.cat([vae.encode([im]) for im in images])
+
+
+def fit_entropy(book: Codebook, latents: torch.Tensor) -> dict[str, np.ndarray]:
+    """The static entropy model (``TokenModel`` arrays) of ``book``'s full-depth token grids of ``latents``."""
+    from m3cvcav.bitstream.entropy import TokenModel
+
+    return TokenModel.fit(list(book.quantise(latents)), book.vocab).to_arrays()
+
+
+def attach_entropy_model(path: str | os.PathLike, vae: Vae, images: Sequence[np.ndarray], out: str | os.PathLike,
+                         *, codebook_id: int = 0) -> Path:
+    """Read a codebook (e.g. from ``train tokenizer --vae``), fit its entropy model on ``images`` and write it to
+    ``out`` in this module's format."""
+    book = load_codebook(path)
+    book.entropy = fit_entropy(book, _latents(vae, images))
+    return save_codebook(out, book, codebook_id=codebook_id)
+
+
+def fit_codebook(vae: Vae, images: Sequence[np.ndarray], *, vocab: int, patch: int = 1, levels: int = 1,
+                 iters: int = 20, seed: int = 0, codebook_id: int = 0) -> Codebook:
+    """Residual k-means (Lloyd, seeded; level l clusters what levels < l left) over the VAE latents of ``images``
+    (sides multiples of ``vae.scale * patch``), then the entropy model fitted on the resulting token grids."""
+    latents = _latents(vae, images)
+    residual, _ = _patches(latents, patch)
+    if residual.shape[0] < vocab:
+        raise ModelError(f"{residual.shape[0]} latent vectors are too few for {vocab} codebook entries: use more images")
     gen = torch.Generator().manual_seed(seed)
+    tables = []
+    for _ in range(levels):
+        entries = _kmeans(residual, vocab, iters, gen)
+        residual = residual - entries[torch.cdist(residual, entries).argmin(dim=1)]
+        tables.append(entries)
+    book = Codebook(torch.stack(tables), patch, latents.shape[1], codebook_id)
+    book.entropy = fit_entropy(book, latents)
+    return book
+
+
+def _kmeans(vectors: torch.Tensor, vocab: int, iters: int, gen: torch.Generator) -> torch.Tensor:
     entries = vectors[torch.randperm(vectors.shape[0], generator=gen)[:vocab]].clone()
     for _ in range(iters):
         assign = torch.cdist(vectors, entries).argmin(dim=1)
@@ -115,9 +167,4 @@ def fit_codebook(vae: Vae, images: Sequence[np.ndarray], *, vocab: int, patch: i
         if empty.any():  # re-seed dead entries with the worst-served vectors
             err = (vectors - entries[assign]).pow(2).sum(1)
             entries[empty] = vectors[err.topk(int(empty.sum())).indices]
-    book = Codebook(entries.contiguous(), patch, latents.shape[1], codebook_id)
-    from m3cvcav.bitstream.entropy import TokenModel
-
-    grids = list(book.quantise(latents))
-    book.entropy = TokenModel.fit(grids, vocab).to_arrays()
-    return book
+    return entries.contiguous()

@@ -2,7 +2,8 @@
 
 encode: keyframe → resized to the working size (longest side ≤ ``max_side``, sides multiples of VAE scale × patch) →
 VAE posterior mean → nearest codebook entry per p×p latent patch → K* (1, h, w) int32. decode: codebook lookup → VAE
-decode → resized back to the source size. One codebook file per rate point (``codebooks = [...]``, lowest rate first).
+decode → resized back to the source size. Rate points: for each codebook file (``codebooks = [...]``, in order) each
+depth 1..L of its residual levels, so a 2-level codebook gives two rate points (lowest rate first when listed so).
 """
 from __future__ import annotations
 
@@ -44,29 +45,30 @@ class VaeVqTokenizer:
                                  "the codebook was trained for another VAE")
         self.vocab = vocabs.pop()
         self.codebook_id = int(settings.get("codebook_id", ids.pop()))
+        self._points = [(book, depth) for book in self.codebooks for depth in range(1, book.depth + 1)]
         self.rate_points = tuple(
-            RatePoint(i, f"vq{self.vocab}-p{b.patch}",
-                      math.log2(self.vocab) / float((self.vae.scale * b.patch) ** 2))  # bits/px before entropy coding
-            for i, b in enumerate(self.codebooks))
+            RatePoint(i, f"vq{self.vocab}-p{book.patch}-d{depth}",  # nominal: bits/px before entropy coding
+                      depth * math.log2(self.vocab) / float((self.vae.scale * book.patch) ** 2))
+            for i, (book, depth) in enumerate(self._points))
         self.ref: ModelRef = model_ref(settings, ROLE, [*self.vae.files, *map(str, paths)])
 
-    def _book(self, rate_point: int) -> Codebook:
-        if not 0 <= rate_point < len(self.codebooks):
-            raise UsageError(f"rate point {rate_point} does not exist: this tokenizer has 0..{len(self.codebooks) - 1}")
-        return self.codebooks[rate_point]
+    def _point(self, rate_point: int) -> tuple[Codebook, int]:
+        if not 0 <= rate_point < len(self._points):
+            raise UsageError(f"rate point {rate_point} does not exist: this tokenizer has 0..{len(self._points) - 1}")
+        return self._points[rate_point]
 
     def work_size(self, size: tuple[int, int], rate_point: int) -> tuple[int, int]:
         """(height, width) the VAE sees for a source of ``size``: longest side ≤ ``max_side``, sides on the grid."""
         h, w = size
         scale = min(1.0, self.max_side / max(h, w))
-        multiple = self.vae.scale * self._book(rate_point).patch
+        multiple = self.vae.scale * self._point(rate_point)[0].patch
         return round_to(round(h * scale), multiple), round_to(round(w * scale), multiple)
 
     def encode(self, image: Image, rate_point: int) -> TokenGrid:
-        book = self._book(rate_point)
+        book, depth = self._point(rate_point)
         size = (int(image.shape[0]), int(image.shape[1]))
         work = from_pil(to_pil(image), self.work_size(size, rate_point))
-        indices = book.quantise(self.vae.encode([work]))[0]
+        indices = book.quantise(self.vae.encode([work]), depth)[0]
         return TokenGrid(indices=indices, codebook_id=self.codebook_id, rate_point=rate_point, vocab=self.vocab,
                          image_size=size)
 
@@ -74,16 +76,22 @@ class VaeVqTokenizer:
         if grid.codebook_id != self.codebook_id:
             raise ModelError(f"stream tokens use codebook {grid.codebook_id}, this tokenizer has {self.codebook_id}: "
                              "decode with the profile the stream was made with")
-        latents = self._book(grid.rate_point).dequantise(np.asarray(grid.indices)[None])
+        book, depth = self._point(grid.rate_point)
+        indices = np.asarray(grid.indices)
+        if indices.ndim != 3 or indices.shape[0] != depth:
+            raise ModelError(f"token grid of shape {indices.shape} does not match rate point {grid.rate_point} "
+                             f"({depth} level(s)): the stream is damaged or from another tokenizer")
+        latents = book.dequantise(indices[None])
         image = self.vae.decode(latents)[0]
         return from_pil(PILImage.fromarray(image), tuple(grid.image_size))
 
     def token_model(self, rate_point: int):
         from m3cvcav.bitstream.entropy import TokenModel
 
-        book = self._book(rate_point)
+        book, _ = self._point(rate_point)
         if not book.entropy:
-            raise ModelError(f"codebook of rate point {rate_point} has no entropy model: rebuild it with its TokenModel")
+            raise ModelError(f"the codebook of rate point {rate_point} has no entropy model: add one with "
+                             "m3cvcav.engines.m3cvc.codebook.attach_entropy_model")
         return TokenModel.from_arrays(book.entropy)
 
 
