@@ -255,7 +255,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     if progress:
         progress(stats)
     result = Result(stats.frame, stats.segments, stats.size, duration)
-    log.info("encoded %d frames into %d segments, %d bytes: %.2f kbit/s (profile %s, %s)", result.frames,
+    log.log(15, "encoded %d frames into %d segments, %d bytes: %.2f kbit/s (profile %s, %s)", result.frames,
              result.segments, result.bytes, result.bitrate / 1000, engines.name, engines.backends())
     return result
 
