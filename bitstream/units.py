@@ -10,7 +10,6 @@ from fractions import Fraction
 import brotli
 import numpy as np
 
-from m3cvcav.engines.interfaces import GenerationParams, ModelRef
 from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 
 from .framing import iter_units, pack_unit, read_leb128, write_leb128
@@ -27,6 +26,24 @@ GEN_PARAMS = 0x07
 FRAME_PTS = 0x08
 PADDING = 0x7F
 ONCE_PER_SEGMENT = (GEN_PARAMS, KEYFRAME_TOKENS, FRAME_TEXT, CLIP_TEXT, MOTION, FRAME_PTS)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What the sequence header records of a model the decoder needs: a stable numeric id and the weights' sha256."""
+
+    model_id: int  # stable, assigned in the profile, never derived from ordering
+    sha256: bytes  # 32 bytes: sha256 over the weight files (see engines.registry for how multi-file models hash)
+    name: str = ""  # human-readable, not in the bitstream
+
+
+@dataclass
+class GenerationParams:
+    seed: int = 0
+    steps: int = 0
+    scheduler_id: int = 0
+    mode: str = "it2v"  # "it2v" (keyframe image + text) or "tt2v" (text only)
+    extra: dict = field(default_factory=dict)
 
 U32_MAX = (1 << 32) - 1
 MAX_DIMENSION = 16384

@@ -6,21 +6,15 @@ Images are ``numpy.ndarray`` of shape (H, W, 3), dtype uint8, RGB, full range.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# Defined with the bitstream, which records them; re-exported here for the engines.
+from m3cvcav.bitstream.units import GenerationParams, ModelRef  # noqa: F401
+
 Image = np.ndarray  # (H, W, 3) uint8 RGB
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What the sequence header records of a model the decoder needs: a stable numeric id and the weights' sha256."""
-
-    model_id: int  # stable, assigned in the profile, never derived from ordering
-    sha256: bytes  # 32 bytes: sha256 over the weight files (see engines.registry for how multi-file models hash)
-    name: str = ""  # human-readable, not in the bitstream
 
 
 @dataclass(frozen=True)
@@ -104,15 +98,6 @@ class ClipGenerator(Protocol):
 
     def generate(self, first: Image, last: Image | None, count: int, text: str, seed: int) -> list[Image]:
         """``count`` frames; frame 0 is ``first``; when ``last`` is given the clip moves towards it."""
-
-
-@dataclass
-class GenerationParams:
-    seed: int = 0
-    steps: int = 0
-    scheduler_id: int = 0
-    mode: str = "it2v"  # "it2v" (keyframe image + text) or "tt2v" (text only)
-    extra: dict = field(default_factory=dict)
 
 
 @runtime_checkable
