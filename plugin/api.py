@@ -142,7 +142,7 @@ class ArraySource:
         fps = Fraction(fps).limit_denominator(1001 * 1000)
         image = self._image(first)
         tb = Fraction(first.time_base) if isinstance(first, av.VideoFrame) and first.time_base else 1 / fps
-        self.info = VideoInfo(image.shape[1], image.shape[0], fps, tb, Color(1, 1, 1, True))
+        self.info = VideoInfo(image.shape[1], image.shape[0], fps, tb, Color(1, 1, 1, False))
         self.audio_stream = None
         self.limit = frames_limit
 

@@ -146,3 +146,13 @@ def test_full_disk_is_an_output_error(tmp_path, media, monkeypatch):
     with pytest.raises(OutputError, match="No space left"):
         m3cvcav.encode(iter(moving_frames(media, 4)), tmp_path / "full.m3cv")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_odd_size_and_single_frame_videos_keep_their_size(tmp_path, count):
+    frames = [np.random.default_rng(i).integers(0, 256, (241, 321, 3), dtype=np.uint8) for i in range(count)]
+    m3cvcav.encode(iter(frames), tmp_path / "odd.m3cv", q=1)
+    assert m3cvcav.decode(tmp_path / "odd.m3cv", tmp_path / "odd.mp4").frames == count
+    with av.open(str(tmp_path / "odd.mp4")) as c:
+        s = c.streams.video[0]
+        assert (s.width, s.height, s.frames) == (321, 241, count)
