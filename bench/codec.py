@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from m3cvcav.errors import InputError
+from m3cvcav.errors import EngineError, InputError
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips"
 TIMED = {"embed", "magnitude", "flow", "describe_frame", "describe_clip", "encode", "decode", "generate",
@@ -86,15 +86,17 @@ CHILD = """
 import resource, sys, torch
 torch.set_num_threads(1)
 import m3cvcav
-r = m3cvcav.encode(sys.argv[1], sys.argv[2], t=float(sys.argv[3]), overwrite=True, vf="scale=384:-2")
+r = m3cvcav.encode(sys.argv[1], sys.argv[2], t=float(sys.argv[3]), q=1, overwrite=True, vf="scale=384:-2")
 print(r.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
 def memory(seconds: float, work: Path) -> dict:
-    """Peak RSS of a fresh process encoding the first ``seconds`` of vtest.avi (scaled to 384 px wide)."""
+    """Peak RSS of a fresh process encoding the first ``seconds`` of vtest.avi (384 px wide, rate point 1)."""
     out = subprocess.run([sys.executable, "-c", CHILD, str(MEDIA / "vtest.avi"), str(work / "m.m3cv"),
-                          str(seconds)], capture_output=True, text=True, check=True)
+                          str(seconds)], capture_output=True, text=True)
+    if out.returncode:
+        raise EngineError(f"the memory benchmark's encoder failed: {out.stderr.strip().splitlines()[-1]}")
     frames, rss_kib = out.stdout.split()[-2:]
     return {"seconds": seconds, "frames": int(frames), "peak_rss_mib": round(int(rss_kib) / 1024, 1)}
 

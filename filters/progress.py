@@ -19,7 +19,6 @@ class Stats:
     size: int = 0
     segments: int = 0
     started: float = field(default_factory=time.monotonic)
-    engine_seconds: float = 0.0
 
     @property
     def elapsed(self) -> float:
