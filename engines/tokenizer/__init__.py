@@ -14,9 +14,10 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "lite.safetensors"
 
 
 def load_lite(settings: dict | None = None):
-    """The lite profile's factory: settings may carry ``working_width`` (default 512) and ``weights`` (a path)."""
+    """The lite profile's factory: settings may carry ``working_width`` (default 512), ``weights`` (a path) and
+    ``model_id`` (default ``MODEL_ID``)."""
     from .runtime import LiteTokenizer
 
     settings = dict(settings or {})
-    return LiteTokenizer(Path(settings.get("weights", WEIGHTS)), MODEL_ID, CODEBOOK_ID,
+    return LiteTokenizer(Path(settings.get("weights", WEIGHTS)), int(settings.get("model_id", MODEL_ID)), CODEBOOK_ID,
                          int(settings.get("working_width", 512)))

@@ -3,8 +3,8 @@
 
 The file (safetensors) holds the encoder/decoder weights and codebooks, one ``TokenModel`` per rate point (left/top
 neighbour-class contexts, one level group per residual level) under ``entropy.rp<i>.<array>``, and metadata: the
-network configuration, training steps, and each rate point's nominal bpp measured (ideal code length of the fitted
-model) on the held-out images resized to 512 px wide.
+network configuration, training steps, codebook usage over the training tokens, and each rate point's nominal bpp
+measured (ideal code length of the fitted model) on the held-out images resized to 512 px wide.
 """
 from __future__ import annotations
 
@@ -43,6 +43,17 @@ def _grids(tok: LiteTokenizer, images: list[np.ndarray]) -> dict[float, list[np.
     return {scale: [tok.encode(img, rp).indices for img in images] for scale, rp in deepest.items()}
 
 
+def _usage(grids: list[np.ndarray], vocab: int) -> list[dict]:
+    """Per residual level over the training tokens: fraction of the codebook used and perplexity."""
+    out = []
+    for level in range(grids[0].shape[0]):
+        counts = np.bincount(np.concatenate([g[level].ravel() for g in grids]), minlength=vocab).astype(np.float64)
+        p = counts[counts > 0] / counts.sum()
+        perplexity = float(np.exp(-(p * np.log(p)).sum()))
+        out.append({"used": round(float((counts > 0).mean()), 4), "perplexity": round(perplexity, 1)})
+    return out
+
+
 def export_weights(ckpt: Path, dst: Path, pool: list[np.ndarray] | None = None,
                    held_out: list[np.ndarray] | None = None, fit_opts: dict | None = None) -> Path:
     """Write ``dst`` from checkpoint ``ckpt``; ``pool``/``held_out`` default to the media pool and held-out set."""
@@ -71,5 +82,6 @@ def export_weights(ckpt: Path, dst: Path, pool: list[np.ndarray] | None = None,
         bits = sum(model.ideal_bits(g[: spec.levels]) for g in test_grids[spec.scale])
         nominal.append(round(bits / pixels, 5))
     meta["nominal_bpp"] = json.dumps(nominal)
+    meta["codebook_usage"] = json.dumps(_usage(max(train_grids.values(), key=lambda g: g[0].shape[0]), tok.vocab))
     _write(tensors, meta, dst)
     return dst

@@ -21,6 +21,7 @@ RATE_SPECS: tuple[RateSpec, ...] = (
     RateSpec("half-1", 0.5, 1),
     RateSpec("full-1", 1.0, 1),
     RateSpec("full-2", 1.0, 2),
+    RateSpec("full-3", 1.0, 3),
     RateSpec("full-4", 1.0, 4),
 )
 

@@ -1,7 +1,9 @@
-"""The shipped lite tokenizer: loads the safetensors weight file and implements ``KeyframeTokenizer``."""
+"""The shipped lite tokenizer: loads the safetensors weight file and implements ``KeyframeTokenizer``.
+
+``ref.sha256`` follows the project rule of ``engines.loaders.weights_sha256``: sha256 over the weight file's sha256.
+"""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,20 +13,13 @@ import torch
 from safetensors import safe_open
 
 from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
+from m3cvcav.engines.loaders import weights_sha256
 from m3cvcav.errors import ModelError, UsageError
 
 from .model import NetConfig, TokenizerNet, pad_to_stride
 from .rates import RATE_SPECS, RateSpec, coded_size, grid_shape
 
 ENTROPY_PREFIX = "entropy."
-
-
-def sha256_file(path: Path) -> bytes:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.digest()
 
 
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -63,7 +58,7 @@ class LiteTokenizer:
         self.entropy_arrays = {k[len(ENTROPY_PREFIX):]: v.numpy() for k, v in tensors.items()
                                if k.startswith(ENTROPY_PREFIX)}
         self.working_width = int(working_width)
-        self.ref = ModelRef(model_id, sha256_file(weights), name="m3cvcav-tokenizer-lite")
+        self.ref = ModelRef(model_id, weights_sha256([weights]), name="m3cvcav-tokenizer-lite")
         self.codebook_id = codebook_id
         self.vocab = self.cfg.vocab
         self.specs: tuple[RateSpec, ...] = RATE_SPECS
