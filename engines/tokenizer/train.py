@@ -146,8 +146,8 @@ def train(opts: TrainOptions) -> Path:
         if step % opts.log_every == 0 or step == opts.steps:
             stats = codebook_stats(indices, opts.cfg.vocab)
             log.info("step %d loss %.4f (mean of %d) l1 %.4f msssim@%d %.4f commit %.4f reseeded %d usage %s "
-                     "perplexity %s lr %.2e %.2f step/s", step, float(np.mean(acc)), len(acc), float(l1), depth,
-                     float(ms), float(commit), reseeded, [round(u, 3) for u, _ in stats],
+                     "perplexity %s lr %.2e %.2f step/s", step, float(np.mean(acc)), len(acc), l1.item(), depth,
+                     ms.item(), commit.item(), reseeded, [round(u, 3) for u, _ in stats],
                      [round(p, 1) for _, p in stats], lr_at(step, opts), bar.format_dict["rate"] or 0.0)
             acc.clear()
         if time.monotonic() - last_ckpt > opts.ckpt_every:
