@@ -4,7 +4,8 @@ The stream is a 10 s, 24 fps clip at about 10 kbps with the segment structure of
 tokenised as (L, 18, 32) grids of a 1024-entry codebook (tokens drawn from a Zipf-like law and coded by the real rANS
 coder under a TokenModel fitted on other grids; L is chosen so the stream lands near 10 kbps), one keyframe per segment,
 a frame and a clip description per segment, constant frame rate, one model hash, no generation parameters (the lite
-decoder is deterministic). The m3cvc-profile rows add GEN_PARAMS per segment and three model hashes.
+decoder is deterministic). The m3cvc-profile rows have three model hashes, with and without a GEN_PARAMS unit in every
+segment (the m3cvc filters write none today: steps come from the profile, the seed is the segment index).
 Overhead = file size − payload, payload = token + text + motion + params + timestamp bytes (docs/bitstream.md §9 layers).
 """
 from __future__ import annotations
@@ -108,6 +109,7 @@ SCENARIOS = [  # name, segment frames, models, params
     ("lite, 48-frame segments", 48, 1, False),
     ("lite, one 240-frame segment", 240, 1, False),
     ("m3cvc, 80-frame segments", 80, 3, True),
+    ("m3cvc, 80-frame segments, no GEN_PARAMS", 80, 3, False),
 ]
 TARGET_BYTES = 10_000 * 10 // 8  # 10 kbps for 10 s
 

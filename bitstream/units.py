@@ -19,13 +19,12 @@ VERSION = (1, 0)
 SEQUENCE_HEADER = 0x01
 SEGMENT_HEADER = 0x02
 KEYFRAME_TOKENS = 0x03
-FRAME_TEXT = 0x04
-CLIP_TEXT = 0x05
+TEXT = 0x04
 MOTION = 0x06
 GEN_PARAMS = 0x07
 FRAME_PTS = 0x08
 PADDING = 0x7F
-ONCE_PER_SEGMENT = (GEN_PARAMS, KEYFRAME_TOKENS, FRAME_TEXT, CLIP_TEXT, MOTION, FRAME_PTS)
+ONCE_PER_SEGMENT = (GEN_PARAMS, KEYFRAME_TOKENS, TEXT, MOTION, FRAME_PTS)
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ MAX_MODELS = 16
 MAX_SEGMENT_FRAMES = 65536
 MAX_TOKENS = 1 << 20
 MAX_TEXT_BYTES = 65536
+MAX_TEXT_PLAIN = 2 * MAX_TEXT_BYTES + 3  # decompressed TEXT payload: uleb(≤ 65 536) + two texts
 MAX_MOTION_CELLS = 65536
 MAX_MOTION_VALUE = 1 << 20
 MAX_STEPS = 1000
@@ -265,31 +265,47 @@ def decode_sequence_header(data: bytes) -> tuple[SequenceHeader, int]:
 
 # -- segment units --------------------------------------------------------------------------------------------------
 
-def _text_payload(text: str) -> bytes:
+def _text_bytes(text: str, what: str) -> bytes:
     raw = text.encode("utf-8")
     if len(raw) > MAX_TEXT_BYTES or "\x00" in text:
-        raise BitstreamError(f"description of {len(raw)} bytes is over {MAX_TEXT_BYTES} or contains NUL; shorten it")
-    return brotli.compress(raw, mode=brotli.MODE_TEXT, quality=11, lgwin=16)
+        raise BitstreamError(f"{what} of {len(raw)} bytes is over {MAX_TEXT_BYTES} or contains NUL; shorten it")
+    return raw
 
 
-def decode_text(payload: bytes, what: str) -> str:
-    """Bounded Brotli + strict UTF-8 decode of a text unit (§5.4)."""
-    d = brotli.Decompressor()
+def text_payload(frame_text: str, clip_text: str) -> bytes:
+    """The TEXT payload (§5.4): one Brotli stream of ``uleb(len(D^F)) | D^F | D^C`` (UTF-8)."""
+    frame = _text_bytes(frame_text, "frame description")
+    plain = write_leb128(len(frame)) + frame + _text_bytes(clip_text, "clip description")
+    return brotli.compress(plain, mode=brotli.MODE_TEXT, quality=11, lgwin=16)
+
+
+def _utf8(raw: bytes, what: str) -> str:
     try:
-        out = d.process(payload, output_buffer_limit=MAX_TEXT_BYTES + 1)
-    except brotli.error as err:
-        raise BitstreamError(f"{what}: invalid Brotli data ({err}); the stream is corrupt") from None
-    if len(out) > MAX_TEXT_BYTES or not d.can_accept_more_data():
-        raise BitstreamError(f"{what}: text expands beyond {MAX_TEXT_BYTES} bytes; the stream is corrupt")
-    if not d.is_finished():
-        raise BitstreamError(f"{what}: Brotli stream is incomplete or followed by extra bytes; the stream is corrupt")
-    try:
-        text = out.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BitstreamError(f"{what}: text is not valid UTF-8; the stream is corrupt") from None
     if "\x00" in text:
         raise BitstreamError(f"{what}: text contains NUL; the stream is corrupt")
     return text
+
+
+def decode_text(payload: bytes) -> tuple[str, str]:
+    """Bounded Brotli + strict UTF-8 decode of a TEXT unit (§5.4): (frame text D^F, clip text D^C)."""
+    d = brotli.Decompressor()
+    try:
+        out = d.process(payload, output_buffer_limit=MAX_TEXT_PLAIN + 1)
+    except brotli.error as err:
+        raise BitstreamError(f"text: invalid Brotli data ({err}); the stream is corrupt") from None
+    if len(out) > MAX_TEXT_PLAIN or not d.can_accept_more_data():
+        raise BitstreamError(f"text: expands beyond {MAX_TEXT_PLAIN} bytes; the stream is corrupt")
+    if not d.is_finished():
+        raise BitstreamError("text: Brotli stream is incomplete or followed by extra bytes; the stream is corrupt")
+    r = _Reader(out, "text")
+    frame = r.raw(r.uleb("frame_text_length", 0, MAX_TEXT_BYTES), "frame_text")
+    clip = r.rest()
+    if len(clip) > MAX_TEXT_BYTES:
+        raise r.fail(f"clip text of {len(clip)} bytes is over {MAX_TEXT_BYTES}")
+    return _utf8(frame, "frame text"), _utf8(clip, "clip text")
 
 
 def token_descriptor(t: KeyframeTokens) -> bytes:
@@ -412,10 +428,8 @@ def encode_segment(segment: Segment) -> bytes:
         units.append(pack_unit(GEN_PARAMS, _params_payload(segment.params)))
     if segment.tokens is not None:
         units.append(pack_unit(KEYFRAME_TOKENS, token_descriptor(segment.tokens) + bytes(segment.tokens.payload)))
-    if segment.frame_text:
-        units.append(pack_unit(FRAME_TEXT, _text_payload(segment.frame_text)))
-    if segment.clip_text:
-        units.append(pack_unit(CLIP_TEXT, _text_payload(segment.clip_text)))
+    if segment.frame_text or segment.clip_text:
+        units.append(pack_unit(TEXT, text_payload(segment.frame_text, segment.clip_text)))
     if segment.motion is not None:
         units.append(pack_unit(MOTION, _motion_payload(segment.motion)))
     if segment.frame_pts is not None:
@@ -454,10 +468,8 @@ def decode_segment(data: bytes) -> Segment:
         seen.add(t)
         if t == KEYFRAME_TOKENS:
             segment.tokens = _decode_tokens(p)[0]
-        elif t == FRAME_TEXT:
-            segment.frame_text = decode_text(p, "frame text")
-        elif t == CLIP_TEXT:
-            segment.clip_text = decode_text(p, "clip text")
+        elif t == TEXT:
+            segment.frame_text, segment.clip_text = decode_text(p)
         elif t == MOTION:
             segment.motion = _decode_motion(p)
         elif t == GEN_PARAMS:

@@ -13,6 +13,8 @@ from m3cvcav.bench.container import PipeSink, sequence_header, synthetic_segment
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.m3cv import MAGIC, pack_packet, read_seek_index
+from m3cvcav.bitstream.crc import crc32c
+from m3cvcav.bitstream.framing import write_leb128
 from m3cvcav.engines.interfaces import GenerationParams
 from m3cvcav.errors import BitstreamError, UnsupportedVersionError, UsageError
 
@@ -118,10 +120,28 @@ def test_damaged_size_field_resyncs(tmp_path, stream):
     assert got[:2] + got[3:] == segments[:2] + segments[3:]
 
 
+def test_packet_layout_and_header_check(tmp_path, stream):
+    header, segments = stream
+    payload = U.encode_segment(segments[1])
+    packet = pack_packet(payload, 24, 1)
+    head = write_leb128(len(payload)) + bytes([48, 1])  # size, pts 24 zig-zagged, flags KEY
+    assert packet == head + bytes([crc32c(head) & 0xFF]) + payload
+    path = tmp_path / "h.m3cv"
+    write(path, header, segments)
+    data = bytearray(path.read_bytes())
+    offsets = [o for o, _ in read_seek_index(path)]
+    data[offsets[1] + len(write_leb128(len(U.encode_segment(segments[1]))))] ^= 0x02  # segment 1's pts: check fails
+    path.write_bytes(bytes(data))
+    with open_reader(path) as r:
+        got = list(r.segments())
+    assert isinstance(got[1], U.CorruptSegment) and got[1].index == 1
+    assert got[:1] + got[2:] == segments[:1] + segments[2:]
+
+
 def test_unit_crc_failure_inside_intact_packet(tmp_path, stream):
     header, segments = stream
     bad = bytearray(U.encode_segment(segments[0]))
-    bad[-1] ^= 1  # the last unit's CRC, re-wrapped in a packet with a valid packet CRC
+    bad[-1] ^= 1  # the last unit's CRC, re-wrapped in a packet whose header check is valid
     path = tmp_path / "u.m3cv"
     path.write_bytes(MAGIC + U.encode_sequence_header(header) + pack_packet(bytes(bad), 0, 1)
                      + pack_packet(U.encode_segment(segments[1]), 24, 1))

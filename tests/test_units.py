@@ -76,10 +76,25 @@ def test_segment_roundtrip_full_and_minimal():
 def test_segment_unit_order_and_text_compression():
     data = U.encode_segment(full_segment())
     types = [u.unit_type for u in iter_units(data)]
-    assert types == [U.SEGMENT_HEADER, U.GEN_PARAMS, U.KEYFRAME_TOKENS, U.FRAME_TEXT, U.CLIP_TEXT, U.MOTION,
-                     U.FRAME_PTS]
-    text = next(u for u in iter_units(data) if u.unit_type == U.FRAME_TEXT)
-    assert brotli.decompress(text.payload).decode() == "a rabbit in a meadow, été"
+    assert types == [U.SEGMENT_HEADER, U.GEN_PARAMS, U.KEYFRAME_TOKENS, U.TEXT, U.MOTION, U.FRAME_PTS]
+    text = next(u for u in iter_units(data) if u.unit_type == U.TEXT)
+    frame = "a rabbit in a meadow, été".encode()
+    assert brotli.decompress(text.payload) == bytes([len(frame)]) + frame + full_segment().clip_text.encode()
+
+
+@pytest.mark.parametrize("frame, clip", [("", "only the clip"), ("only the frame", ""), ("é" * 70, "ü")])
+def test_text_unit_carries_both_descriptions(frame, clip):
+    seg = U.Segment(U.SegmentHeader(0, 0, 1), frame_text=frame, clip_text=clip)
+    data = U.encode_segment(seg)
+    assert [u.unit_type for u in iter_units(data)] == [U.SEGMENT_HEADER, U.TEXT]
+    assert U.decode_segment(data) == seg
+    assert U.decode_text(U.text_payload(frame, clip)) == (frame, clip)
+
+
+def test_text_unit_smaller_than_two_streams():
+    frame, clip = "a large white rabbit stands in a green meadow", "the camera pans slowly right over the meadow"
+    apart = sum(len(brotli.compress(t.encode(), quality=11, lgwin=16)) for t in (frame, clip))
+    assert len(U.text_payload(frame, clip)) < apart
 
 
 def test_cfr_pts_integer_formula():
@@ -97,8 +112,8 @@ def test_unknown_units_and_padding_skipped():
 
 @pytest.mark.parametrize("mutate, match", [
     (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "CRC"),
-    (lambda d: pack_unit(U.FRAME_TEXT, brotli.compress(b"x")) + d, "not a segment header"),
-    (lambda d: d + pack_unit(U.FRAME_TEXT, brotli.compress(b"again")), "twice"),
+    (lambda d: pack_unit(U.TEXT, brotli.compress(b"\x01x")) + d, "not a segment header"),
+    (lambda d: d + pack_unit(U.TEXT, brotli.compress(b"\x05again")), "twice"),
     (lambda d: d + pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0])), "twice"),
     (lambda d: d[:-3], "truncated"),
 ])
@@ -111,18 +126,22 @@ def test_corrupt_segments_raise(mutate, match):
 def test_text_rules():
     head = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0]))
     cases = {
-        brotli.compress(b"\xff\xfe not utf-8"): "UTF-8",
-        brotli.compress(b"a" * (U.MAX_TEXT_BYTES + 1), quality=1): "beyond",
-        brotli.compress(b"nul\x00"): "NUL",
-        brotli.compress(b"hello")[:-2]: "incomplete|Brotli",
+        brotli.compress(b"\x00\xff\xfe not utf-8"): "clip text: .*UTF-8",
+        brotli.compress(b"\x02\xff\xfe not utf-8"): "frame text: .*UTF-8",
+        brotli.compress(b"\x00" + b"a" * (U.MAX_TEXT_BYTES + 1), quality=1): "clip text of",
+        brotli.compress(b"\x00" + b"a" * U.MAX_TEXT_PLAIN, quality=1): "beyond",
+        brotli.compress(b"\x80\x80\x08"): "frame_text_length",
+        brotli.compress(b"\x09short"): "frame_text is missing",
+        brotli.compress(b"\x00nul\x00"): "NUL",
+        brotli.compress(b"\x01hello")[:-2]: "incomplete|Brotli",
         b"\x00garbage": "Brotli",
     }
     for payload, match in cases.items():
         with pytest.raises(BitstreamError, match=match):
-            U.decode_segment(head + pack_unit(U.CLIP_TEXT, payload))
+            U.decode_segment(head + pack_unit(U.TEXT, payload))
     bomb = brotli.compress(bytes(16 << 20), quality=1)  # 16 MiB of zeros in a few bytes: rejected without inflating it all
     with pytest.raises(BitstreamError, match="beyond"):
-        U.decode_text(bomb, "clip text")
+        U.decode_text(bomb)
 
 
 def test_field_bounds_on_read():

@@ -1,5 +1,6 @@
-"""The ``.m3cv`` container (docs/bitstream.md §7): "M3CV", the sequence header unit, CRC-framed segment packets and an
-optional seek index; streamable both ways (no seeking needed to write or read)."""
+"""The ``.m3cv`` container (docs/bitstream.md §7): "M3CV", the sequence header unit, framed segment packets (a header
+check byte; the payload's units carry their own CRC32C) and an optional seek index; streamable both ways (no seeking
+needed to write or read)."""
 from __future__ import annotations
 
 import struct
@@ -11,7 +12,7 @@ from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 from m3cvcav.log import get_logger
 
 from ..crc import crc32c
-from ..framing import read_leb128, write_leb128
+from ..framing import iter_units, pack_unit, read_leb128, write_leb128
 from ..units import (SEGMENT_HEADER, CorruptSegment, Segment, SequenceHeader, decode_sequence_header,
                      encode_segment, encode_sequence_header, peek_segment_header)
 from .base import AtomicOutput, StreamReader, StreamWriter
@@ -26,8 +27,8 @@ MAX_INDEX_ENTRIES = 1 << 20
 RESYNC_WINDOW = 1 << 20
 MAX_SEQUENCE_HEADER = 1 << 16
 _TRAILER = struct.Struct("<I")
-_CRC = struct.Struct("<I")
-_MAX_PACKET_HEAD = 4 + 10 + 1
+SEEK_INDEX = 0x09  # the one unit of an index packet (a container unit: never inside a segment)
+_MAX_PACKET_HEAD = 4 + 10 + 1 + 1
 
 
 def _zigzag(v: int) -> int:
@@ -35,11 +36,19 @@ def _zigzag(v: int) -> int:
 
 
 def pack_packet(payload: bytes, pts: int, flags: int) -> bytes:
-    """One framed packet: size | pts | flags | payload | CRC32C of all of it."""
+    """One framed packet: size | pts | flags | check (low byte of the CRC32C of the three) | payload (framed units)."""
     if not 1 <= len(payload) <= MAX_PACKET:
         raise BitstreamError(f"packet of {len(payload)} bytes is outside 1..{MAX_PACKET}")
     head = write_leb128(len(payload)) + write_leb128(_zigzag(pts)) + bytes((flags,))
-    return head + payload + _CRC.pack(crc32c(payload, crc32c(head)))
+    return head + bytes((crc32c(head) & 0xFF,)) + payload
+
+
+def units_intact(payload: bytes | bytearray | memoryview) -> bool:
+    """Whether ``payload`` is a run of complete units whose CRCs all match (a packet payload, §7)."""
+    try:
+        return all(u.crc_ok for u in iter_units(payload))
+    except BitstreamError:
+        return False
 
 
 class M3cvWriter(StreamWriter):
@@ -69,7 +78,7 @@ class M3cvWriter(StreamWriter):
         for off, pts in self._index:
             body += write_leb128(off - prev_off) + write_leb128(_zigzag(pts - prev_pts))
             prev_off, prev_pts = off, pts
-        packet = pack_packet(bytes(body), 0, FLAG_INDEX)
+        packet = pack_packet(pack_unit(SEEK_INDEX, bytes(body)), 0, FLAG_INDEX)
         self._emit(packet + _TRAILER.pack(len(packet)))
 
 
@@ -94,15 +103,16 @@ class _Buffer:
 
 
 def _parse_head(buf: bytearray, pos: int) -> tuple[int, int, int, int] | None:
-    """(size, pts, flags, header length) of a packet header at ``pos``, or None when it is not one."""
+    """(size, pts, flags, header length) of a packet header at ``pos`` whose check byte matches, or None."""
     try:
         size, p = read_leb128(buf, pos, 4)
         z, p = read_leb128(buf, p, 10)
     except BitstreamError:
         return None
-    if not 1 <= size <= MAX_PACKET or z >= 1 << 63 or p >= len(buf) or buf[p] & 0x7E:
+    if not 1 <= size <= MAX_PACKET or z >= 1 << 63 or p + 1 >= len(buf) or buf[p] & 0x7E \
+            or crc32c(buf[pos:p + 1]) & 0xFF != buf[p + 1]:
         return None
-    return size, (z >> 1) ^ -(z & 1), buf[p], p + 1 - pos
+    return size, (z >> 1) ^ -(z & 1), buf[p], p + 2 - pos
 
 
 class M3cvReader(StreamReader):
@@ -137,11 +147,11 @@ class M3cvReader(StreamReader):
         size, pts, flags, hlen = head
         if resync and not flags & FLAG_INDEX and (pos + hlen >= len(b.buf) or b.buf[pos + hlen] != SEGMENT_HEADER):
             return None
-        total = hlen + size + 4
+        total = hlen + size
         if b.fill(pos + total) < pos + total:
             return None
-        payload = bytes(b.buf[pos + hlen:pos + hlen + size])
-        crc_ok = crc32c(b.buf[pos:pos + hlen + size]) == _CRC.unpack_from(b.buf, pos + hlen + size)[0]
+        payload = bytes(b.buf[pos + hlen:pos + total])
+        crc_ok = units_intact(payload)
         if resync and not crc_ok:
             return None
         return total, pts, flags, payload, crc_ok
@@ -209,10 +219,13 @@ def read_seek_index(path: str | Path) -> list[tuple[int, int]]:
         f.seek(end - _TRAILER.size - size)
         data = bytearray(f.read(size))
     head = _parse_head(data, 0)
-    if head is None or not head[2] & FLAG_INDEX or head[3] + head[0] + 4 != size \
-            or crc32c(data[:-4]) != _CRC.unpack_from(data, size - 4)[0]:
+    try:
+        units = list(iter_units(data, head[3])) if head is not None and head[3] + head[0] == size else []
+    except BitstreamError:
+        units = []
+    if len(units) != 1 or not head[2] & FLAG_INDEX or units[0].unit_type != SEEK_INDEX or not units[0].crc_ok:
         raise BitstreamError(f"{path} has no valid seek index")
-    body, pos = bytes(data[head[3]:head[3] + head[0]]), 0
+    body, pos = units[0].payload, 0
     count, pos = read_leb128(body, pos, 4)
     if count > MAX_INDEX_ENTRIES:
         raise BitstreamError(f"seek index of {path} declares {count} entries, over {MAX_INDEX_ENTRIES}")
