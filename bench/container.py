@@ -4,8 +4,9 @@ The stream is a 10 s, 24 fps clip at about 10 kbps with the segment structure of
 tokenised as (L, 18, 32) grids of a 1024-entry codebook (tokens drawn from a Zipf-like law and coded by the real rANS
 coder under a TokenModel fitted on other grids; L is chosen so the stream lands near 10 kbps), one keyframe per segment,
 a frame and a clip description per segment, constant frame rate, one model hash, no generation parameters (the lite
-decoder is deterministic). The m3cvc-profile rows have three model hashes, with and without a GEN_PARAMS unit in every
-segment (the m3cvc filters write none today: steps come from the profile, the seed is the segment index).
+decoder is deterministic). The "3 models" rows record three model hashes, as both shipped profiles do (lite and m3cvc
+each list three decoder models), with and without a GEN_PARAMS unit in every segment (the filters write none today:
+steps come from the profile, the seed is the segment index).
 Overhead = file size − payload, payload = token + text + motion + params + timestamp bytes (docs/bitstream.md §9 layers).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from m3cvcav.bitstream.containers import open_writer
 from m3cvcav.bitstream.entropy import TokenModel, encode_tokens
 from m3cvcav.bitstream.probe import probe
-from m3cvcav.bitstream.units import KeyframeTokens, SegmentHeader, Segment, SequenceHeader
+from m3cvcav.bitstream.units import KeyframeTokens, SegmentHeader, Segment, SequenceHeader, encode_sequence_header
 from m3cvcav.engines.interfaces import GenerationParams, ModelRef
 
 PAYLOAD_LAYERS = ("tokens", "text", "motion", "params", "timestamps")
@@ -99,17 +100,19 @@ def measure(segments: list[Segment], header: SequenceHeader, container: str, fol
     return {"container": container, "segments": len(report["segments"]),
             "token_levels": segments[0].tokens.shape[0], "file_bytes": report["file_size"],
             "payload_bytes": payload, "overhead_bytes": overhead,
+            "sequence_header": len(encode_sequence_header(header)),
             "unit_headers_framing": report["layers"]["headers"] + report["layers"]["framing"],
             "container_bytes": report["file_size"] - report["total_bytes"],
             "overhead_pct": round(100 * overhead / payload, 2), "kbps": round(report["bitrate_bps"] / 1000, 2)}
 
 
 SCENARIOS = [  # name, segment frames, models, params
-    ("lite, 80-frame segments (realistic)", 80, 1, False),
-    ("lite, 48-frame segments", 48, 1, False),
-    ("lite, one 240-frame segment", 240, 1, False),
-    ("m3cvc, 80-frame segments", 80, 3, True),
-    ("m3cvc, 80-frame segments, no GEN_PARAMS", 80, 3, False),
+    ("1 model, 80-frame segments", 80, 1, False),
+    ("1 model, 48-frame segments", 48, 1, False),
+    ("1 model, one 240-frame segment", 240, 1, False),
+    ("3 models + GEN_PARAMS, 80-frame segments", 80, 3, True),
+    ("3 models, 80-frame segments", 80, 3, False),
+    ("3 models, 48-frame segments", 48, 3, False),
 ]
 TARGET_BYTES = 10_000 * 10 // 8  # 10 kbps for 10 s
 
@@ -143,7 +146,7 @@ def main(argv: list[str]) -> int:
     print("10 s, 24 fps, ~10 kbps; overhead = file − (tokens+text+motion+params+timestamps); "
           "m3cv-pipe = written to a non-seekable sink (no seek index)")
     cols = ("scenario", "container", "segments", "token_levels", "kbps", "file_bytes", "payload_bytes",
-            "unit_headers_framing", "container_bytes", "overhead_bytes", "overhead_pct")
+            "sequence_header", "unit_headers_framing", "container_bytes", "overhead_bytes", "overhead_pct")
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     print(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
     print("-+-".join("-" * w for w in widths))
