@@ -48,7 +48,7 @@ def _zstd(minimal: bool = False, dictionary: zstandard.ZstdCompressionDict | Non
     def size(raw: bytes) -> int:
         data = cctx.compress(raw)
         if dctx.decompress(data, max_output_size=len(raw) + 1) != raw:
-            raise AssertionError("zstd round trip failed")
+            raise RuntimeError("zstd round trip failed: the zstandard build is broken")
         return len(data)
     return size
 
