@@ -3,10 +3,10 @@
 The stream is a 10 s, 24 fps clip at about 10 kbps with the segment structure of the lite profile: 512x288 keyframes
 tokenised as (L, 18, 32) grids of a 1024-entry codebook (tokens drawn from a Zipf-like law and coded by the real rANS
 coder under a TokenModel fitted on other grids; L is chosen so the stream lands near 10 kbps), one keyframe per segment,
-a frame and a clip description per segment, constant frame rate, one model hash, no generation parameters (the lite
-decoder is deterministic). The "3 models" rows record three model hashes, as both shipped profiles do (lite and m3cvc
-each list three decoder models), with and without a GEN_PARAMS unit in every segment (the filters write none today:
-steps come from the profile, the seed is the segment index).
+a frame and a clip description per segment, constant frame rate, one model hash (lite records only its tokenizer: the
+decoder's other engines have no weights), no generation parameters (the lite decoder is deterministic). The "3 models"
+rows are the m3cvc profile (tokenizer codebook, keyframe and clip generators), with and without a GEN_PARAMS unit in
+every segment (the filters write none today: steps come from the profile, the seed is the segment index).
 Overhead = file size − payload, payload = token + text + motion + params + timestamp bytes (docs/bitstream.md §9 layers).
 """
 from __future__ import annotations
