@@ -80,14 +80,11 @@ def test_model_refs_and_verify():
     pinned = "ab" * 32
     profile = load_profile("lite", {"roles": {"tokenizer": {"sha256": pinned, "name": "vq-lite"}}})
     refs = profile.model_refs()
-    assert [r.model_id for r in refs] == [3, 4, 0x0401]
-    assert refs[2] == ModelRef(0x0401, bytes.fromhex(pinned), "vq-lite") and all(len(r.sha256) == 32 for r in refs)
-    assert refs[1] == profile.engine("clip_generator").ref
+    assert refs == [ModelRef(0x0401, bytes.fromhex(pinned), "vq-lite")]  # weightless generators are not recorded
     profile.verify(refs)  # the same models: accepted
-    with pytest.raises(ModelError, match="clip_generator model \\(id 4\\) has weights"):
-        profile.verify([ModelRef(4, b"\0" * 32, "flow-interpolator")])
+    with pytest.raises(ModelError, match="tokenizer model \\(id 1025\\) has weights"):
+        profile.verify([ModelRef(0x0401, b"\0" * 32, "vq-lite")])
     with pytest.raises(ModelError, match="model id 99"):
         profile.verify([ModelRef(99, b"\0" * 32, "other")])
-    tweaked = load_profile("lite", {"roles": {"tokenizer": {"sha256": pinned}, "clip_generator": {"preset": "fast"}}})
-    with pytest.raises(ModelError, match="clip_generator"):
-        tweaked.verify(refs)  # other interpolator settings make other frames: refused
+    with pytest.raises(ModelError, match="model id 4"):
+        profile.verify([ModelRef(4, b"\0" * 32, "flow-interpolator")])  # not a recorded decoder model
