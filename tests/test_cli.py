@@ -132,3 +132,40 @@ def test_progress_file(stream, tmp_path):
     text = progress.read_text()
     assert "frame=30" in text and text.rstrip().endswith("progress=end")
     assert np.isfinite(float(text.split("fps=")[1].split()[0]))
+
+
+def test_ctrl_c_leaves_no_output(tmp_path):
+    """SIGINT in the middle of an encode: exit 130, one line, and neither the output nor its temp file remain."""
+    import signal
+    import time
+
+    from m3cvcav.engines import tokenizer
+
+    if not tokenizer.WEIGHTS.exists():
+        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    src = media_path("clips/vtest.avi")
+    proc = subprocess.Popen([sys.executable, "-m", "m3cvcav", "-i", str(src), "-c", "m3cvc", "-q", "0", "-vf",
+                             "scale=128:-2,select=max=5", str(tmp_path / "out.m3cv")], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.m3cv*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.m3cv*")), "the encoder never started writing"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted" in one_line(proc.stderr.read())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_size_and_rate_options(tmp_path):
+    from m3cvcav.engines import tokenizer
+
+    if not tokenizer.WEIGHTS.exists():
+        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    out = tmp_path / "sr.m3cv"
+    assert main(["-nostats", "-i", str(media_path("clips/bigbuckbunny.mp4")), "-t", "1", "-s", "64x48", "-r", "5",
+                 "-q", "0", str(out)]) == 0
+    import m3cvcav
+
+    with m3cvcav.open(out) as stream:
+        assert (stream.header.width, stream.header.height, stream.header.fps) == (64, 48, 5)
+        assert len(list(stream.decode())) == 5
