@@ -296,7 +296,7 @@ class Decoder:
     """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24)."""
 
     def __init__(self, src: Src, *, profile: str | None = None, engine: str = "auto"):
-        self.reader = open_reader(src)
+        self.reader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
         self.header: SequenceHeader = self.reader.header
         self.tags: dict[str, str] = dict(self.reader.tags)
         name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)

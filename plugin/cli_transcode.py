@@ -153,7 +153,9 @@ def _encoding(src: str, dst: str, codec: str | None, fmt: str | None) -> bool:
 
     if codec in M3CVC_CODECS or Path(dst).suffix.lower() == ".m3cv" or fmt == "m3cv":
         return True
-    if src != "-" and not os.path.exists(src):
+    if src == "-":  # a pipe cannot be sniffed: an m3cvc container output means encode, anything else decode
+        return Path(dst).suffix.lower() == ".mkv"
+    if not os.path.exists(src):
         return True  # the encoder's source reports the missing input
     if is_m3cvc(src):
         return False

@@ -156,7 +156,7 @@ def test_ctrl_c_leaves_no_output(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_size_and_rate_options(tmp_path):
+def test_size_and_rate_options_and_pipes(tmp_path):
     from m3cvcav.engines import tokenizer
 
     if not tokenizer.WEIGHTS.exists():
@@ -169,3 +169,6 @@ def test_size_and_rate_options(tmp_path):
     with m3cvcav.open(out) as stream:
         assert (stream.header.width, stream.header.height, stream.header.fps) == (64, 48, 5)
         assert len(list(stream.decode())) == 5
+    with open(out, "rb") as stdin:  # .m3cv streams decode from a pipe too
+        r = run("-i", "-", "-f", "yuv4mpegpipe", "-", stdin=stdin)
+    assert r.returncode == 0 and r.stdout.startswith(b"YUV4MPEG2 W64 H48 F5:1") and r.stdout.count(b"FRAME") == 5
