@@ -25,17 +25,18 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def set_level(name: str) -> None:
-    """Set the level by FFmpeg name and route records to stderr as ``[m3cvcav] message`` lines."""
+    """Set the level by FFmpeg name; records go to stderr as ``[m3cvcav.part] message`` lines."""
     if name not in LEVELS:
         from .errors import UsageError
 
         raise UsageError(f"unknown -loglevel {name!r}: use one of {', '.join(LEVELS)}")
     logger.setLevel(LEVELS[name])
-    if not logger.handlers:
+    # Our own stderr handler only when the host application (or a test runner) has not configured logging: records
+    # still propagate, so an embedding program's handlers see them once.
+    if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
         logger.addHandler(handler)
-    logger.propagate = False
 
 
 def is_debug() -> bool:
