@@ -6,15 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Color:
-    """ITU-T H.273 code points of the source (BT.709 limited range by default), carried to the decoder's output."""
-
-    primaries: int = 1
-    transfer: int = 1
-    matrix: int = 1
-    full_range: bool = False
+from m3cvcav.bitstream.units import ColorDescription as Color  # ITU-T H.273 code points, BT.709 limited by default
 
 
 @dataclass(frozen=True)

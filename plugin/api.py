@@ -26,7 +26,7 @@ import av
 import numpy as np
 
 from m3cvcav.bitstream.containers import open_reader, open_writer
-from m3cvcav.bitstream.units import ColorDescription, SequenceHeader
+from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.engines.registry import load_profile
 from m3cvcav.errors import InputError, M3cvError, OutputError, UsageError
 from m3cvcav.filters import pipeline
@@ -233,7 +233,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     for node in nodes:
         info = node.configure(info)
     header = SequenceHeader(info.width, info.height, Fraction(info.fps), Fraction(info.time_base),
-                            ColorDescription(*_color(info.color)), engines.profile_id,
+                            info.color, engines.profile_id,
                             list(engines.profile.model_refs()))
     try:
         for seg in run_chain(nodes, counted(filtered)):
@@ -272,10 +272,6 @@ def _writing(dst) -> Iterator[None]:
                           "output)") from None
 
 
-def _color(c: Color) -> tuple[int, int, int, bool]:
-    return c.primaries, c.transfer, c.matrix, c.full_range
-
-
 def _open_writer(dst, header, format, source, engines: Engines, tags, pending_audio):
     all_tags = {"ENCODER": "m3cvcav", "M3CV_PROFILE": engines.name, "M3CV_BACKEND": engines.backends()}
     all_tags.update(tags or {})
@@ -308,8 +304,7 @@ class Decoder:
     @property
     def info(self) -> VideoInfo:
         h = self.header
-        return VideoInfo(h.width, h.height, h.fps, h.time_base, Color(h.color.primaries, h.color.transfer,
-                                                                      h.color.matrix, h.color.full_range))
+        return VideoInfo(h.width, h.height, h.fps, h.time_base, h.color)
 
     def frames(self) -> Iterator[Frame]:
         """Decoded frames as :class:`m3cvcav.filters.items.Frame` (RGB numpy + pts)."""
