@@ -30,7 +30,7 @@ from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.engines.registry import load_profile
 from m3cvcav.errors import InputError, M3cvError, OutputError, UsageError
 from m3cvcav.filters import pipeline
-from m3cvcav.filters.generate import Generate
+from m3cvcav.filters.generate import Generate, check_mode
 from m3cvcav.filters.items import AudioPacket, Color, Frame, VideoInfo
 from m3cvcav.filters.node import run_chain
 from m3cvcav.filters.options import parse_number
@@ -179,7 +179,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
            size: str | None = None, rate: str | float | None = None, bitrate: str | float | None = None,
            q: int | None = None, profile: str = "lite", engine: str = "auto", overwrite: bool | None = None,
            format: str | None = None, fps: float = 25, audio: bool = True, tags: dict[str, str] | None = None,
-           progress: ProgressCallback | None = None) -> Result:
+           mode: str = "it2v", progress: ProgressCallback | None = None) -> Result:
     """Encode a video (any file FFmpeg reads, ``-`` for stdin, or an iterable of ``av.VideoFrame``/RGB arrays) into an
     m3cvc stream (``.mkv`` with audio and descriptions, or ``.m3cv``).
 
@@ -187,7 +187,8 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     select/describe/tokenize), ``ss``/``t``/``frames`` (-ss/-t/-frames:v), ``size`` (-s WxH), ``rate`` (-r),
     ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: fixed rate point), ``profile`` (-profile),
     ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
-    ``fps`` (frame rate of array input). ``progress`` is called with a :class:`Stats` after each frame.
+    ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes keyframe tokens, "tt2v" none: text only,
+    the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is called with a :class:`Stats` after each frame.
 
     >>> encode("in.mp4", "out.mkv", bitrate="20k", overwrite=True).bitrate   # about 20000 bits/s
     """
@@ -199,14 +200,15 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
         dst = sys.stdout.buffer
         format = format or "m3cv"
     p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.ENCODER_NODES)
+    engines = engines_for(profile, engine)
+    check_mode(engines, mode)
     if isinstance(src, (str, os.PathLike, BinaryIO)) or hasattr(src, "read"):
         source: Source | ArraySource = Source(src, ss=ss, t=t, frames=frames, audio=audio)
     else:
         source = ArraySource(src, fps, frames)
-    engines = engines_for(profile, engine)
     rc = RateControl(_bitrate(bitrate), q)
     nodes = [pipeline.make("select", p, profile=engines, rate=rc), pipeline.make("describe", p, profile=engines),
-             pipeline.make("tokenize", p, profile=engines, rate=rc)]
+             pipeline.make("tokenize", p, profile=engines, rate=rc, mode=mode)]
     stats = Stats(total_frames=source.info.frame_count, duration=source.info.duration)
     pending_audio: deque = deque()
     writer = None
@@ -255,8 +257,8 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     if progress:
         progress(stats)
     result = Result(stats.frame, stats.segments, stats.size, duration)
-    log.log(15, "encoded %d frames into %d segments, %d bytes: %.2f kbit/s (profile %s, %s)", result.frames,
-             result.segments, result.bytes, result.bitrate / 1000, engines.name, engines.backends())
+    log.log(15, "encoded %d frames into %d segments, %d bytes: %.2f kbit/s (profile %s, %s, %s)", result.frames,
+             result.segments, result.bytes, result.bitrate / 1000, engines.name, mode, engines.backends())
     return result
 
 
@@ -289,17 +291,24 @@ def _open_writer(dst, header, format, source, engines: Engines, tags, pending_au
 
 
 class Decoder:
-    """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24)."""
+    """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24).
+    ``mode`` is CMVC's: "it2v" decodes the keyframe tokens (segments without any are generated from text), "tt2v"
+    ignores the token layer and generates every keyframe from D^F."""
 
-    def __init__(self, src: Src, *, profile: str | None = None, engine: str = "auto"):
+    def __init__(self, src: Src, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v"):
         self.reader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
         self.header: SequenceHeader = self.reader.header
         self.tags: dict[str, str] = dict(self.reader.tags)
-        name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)
-        self.engines = engines_for(name, engine)
-        self.engines.profile.verify(self.header.models)
-        self.generate = Generate(profile=self.engines)
-        self.generate.configure(self.header)
+        try:
+            name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)
+            self.engines = engines_for(name, engine)
+            check_mode(self.engines, mode)
+            self.engines.profile.verify(self.header.models)
+            self.generate = Generate(profile=self.engines, mode=mode)
+            self.generate.configure(self.header)
+        except BaseException:
+            self.reader.close()
+            raise
 
     @property
     def info(self) -> VideoInfo:
@@ -336,28 +345,30 @@ def _profile_name(profile_id: int) -> str:
     raise InputError(f"the stream was made with profile id {profile_id}, which is not installed: pass -profile")
 
 
-def open(src: Src, *, profile: str | None = None, engine: str = "auto") -> Decoder:  # noqa: A001  (PyAV's name)
+def open(src: Src, *, profile: str | None = None, engine: str = "auto",  # noqa: A001  (PyAV's name)
+         mode: str = "it2v") -> Decoder:
     """Open an m3cvc stream for decoding, like ``av.open``: ``with m3cvcav.open("out.mkv") as s: s.decode()``."""
-    return Decoder(src, profile=profile, engine=engine)
+    return Decoder(src, profile=profile, engine=engine, mode=mode)
 
 
 def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None, filter_complex: str | None = None,
            frames: int = 0, size: str | None = None, rate: str | float | None = None, codec: str | None = None,
            crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
            bitrate: str | float | None = None, format: str | None = None, profile: str | None = None,
-           engine: str = "auto", overwrite: bool | None = None, audio: bool = True,
+           engine: str = "auto", overwrite: bool | None = None, audio: bool = True, mode: str = "it2v",
            progress: ProgressCallback | None = None) -> Result:
     """Decode an m3cvc stream to any format PyAV writes (by extension, or ``format``), ``-`` with
     ``format="yuv4mpegpipe"`` for a pipe, images or ``%04d`` sequences. ``codec``/``crf``/``preset``/``pix_fmt``/
     ``bitrate`` set the output encoder (-c:v/-crf/-preset/-pix_fmt/-b:v); ``vf``/``size``/``rate`` apply FFmpeg
-    filters to the decoded frames; audio in the .mkv is copied when the output container takes it.
+    filters to the decoded frames; audio in the .mkv is copied when the output container takes it. ``mode`` (-mode
+    it2v|tt2v): see :class:`Decoder`.
 
     >>> decode("out.mkv", "back.mp4", overwrite=True).frames
     """
     if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
         check_output(str(dst), overwrite)
     p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
-    stream = Decoder(src, profile=profile, engine=engine)
+    stream = Decoder(src, profile=profile, engine=engine, mode=mode)
     info = stream.info
     total = None
     stats = Stats(total_frames=total)

@@ -14,11 +14,12 @@ from m3cvcav.filters.options import parse_number
 
 USAGE = """usage: python -m m3cvcav [options] -i INPUT [options] OUTPUT
        python -m m3cvcav probe|edit|play|engines|train|bench ...
-encode:  python -m m3cvcav -i in.mp4 -c m3cvc [-b:v 20k | -q N] [-vf ...] out.mkv|out.m3cv
-decode:  python -m m3cvcav -i out.mkv [-c:v libx264 -crf 20 -preset fast -pix_fmt yuv420p] back.mp4
+encode:  python -m m3cvcav -i in.mp4 -c m3cvc [-b:v 20k | -q N] [-mode it2v|tt2v] [-vf ...] out.mkv|out.m3cv
+decode:  python -m m3cvcav -i out.mkv [-mode it2v|tt2v] [-c:v libx264 -crf 20 -preset fast -pix_fmt yuv420p] back.mp4
 pipe:    python -m m3cvcav -i out.mkv -f yuv4mpegpipe - | ffplay -
 options: -i IN  -c/-c:v CODEC  -f FORMAT  -vf GRAPH  -filter_complex GRAPH  -ss SEC  -t SEC  -frames:v N  -s WxH
          -r FPS  -b:v RATE  -q N  -crf N  -preset P  -pix_fmt F  -profile NAME  -engine auto|torch|onnxruntime|tensorrt
+         -mode it2v|tt2v (CMVC: keyframe tokens + text, or text only; tt2v needs -profile m3cvc)
          -y  -n  -an  -stats  -nostats  -progress FILE|pipe:1  -loglevel LEVEL  -version
 graph nodes (in -vf after FFmpeg filters): select=threshold:l1:l2:min:max:cut:samples  describe=frame:clip  tokenize=q
 """
@@ -34,7 +35,7 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "-s": ("size", True), "-r": ("rate", True),
     "-b:v": ("bitrate", True), "-b": ("bitrate", True), "-q": ("q", True), "-q:v": ("q", True),
     "-crf": ("crf", True), "-preset": ("preset", True), "-pix_fmt": ("pix_fmt", True),
-    "-profile": ("profile", True), "-engine": ("engine", True),
+    "-profile": ("profile", True), "-engine": ("engine", True), "-mode": ("mode", True),
     "-progress": ("progress", True), "-loglevel": ("loglevel", True), "-v": ("loglevel", True),
     "-y": ("overwrite", False), "-n": ("no_overwrite", False), "-an": ("no_audio", False),
     "-stats": ("stats", False), "-nostats": ("nostats", False), "-hide_banner": ("hide_banner", False),
@@ -119,7 +120,7 @@ def main(argv: list[str]) -> int:
     common = dict(vf=args.get("vf"), filter_complex=args.get("filter_complex"), size=args.get("size"),
                   rate=args.get("rate"), engine=args.get("engine", "auto"), overwrite=overwrite,
                   format=args.get("format"), audio="no_audio" not in args.flags, progress=progress,
-                  frames=args.number("frames", int, 0))
+                  frames=args.number("frames", int, 0), mode=args.get("mode", "it2v"))
     if _encoding(src, dst, codec, args.get("format")):
         for flag in ("crf", "preset", "pix_fmt"):
             if flag in args.values:

@@ -1,11 +1,16 @@
-"""The m3cvc engines end to end through the public API with the tiny test profile: encode → .mkv → decode (IT2V), twice, to the same frames."""
+"""The m3cvc engines end to end with the tiny test profile: encode → .mkv → decode through the API (IT2V, twice, to the
+same frames) and through the CLI in both CMVC modes, with edits of the descriptions; lite refuses TT2V."""
 from __future__ import annotations
+
+import json
+import logging
 
 import av
 import numpy as np
 import torch
 
 import m3cvcav.api as api
+from m3cvcav.__main__ import main
 from m3cvcav.bitstream.containers import open_reader
 from tiny_models import (synthetic_images, tiny_codebook, tiny_m3cvc, tiny_root, tiny_sd,  # noqa: F401  (fixtures)
                          tiny_vlm, tiny_wan, tiny_wan_vace)
@@ -32,3 +37,82 @@ def _decode(src, dst, profile) -> list[np.ndarray]:
     api.decode(src, dst, profile=str(profile), codec="ffv1", overwrite=True)  # lossless, so frames compare exactly
     with av.open(str(dst)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def _write_input(path, frames, fps: int = 12) -> None:
+    """A lossless (FFV1) video file of ``frames`` for the CLI to encode."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "bgr0"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="bgr0")))
+        container.mux(stream.encode())
+
+
+def _cli_decode(src, dst, profile, *mode: str) -> list[np.ndarray]:
+    assert main(["-nostats", "-i", str(src), *mode, "-profile", str(profile), "-c:v", "ffv1", "-y", str(dst)]) == 0
+    with av.open(str(dst)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def _probe(path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["probe", "--json", str(path)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_modes_and_edit_through_the_cli(tiny_m3cvc, tmp_path, capsys, caplog):
+    """CMVC's modes: it2v and tt2v streams from one clip, both decode modes, and edits of D^C / D^F that change the
+    edited segment's frames and leave a segment that does not depend on them as it was."""
+    source, profile = tmp_path / "in.mkv", tiny_m3cvc.profile
+    _write_input(source, synthetic_images(12, size=64))
+    encode = ["-nostats", "-i", str(source), "-c", "m3cvc", "-profile", str(profile), "-vf", "select=min=4:max=4"]
+    it2v, tt2v = tmp_path / "it2v.mkv", tmp_path / "tt2v.mkv"
+    assert main([*encode, "-y", str(it2v)]) == 0
+    assert main([*encode, "-mode", "tt2v", "-y", str(tt2v)]) == 0
+    full, text_only = _probe(it2v, capsys), _probe(tt2v, capsys)
+    assert [s["mode"] for s in full["segments"]] == ["it2v"] * 3 and full["layers"]["tokens"] > 0
+    assert [s["mode"] for s in text_only["segments"]] == ["tt2v"] * 3 and text_only["layers"]["tokens"] == 0
+    assert [s["frame_text"] for s in text_only["segments"]] == [s["frame_text"] for s in full["segments"]]
+    assert tt2v.stat().st_size < it2v.stat().st_size
+
+    from_tokens = _cli_decode(it2v, tmp_path / "a.mkv", profile)
+    from_text = _cli_decode(it2v, tmp_path / "b.mkv", profile, "-mode", "tt2v")  # the token layer is ignored
+    with caplog.at_level(logging.INFO, logger="m3cvcav"):
+        auto = _cli_decode(tt2v, tmp_path / "c.mkv", profile)  # no tokens: tt2v without being asked
+    assert "cannot be decoded in it2v" in caplog.text
+    for frames in (from_tokens, from_text, auto):
+        assert len(frames) == 12 and frames[0].shape == (64, 64, 3)
+    assert not np.array_equal(from_tokens[0], from_text[0])  # keyframe from tokens + D^F vs from D^F alone
+    assert all(np.array_equal(a, b) for a, b in zip(from_text, auto))  # same texts, same seeds: same frames
+
+    clip_edit, frame_edit = tmp_path / "clip_edit.mkv", tmp_path / "frame_edit.mkv"
+    assert main(["edit", str(tt2v), "--segment", "1", "--clip-text", "the camera pans fast to the left",
+                 "-o", str(clip_edit)]) == 0
+    assert main(["edit", str(tt2v), "--segment", "1", "--frame-text", "a green square on a black floor",
+                 "-o", str(frame_edit)]) == 0
+    by_clip, by_frame = (_cli_decode(p, tmp_path / f"{p.stem}.out.mkv", profile) for p in (clip_edit, frame_edit))
+    segments = [range(0, 4), range(4, 8), range(8, 12)]  # select=min=4:max=4
+
+    def same(a, b, frames: range) -> bool:
+        return all(np.array_equal(a[i], b[i]) for i in frames)
+
+    # D^C of segment 1 only prompts segment 1's clip; D^F of segment 1 makes keyframe 1, which segment 1 starts from
+    # and segment 0's clip moves towards; segment 2 (keyframes 2 and 3) depends on neither.
+    assert not same(by_clip, auto, segments[1]) and same(by_clip, auto, segments[0]) and same(by_clip, auto, segments[2])
+    assert not same(by_frame, auto, segments[1]) and same(by_frame, auto, segments[2])
+
+
+def test_lite_refuses_tt2v(tmp_path, capsys):
+    source = tmp_path / "in.mkv"
+    _write_input(source, synthetic_images(4, size=64))
+    assert main(["-i", str(source), "-c", "m3cvc", "-mode", "tt2v", "-y", str(tmp_path / "out.mkv")]) == 1
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "-profile m3cvc" in message[0]
+    assert not (tmp_path / "out.mkv").exists()
+    assert main(["-nostats", "-i", str(source), "-c", "m3cvc", "-y", str(tmp_path / "lite.mkv")]) == 0
+    capsys.readouterr()
+    assert main(["-i", str(tmp_path / "lite.mkv"), "-mode", "tt2v", "-y", str(tmp_path / "back.mkv")]) == 1
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "-profile m3cvc" in message[0]
+    assert main(["-i", str(source), "-c", "m3cvc", "-mode", "t2v", "-y", str(tmp_path / "out.mkv")]) == 2
