@@ -188,7 +188,8 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: fixed rate point), ``profile`` (-profile),
     ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
     ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes keyframe tokens, "tt2v" none: text only,
-    the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is called with a :class:`Stats` after each frame.
+    the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is
+    called with a :class:`Stats` after each frame.
 
     >>> encode("in.mp4", "out.mkv", bitrate="20k", overwrite=True).bitrate   # about 20000 bits/s
     """
