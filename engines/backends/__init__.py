@@ -45,6 +45,9 @@ def unavailable_reason(backend: str, device: str) -> str | None:
     return trt_reason(device)
 
 
+_REPORTED: set[tuple[str, str, str]] = set()
+
+
 def select_backend(requested: str = "auto", *, device: str | None = None, exportable: bool = True,
                    name: str = "network") -> str:
     """The backend to run ``name`` on. An explicit choice that cannot run raises ``EngineError``; ``auto`` falls back
@@ -64,7 +67,9 @@ def select_backend(requested: str = "auto", *, device: str | None = None, export
         reason = reason or unavailable_reason(candidate, device)
         if reason is None:
             return candidate
-        log.info("%s: not using %s: %s", name, candidate, reason)
+        if (name, candidate, reason) not in _REPORTED:  # once per process, not once per engine instance
+            _REPORTED.add((name, candidate, reason))
+            log.info("%s: not using %s: %s", name, candidate, reason)
     raise EngineError(f"no backend can run {name} on {device}: use -engine torch on the CPU")
 
 
