@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    p.add_argument("--warm-restart", action="store_true",
+                   help="with --resume: restart the schedule at the checkpoint's step (warm-up to --lr, cosine decay "
+                        "to --steps)")
     p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--vae", default=None, help="train only a residual codebook over this frozen diffusers "
                    "AutoencoderKL's latents (path or hub id already in the local cache)")
@@ -65,7 +68,7 @@ def main(argv: list[str]) -> int:
     cfg = NetConfig(levels=args.levels or 4, vocab=args.vocab or 512)
     ckpt = train(TrainOptions(out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
                               seed=args.seed, device=device, threads=args.threads, resume=args.resume,
-                              ckpt_every=args.ckpt_every, cfg=cfg))
+                              warm_restart=args.warm_restart, ckpt_every=args.ckpt_every, cfg=cfg))
     print(f"checkpoint written to {ckpt}")
     if args.export:
         from m3cvcav.engines.tokenizer.export import export_weights

@@ -8,7 +8,7 @@ from safetensors import safe_open
 
 from m3cvcav.cli_train import main as train_main
 from m3cvcav.engines.tokenizer.model import STRIDE, NetConfig, TokenizerNet, pad_to_stride
-from m3cvcav.engines.tokenizer.train import TrainOptions, train
+from m3cvcav.engines.tokenizer.train import TrainOptions, lr_at, train
 from m3cvcav.errors import UsageError
 
 torch.set_num_threads(1)
@@ -50,6 +50,26 @@ def test_train_two_steps_then_resume_matches_straight_run(tmp_path):
         assert torch.equal(resumed["model"][key], value), key
     log = (tmp_path / "a" / "train.log").read_text()
     assert "resumed from" in log and "perplexity" in log and "usage" in log
+
+
+def test_warm_restart_starts_a_new_schedule_segment_that_later_resumes_keep(tmp_path):
+    train(_opts(tmp_path, 2))
+    opts = TrainOptions(**{**_opts(tmp_path, 4).__dict__, "resume": True, "warm_restart": True, "lr": 1e-3})
+    assert lr_at(2, opts, start=2) == pytest.approx(1e-3)  # warm-up of a 2-step segment is 1 step
+    assert lr_at(2, opts) < 1e-3  # the old schedule would be mid-cosine
+    state = torch.load(train(opts), weights_only=False)
+    assert state["step"] == 4 and state["sched_start"] == 2
+    plain = TrainOptions(**{**_opts(tmp_path, 5).__dict__, "resume": True})
+    assert torch.load(train(plain), weights_only=False)["sched_start"] == 2
+    assert "warm restart: lr 1.00e-03, schedule 2..4" in (tmp_path / "train.log").read_text()
+
+
+def test_warm_restart_needs_resume_and_steps_beyond_the_checkpoint(tmp_path):
+    with pytest.raises(UsageError, match="needs --resume"):
+        train(TrainOptions(**{**_opts(tmp_path, 2).__dict__, "warm_restart": True}))
+    train(_opts(tmp_path, 2))
+    with pytest.raises(UsageError, match="at step 2"):
+        train(TrainOptions(**{**_opts(tmp_path, 2).__dict__, "resume": True, "warm_restart": True}))
 
 
 def test_resume_without_checkpoint_is_a_usage_error(tmp_path):

@@ -4,6 +4,8 @@
 commitment loss; EMA codebooks with dead-code re-seeding; the number of decoded levels drawn per step so every depth,
 i.e. every rate point, is trained). Checkpoints (``ckpt.pt``: model, optimiser, step, RNG states) are written atomically
 every ``ckpt_every`` seconds and at the end; ``--resume`` continues from one bit-for-bit in the same process environment.
+``warm_restart`` (with ``resume``) starts a new schedule segment at the checkpoint's step: warm-up to ``lr``, cosine decay
+and the dead-code re-seeding window all span [checkpoint step, ``steps``); the segment's start is kept in the checkpoint.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class TrainOptions:
     device: str = "cpu"
     threads: int = 2
     resume: bool = False
+    warm_restart: bool = False  # with resume: restart the LR schedule at the checkpoint's step
     ckpt_every: float = 180.0
     commit_weight: float = 0.25
     log_every: int = 25
@@ -73,11 +76,14 @@ def codebook_stats(indices: torch.Tensor, vocab: int) -> list[tuple[float, float
     return out
 
 
-def lr_at(step: int, opts: TrainOptions) -> float:
-    warm = min(200, max(1, opts.steps // 10))
+def lr_at(step: int, opts: TrainOptions, start: int = 0) -> float:
+    """Learning rate at ``step`` of the schedule segment [start, opts.steps): linear warm-up, cosine decay to 10 %."""
+    span = opts.steps - start
+    step -= start
+    warm = min(200, max(1, span // 10))
     if step < warm:
         return opts.lr * (step + 1) / warm
-    t = (step - warm) / max(1, opts.steps - warm)
+    t = (step - warm) / max(1, span - warm)
     return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
@@ -95,6 +101,9 @@ def train(opts: TrainOptions) -> Path:
     sampler = CropSampler(pool, opts.crop, opts.seed)
     gen = torch.Generator(device=device).manual_seed(opts.seed)
     step = 0
+    start = 0  # first step of the current schedule segment
+    if opts.warm_restart and not opts.resume:
+        raise UsageError("--warm-restart needs --resume: it restarts the schedule of an existing checkpoint")
     if opts.resume:
         if not ckpt_path.exists():
             raise UsageError(f"--resume: no checkpoint at {ckpt_path}; train without --resume first")
@@ -107,7 +116,11 @@ def train(opts: TrainOptions) -> Path:
         sampler.rng.bit_generator.state = state["sampler_rng"]
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
-        log.info("resumed from %s at step %d", ckpt_path, step)
+        start = step if opts.warm_restart else state.get("sched_start", 0)
+        if opts.warm_restart and step >= opts.steps:
+            raise UsageError(f"--resume: checkpoint {ckpt_path} is at step {step}; give --steps above it")
+        log.info("resumed from %s at step %d%s", ckpt_path, step,
+                 f" (warm restart: lr {opts.lr:.2e}, schedule {start}..{opts.steps})" if opts.warm_restart else "")
     else:
         run = {**opts.cfg.to_dict(), "steps": opts.steps, "batch": opts.batch, "crop": opts.crop, "lr": opts.lr,
                "seed": opts.seed}
@@ -118,7 +131,8 @@ def train(opts: TrainOptions) -> Path:
     def checkpoint() -> None:
         save_atomic({"model": model.state_dict(), "optim": optim.state_dict(), "step": step,
                      "cfg": opts.cfg.to_dict(), "sampler_rng": sampler.rng.bit_generator.state,
-                     "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "seed": opts.seed}, ckpt_path)
+                     "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "seed": opts.seed,
+                     "sched_start": start}, ckpt_path)
         log.info("checkpoint at step %d → %s", step, ckpt_path)
 
     model.train()
@@ -128,10 +142,10 @@ def train(opts: TrainOptions) -> Path:
     acc: list[float] = []
     while step < opts.steps:
         for group in optim.param_groups:
-            group["lr"] = lr_at(step, opts)
+            group["lr"] = lr_at(step, opts, start)
         x = torch.from_numpy(sampler.batch(opts.batch)).to(device)
         depth = int(torch.randint(1, levels + 1, (1,), generator=gen, device=device))
-        dead_below = 0.03 if step < 0.8 * opts.steps else 0.0  # stop re-seeding for the last fifth of training
+        dead_below = 0.03 if step < start + 0.8 * (opts.steps - start) else 0.0  # stop re-seeding for the last fifth of training
         y, indices, commit, reseeded = model(x, depth, gen, dead_below)
         l1 = (y - x).abs().mean()
         ms = ms_ssim(y.clamp(0, 1), x, data_range=1.0, win_size=7, weights=MSSSIM_WEIGHTS)
@@ -148,7 +162,7 @@ def train(opts: TrainOptions) -> Path:
             log.info("step %d loss %.4f (mean of %d) l1 %.4f msssim@%d %.4f commit %.4f reseeded %d usage %s "
                      "perplexity %s lr %.2e %.2f step/s", step, float(np.mean(acc)), len(acc), l1.item(), depth,
                      ms.item(), commit.item(), reseeded, [round(u, 3) for u, _ in stats],
-                     [round(p, 1) for _, p in stats], lr_at(step, opts), bar.format_dict["rate"] or 0.0)
+                     [round(p, 1) for _, p in stats], lr_at(step, opts, start), bar.format_dict["rate"] or 0.0)
             acc.clear()
         if time.monotonic() - last_ckpt > opts.ckpt_every:
             checkpoint()
