@@ -37,12 +37,12 @@ def model_ref(settings: Mapping[str, Any], role: str, files: list[Path]) -> Mode
     return ModelRef(model_id=model_id, sha256=weights_sha256(files), name=str(settings.get("repo", role)))
 
 
-def pick_device(settings: Mapping[str, Any], role: str) -> torch.device:
-    """``device = "auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; these engines run on
-    torch, so a requested onnxruntime/tensorrt backend is logged as not applying (never a silent fallback)."""
+def pick_device(settings: Mapping[str, Any], role: str, *, torch_only: bool = True) -> torch.device:
+    """``device = "auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. For a ``torch_only``
+    role a requested onnxruntime/tensorrt backend is logged as not applying (never a silent fallback)."""
     backend = settings.get("backend", "auto")
-    if backend not in ("auto", "torch"):
-        log.warning("%s: the m3cvc engines run on torch; -engine %s does not apply to them", role, backend)
+    if torch_only and backend not in ("auto", "torch"):
+        log.warning("%s runs on torch; -engine %s does not apply to it", role, backend)
     name = setting(settings, "device", str, "auto", role=role)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -3,10 +3,13 @@
 IT2V: the dequantised, VAE-decoded keyframe goes through img2img (``strength`` of the schedule re-noised, a few steps,
 guidance 0 for SD-Turbo) with D^F as the prompt. TT2V (``decoded is None``): text-to-image from D^F alone. Both share
 one set of models (``from_pipe``) and the VAE with the tokenizer; noise comes from a CPU generator seeded by the stream.
+The UNet denoiser and the VAE decoder run on the backend ``select_backend`` picks for the role's ``backend`` (``-engine``):
+on onnxruntime/tensorrt the pipelines call ``networks.EngineUNet`` / ``EngineVae`` in their place; the text encoder and
+the VAE encoder stay on torch.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -16,6 +19,7 @@ from m3cvcav.errors import UsageError
 
 from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_subfolders,
                      place_pipeline, resolve_folder, round_to, safetensors_files, setting, to_pil)
+from .networks import UNET, ONNX_LIMIT, EngineUNet, engine_for, pick_backend, unet_spec, vae_decoder_spec, weight_bytes
 from .vae import load_vae
 
 ROLE = "keyframe_generator"
@@ -27,7 +31,7 @@ class DiffusionKeyframeGenerator:
     def __init__(self, settings: Mapping[str, Any]):
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
-        self.device = pick_device(settings, ROLE)
+        self.device = pick_device(settings, ROLE, torch_only=False)
         self.dtype = pick_dtype(settings, self.device, ROLE)
         self.steps = setting(settings, "steps", int, 2, role=ROLE)
         self.strength = setting(settings, "strength", float, 0.5, role=ROLE)
@@ -37,19 +41,43 @@ class DiffusionKeyframeGenerator:
         if self.steps < 1 or not 0.0 < self.strength <= 1.0 or self.steps * self.strength < 1:
             raise UsageError("profile settings keyframe_generator: steps ≥ 1 and 0 < strength ≤ 1 with "
                              "steps × strength ≥ 1 (at least one denoising step)")
-        vae = load_vae(settings, ROLE)  # shared with the tokenizer
+        self.vae = vae = load_vae(settings, ROLE)  # shared with the tokenizer
         variant = settings.get("variant")
         self.img2img = load(settings, ROLE, AutoPipelineForImage2Image.from_pretrained, vae=vae.model,
                             dtype=self.dtype, variant=variant, safety_checker=None, requires_safety_checker=False)
+        folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
+        files = safetensors_files(folder, pipeline_subfolders(self.img2img), variant)
+        self.unet = self.img2img.unet
+        self.multiple = vae.scale
+        requested = settings.get("backend", "auto")
+        self.backends = {"vae_decoder": vae.backend(requested),
+                         "unet": pick_backend(requested, self.unet, self.device, UNET)}
+        self.img2img.vae = vae.decoder(self.backends["vae_decoder"])
+        if self.backends["unet"] != "torch":
+            self.img2img.unet = EngineUNet(self.unet, engine_for(lambda: self._unet_spec([(64, 64)]),
+                                                                 self.backends["unet"], self.device))
         place_pipeline(self.img2img, settings, self.device, ROLE)
         self.txt2img = AutoPipelineForText2Image.from_pipe(self.img2img)
         self.txt2img.set_progress_bar_config(disable=True)
-        self.multiple = 2 ** (len(vae.model.config.block_out_channels) - 1)
-        folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
-        files = safetensors_files(folder, pipeline_subfolders(self.img2img), variant)
         self.ref: ModelRef = model_ref(settings, ROLE, files)
-        log.info("keyframe generator %s on %s/%s, %d steps, strength %.2f", settings["repo"], self.device, self.dtype,
-                 self.steps, self.strength)
+        log.info("keyframe generator %s on %s/%s, %d steps, strength %.2f; unet on %s, vae decoder on %s",
+                 settings["repo"], self.device, self.dtype, self.steps, self.strength, self.backends["unet"],
+                 self.backends["vae_decoder"])
+
+    def _unet_spec(self, sizes: Sequence[tuple[int, int]]):
+        return unet_spec(self.unet, int(self.img2img.tokenizer.model_max_length), sizes, self.multiple)
+
+    def export_specs(self, sizes: Sequence[tuple[int, int]]) -> list:
+        """The VAE decoder and the UNet with one shape profile per (height, width) bucket; a network over ONNX's 2 GiB
+        file limit is left out (it runs on torch)."""
+        specs = []
+        for name, module, make in (("vae decoder", self.vae.model, lambda: vae_decoder_spec(self.vae.model, sizes)),
+                                   ("unet", self.unet, lambda: self._unet_spec(sizes))):
+            if weight_bytes(module) < ONNX_LIMIT:
+                specs.append(make())
+            else:
+                log.warning("keyframe generator %s: too large for one ONNX file, not exported (runs on torch)", name)
+        return specs
 
     def _work_size(self, size: tuple[int, int]) -> tuple[int, int]:
         h, w = size

@@ -2,7 +2,7 @@
 
 encode: keyframe → resized to the working size (longest side ≤ ``max_side``, sides multiples of VAE scale × patch) →
 VAE posterior mean → nearest codebook entry per p×p latent patch → K* (1, h, w) int32. decode: codebook lookup → VAE
-decode → resized back to the source size. Rate points: for each codebook file (``codebooks = [...]``, in order) each
+decode (on the profile's backend, see ``vae.Vae.decoder``) → resized back to the source size. Rate points: for each codebook file (``codebooks = [...]``, in order) each
 depth 1..L of its residual levels, so a 2-level codebook gives two rate points (lowest rate first when listed so).
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class VaeVqTokenizer:
             raise UsageError("profile setting tokenizer.codebooks must list codebook files (lowest rate first); make one "
                              "with `python -m m3cvcav train tokenizer --vae ...`")
         self.vae: Vae = load_vae(settings, ROLE, setting(settings, "subfolder", str, "vae", role=ROLE))
+        self.backend = self.vae.backend(settings.get("backend", "auto"))  # the VAE decoder's; encoding stays on torch
         self.codebooks: list[Codebook] = [load_codebook(p) for p in paths]
         self.max_side = setting(settings, "max_side", int, 512, role=ROLE)
         vocabs = {b.vocab for b in self.codebooks}
@@ -82,7 +83,7 @@ class VaeVqTokenizer:
             raise ModelError(f"token grid of shape {indices.shape} does not match rate point {grid.rate_point} "
                              f"({depth} level(s)): the stream is damaged or from another tokenizer")
         latents = book.dequantise(indices[None])
-        image = self.vae.decode(latents)[0]
+        image = self.vae.decode(latents, self.backend)[0]
         return from_pil(PILImage.fromarray(image), tuple(grid.image_size))
 
     def token_model(self, rate_point: int):

@@ -2,13 +2,14 @@
 
 Latents are normalised like the pipelines expect them: ``(mean - shift_factor) * scaling_factor``; encoding takes the
 posterior mean, so it is deterministic. One instance per (model, device, dtype) is kept, so the tokenizer and the
-keyframe generator of a profile share it.
+keyframe generator of a profile share it, and with it one decoder engine per backend (``decoder``): the tokenizer's
+decode and the keyframe pipelines' VAE decode run on the same ONNX Runtime / TensorRT engine.
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ class Vae:
     device: torch.device
     dtype: torch.dtype
     files: list[Path]
+    _decoders: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def scale(self) -> int:
@@ -48,11 +50,30 @@ class Vae:
         scaling, shift = self._norm()
         return ((posterior.mean - shift) * scaling).float().cpu()
 
+    def backend(self, requested: str) -> str:
+        """The backend the decoder runs on for ``requested`` (``-engine``): see ``networks.pick_backend``."""
+        from .networks import VAE_DECODER, pick_backend
+
+        return pick_backend(requested, self.model, self.device, VAE_DECODER)
+
+    def decoder(self, backend: str):
+        """The decoder as diffusers pipelines call it (``decode(z, return_dict)``) on ``backend``: the torch model, or one
+        shared ``EngineVae`` per backend."""
+        if backend == "torch":
+            return self.model
+        if backend not in self._decoders:
+            from .networks import EngineVae, engine_for, vae_decoder_spec
+
+            self._decoders[backend] = EngineVae(self.model, engine_for(lambda: vae_decoder_spec(self.model), backend,
+                                                                       self.device))
+        return self._decoders[backend]
+
     @torch.inference_mode()
-    def decode(self, latents: torch.Tensor) -> list[np.ndarray]:
-        """(H, W, 3) uint8 images of normalised latents (N, C, h, w)."""
+    def decode(self, latents: torch.Tensor, backend: str = "torch") -> list[np.ndarray]:
+        """(H, W, 3) uint8 images of normalised latents (N, C, h, w), decoded on ``backend`` (from ``backend()``)."""
         scaling, shift = self._norm()
-        x = self.model.decode((latents / scaling + shift).to(self.device, self.dtype)).sample
+        z = (latents / scaling + shift).to(self.device, self.dtype)
+        x = self.decoder(backend).decode(z, return_dict=False)[0]
         x = x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [np.ascontiguousarray(im) for im in x]
 
@@ -66,7 +87,7 @@ def load_vae(settings: Mapping[str, Any], role: str, subfolder: str = "vae") -> 
     revision, subfolder, device, dtype)."""
     from diffusers import AutoencoderKL
 
-    device = pick_device(settings, role)
+    device = pick_device(settings, role, torch_only=False)
     dtype = pick_dtype(settings, device, role)
     key = (settings.get("repo"), settings.get("revision"), subfolder, str(device), dtype)
     with _LOCK:
