@@ -92,14 +92,14 @@ def _validate(data: dict, source: str) -> None:
 
 
 class Profile:
-    """A loaded profile; engines are built on first use and cached per (role, backend)."""
+    """A loaded profile; engines are built on first use and cached per (role, backend, offload)."""
 
     def __init__(self, data: dict, source: str) -> None:
         _validate(data, source)
         self.data, self.source = data, source
         self.name: str = data["name"]
         self.profile_id: int = data["profile_id"]
-        self._engines: dict[tuple[str, str], object] = {}
+        self._engines: dict[tuple[str, str, bool], object] = {}
 
     def roles(self) -> list[str]:
         return [r for r in ROLES if r in self.data["roles"]]
@@ -111,11 +111,14 @@ class Profile:
             raise ModelError(f"profile {self.name!r} has no {role}: use a profile that defines [roles.{role}]")
         return copy.deepcopy(self.data["roles"][role])
 
-    def engine(self, role: str, *, backend: str = "auto"):
-        """The role's engine, built by its factory with the role settings plus ``backend``, ``profile``, ``role``."""
-        key = (role, backend)
+    def engine(self, role: str, *, backend: str = "auto", offload: bool = False):
+        """The role's engine, built by its factory with the role settings plus ``backend``, ``profile``, ``role``;
+        ``offload`` (-offload) sets the role's ``offload`` setting (models on the GPU only while they run)."""
+        key = (role, backend, offload)
         if key not in self._engines:
             settings = self.settings(role)
+            if offload:
+                settings["offload"] = True
             module_name, attr = settings["factory"].split(":")
             try:
                 factory = getattr(importlib.import_module(module_name), attr)

@@ -62,15 +62,17 @@ class Result:
 
 
 class Engines:
-    """A profile whose engines run on one backend (``-engine``); what the nodes see as ``profile``."""
+    """A profile whose engines run on one backend (``-engine``), offloading models when asked (``-offload``); what the
+    nodes see as ``profile``."""
 
-    def __init__(self, name: str = "lite", backend: str = "auto"):
+    def __init__(self, name: str = "lite", backend: str = "auto", offload: bool = False):
         self.profile = load_profile(name)
         self.name, self.backend, self.profile_id = self.profile.name, backend, self.profile.profile_id
+        self.offload = offload
         self._built: dict[str, object] = {}
 
     def engine(self, role: str):
-        built = self.profile.engine(role, backend=self.backend)
+        built = self.profile.engine(role, backend=self.backend, offload=self.offload)
         self._built[role] = built
         return built
 
@@ -98,9 +100,9 @@ def _backend(engine: object) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def engines_for(profile: str = "lite", backend: str = "auto") -> Engines:
-    """The profile's engines, built once per process for each (profile, backend)."""
-    return Engines(profile, backend)
+def engines_for(profile: str = "lite", backend: str = "auto", offload: bool = False) -> Engines:
+    """The profile's engines, built once per process for each (profile, backend, offload)."""
+    return Engines(profile, backend, offload)
 
 
 def _bitrate(value: str | int | float | None) -> float:
@@ -179,14 +181,15 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
            size: str | None = None, rate: str | float | None = None, bitrate: str | float | None = None,
            q: int | None = None, profile: str = "lite", engine: str = "auto", overwrite: bool | None = None,
            format: str | None = None, fps: float = 25, audio: bool = True, tags: dict[str, str] | None = None,
-           mode: str = "it2v", progress: ProgressCallback | None = None) -> Result:
+           mode: str = "it2v", offload: bool = False, progress: ProgressCallback | None = None) -> Result:
     """Encode a video (any file FFmpeg reads, ``-`` for stdin, or an iterable of ``av.VideoFrame``/RGB arrays) into an
     m3cvc stream (``.mkv`` with audio and descriptions, or ``.m3cv``).
 
     Options, as on the command line: ``vf``/``filter_complex`` (-vf/-filter_complex; FFmpeg filters and the nodes
     select/describe/tokenize), ``ss``/``t``/``frames`` (-ss/-t/-frames:v), ``size`` (-s WxH), ``rate`` (-r),
     ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: fixed rate point), ``profile`` (-profile),
-    ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
+    ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``offload`` (-offload: the profile's models go to the GPU only
+    while they run; a no-op on the CPU), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
     ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes keyframe tokens, "tt2v" none: text only,
     the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is
     called with a :class:`Stats` after each frame.
@@ -201,7 +204,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
         dst = sys.stdout.buffer
         format = format or "m3cv"
     p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.ENCODER_NODES)
-    engines = engines_for(profile, engine)
+    engines = engines_for(profile, engine, offload)
     check_mode(engines, mode)
     if isinstance(src, (str, os.PathLike, BinaryIO)) or hasattr(src, "read"):
         source: Source | ArraySource = Source(src, ss=ss, t=t, frames=frames, audio=audio)
@@ -296,13 +299,14 @@ class Decoder:
     ``mode`` is CMVC's: "it2v" decodes the keyframe tokens (segments without any are generated from text), "tt2v"
     ignores the token layer and generates every keyframe from D^F."""
 
-    def __init__(self, src: Src, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v"):
+    def __init__(self, src: Src, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v",
+                 offload: bool = False):
         self.reader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
         self.header: SequenceHeader = self.reader.header
         self.tags: dict[str, str] = dict(self.reader.tags)
         try:
             name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)
-            self.engines = engines_for(name, engine)
+            self.engines = engines_for(name, engine, offload)
             check_mode(self.engines, mode)
             self.engines.profile.verify(self.header.models)
             self.generate = Generate(profile=self.engines, mode=mode)
@@ -347,9 +351,9 @@ def _profile_name(profile_id: int) -> str:
 
 
 def open(src: Src, *, profile: str | None = None, engine: str = "auto",  # noqa: A001  (PyAV's name)
-         mode: str = "it2v") -> Decoder:
+         mode: str = "it2v", offload: bool = False) -> Decoder:
     """Open an m3cvc stream for decoding, like ``av.open``: ``with m3cvcav.open("out.mkv") as s: s.decode()``."""
-    return Decoder(src, profile=profile, engine=engine, mode=mode)
+    return Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload)
 
 
 def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None, filter_complex: str | None = None,
@@ -357,19 +361,19 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
            crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
            bitrate: str | float | None = None, format: str | None = None, profile: str | None = None,
            engine: str = "auto", overwrite: bool | None = None, audio: bool = True, mode: str = "it2v",
-           progress: ProgressCallback | None = None) -> Result:
+           offload: bool = False, progress: ProgressCallback | None = None) -> Result:
     """Decode an m3cvc stream to any format PyAV writes (by extension, or ``format``), ``-`` with
     ``format="yuv4mpegpipe"`` for a pipe, images or ``%04d`` sequences. ``codec``/``crf``/``preset``/``pix_fmt``/
     ``bitrate`` set the output encoder (-c:v/-crf/-preset/-pix_fmt/-b:v); ``vf``/``size``/``rate`` apply FFmpeg
     filters to the decoded frames; audio in the .mkv is copied when the output container takes it. ``mode`` (-mode
-    it2v|tt2v): see :class:`Decoder`.
+    it2v|tt2v): see :class:`Decoder`; ``offload``: as for :func:`encode`.
 
     >>> decode("out.mkv", "back.mp4", overwrite=True).frames
     """
     if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
         check_output(str(dst), overwrite)
     p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
-    stream = Decoder(src, profile=profile, engine=engine, mode=mode)
+    stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload)
     info = stream.info
     total = None
     stats = Stats(total_frames=total)

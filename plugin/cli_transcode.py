@@ -20,6 +20,7 @@ pipe:    python -m m3cvcav -i out.mkv -f yuv4mpegpipe - | ffplay -
 options: -i IN  -c/-c:v CODEC  -f FORMAT  -vf GRAPH  -filter_complex GRAPH  -ss SEC  -t SEC  -frames:v N  -s WxH
          -r FPS  -b:v RATE  -q N  -crf N  -preset P  -pix_fmt F  -profile NAME  -engine auto|torch|onnxruntime|tensorrt
          -mode it2v|tt2v (CMVC: keyframe tokens + text, or text only; tt2v needs -profile m3cvc)
+         -offload (m3cvc: models go to the GPU only while they run; less GPU memory, slower)
          -y  -n  -an  -stats  -nostats  -progress FILE|pipe:1  -loglevel LEVEL  -version
 graph nodes (in -vf after FFmpeg filters): select=threshold:l1:l2:min:max:cut:samples  describe=frame:clip  tokenize=q
 """
@@ -37,7 +38,7 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "-crf": ("crf", True), "-preset": ("preset", True), "-pix_fmt": ("pix_fmt", True),
     "-profile": ("profile", True), "-engine": ("engine", True), "-mode": ("mode", True),
     "-progress": ("progress", True), "-loglevel": ("loglevel", True), "-v": ("loglevel", True),
-    "-y": ("overwrite", False), "-n": ("no_overwrite", False), "-an": ("no_audio", False),
+    "-offload": ("offload", False), "-y": ("overwrite", False), "-n": ("no_overwrite", False), "-an": ("no_audio", False),
     "-stats": ("stats", False), "-nostats": ("nostats", False), "-hide_banner": ("hide_banner", False),
 }
 M3CVC_CODECS = ("m3cvc", "m3cv")
@@ -120,7 +121,8 @@ def main(argv: list[str]) -> int:
     common = dict(vf=args.get("vf"), filter_complex=args.get("filter_complex"), size=args.get("size"),
                   rate=args.get("rate"), engine=args.get("engine", "auto"), overwrite=overwrite,
                   format=args.get("format"), audio="no_audio" not in args.flags, progress=progress,
-                  frames=args.number("frames", int, 0), mode=args.get("mode", "it2v"))
+                  frames=args.number("frames", int, 0), mode=args.get("mode", "it2v"),
+                  offload="offload" in args.flags)
     if _encoding(src, dst, codec, args.get("format")):
         for flag in ("crf", "preset", "pix_fmt"):
             if flag in args.values:

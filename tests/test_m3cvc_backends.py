@@ -1,7 +1,10 @@
 """The m3cvc keyframe generator's UNet and VAE decoder on the engines' backends (tiny random SD model, 64×64, 2 steps):
 torch vs ONNX Runtime parity per network call and for whole keyframes, the shared VAE engine, ahead-of-time export
-specs, backends_used, and a one-line EngineError for an unavailable -engine."""
+specs (``engines build``), backends_used, a one-line EngineError for an unavailable -engine, and -offload reaching
+the engines."""
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
@@ -13,7 +16,8 @@ from m3cvcav.engines.m3cvc.keyframe import load_keyframe_generator
 from m3cvcav.engines.m3cvc.networks import UNET, VAE_DECODER, EngineUNet, EngineVae
 from m3cvcav.engines.m3cvc.tokenizer import load_tokenizer
 from m3cvcav.errors import EngineError
-from tiny_models import synthetic_images, tiny_codebook, tiny_root, tiny_sd  # noqa: F401  (fixtures)
+from tiny_models import (synthetic_images, tiny_codebook, tiny_m3cvc, tiny_root, tiny_sd,  # noqa: F401  (fixtures)
+                         tiny_vlm, tiny_wan, tiny_wan_vace)
 
 torch.set_num_threads(1)
 NET_TOL = 1e-4  # per network call, float32 (measured ≈1e-6)
@@ -104,3 +108,35 @@ def test_tensorrt_unavailable_is_one_line(tiny_sd):
     with pytest.raises(EngineError, match=r"-engine tensorrt cannot run m3cvc-\S+: .*; use -engine auto") as err:
         load_keyframe_generator(_settings(tiny_sd, "tensorrt"))
     assert "\n" not in str(err.value)
+
+
+def test_engines_build_exports_the_profile(tiny_m3cvc, tmp_path, monkeypatch, capsys):
+    from m3cvcav.cli_engines import main
+
+    monkeypatch.setenv("M3CVC_ENGINE_CACHE", str(tmp_path / "built"))
+    assert main(["build", "-profile", str(tiny_m3cvc.profile), "-s", "64x64", "-engine", "onnxruntime",
+                 "-device", "cpu"]) == 0
+    lines = {line.split()[1]: line.split() for line in capsys.readouterr().out.splitlines()
+             if line.startswith("keyframe_generator")}
+    assert set(lines) == {VAE_DECODER, UNET}
+    assert all(words[2] == "onnx" and int(words[3]) > 10_000 for words in lines.values())
+
+
+def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog):
+    from m3cvcav import api
+    from m3cvcav.cli_transcode import main
+
+    seen = {}
+
+    def fake_encode(src, dst, **kwargs):
+        seen.update(kwargs)
+        raise EngineError("recorded")
+
+    monkeypatch.setattr(api, "encode", fake_encode)
+    with pytest.raises(EngineError, match="recorded"):
+        main(["-i", "in.mp4", "-c", "m3cvc", "-offload", "-profile", str(tiny_m3cvc.profile), "out.mkv"])
+    assert seen["offload"] is True
+    engines = api.Engines(str(tiny_m3cvc.profile), "torch", offload=True)
+    with caplog.at_level(logging.INFO, logger="m3cvcav"):
+        engines.engine("keyframe_generator")
+    assert "keyframe_generator: offload applies to GPUs only; on cpu the models stay where they are" in caplog.text

@@ -110,11 +110,18 @@ def load(settings: Mapping[str, Any], role: str, loader: Callable[..., T], *, ke
                            trust_remote_code=bool(settings.get("trust_remote_code", False)), **kwargs)
 
 
+def wants_offload(settings: Mapping[str, Any], device: torch.device, role: str) -> bool:
+    """The role's ``offload`` setting (``-offload``), which applies on CUDA only: on the CPU it is logged as a no-op."""
+    offload = setting(settings, "offload", bool, False, role=role)
+    if offload and device.type != "cuda":
+        log.info("%s: offload applies to GPUs only; on %s the models stay where they are", role, device)
+    return offload and device.type == "cuda"
+
+
 def place_pipeline(pipe, settings: Mapping[str, Any], device: torch.device, role: str):
     """Move a diffusers pipeline to ``device``; with ``offload = true`` on CUDA, keep models on the CPU and move each to
     the GPU only while it runs (``enable_model_cpu_offload``)."""
-    offload = setting(settings, "offload", bool, False, role=role)
-    if offload and device.type == "cuda":
+    if wants_offload(settings, device, role):
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)

@@ -20,7 +20,8 @@ import torch
 from m3cvcav.engines.interfaces import Image, ModelRef
 from m3cvcav.errors import UsageError
 
-from .common import load, log, model_ref, pick_device, pick_dtype, resolve_folder, safetensors_files, setting, to_pil
+from .common import (load, log, model_ref, pick_device, pick_dtype, resolve_folder, safetensors_files, setting, to_pil,
+                     wants_offload)
 from .prompts import fill, load_prompts
 
 ROLE = "describer"
@@ -53,7 +54,7 @@ class VLMDescriber:
 
         self.device = pick_device(settings, ROLE)
         self.dtype = pick_dtype(settings, self.device, ROLE)
-        self.offload = setting(settings, "offload", bool, False, role=ROLE) and self.device.type == "cuda"
+        self.offload = wants_offload(settings, self.device, ROLE)
         self.prompts = load_prompts(settings.get("prompts"))
         budgets = settings.get("max_new_tokens", {})
         if not isinstance(budgets, Mapping) or set(budgets) - set(BUDGET_DEFAULTS):

@@ -19,7 +19,8 @@ from m3cvcav.errors import UsageError
 
 from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_subfolders,
                      place_pipeline, resolve_folder, round_to, safetensors_files, setting, to_pil)
-from .networks import UNET, ONNX_LIMIT, EngineUNet, engine_for, pick_backend, unet_spec, vae_decoder_spec, weight_bytes
+from .networks import (ONNX_LIMIT, UNET, EngineUNet, engine_for, pick_backend, run_sizes, unet_spec, vae_decoder_spec,
+                       weight_bytes)
 from .vae import load_vae
 
 ROLE = "keyframe_generator"
@@ -52,9 +53,9 @@ class DiffusionKeyframeGenerator:
         requested = settings.get("backend", "auto")
         self.backends = {"vae_decoder": vae.backend(requested),
                          "unet": pick_backend(requested, self.unet, self.device, UNET)}
-        self.img2img.vae = vae.decoder(self.backends["vae_decoder"])
+        self.img2img.vae = vae.decoder(self.backends["vae_decoder"], self.max_side)
         if self.backends["unet"] != "torch":
-            self.img2img.unet = EngineUNet(self.unet, engine_for(lambda: self._unet_spec([(64, 64)]),
+            self.img2img.unet = EngineUNet(self.unet, engine_for(lambda: self._unet_spec(run_sizes(self.max_side)),
                                                                  self.backends["unet"], self.device))
         place_pipeline(self.img2img, settings, self.device, ROLE)
         self.txt2img = AutoPipelineForText2Image.from_pipe(self.img2img)

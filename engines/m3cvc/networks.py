@@ -21,6 +21,12 @@ VAE_DECODER = "m3cvc-vae-decoder"
 UNET = "m3cvc-unet"
 ONNX_LIMIT = 2 ** 31 - 2 ** 26  # protobuf's 2 GiB, less room for the graph itself
 MAX_BATCH = 2  # classifier-free guidance doubles the batch
+DEFAULT_SIZES = ((256, 256), (512, 512))  # `engines build`'s default buckets: its TensorRT plans are the ones used later
+
+
+def run_sizes(max_side: int) -> list[tuple[int, int]]:
+    """The pixel buckets a role working at sides ≤ ``max_side`` runs with (shape profiles covering every work size)."""
+    return sorted({*DEFAULT_SIZES, (max_side, max_side)})
 
 
 def _for_export(module: torch.nn.Module) -> torch.nn.Module:
@@ -78,11 +84,11 @@ def _profiles(sizes: Sequence[tuple[int, int]], shapes: Callable[[int, int, int]
     return tuple(out)
 
 
-def vae_decoder_spec(vae, sizes: Sequence[tuple[int, int]] = ((64, 64),)) -> ExportSpec:
+def vae_decoder_spec(vae, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES) -> ExportSpec:
     """The VAE decoder (diffusers ``AutoencoderKL``) as an ``ExportSpec``; ``sizes`` are pixel buckets."""
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     c = int(vae.config.latent_channels)
-    h, w = sizes[0]
+    h, w = min(sizes, key=lambda s: s[0] * s[1])
     return ExportSpec(
         name=VAE_DECODER, module=_DecoderNet(_for_export(vae)),
         inputs=(TensorSpec("latent", ("batch", c, "height", "width")),),
@@ -91,11 +97,11 @@ def vae_decoder_spec(vae, sizes: Sequence[tuple[int, int]] = ((64, 64),)) -> Exp
         profiles=_profiles(sizes, lambda b, lh, lw: {"latent": (b, c, lh, lw)}, scale))
 
 
-def unet_spec(unet, text_length: int, sizes: Sequence[tuple[int, int]] = ((64, 64),), scale: int = 8) -> ExportSpec:
+def unet_spec(unet, text_length: int, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, scale: int = 8) -> ExportSpec:
     """The UNet denoiser (diffusers ``UNet2DConditionModel``) as an ``ExportSpec``; ``scale`` is the VAE's."""
     cfg = unet.config
     c, dim = int(cfg.in_channels), int(cfg.cross_attention_dim)
-    h, w = sizes[0]
+    h, w = min(sizes, key=lambda s: s[0] * s[1])
     return ExportSpec(
         name=UNET, module=_UNetNet(_for_export(unet)),
         inputs=(TensorSpec("sample", ("batch", c, "height", "width")), TensorSpec("timestep", ("batch",)),

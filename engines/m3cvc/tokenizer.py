@@ -83,7 +83,7 @@ class VaeVqTokenizer:
             raise ModelError(f"token grid of shape {indices.shape} does not match rate point {grid.rate_point} "
                              f"({depth} level(s)): the stream is damaged or from another tokenizer")
         latents = book.dequantise(indices[None])
-        image = self.vae.decode(latents, self.backend)[0]
+        image = self.vae.decode(latents, self.backend, self.max_side)[0]
         return from_pil(PILImage.fromarray(image), tuple(grid.image_size))
 
     def token_model(self, rate_point: int):

@@ -56,24 +56,25 @@ class Vae:
 
         return pick_backend(requested, self.model, self.device, VAE_DECODER)
 
-    def decoder(self, backend: str):
+    def decoder(self, backend: str, max_side: int = 512):
         """The decoder as diffusers pipelines call it (``decode(z, return_dict)``) on ``backend``: the torch model, or one
-        shared ``EngineVae`` per backend."""
+        ``EngineVae`` per (backend, max_side) shared by the roles (shape profiles cover sides up to ``max_side``)."""
         if backend == "torch":
             return self.model
-        if backend not in self._decoders:
-            from .networks import EngineVae, engine_for, vae_decoder_spec
+        key = f"{backend}@{max_side}"
+        if key not in self._decoders:
+            from .networks import EngineVae, engine_for, run_sizes, vae_decoder_spec
 
-            self._decoders[backend] = EngineVae(self.model, engine_for(lambda: vae_decoder_spec(self.model), backend,
-                                                                       self.device))
-        return self._decoders[backend]
+            make = engine_for(lambda: vae_decoder_spec(self.model, run_sizes(max_side)), backend, self.device)
+            self._decoders[key] = EngineVae(self.model, make)
+        return self._decoders[key]
 
     @torch.inference_mode()
-    def decode(self, latents: torch.Tensor, backend: str = "torch") -> list[np.ndarray]:
+    def decode(self, latents: torch.Tensor, backend: str = "torch", max_side: int = 512) -> list[np.ndarray]:
         """(H, W, 3) uint8 images of normalised latents (N, C, h, w), decoded on ``backend`` (from ``backend()``)."""
         scaling, shift = self._norm()
         z = (latents / scaling + shift).to(self.device, self.dtype)
-        x = self.decoder(backend).decode(z, return_dict=False)[0]
+        x = self.decoder(backend, max_side).decode(z, return_dict=False)[0]
         x = x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return [np.ascontiguousarray(im) for im in x]
 
