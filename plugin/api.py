@@ -85,8 +85,13 @@ class Engines:
 
 
 def _backend(engine: object) -> str:
-    """The backend an engine ran on: its network engine's, a wrapped engine's, torch for modules, else opencv."""
+    """The backend an engine ran on: its network engine's, its networks' (m3cvc: ``backend`` / ``backends``), a wrapped
+    engine's, torch for modules, else opencv."""
     state = getattr(engine, "__dict__", {})
+    if isinstance(state.get("backends"), dict):
+        return "+".join(sorted(set(state["backends"].values())))
+    if isinstance(state.get("backend"), str):
+        return state["backend"]
     if "engine" in state and getattr(state["engine"], "backend", ""):
         return state["engine"].backend
     for inner in ("embedder", "net", "motion"):

@@ -136,7 +136,8 @@ def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog):
     with pytest.raises(EngineError, match="recorded"):
         main(["-i", "in.mp4", "-c", "m3cvc", "-offload", "-profile", str(tiny_m3cvc.profile), "out.mkv"])
     assert seen["offload"] is True
-    engines = api.Engines(str(tiny_m3cvc.profile), "torch", offload=True)
+    engines = api.Engines(str(tiny_m3cvc.profile), "onnxruntime", offload=True)
     with caplog.at_level(logging.INFO, logger="m3cvcav"):
         engines.engine("keyframe_generator")
+    assert engines.backends() == "keyframe_generator=onnxruntime"  # what the M3CV_BACKEND tag records
     assert "keyframe_generator: offload applies to GPUs only; on cpu the models stay where they are" in caplog.text
