@@ -154,9 +154,6 @@ class EngineVae(_Wrapper):
         image = self.engine({"latent": z.float()})["image"].to(device=z.device, dtype=z.dtype)
         return DecoderOutput(sample=image) if return_dict else (image,)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decode(z, return_dict=False)[0]
-
 
 class EngineUNet(_Wrapper):
     """A ``UNet2DConditionModel`` whose ``forward`` runs on an engine (plain text conditioning only)."""
