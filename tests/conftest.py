@@ -20,3 +20,11 @@ def media_path(relative: str) -> Path:
 @pytest.fixture
 def media():
     return media_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory):
+    """Engines exported or built by the tests go to a temporary cache, never into the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("M3CVC_ENGINE_CACHE", str(tmp_path_factory.mktemp("engine-cache")))
+        yield
