@@ -6,7 +6,7 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from m3cvcav.bitstream import crc, framing
+from m3cvcav.bitstream import crc
 from m3cvcav.bitstream.framing import MAX_UNIT_PAYLOAD, RawUnit, iter_units, pack_unit, read_leb128, write_leb128
 from m3cvcav.errors import BitstreamError
 
