@@ -32,6 +32,16 @@ def write_leb128(n: int) -> bytes:
             return bytes(out)
 
 
+def zigzag(value: int) -> int:
+    """Signed to unsigned for LEB128 fields: 0, -1, 1, -2, … → 0, 1, 2, 3, …"""
+    return (value << 1) ^ (value >> 63) if value < 0 else value << 1
+
+
+def unzigzag(z: int) -> int:
+    """The inverse of ``zigzag``."""
+    return (z >> 1) ^ -(z & 1)
+
+
 def read_leb128(data: bytes | memoryview, pos: int, max_bytes: int = 4) -> tuple[int, int]:
     """Read a minimal unsigned LEB128 of at most ``max_bytes`` bytes at ``pos``; returns (value, new pos)."""
     value = 0

@@ -12,7 +12,7 @@ import numpy as np
 
 from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 
-from .framing import iter_units, pack_unit, read_leb128, write_leb128
+from .framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
 
 VERSION = (1, 0)
 
@@ -149,7 +149,7 @@ def frame_pts_cfr(first_pts: int, count: int, seq: SequenceHeader) -> list[int]:
 def _sleb(value: int) -> bytes:
     if not -(1 << 62) < value < (1 << 62):
         raise BitstreamError(f"signed value {value} is outside ±2^62")
-    return write_leb128((value << 1) ^ (value >> 63) if value < 0 else value << 1)
+    return write_leb128(zigzag(value))
 
 
 class _Reader:
@@ -177,7 +177,7 @@ class _Reader:
             raise self.fail(f"field {name}: {err}") from None
         if z >= 1 << 63:
             raise self.fail(f"field {name} is outside ±2^62")
-        return (z >> 1) ^ -(z & 1)
+        return unzigzag(z)
 
     def u8(self, name: str) -> int:
         if self.pos >= len(self.data):

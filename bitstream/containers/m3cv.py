@@ -12,7 +12,7 @@ from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 from m3cvcav.log import get_logger
 
 from ..crc import crc32c
-from ..framing import iter_units, pack_unit, read_leb128, write_leb128
+from ..framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
 from ..units import (SEGMENT_HEADER, CorruptSegment, Segment, SequenceHeader, decode_sequence_header,
                      encode_segment, encode_sequence_header, peek_segment_header)
 from .base import AtomicOutput, StreamReader, StreamWriter
@@ -31,15 +31,11 @@ SEEK_INDEX = 0x09  # the one unit of an index packet (a container unit: never in
 _MAX_PACKET_HEAD = 4 + 10 + 1 + 1
 
 
-def _zigzag(v: int) -> int:
-    return (v << 1) ^ (v >> 63) if v < 0 else v << 1
-
-
 def pack_packet(payload: bytes, pts: int, flags: int) -> bytes:
     """One framed packet: size | pts | flags | check (low byte of the CRC32C of the three) | payload (framed units)."""
     if not 1 <= len(payload) <= MAX_PACKET:
         raise BitstreamError(f"packet of {len(payload)} bytes is outside 1..{MAX_PACKET}")
-    head = write_leb128(len(payload)) + write_leb128(_zigzag(pts)) + bytes((flags,))
+    head = write_leb128(len(payload)) + write_leb128(zigzag(pts)) + bytes((flags,))
     return head + bytes((crc32c(head) & 0xFF,)) + payload
 
 
@@ -76,7 +72,7 @@ class M3cvWriter(StreamWriter):
         body = bytearray(write_leb128(len(self._index)))
         prev_off = prev_pts = 0
         for off, pts in self._index:
-            body += write_leb128(off - prev_off) + write_leb128(_zigzag(pts - prev_pts))
+            body += write_leb128(off - prev_off) + write_leb128(zigzag(pts - prev_pts))
             prev_off, prev_pts = off, pts
         packet = pack_packet(pack_unit(SEEK_INDEX, bytes(body)), 0, FLAG_INDEX)
         self._emit(packet + _TRAILER.pack(len(packet)))
@@ -112,7 +108,7 @@ def _parse_head(buf: bytearray, pos: int) -> tuple[int, int, int, int] | None:
     if not 1 <= size <= MAX_PACKET or z >= 1 << 63 or p + 1 >= len(buf) or buf[p] & 0x7E \
             or crc32c(buf[pos:p + 1]) & 0xFF != buf[p + 1]:
         return None
-    return size, (z >> 1) ^ -(z & 1), buf[p], p + 2 - pos
+    return size, unzigzag(z), buf[p], p + 2 - pos
 
 
 class M3cvReader(StreamReader):
@@ -233,6 +229,6 @@ def read_seek_index(path: str | Path) -> list[tuple[int, int]]:
     for _ in range(count):
         d_off, pos = read_leb128(body, pos, 5)
         z, pos = read_leb128(body, pos, 10)
-        off, pts = off + d_off, pts + ((z >> 1) ^ -(z & 1))
+        off, pts = off + d_off, pts + unzigzag(z)
         entries.append((off, pts))
     return entries
