@@ -22,7 +22,7 @@ import brotli
 import numpy as np
 import zstandard
 
-from m3cvcav.bitstream.framing import write_leb128
+from m3cvcav.bitstream.units import text_plaintext
 from m3cvcav.errors import UsageError
 
 from ._vlm_descriptions import PAIRS as VLM_PAIRS
@@ -64,8 +64,7 @@ def train(texts: Sequence[str], kind: str) -> zstandard.ZstdCompressionDict:
 
 def plain(pair: Pair) -> bytes:
     """What the TEXT unit compresses for a segment: ``uleb(len D^F) | D^F | D^C`` (docs/bitstream.md §5.4)."""
-    frame = pair[0].encode()
-    return write_leb128(len(frame)) + frame + pair[1].encode()
+    return text_plaintext(*pair)
 
 
 SCHEMES: dict[str, Callable[[], Callable[[bytes], int]]] = {

@@ -272,11 +272,15 @@ def _text_bytes(text: str, what: str) -> bytes:
     return raw
 
 
-def text_payload(frame_text: str, clip_text: str) -> bytes:
-    """The TEXT payload (§5.4): one Brotli stream of ``uleb(len(D^F)) | D^F | D^C`` (UTF-8)."""
+def text_plaintext(frame_text: str, clip_text: str) -> bytes:
+    """What the TEXT unit compresses (§5.4): ``uleb(len(D^F)) | D^F | D^C`` (UTF-8)."""
     frame = _text_bytes(frame_text, "frame description")
-    plain = write_leb128(len(frame)) + frame + _text_bytes(clip_text, "clip description")
-    return brotli.compress(plain, mode=brotli.MODE_TEXT, quality=11, lgwin=16)
+    return write_leb128(len(frame)) + frame + _text_bytes(clip_text, "clip description")
+
+
+def text_payload(frame_text: str, clip_text: str) -> bytes:
+    """The TEXT payload (§5.4): one Brotli stream of ``text_plaintext``."""
+    return brotli.compress(text_plaintext(frame_text, clip_text), mode=brotli.MODE_TEXT, quality=11, lgwin=16)
 
 
 def _utf8(raw: bytes, what: str) -> str:
