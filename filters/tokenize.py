@@ -5,7 +5,8 @@ each keyframe from D^F."""
 from __future__ import annotations
 
 from m3cvcav.bitstream.entropy import encode_tokens
-from m3cvcav.bitstream.units import SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, encode_segment
+from m3cvcav.bitstream.units import (SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, encode_segment,
+                                    frame_pts_cfr)
 from m3cvcav.errors import UsageError
 from m3cvcav.log import get_logger
 
@@ -55,9 +56,7 @@ class Tokenize(Node):
             payload = encode_tokens(grid.indices, self.tokenizer.token_model(grid.rate_point))
             tokens = KeyframeTokens(grid.codebook_id, grid.rate_point, tuple(int(n) for n in grid.indices.shape),
                                     tuple(grid.image_size), payload)
-        num = self.info.fps.denominator * self.info.time_base.denominator
-        den = self.info.fps.numerator * self.info.time_base.numerator
-        regular = all(p == seg.pts[0] + (i * num) // den for i, p in enumerate(seg.pts))  # units.frame_pts_cfr
+        regular = seg.pts == frame_pts_cfr(seg.pts[0], len(seg.pts), self.info)
         header = SegmentHeader(seg.index, seg.pts[0], len(seg.pts), 0, SCENE_CUT if seg.scene_cut else 0)
         return Segment(header, tokens, seg.frame_text, seg.clip_text, None, None,
                        None if regular else list(seg.pts))
