@@ -73,7 +73,7 @@ class Tokenize(Node):
             rp = self.rate.choose({p: 0 for p in self.points}, seg.end_time)
             unit, sizes = self._unit(seg, rp), None
         seg.unit = unit
-        seg.size = len(encode_segment(unit))
+        seg.size = sizes[rp] if sizes else len(encode_segment(unit))
         self.rate.record(seg.size, sizes)
         log.debug("segment %d: rate point %s, %d bytes", seg.index, "none (tt2v)" if rp is None else rp, seg.size)
         return (seg,)
