@@ -67,12 +67,9 @@ class _AudioTrack:
         # AAC, Opus and FLAC need their codec configuration as CodecPrivate (ADTS AAC without one is re-encoded).
         self.copy = ctx.name in COPY_CODECS and (bool(ctx.extradata) or ctx.name not in NEEDS_PRIVATE)
         self.sample_rate, self.channels = ctx.sample_rate, ctx.channels
-        self.codec_delay_ns = 0
         if self.copy:
-            self.codec_id, private = COPY_CODECS[ctx.name][0], COPY_CODECS[ctx.name][1](bytes(ctx.extradata or b""))
-            self.private = private
-            if ctx.name == "opus" and len(private) >= 12:
-                self.codec_delay_ns = int.from_bytes(private[10:12], "little") * 1_000_000_000 // OPUS_RATE
+            self.codec_id, make_private = COPY_CODECS[ctx.name]
+            self.private = make_private(bytes(ctx.extradata or b""))
             return
         import av
 
@@ -88,8 +85,6 @@ class _AudioTrack:
         self.encoder = enc
         self.resampler = av.AudioResampler(format="s16", layout=layout, rate=OPUS_RATE, frame_size=enc.frame_size)
         self.codec_id, self.private, self.sample_rate = "A_OPUS", bytes(enc.extradata or b""), OPUS_RATE
-        if len(self.private) >= 12:
-            self.codec_delay_ns = int.from_bytes(self.private[10:12], "little") * 1_000_000_000 // OPUS_RATE
         self._next_pts = None
 
     def entry(self) -> bytes:
@@ -97,8 +92,10 @@ class _AudioTrack:
                     E.uint(E.TRACK_TYPE, E.TRACK_AUDIO), E.uint(E.FLAG_LACING, 0), E.string(E.CODEC_ID, self.codec_id)]
         if self.private:
             children.append(E.element(E.CODEC_PRIVATE, self.private))
-        if self.codec_id == "A_OPUS":
-            children += [E.uint(E.CODEC_DELAY, self.codec_delay_ns), E.uint(E.SEEK_PRE_ROLL, OPUS_PRE_ROLL_NS)]
+        if self.codec_id == "A_OPUS":  # CodecDelay: the OpusHead pre-skip (48 kHz samples at bytes 10..11)
+            pre_skip = int.from_bytes(self.private[10:12], "little") if len(self.private) >= 12 else 0
+            children += [E.uint(E.CODEC_DELAY, pre_skip * 1_000_000_000 // OPUS_RATE),
+                         E.uint(E.SEEK_PRE_ROLL, OPUS_PRE_ROLL_NS)]
         children.append(E.master(E.AUDIO, E.double(E.SAMPLING_FREQUENCY, float(self.sample_rate)),
                                  E.uint(E.CHANNELS, self.channels)))
         return E.master(E.TRACK_ENTRY, *children)
