@@ -136,11 +136,16 @@ class Profile:
     def decoder_roles(self) -> list[str]:
         return [r for r in self.roles() if self.data["roles"][r].get("decoder")]
 
+    def _built(self, role: str):
+        """The role's engine as already built on any backend (its weights and ref do not depend on it), else built."""
+        built = [engine for (r, _, _), engine in self._engines.items() if r == role]
+        return built[0] if built else self.engine(role)
+
     def _ref(self, role: str) -> ModelRef:
         table = self.data["roles"][role]
         if "sha256" in table:
             return ModelRef(table["model_id"], bytes.fromhex(table["sha256"]), table.get("name", role))
-        ref = self.engine(role).ref
+        ref = self._built(role).ref
         if ref.model_id != table["model_id"]:
             raise ModelError(f"profile {self.name!r} role {role}: the engine reports model_id {ref.model_id}, the "
                              f"profile says {table['model_id']}; fix the factory")
@@ -159,7 +164,7 @@ class Profile:
                 raise ModelError(f"the stream needs model id {ref.model_id} ({ref.name or 'unnamed'}), which profile "
                                  f"{self.name!r} does not have: decode with the profile it was encoded with")
             table = self.data["roles"][role]
-            installed = bytes.fromhex(table["sha256"]) if "sha256" in table else self.engine(role).ref.sha256
+            installed = bytes.fromhex(table["sha256"]) if "sha256" in table else self._built(role).ref.sha256
             if installed != ref.sha256:
                 raise ModelError(f"the stream's {role} model (id {ref.model_id}) has weights {ref.sha256.hex()[:16]}…, "
                                  f"the installed ones are {installed.hex()[:16]}…: install the weights it was encoded "

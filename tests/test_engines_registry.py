@@ -88,3 +88,11 @@ def test_model_refs_and_verify():
         profile.verify([ModelRef(99, b"\0" * 32, "other")])
     with pytest.raises(ModelError, match="model id 4"):
         profile.verify([ModelRef(4, b"\0" * 32, "flow-interpolator")])  # not a recorded decoder model
+
+
+def test_model_refs_reuse_an_engine_built_on_another_backend():
+    profile = load_profile("lite")
+    tokenizer = profile.engine("tokenizer", backend="torch", offload=True)
+    assert profile.model_refs() == [tokenizer.ref]
+    profile.verify([tokenizer.ref])
+    assert list(profile._engines) == [("tokenizer", "torch", True)]  # no second tokenizer built for the refs
