@@ -454,21 +454,19 @@ def peek_segment_header(data: bytes) -> SegmentHeader | None:
 
 def decode_segment(data: bytes) -> Segment:
     """Parse one segment packet; raises BitstreamError on a CRC failure or any violation of docs/bitstream.md."""
-    header: SegmentHeader | None = None
     seen: set[int] = set()
     segment: Segment | None = None
     for unit in iter_units(data):
         if not unit.crc_ok:
             raise BitstreamError(f"unit type {unit.unit_type:#04x} at offset {unit.offset} fails its CRC")
         t, p = unit.unit_type, unit.payload
-        if header is None:
+        if segment is None:
             if t != SEGMENT_HEADER:
                 raise BitstreamError(f"segment starts with unit type {t:#04x}, not a segment header")
-            header = decode_segment_header(p)
-            segment = Segment(header)
+            segment = Segment(decode_segment_header(p))
             continue
         if t == SEGMENT_HEADER or (t in ONCE_PER_SEGMENT and t in seen):
-            raise BitstreamError(f"segment {header.index} holds unit type {t:#04x} twice")
+            raise BitstreamError(f"segment {segment.header.index} holds unit type {t:#04x} twice")
         seen.add(t)
         if t == KEYFRAME_TOKENS:
             segment.tokens = _decode_tokens(p)[0]
@@ -479,7 +477,7 @@ def decode_segment(data: bytes) -> Segment:
         elif t == GEN_PARAMS:
             segment.params = _decode_params(p)
         elif t == FRAME_PTS:
-            segment.frame_pts = _decode_pts(p, header)
+            segment.frame_pts = _decode_pts(p, segment.header)
     if segment is None:
         raise BitstreamError("empty segment packet")
     return segment
