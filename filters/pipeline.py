@@ -2,6 +2,7 @@
 through PyAV before our nodes (encode) or after ``generate`` (decode); our nodes take their options from the graph."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -92,10 +93,4 @@ def apply_ffmpeg(p: Plan, info: VideoInfo, frames: Iterable[Frame]) -> tuple[Vid
     if first is None:
         raise UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t")
     height, width = first.image.shape[:2]
-    info = info.with_(width=width, height=height)
-
-    def again() -> Iterator[Frame]:
-        yield first
-        yield from out
-
-    return info, again()
+    return info.with_(width=width, height=height), itertools.chain([first], out)

@@ -2,6 +2,7 @@
 timestamps (VFR too), rotation and colour metadata; audio packets are handed through for muxing."""
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Iterator
@@ -127,10 +128,9 @@ class Source(Node):
         step = 1 / (info.fps * info.time_base)  # ticks per frame, for frames without pts
         origin: float | None = None
         count = 0
-        stream = [self._first]
         pending = self._pending
         try:
-            for item in _chain(stream, self._packets):
+            for item in itertools.chain([self._first], self._packets):
                 if isinstance(item, av.Packet):
                     if origin is None:
                         pending.append(item)
@@ -166,9 +166,4 @@ class Source(Node):
         if packet.dts is not None:
             packet.dts -= shift
         yield AudioPacket(packet)
-
-
-def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
+import itertools
 import os
 import sys
 from collections import deque
@@ -165,7 +166,7 @@ class ArraySource:
 
     def __iter__(self) -> Iterator[Frame]:
         step = 1 / (self.info.fps * self.info.time_base)
-        for i, item in enumerate(_prepend(self._first, self._it)):
+        for i, item in enumerate(itertools.chain([self._first], self._it)):
             if self.limit and i >= self.limit:
                 return
             image = self._image(item)
@@ -174,11 +175,6 @@ class ArraySource:
                                  f"{self.info.width}x{self.info.height}: all frames need one size")
             pts = item.pts if isinstance(item, av.VideoFrame) and item.pts is not None else round(i * step)
             yield Frame(image, int(pts), self.info.time_base, i)
-
-
-def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
 
 
 def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: str | None = None,
