@@ -24,8 +24,8 @@ import numpy as np
 from m3cvcav.bitstream.containers import open_writer
 from m3cvcav.bitstream.entropy import TokenModel, encode_tokens
 from m3cvcav.bitstream.probe import probe
-from m3cvcav.bitstream.units import KeyframeTokens, SegmentHeader, Segment, SequenceHeader, encode_sequence_header
-from m3cvcav.engines.interfaces import GenerationParams, ModelRef
+from m3cvcav.bitstream.units import (GenerationParams, KeyframeTokens, ModelRef, Segment, SegmentHeader,
+                                     SequenceHeader, encode_sequence_header)
 
 PAYLOAD_LAYERS = ("tokens", "text", "motion", "params", "timestamps")
 VOCAB = 1024
