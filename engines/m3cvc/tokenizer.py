@@ -52,6 +52,7 @@ class VaeVqTokenizer:
                       depth * math.log2(self.vocab) / float((self.vae.scale * book.patch) ** 2))
             for i, (book, depth) in enumerate(self._points))
         self.ref: ModelRef = model_ref(settings, ROLE, [*self.vae.files, *map(str, paths)])
+        self._models: dict[int, Any] = {}
 
     def _point(self, rate_point: int) -> tuple[Codebook, int]:
         if not 0 <= rate_point < len(self._points):
@@ -87,13 +88,16 @@ class VaeVqTokenizer:
         return from_pil(PILImage.fromarray(image), tuple(grid.image_size))
 
     def token_model(self, rate_point: int):
+        """The rate point's entropy model, built once (it keeps its coder tables across keyframes)."""
         from m3cvcav.bitstream.entropy import TokenModel
 
         book, _ = self._point(rate_point)
         if not book.entropy:
             raise ModelError(f"the codebook of rate point {rate_point} has no entropy model: add one with "
                              "m3cvcav.engines.m3cvc.codebook.attach_entropy_model")
-        return TokenModel.from_arrays(book.entropy)
+        if rate_point not in self._models:
+            self._models[rate_point] = TokenModel.from_arrays(book.entropy)
+        return self._models[rate_point]
 
 
 def load_tokenizer(settings: Mapping[str, Any]) -> VaeVqTokenizer:
