@@ -73,7 +73,7 @@ class Select(Node):
         if 1.0 - float(embedding @ self._prev_embedding) > self.opts["cut"]:
             found = self._locate_cut(recent, embedding)
             if found is not None:  # scene cuts always open a segment, whatever the length or the budget
-                yield from self._close(recent[:found], recent[found:], cut=True)
+                yield from self._close(recent[:found], recent[found:], cut=True, embedding=embedding)
                 return
         f_sem = 1.0 - float(embedding @ self._key_embedding)
         length = len(seg.pts) + len(recent) - 1
