@@ -127,11 +127,9 @@ def main(argv: list[str]) -> int:
         for flag in ("crf", "preset", "pix_fmt"):
             if flag in args.values:
                 raise UsageError(f"-{flag} sets the output encoder of a decode; m3cvc encodes take -b:v or -q")
-        fmt = args.get("format")
         result = api.encode(src, dst, ss=args.number("ss", float, 0.0), t=args.number("t", float, 0.0),
                             bitrate=args.get("bitrate"), q=args.number("q", int, None),
-                            profile=args.get("profile", "lite"),
-                            **{**common, "format": "mkv" if fmt == "matroska" else fmt})
+                            profile=args.get("profile", "lite"), **common)
         summary = (f"{result.frames} frames, {result.segments} segments, {result.bytes} bytes "
                    f"({result.bitrate / 1000:.2f} kbit/s)")
     else:
