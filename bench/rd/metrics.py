@@ -7,6 +7,7 @@ MSE on [0,1] RGB over pixels that pass a forward-backward check), and VMAF / CLI
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -54,10 +55,17 @@ def _dis():
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
 
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    """(h, w, 2) float32 (x, y) of every pixel, built once per frame size (read-only)."""
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    grid.flags.writeable = False
+    return grid
+
+
 def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``img`` sampled at (x + flow_x, y + flow_y), bilinear."""
-    h, w = flow.shape[:2]
-    grid = flow + np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    grid = flow + _pixel_grid(*flow.shape[:2])
     return cv2.remap(img, grid, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
