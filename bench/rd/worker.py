@@ -12,13 +12,12 @@ from pathlib import Path
 
 def measure(kind: str, name: str, param: str, clip: Path) -> dict:
     """Run the worker for one encode/decode: its timings and ``peak_rss_mb`` (or ``why`` it failed)."""
-    proc = subprocess.Popen([sys.executable, "-m", "m3cvcav.bench.rd.worker", kind, name, param, str(clip)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    if proc.wait() != 0:
-        return {"why": f"worker failed ({proc.returncode}): {err.strip().splitlines()[-1:] if err.strip() else ''}"}
-    return json.loads(out.strip().splitlines()[-1])
+    proc = subprocess.run([sys.executable, "-m", "m3cvcav.bench.rd.worker", kind, name, param, str(clip)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = proc.stderr.strip()
+        return {"why": f"worker failed ({proc.returncode}): {err.splitlines()[-1:] if err else ''}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def peak_rss_mb() -> float:
