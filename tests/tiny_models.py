@@ -9,6 +9,7 @@ the describer only relies on ``AutoModelForImageTextToText`` + ``AutoProcessor``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,39 +232,51 @@ def write_profile(path: Path, vlm: Path, sd: Path, wan: Path, codebook: Path) ->
     return path
 
 
+_BUILT: dict[str, Path] = {}
+
+
+def _once(name: str, build: Callable[[], Path]) -> Path:
+    """``build()`` once per test process: each test module importing the fixtures below registers its own copy of them,
+    so ``scope="session"`` alone would rebuild the models for every module."""
+    if name not in _BUILT:
+        _BUILT[name] = build()
+    return _BUILT[name]
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
-    return tmp_path_factory.mktemp("tiny_m3cvc")
+    return _once("root", lambda: tmp_path_factory.mktemp("tiny_m3cvc"))
 
 
 @pytest.fixture(scope="session")
 def tiny_vlm(tiny_root) -> Path:
-    return build_vlm(tiny_root / "vlm")
+    return _once("vlm", lambda: build_vlm(tiny_root / "vlm"))
 
 
 @pytest.fixture(scope="session")
 def tiny_sd(tiny_root) -> Path:
-    return build_sd(tiny_root / "sd")
+    return _once("sd", lambda: build_sd(tiny_root / "sd"))
 
 
 @pytest.fixture(scope="session")
 def tiny_wan(tiny_root) -> Path:
-    return build_wan(tiny_root / "wan")
+    return _once("wan", lambda: build_wan(tiny_root / "wan"))
 
 
 @pytest.fixture(scope="session")
 def tiny_wan_vace(tiny_root) -> Path:
-    return build_wan_vace(tiny_root / "wan_vace")
+    return _once("wan_vace", lambda: build_wan_vace(tiny_root / "wan_vace"))
 
 
 @pytest.fixture(scope="session")
 def tiny_codebook(tiny_root, tiny_sd) -> Path:
-    return build_codebook(tiny_root / "codebook.safetensors", tiny_sd)
+    return _once("codebook", lambda: build_codebook(tiny_root / "codebook.safetensors", tiny_sd))
 
 
 @pytest.fixture(scope="session")
 def tiny_m3cvc(tiny_root, tiny_vlm, tiny_sd, tiny_wan, tiny_wan_vace, tiny_codebook) -> TinyM3cvc:
     """Every tiny m3cvc model, built and saved once per session, and the test profile pointing at them."""
-    profile = write_profile(tiny_root / "tiny_m3cvc.toml", tiny_vlm, tiny_sd, tiny_wan, tiny_codebook)
+    profile = _once("profile", lambda: write_profile(tiny_root / "tiny_m3cvc.toml", tiny_vlm, tiny_sd, tiny_wan,
+                                                     tiny_codebook))
     return TinyM3cvc(tiny_vlm, tiny_sd, tiny_wan, tiny_wan_vace, tiny_codebook, profile)
