@@ -376,15 +376,9 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
     p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
     stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload)
     info = stream.info
-    total = None
-    stats = Stats(total_frames=total)
+    stats = Stats()
     sink: Sink | None = None
     audio_stream, audio_packets, audio_container = None, None, None
-    if audio and stream.reader.has_audio and stream.reader.path is not None:
-        audio_container = av.open(str(stream.reader.path))
-        if audio_container.streams.audio:
-            audio_stream = audio_container.streams.audio[0]
-            audio_packets = (pk for pk in audio_container.demux(audio_stream) if pk.size and pk.pts is not None)
 
     def limited(frames_in: Iterator[Frame]) -> Iterator[Frame]:
         for i, frame in enumerate(frames_in):
@@ -393,6 +387,11 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
             yield frame
 
     try:
+        if audio and stream.reader.has_audio and stream.reader.path is not None:
+            audio_container = av.open(str(stream.reader.path))
+            if audio_container.streams.audio:
+                audio_stream = audio_container.streams.audio[0]
+                audio_packets = (pk for pk in audio_container.demux(audio_stream) if pk.size and pk.pts is not None)
         info, out = pipeline.apply_ffmpeg(p, info, limited(stream.frames()))
         sink = Sink(dst, info, format=format, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                     bitrate=int(_bitrate(bitrate)) or None, audio=audio_stream, audio_packets=audio_packets)
