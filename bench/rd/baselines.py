@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -82,7 +83,7 @@ def encode(b: Baseline, frames: list[np.ndarray], fps: Fraction, crf: int) -> En
 def strip_h264_sei(packet: bytes) -> bytes:
     """Drop SEI NAL units (type 6) from an Annex B H.264 packet: x264 writes its version and full option string there
     (~700 bytes), which no decoder needs and which would dominate a 2 s clip at ultra-low rates."""
-    starts = [i for i in range(len(packet) - 2) if packet[i:i + 3] == b"\x00\x00\x01"]
+    starts = [m.start() for m in re.finditer(b"\x00\x00\x01", packet)]  # a start code cannot overlap itself
     kept = []
     for k, s in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(packet)
