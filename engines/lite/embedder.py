@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -37,10 +37,12 @@ def load_network() -> EfficientNetLite0:
     return net.eval()
 
 
-def class_names() -> list[str]:
-    """ImageNet-1k class names by class index (engines/data/imagenet_classes.README says where they come from)."""
+@cache
+def class_names() -> tuple[str, ...]:
+    """ImageNet-1k class names by class index (engines/data/imagenet_classes.README says where they come from), read
+    once."""
     text = resources.files("m3cvcav.engines").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
-    return text.splitlines()
+    return tuple(text.splitlines())
 
 
 def export_spec(net: EfficientNetLite0, buckets: Sequence[tuple[int, int]] = DEFAULT_BUCKETS,
