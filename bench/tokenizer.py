@@ -106,15 +106,16 @@ def tokenizer_codec(tok, rp: int, img: np.ndarray) -> tuple[int, np.ndarray, flo
     return len(data), out, t1 - t0, time.perf_counter() - t1
 
 
-def measure(codec, images, embed) -> dict:
+def measure(codec, images, embed, sources) -> dict:
+    """Mean metrics of ``codec`` over ``images``; with ``embed``, ``sources`` holds the images' own embeddings
+    (computed once for every codec setting)."""
     rows = []
-    for img in images:
+    for i, img in enumerate(images):
         nbytes, out, t_enc, t_dec = codec(img)
         row = {"bpp": 8.0 * nbytes / (img.shape[0] * img.shape[1]), "psnr": psnr(img, out),
                "msssim": msssim(img, out), "enc_s": t_enc, "dec_s": t_dec}
         if embed is not None:
-            e = embed.embed([img, out])
-            row["semantic"] = float(np.dot(e[0], e[1]))
+            row["semantic"] = float(np.dot(sources[i], embed.embed([out])[0]))
         rows.append(row)
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
@@ -206,15 +207,16 @@ def main(argv: list[str]) -> int:
     named = held_out_images()
     images = [to_width(n.image, WIDTH) for n in named]
     embed, embed_src = load_embedder()
+    sources = embed.embed(images) if embed is not None else None
     results, settings = {}, {}
-    results["tokenizer"] = [measure(lambda im, r=rp: tokenizer_codec(tok, r, im), images, embed)
+    results["tokenizer"] = [measure(lambda im, r=rp: tokenizer_codec(tok, r, im), images, embed, sources)
                             for rp in range(len(tok.rate_points))]
     settings["tokenizer"] = [f"rp{r.index} {r.name}" for r in tok.rate_points]
-    results["jpeg"] = [measure(lambda im, q=q: pil_codec("JPEG", im, q), images, embed) for q in JPEG_Q]
+    results["jpeg"] = [measure(lambda im, q=q: pil_codec("JPEG", im, q), images, embed, sources) for q in JPEG_Q]
     settings["jpeg"] = [f"q{q}" for q in JPEG_Q]
-    results["webp"] = [measure(lambda im, q=q: pil_codec("WEBP", im, q), images, embed) for q in WEBP_Q]
+    results["webp"] = [measure(lambda im, q=q: pil_codec("WEBP", im, q), images, embed, sources) for q in WEBP_Q]
     settings["webp"] = [f"q{q}" for q in WEBP_Q]
-    results["av1"] = [measure(lambda im, c=c: av1_intra(im, c), images, embed) for c in AV1_CRF]
+    results["av1"] = [measure(lambda im, c=c: av1_intra(im, c), images, embed, sources) for c in AV1_CRF]
     settings["av1"] = [f"crf{c}" for c in AV1_CRF]
 
     floor = []
