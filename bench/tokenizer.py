@@ -45,17 +45,11 @@ def msssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def load_embedder():
-    """The lite semantic embedder (registry's lite profile, else the lite engine directly); None when unavailable."""
-    try:
-        from m3cvcav.engines.registry import load_profile
+    """The lite profile's semantic embedder; None when it cannot be loaded here."""
+    from m3cvcav.engines.registry import load_profile
 
+    try:
         return load_profile("lite").engine("embedder"), "registry lite profile"
-    except Exception:  # the registry may be absent or fail: fall back to the engine itself
-        pass
-    try:
-        from m3cvcav.engines.lite import load_embedder as lite
-
-        return lite({"model_id": 0}), "m3cvcav.engines.lite.LiteEmbedder"
     except Exception as err:
         return None, f"unavailable ({type(err).__name__}: {err})"
 
