@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from m3cvcav.errors import ModelError
 
@@ -87,7 +87,7 @@ def load_codebook(path: str | os.PathLike) -> Codebook:
     try:
         with safe_open(str(path), framework="numpy") as fh:
             meta = fh.metadata() or {}
-        arrays = load_file(str(path))
+            arrays = {key: fh.get_tensor(key) for key in fh.keys()}
         if "codebook" in arrays:
             levels = np.asarray(arrays.pop("codebook"), dtype=np.float32)
             levels = levels[None] if levels.ndim == 2 else levels
