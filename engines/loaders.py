@@ -69,7 +69,8 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
     kwargs["trust_remote_code"] = bool(kwargs.get("trust_remote_code", False))
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     local = Path(source).expanduser()
-    if _looks_like_path(source):
+    is_local = _looks_like_path(source)
+    if is_local:
         if not local.is_dir():
             raise _missing(source, None, role, profile, "no such local folder", local=True)
         target, revision = str(local), None
@@ -81,7 +82,6 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
     try:
         return load(target, **kwargs)
     except _not_found_errors() as err:
-        is_local = _looks_like_path(source)
         raise _missing(source, revision, role, profile, _reason(err, local=is_local), local=is_local) from err
 
 
