@@ -1,6 +1,7 @@
 """Codebook-only training over a frozen diffusers ``AutoencoderKL``'s latents (the ``m3cvc`` profile's K*).
 
-The VAE encodes random crops of the training pool; its latent means (times the VAE's ``scaling_factor``) are
+The VAE encodes random crops of the training pool; its latent means, normalised as the m3cvc runtime does
+(``(mean - shift_factor) * scaling_factor``, ``engines.m3cvc.vae``), are
 quantised by a residual EMA codebook (same quantiser as the lite tokenizer, dead codes re-seeded). Output: ``codebook.safetensors``
 with ``quantizer.levels.<l>.embed`` and metadata naming the VAE; checkpoints are resumable like the full training.
 """
@@ -60,6 +61,7 @@ def train_codebook(opts: CodebookOptions) -> Path:
     torch.manual_seed(opts.seed)
     vae = load_vae(opts.vae, opts.device)
     scale = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
     cfg = NetConfig(latent_dim=int(vae.config.latent_channels), vocab=opts.vocab, levels=opts.levels)
     vq = ResidualVQ(cfg).to(opts.device).train()
     pool = opts.pool if opts.pool is not None else load_pool(opts.out / "pool.npz")
@@ -89,7 +91,7 @@ def train_codebook(opts: CodebookOptions) -> Path:
     while step < opts.steps:
         x = torch.from_numpy(sampler.batch(opts.batch)).to(opts.device)
         with torch.no_grad():
-            z = vae.encode(x * 2.0 - 1.0).latent_dist.mean * scale
+            z = (vae.encode(x * 2.0 - 1.0).latent_dist.mean - shift) * scale
         dead_below = 0.03 if step < 0.8 * opts.steps else 0.0
         quantised, indices, commit, reseeded = vq.quantize(z, gen, dead_below)
         rel = float((torch.stack(quantised).sum(0) - z).pow(2).mean() / z.pow(2).mean().clamp_min(1e-12))
@@ -109,6 +111,6 @@ def train_codebook(opts: CodebookOptions) -> Path:
     tmp = dst.with_name(dst.name + ".tmp")
     save_file({f"quantizer.levels.{i}.embed": q.embed.detach().cpu().contiguous() for i, q in enumerate(vq.levels)},
               str(tmp), metadata={"config": json.dumps(cfg.to_dict()), "vae": opts.vae,
-                                  "scaling_factor": str(scale), "steps": str(step)})
+                                  "scaling_factor": str(scale), "shift_factor": str(shift), "steps": str(step)})
     tmp.replace(dst)
     return dst
