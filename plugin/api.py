@@ -309,9 +309,9 @@ class Decoder:
             name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)
             self.engines = engines_for(name, engine, offload)
             check_mode(self.engines, mode)
-            self.engines.profile.verify(self.header.models)
             self.generate = Generate(profile=self.engines, mode=mode)
             self.generate.configure(self.header)
+            self.engines.profile.verify(self.header.models)  # after configure: reuses the engines it built
         except BaseException:
             self.reader.close()
             raise
