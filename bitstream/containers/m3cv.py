@@ -61,8 +61,18 @@ class M3cvWriter(StreamWriter):
         self._offset += len(data)
 
     def write_segment(self, segment: Segment) -> None:
-        self._index.append((self._offset, segment.header.first_pts))
-        self._emit(pack_packet(encode_segment(segment), segment.header.first_pts, FLAG_KEY))
+        self._write(encode_segment(segment), segment.header.first_pts)
+
+    def write_packet(self, packet: bytes) -> None:
+        """Append an already-coded segment packet as is (e.g. stitched from chunks; plugin/parallel.py)."""
+        head = peek_segment_header(packet)
+        if head is None:
+            raise BitstreamError("write_packet: the packet does not start with an intact segment header")
+        self._write(packet, head.first_pts)
+
+    def _write(self, packet: bytes, first_pts: int) -> None:
+        self._index.append((self._offset, first_pts))
+        self._emit(pack_packet(packet, first_pts, FLAG_KEY))
         if self.out.tmp is None:  # a caller's stream (e.g. a pipe): hand each segment on as soon as it is written
             self.out.file.flush()
 

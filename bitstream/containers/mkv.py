@@ -14,7 +14,7 @@ from m3cvcav import __version__
 from m3cvcav.errors import BitstreamError
 from m3cvcav.log import get_logger
 
-from ..units import Segment, SequenceHeader, encode_segment, encode_sequence_header
+from ..units import Segment, SequenceHeader, decode_segment, encode_segment, encode_sequence_header
 from . import ebml as E
 from .base import AtomicOutput, StreamWriter
 
@@ -144,7 +144,14 @@ class MkvWriter(StreamWriter):
         encode_sequence_header(header)  # validates the header now, not at close
 
     def write_segment(self, segment: Segment) -> None:
-        packet = encode_segment(segment)
+        self._write(encode_segment(segment), segment)
+
+    def write_packet(self, packet: bytes) -> None:
+        """Append an already-coded segment packet as is (e.g. stitched from chunks; plugin/parallel.py); it is parsed
+        for its timestamps and descriptions, never re-encoded."""
+        self._write(packet, decode_segment(packet))
+
+    def _write(self, packet: bytes, segment: Segment) -> None:
         times = [to_ms(p, self.header.time_base) for p in segment.pts(self.header)]
         for i, ms in enumerate(times):
             self._blocks.append(_Block(ms, VIDEO_TRACK, packet if i == 0 else CONTINUATION, i == 0))
