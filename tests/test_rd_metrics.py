@@ -87,7 +87,7 @@ def test_probe_says_why_optional_metrics_are_missing():
     assert avail.not_computed["semantic"] == "disabled with --no-semantic"
     for name in ("lpips", "dists"):
         assert "weights" in avail.not_computed[name]
-    assert ("vmaf" in avail.not_computed) == (avail.vmaf_ffmpeg is None)
+    assert ("vmaf" in avail.not_computed) != avail.vmaf and ("vmaf_neg" in avail.not_computed) != avail.vmaf
 
 
 def test_bd_rate_half_the_bits_is_minus_fifty_percent():

@@ -3,13 +3,12 @@
 Computed: PSNR-Y (on the Y' plane), PSNR-RGB and MS-SSIM (pytorch-msssim, RGB, data range 255) after the clip's stated
 Y'CbCr→RGB conversion, the lite semantic similarity (cosine of the lite profile's EfficientNet-Lite0 embeddings),
 temporal consistency (flow-warping error: decoded frame t warped to t+1 with OpenCV DIS flow measured on the source,
-MSE on [0,1] RGB over pixels that pass a forward-backward check), and VMAF / CLIP-sim when their tools are at hand.
+MSE on [0,1] RGB over pixels that pass a forward-backward check), VMAF v0.6.1 and VMAF NEG on the luma plane (vmaf-torch,
+in process: ``vmaf.py``), the frozen-frame count, and CLIP-sim when its weights are at hand.
 """
 from __future__ import annotations
 
 import functools
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,10 +17,17 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim
 
+from . import vmaf
 from .colour import Colour, yuv420_to_rgb
 
-HIGHER_IS_BETTER = {"psnr_y": True, "psnr_rgb": True, "ms_ssim": True, "semantic": True, "warp_err": False,
-                    "vmaf": True, "clip_sim": True}
+HIGHER_IS_BETTER = {"psnr_y": True, "psnr_rgb": True, "ms_ssim": True, "vmaf": True, "vmaf_neg": True,
+                    "semantic": True, "warp_err": False, "clip_sim": True}
+# Metrics read against the source's own value (a still or blurred output can beat the source): drawn with it, never
+# headlined as a BD figure.
+REFERENCE_RELATIVE = ("warp_err",)
+# Frozen frame: the decoded frame equals its predecessor (mean |Δluma| < FROZEN_DECODED) while the source moves
+# (mean |Δluma| > SOURCE_MOVES), both on 8-bit luma.
+FROZEN_DECODED, SOURCE_MOVES = 0.3, 1.5
 PSNR_CAP = 100.0
 CLIP_MODEL = "openai/clip-vit-base-patch32"
 
@@ -100,7 +106,7 @@ class Availability:
     not_computed: dict[str, str] = field(default_factory=dict)
     embed: Callable[[list[np.ndarray]], np.ndarray] | None = None
     clip_embed: Callable[[list[np.ndarray]], np.ndarray] | None = None
-    vmaf_ffmpeg: str | None = None
+    vmaf: bool = False
 
 
 def _lite_embedder():
@@ -126,17 +132,8 @@ def _clip_embedder():
     return embed
 
 
-def _vmaf_ffmpeg() -> str | None:
-    """The ffmpeg command when it has libvmaf (PyAV's bundled FFmpeg is checked for the report's reason only)."""
-    ffmpeg = shutil.which("ffmpeg")
-    if not ffmpeg:
-        return None
-    filters = subprocess.run([ffmpeg, "-hide_banner", "-filters"], capture_output=True, text=True).stdout
-    return ffmpeg if "libvmaf" in filters else None
-
-
 def probe(semantic: bool = True) -> Availability:
-    """Find what is at hand: the lite embedder, CLIP weights, an FFmpeg with libvmaf; LPIPS/DISTS are not shipped."""
+    """Find what is at hand: the lite embedder, CLIP weights, vmaf-torch; LPIPS/DISTS are not shipped."""
     av_ = Availability()
     if semantic:
         try:
@@ -149,14 +146,10 @@ def probe(semantic: bool = True) -> Availability:
         av_.clip_embed = _clip_embedder()
     except Exception as exc:
         av_.not_computed["clip_sim"] = f"{type(exc).__name__}: {exc}"
-    av_.vmaf_ffmpeg = _vmaf_ffmpeg()
-    if av_.vmaf_ffmpeg is None:
-        import av.filter
-
-        in_pyav = "libvmaf" in av.filter.filters_available
-        pyav = "has it, but the harness runs VMAF through the command" if in_pyav else "neither"
-        av_.not_computed["vmaf"] = (f"the ffmpeg command has no libvmaf filter (PyAV's bundled FFmpeg: {pyav}); "
-                                    "install an FFmpeg built with --enable-libvmaf")
+    why = vmaf.missing()
+    av_.vmaf = why is None
+    if why:
+        av_.not_computed["vmaf"] = av_.not_computed["vmaf_neg"] = why
     av_.not_computed["lpips"] = ("needs the lpips package and its AlexNet/VGG ImageNet weights, which are not "
                                  "installed (the project depends on neither lpips nor torchvision; no model downloads "
                                  "at run time)")
@@ -178,7 +171,8 @@ def sample_indices(n: int, k: int | None) -> list[int]:
 @dataclass
 class Reference:
     """A source clip prepared once for all comparisons: RGB frames, flows, embeddings of the sampled frames (the
-    costly metrics — MS-SSIM, semantic, CLIP — run on ``sample``; PSNR and warp error on every frame)."""
+    costly metrics — MS-SSIM, VMAF, semantic, CLIP — run on ``sample``; PSNR, warp error and frozen frames on every
+    frame; VMAF's motion feature comes from every source frame)."""
 
     planes: list[np.ndarray]
     colour: Colour
@@ -188,6 +182,7 @@ class Reference:
     flows: list[tuple[np.ndarray, np.ndarray]] = field(init=False)
     emb: np.ndarray | None = None
     clip_emb: np.ndarray | None = None
+    motion: np.ndarray | None = None  # VMAF motion2 of the sampled frames, from the whole clip
     warp_err: float = 0.0
 
     def __post_init__(self):
@@ -195,6 +190,10 @@ class Reference:
         self.rgb = [yuv420_to_rgb(p, self.colour) for p in self.planes]
         self.flows = source_flows([p[:h] for p in self.planes])
         self.warp_err = float(np.mean(warp_errors(self.rgb, self.flows))) if self.flows else 0.0
+
+    def lumas(self) -> list[np.ndarray]:
+        h = self.planes[0].shape[0] * 2 // 3
+        return [p[:h] for p in self.planes]
 
 
 def prepare(planes: list[np.ndarray], colour: Colour, avail: Availability, path: str = "",
@@ -205,25 +204,25 @@ def prepare(planes: list[np.ndarray], colour: Colour, avail: Availability, path:
         ref.emb = np.asarray(avail.embed(picked), dtype=np.float32)
     if avail.clip_embed is not None:
         ref.clip_emb = avail.clip_embed(picked)
+    if avail.vmaf:
+        ref.motion = vmaf.motion2(ref.lumas())[ref.sample]
     return ref
 
 
-def vmaf_frames(ffmpeg: str, ref_path: str, dist_path: str) -> list[float]:
-    """Per-frame VMAF through the ffmpeg command's libvmaf filter (distorted first, reference second)."""
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        log = f"{tmp}/vmaf.json"
-        subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", dist_path, "-i", ref_path, "-lavfi",
-                        f"libvmaf=log_fmt=json:log_path={log}", "-f", "null", "-"], check=True)
-        with open(log) as f:
-            return [float(fr["metrics"]["vmaf"]) for fr in json.load(f)["frames"]]
+def frozen_frames(src: list[np.ndarray], dec: list[np.ndarray]) -> dict[str, int]:
+    """Frames t ≥ 1 where the source moves (mean |Δluma| > SOURCE_MOVES) and how many of them the decoded clip
+    freezes (its mean |Δluma| < FROZEN_DECODED): ``{"moving": m, "frozen": f}`` over H×W luma planes."""
+    moving = frozen = 0
+    for t in range(1, min(len(src), len(dec))):
+        if float(np.abs(src[t].astype(np.float32) - src[t - 1]).mean()) > SOURCE_MOVES:
+            moving += 1
+            frozen += float(np.abs(dec[t].astype(np.float32) - dec[t - 1]).mean()) < FROZEN_DECODED
+    return {"moving": moving, "frozen": frozen}
 
 
 def compare(ref: Reference, planes: list[np.ndarray], avail: Availability) -> dict[str, list[float]]:
     """Per-frame metrics of decoded ``planes`` against ``ref``: psnr_* per frame, warp_err per frame pair, ms_ssim /
-    semantic / clip_sim per frame of ``ref.sample``."""
+    vmaf / vmaf_neg / semantic / clip_sim per frame of ``ref.sample``."""
     if len(planes) != len(ref.planes) or planes[0].shape != ref.planes[0].shape:
         raise ValueError(f"decoded clip is {len(planes)} frames of {planes[0].shape}, "
                          f"source {len(ref.planes)} of {ref.planes[0].shape}")
@@ -241,15 +240,7 @@ def compare(ref: Reference, planes: list[np.ndarray], avail: Availability) -> di
         out["semantic"] = cosine_rows(ref.emb, np.asarray(avail.embed(picked), dtype=np.float32))
     if avail.clip_embed is not None and ref.clip_emb is not None:
         out["clip_sim"] = cosine_rows(ref.clip_emb, avail.clip_embed(picked))
-    if avail.vmaf_ffmpeg and ref.path:
-        import tempfile
-        from fractions import Fraction
-        from pathlib import Path
-
-        from .video import write_y4m
-
-        with tempfile.TemporaryDirectory() as tmp:
-            dist = Path(tmp) / "dist.y4m"
-            write_y4m(dist, planes, Fraction(25))
-            out["vmaf"] = vmaf_frames(avail.vmaf_ffmpeg, ref.path, str(dist))
+    if avail.vmaf and ref.motion is not None:
+        out.update(vmaf.scores([ref.planes[i][:h] for i in ref.sample], [planes[i][:h] for i in ref.sample],
+                               ref.motion))
     return out
