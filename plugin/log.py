@@ -20,8 +20,10 @@ logger = logging.getLogger("m3cvcav")
 
 
 def get_logger(name: str) -> logging.Logger:
-    """Return the child logger ``m3cvcav.<name>``."""
-    return logger.getChild(name)
+    """The child logger ``m3cvcav.<name>``; a module's ``__name__`` (``m3cvcav.bitstream.probe``) is taken relative to
+    the package, so it is not doubled."""
+    prefix = logger.name + "."
+    return logger.getChild(name[len(prefix):] if name.startswith(prefix) else name)
 
 
 def set_level(name: str) -> None:

@@ -16,6 +16,7 @@ from m3cvcav.bench.container import sequence_header, synthetic_segments
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import ebml as E
 from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.mkv import bitmapinfoheader
 from m3cvcav.bitstream.probe import probe
 from m3cvcav.errors import BitstreamError
@@ -71,12 +72,12 @@ def pcm_wav(tmp_path_factory):
     return path
 
 
-def write_mkv(path, header, segments, audio=None, seconds=None, tags=None):
+def write_mkv(path, header, segments, audio=None, seconds=None, tags=None, options=None):
     with open_writer(path, header, tags=tags) as w:
         if audio is not None:
             with av.open(str(audio)) as src:
                 stream = src.streams.audio[0]
-                w.add_audio(stream)
+                w.add_audio(stream, options)
                 for packet in src.demux(stream):
                     if seconds is not None and packet.pts is not None and packet.pts * packet.time_base >= seconds:
                         break
@@ -183,7 +184,7 @@ def test_audio_copy_keeps_packets(tmp_path, stream, media):
     header, segments = stream
     clip = media("clips/bigbuckbunny.mp4")
     path = tmp_path / "aac.mkv"
-    write_mkv(path, header, segments, audio=clip, seconds=4)
+    write_mkv(path, header, segments, audio=clip, seconds=4, options=AudioOptions("copy"))
     with av.open(str(clip)) as src:
         a = src.streams.audio[0]
         want = [bytes(p) for p in src.demux(a) if p.size and p.pts * p.time_base < 4]
@@ -228,7 +229,8 @@ def test_real_tools_read_and_remux(tmp_path, stream, media, pcm_wav):
     header, segments = stream
     for audio, codec in ((media("clips/bigbuckbunny.mp4"), "aac"), (pcm_wav, "opus")):
         path = tmp_path / f"{codec}.mkv"
-        write_mkv(path, header, segments, audio=audio, seconds=4)
+        write_mkv(path, header, segments, audio=audio, seconds=4,
+                  options=AudioOptions("copy") if codec == "aac" else None)
         info = json.loads(subprocess.run(
             ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
             capture_output=True, text=True, check=True).stdout)
@@ -257,3 +259,84 @@ def test_real_tools_read_and_remux(tmp_path, stream, media, pcm_wav):
         capture_output=True, text=True, check=True).stdout)["packets"]
     assert [(p["pts_time"], p["duration_time"]) for p in subs] == [
         (f"{s.header.first_pts / FPS:.6f}", f"{s.header.frame_count / FPS:.6f}") for s in segments]
+
+
+class _Pipe:
+    """A write-only, non-seekable stream like a pipe, keeping what was written (in order) for the test."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_streams_clusters_to_a_pipe(tmp_path, stream):
+    header, segments = stream
+    pipe = _Pipe()
+    w = open_writer(pipe, header, container="mkv")
+    sizes = []
+    for s in segments:
+        w.write_segment(s)
+        sizes.append(len(pipe.data))
+    # Each segment's cluster is on the pipe before the next segment is written (no audio to wait for).
+    assert sizes == sorted(set(sizes)) and all(U.encode_segment(s) in bytes(pipe.data[:n])
+                                               for s, n in zip(segments, sizes))
+    w.close()
+    assert bytes(pipe.data[4 + len(E.ebml_header()):][:8]) == E.UNKNOWN_SIZE  # a pipe: Segment of unknown size
+    path = tmp_path / "piped.mkv"
+    path.write_bytes(bytes(pipe.data))
+    with open_reader(path) as r:
+        assert list(r.segments()) == segments
+    with av.open(str(path)) as c:  # FFmpeg reads it too
+        assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == 96
+
+
+def test_a_crash_keeps_the_finished_clusters(tmp_path, stream):
+    header, segments = stream
+    w = open_writer(tmp_path / "crash.mkv", header)
+    for s in segments[:2]:
+        w.write_segment(s)
+    partial = tmp_path / "copy.mkv"
+    partial.write_bytes(w.out.tmp.read_bytes())  # what a killed process leaves in its temporary file
+    w.abort()
+    assert not list(tmp_path.glob(".*.part*")) and not (tmp_path / "crash.mkv").exists()
+    with open_reader(partial) as r:
+        assert list(r.segments()) == segments[:2]
+
+
+def test_audio_options_encode(tmp_path, stream, media):
+    header, segments = stream
+    clip = media("clips/bigbuckbunny.mp4")
+    for options, codec, channels, rate in ((None, "opus", 2, 48000), (AudioOptions("aac", 48000, 1, 44100), "aac", 1,
+                                                                     44100)):
+        path = tmp_path / f"{codec}.mkv"
+        write_mkv(path, header, segments, audio=clip, seconds=4, options=options)
+        with av.open(str(path)) as mkv:
+            a = mkv.streams.audio[0]
+            assert (a.codec_context.name, a.codec_context.channels, a.codec_context.sample_rate) == \
+                (codec, channels, rate)
+            packets = [p for p in mkv.demux(a) if p.size]
+            size = sum(p.size for p in packets)
+            samples = sum(f.samples for p in packets for f in p.decode())
+        assert abs(samples / rate - 4) < 0.1
+        target = 24000 if options is None else 48000
+        assert size * 8 / 4 < 1.3 * target  # the rate asked for (default: Opus 24 kbit/s), not the source's 385k
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(codec="nosuch"), "no such audio encoder"),
+                                             (dict(codec="libx264"), "video encoder"),
+                                             (dict(codec="copy", bitrate=32000), "need an encoder"),
+                                             (dict(channels=0), "-ac 0")])
+def test_bad_audio_options(kwargs, message):
+    from m3cvcav.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        AudioOptions(**kwargs)

@@ -1,13 +1,12 @@
 """What both containers share: atomic output, the writer/reader base classes, segment decoding with corruption reports."""
 from __future__ import annotations
 
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from m3cvcav.atomic import AtomicPath
 from m3cvcav.errors import BitstreamError, OutputError
 from m3cvcav.log import get_logger
 
@@ -17,17 +16,23 @@ log = get_logger(__name__)
 
 
 class AtomicOutput:
-    """A path written through a temp file renamed on ``commit()``, or a caller's binary stream written as is."""
+    """A path written through :class:`m3cvcav.atomic.AtomicPath` (renamed on ``commit()``), or a caller's binary
+    stream written as is. ``written`` counts the bytes handed to ``write``."""
 
     def __init__(self, dst: str | Path | BinaryIO):
         if isinstance(dst, (str, Path)):
             self.path: Path | None = Path(dst)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent or ".")
-            self.tmp: Path | None = Path(tmp)
-            self.file: BinaryIO = os.fdopen(fd, "wb")
+            self._atomic: AtomicPath | None = AtomicPath(self.path)
+            self.tmp: Path | None = self._atomic.tmp
+            self.file: BinaryIO = self._atomic.open()
         else:
-            self.path = self.tmp = None
+            self.path = self.tmp = self._atomic = None
             self.file = dst
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.written += len(data)
 
     @property
     def seekable(self) -> bool:
@@ -37,23 +42,23 @@ class AtomicOutput:
             return False
 
     def commit(self) -> None:
-        if self.tmp is None:
+        if self._atomic is None:
             self.file.flush()
             return
         try:
             self.file.close()
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp made it private; give it the usual permissions
-            os.replace(self.tmp, self.path)
         except OSError as err:
             self.abort()
             raise OutputError(f"cannot write {self.path}: {err.strerror}; check the folder and free space") from None
+        self._atomic.commit()
 
     def abort(self) -> None:
-        if self.tmp is not None:
-            self.file.close()
-            self.tmp.unlink(missing_ok=True)
+        if self._atomic is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass  # a full disk fails the close too; removing the file is what matters
+            self._atomic.abort()
 
 
 class StreamWriter(ABC):
@@ -64,12 +69,18 @@ class StreamWriter(ABC):
     def __init__(self, out: AtomicOutput, header: SequenceHeader, tags: dict[str, str] | None):
         self.out, self.header, self.tags = out, header, dict(tags or {})
         self._closed = False
+        self.video_bytes = 0  # bytes of the video track's packets so far: what ffprobe -show_packets sums for it
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the whole output so far (headers, video, audio, subtitles, index)."""
+        return self.out.written
 
     @abstractmethod
     def write_segment(self, segment: Segment) -> None:
         """Append one segment (its packet, and in Matroska its frames' blocks and subtitle)."""
 
-    def add_audio(self, stream) -> int:
+    def add_audio(self, stream, options=None) -> int:
         log.warning("the %s container carries no audio: the audio track is dropped (use .mkv to keep it)",
                     self.container)
         return -1

@@ -27,6 +27,9 @@ CUES, CUE_POINT, CUE_TIME, CUE_TRACK_POSITIONS, CUE_TRACK, CUE_CLUSTER_POSITION 
 TAGS, TAG, TARGETS, TARGET_TYPE_VALUE, SIMPLE_TAG, TAG_NAME, TAG_STRING = (
     0x1254C367, 0x7373, 0x63C0, 0x68CA, 0x67C8, 0x45A3, 0x4487)
 
+VOID = 0xEC
+UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"  # an 8-byte data size of "unknown" (a Segment still being written)
+
 TRACK_VIDEO, TRACK_AUDIO, TRACK_SUBTITLE = 1, 2, 0x11
 
 
@@ -52,6 +55,14 @@ def element(element_id: int, data: bytes) -> bytes:
 
 def master(element_id: int, *children: bytes) -> bytes:
     return element(element_id, b"".join(children))
+
+
+def void(total: int) -> bytes:
+    """A Void element of exactly ``total`` bytes (at least 2): space reserved for an element patched later."""
+    if total < 2:
+        raise ValueError(f"a Void element needs at least 2 bytes, not {total}")
+    width = 1 if total - 2 < 127 else 8
+    return encode_id(VOID) + encode_size(total - 1 - width, width) + bytes(total - 1 - width)
 
 
 def uint(element_id: int, value: int, width: int | None = None) -> bytes:

@@ -57,7 +57,7 @@ class M3cvWriter(StreamWriter):
         self._emit(MAGIC + encode_sequence_header(header))
 
     def _emit(self, data: bytes) -> None:
-        self.out.file.write(data)
+        self.out.write(data)
         self._offset += len(data)
 
     def write_segment(self, segment: Segment) -> None:
@@ -72,6 +72,7 @@ class M3cvWriter(StreamWriter):
 
     def _write(self, packet: bytes, first_pts: int) -> None:
         self._index.append((self._offset, first_pts))
+        self.video_bytes += len(packet)
         self._emit(pack_packet(packet, first_pts, FLAG_KEY))
         if self.out.tmp is None:  # a caller's stream (e.g. a pipe): hand each segment on as soon as it is written
             self.out.file.flush()

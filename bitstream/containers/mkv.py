@@ -1,8 +1,11 @@
 """Matroska writer for m3cvc streams (docs/bitstream.md §8), built on the small EBML writer in ``ebml``.
 
 One SimpleBlock per frame (the segment packet in the keyframe block, a 1-byte continuation marker in the others), an
-S_TEXT/UTF8 track with the descriptions, audio copied or transcoded to Opus, Cues, SeekHead, Info with Duration, Tags.
-Blocks are collected while writing and laid out, interleaved by time, on ``close()``.
+S_TEXT/UTF8 track with the descriptions, audio copied or encoded (Opus 24 kbit/s by default: ``audio.py``), Tags.
+Streamed like FFmpeg's matroskaenc: the header goes out with the first data, and each cluster as soon as the audio up
+to its end has arrived (at most one segment behind), so a pipe receives the stream as it is made and a crash keeps
+every finished cluster. When the output is seekable, ``close()`` appends Cues and patches the Segment size, the
+SeekHead and Info's Duration (reserved at the start); a pipe gets an unknown-size Segment without them.
 """
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from m3cvcav import __version__
-from m3cvcav.errors import BitstreamError
+from m3cvcav.errors import BitstreamError, UsageError
 from m3cvcav.log import get_logger
 
 from ..units import Segment, SequenceHeader, decode_segment, encode_segment, encode_sequence_header
 from . import ebml as E
+from .audio import AudioConverter, AudioOptions, configure_encoder
 from .base import AtomicOutput, StreamWriter
 
 log = get_logger(__name__)
@@ -35,6 +39,8 @@ COPY_CODECS = {
     "ac3": ("A_AC3", lambda x: b""),
 }
 NEEDS_PRIVATE = ("aac", "opus", "flac")
+# Encoders whose packets Matroska takes -> the codec name of COPY_CODECS they produce.
+ENCODERS = {"libopus": "opus", "opus": "opus", "aac": "aac", "flac": "flac", "libmp3lame": "mp3", "ac3": "ac3"}
 OPUS_RATE = 48000
 OPUS_PRE_ROLL_NS = 80_000_000
 
@@ -59,33 +65,35 @@ class _Block:
 
 
 class _AudioTrack:
-    """One audio track: copies packets, or decodes and re-encodes them to Opus."""
+    """One audio track: copies packets, or decodes and re-encodes them (``AudioOptions``; Opus for what Matroska does
+    not take as is)."""
 
-    def __init__(self, number: int, stream):
+    def __init__(self, number: int, stream, options: AudioOptions):
+        import av
+
         self.number = number
         ctx = stream.codec_context
         # AAC, Opus and FLAC need their codec configuration as CodecPrivate (ADTS AAC without one is re-encoded).
-        self.copy = ctx.name in COPY_CODECS and (bool(ctx.extradata) or ctx.name not in NEEDS_PRIVATE)
+        copyable = ctx.name in COPY_CODECS and (bool(ctx.extradata) or ctx.name not in NEEDS_PRIVATE)
+        self.copy = options.codec == "copy" and copyable
         self.sample_rate, self.channels = ctx.sample_rate, ctx.channels
         if self.copy:
             self.codec_id, make_private = COPY_CODECS[ctx.name]
             self.private = make_private(bytes(ctx.extradata or b""))
             return
-        import av
-
-        log.info("audio codec %s is not carried by Matroska as is: transcoding it to Opus", ctx.name)
-        self.decoder = ctx
-        self.channels = min(2, max(1, ctx.channels))
-        layout = "stereo" if self.channels == 2 else "mono"
-        enc = av.CodecContext.create("libopus", "w")
-        enc.sample_rate, enc.layout, enc.format = OPUS_RATE, layout, "s16"
-        enc.bit_rate = 32000 * self.channels
-        enc.time_base = Fraction(1, OPUS_RATE)
-        enc.open()
-        self.encoder = enc
-        self.resampler = av.AudioResampler(format="s16", layout=layout, rate=OPUS_RATE, frame_size=enc.frame_size)
-        self.codec_id, self.private, self.sample_rate = "A_OPUS", bytes(enc.extradata or b""), OPUS_RATE
-        self._next_pts = None
+        if options.codec == "copy":
+            log.info("audio codec %s is not carried by Matroska as is: encoding it to Opus", ctx.name)
+            options = AudioOptions(channels=min(2, max(1, ctx.channels))).for_low_rate(ctx)
+        if options.codec not in ENCODERS:
+            raise UsageError(f"-c:a {options.codec}: Matroska output here takes {', '.join(sorted(ENCODERS))} or copy")
+        enc = av.CodecContext.create(options.codec, "w")
+        configure_encoder(enc, ctx, options)
+        self.converter = AudioConverter(stream, enc)
+        self.codec_id, make_private = COPY_CODECS[ENCODERS[options.codec]]
+        self.private = make_private(bytes(enc.extradata or b""))
+        self.sample_rate, self.channels = enc.sample_rate, enc.channels
+        log.log(15, "audio: %s %d Hz %d channel(s) -> %s %d Hz %d channel(s) at %s bit/s", ctx.name, ctx.sample_rate,
+                ctx.channels, options.codec, enc.sample_rate, enc.channels, enc.bit_rate or "default")
 
     def entry(self) -> bytes:
         children = [E.uint(E.TRACK_NUMBER, self.number), E.uint(E.TRACK_UID, 0x4D330000 + self.number),
@@ -101,33 +109,20 @@ class _AudioTrack:
         return E.master(E.TRACK_ENTRY, *children)
 
     def blocks(self, packet) -> list[_Block]:
+        if packet.size == 0:  # a demuxer's flush packet: a converter is drained in flush()
+            return []
         if self.copy:
-            if packet.size == 0 or (packet.pts is None and packet.dts is None):
+            if packet.pts is None and packet.dts is None:
                 return []
             ts = packet.pts if packet.pts is not None else packet.dts
             return [_Block(to_ms(ts, packet.time_base), self.number, bytes(packet), True)]
-        if packet.size == 0:  # a demuxer's flush packet: the decoder is drained in flush()
-            return []
-        frames = self.decoder.decode(packet)
-        return self._encode([r for f in frames for r in self.resampler.resample(f)])
+        return self._blocks(self.converter.convert(packet))
 
     def flush(self) -> list[_Block]:
-        if self.copy:
-            return []
-        frames = [r for f in self.decoder.decode(None) for r in self.resampler.resample(f)]
-        return self._encode(frames + list(self.resampler.resample(None)), flush=True)
+        return [] if self.copy else self._blocks(self.converter.convert(None))
 
-    def _encode(self, frames, flush: bool = False) -> list[_Block]:
-        out = []
-        for frame in frames:
-            if self._next_pts is None:
-                self._next_pts = int(frame.pts * frame.time_base * OPUS_RATE) if frame.pts is not None else 0
-            frame.pts, frame.time_base = self._next_pts, Fraction(1, OPUS_RATE)
-            self._next_pts += frame.samples
-            out += self.encoder.encode(frame)
-        if flush:
-            out += self.encoder.encode(None)
-        return [_Block(to_ms(p.pts, p.time_base), self.number, bytes(p), True) for p in out if p.size]
+    def _blocks(self, packets) -> list[_Block]:
+        return [_Block(to_ms(p.pts, p.time_base), self.number, bytes(p), True) for p in packets]
 
 
 class MkvWriter(StreamWriter):
@@ -135,14 +130,18 @@ class MkvWriter(StreamWriter):
 
     def __init__(self, out: AtomicOutput, header: SequenceHeader, tags: dict[str, str] | None):
         super().__init__(out, header, tags)
-        self._blocks: list[_Block] = []
-        self._subtitles: list[_Block] = []
+        self._pending: list[_Block] = []  # blocks not yet in a cluster (audio may still come before them)
         self._audio: list[_AudioTrack] = []
         self._by_stream: dict[int, _AudioTrack] = {}
         self._end_ms = 0
         self._frame_ns = round(Fraction(10 ** 9) / header.fps)
+        self._subtitle_track = 0
+        self._base = -1  # file position of the Segment's data (positions in SeekHead and Cues are relative to it)
+        self._patch: dict[str, int] = {}  # file positions of what close() patches when the output is seekable
+        self._cues: list[tuple[int, int]] = []
         encode_sequence_header(header)  # validates the header now, not at close
 
+    # -- data ------------------------------------------------------------------------------------------------------
     def write_segment(self, segment: Segment) -> None:
         self._write(encode_segment(segment), segment)
 
@@ -153,16 +152,27 @@ class MkvWriter(StreamWriter):
 
     def _write(self, packet: bytes, segment: Segment) -> None:
         times = [to_ms(p, self.header.time_base) for p in segment.pts(self.header)]
-        for i, ms in enumerate(times):
-            self._blocks.append(_Block(ms, VIDEO_TRACK, packet if i == 0 else CONTINUATION, i == 0))
+        blocks = [_Block(ms, VIDEO_TRACK, packet if i == 0 else CONTINUATION, i == 0) for i, ms in enumerate(times)]
+        self.video_bytes += len(packet) + (len(times) - 1) * len(CONTINUATION)
         end = times[-1] + round(Fraction(self._frame_ns, 10 ** 6))
         self._end_ms = max(self._end_ms, end)
         text = "\n".join(t for t in (segment.frame_text, segment.clip_text) if t)
         if text:
-            self._subtitles.append(_Block(times[0], 0, text.encode("utf-8"), True, max(1, end - times[0])))
+            blocks.append(_Block(times[0], -1, text.encode("utf-8"), True, max(1, end - times[0])))
+        # Audio already received up to this segment's start completes the clusters before it.
+        self._write_clusters([b for b in self._pending if b.ms < times[0]] if self._audio else self._pending)
+        self._pending = ([b for b in self._pending if b.ms >= times[0]] if self._audio else []) + blocks
+        if not self._audio:
+            self._write_clusters(self._pending)
+            self._pending = []
 
-    def add_audio(self, stream) -> int:
-        track = _AudioTrack(VIDEO_TRACK + 1 + len(self._audio), stream)
+    def add_audio(self, stream, options: AudioOptions | None = None) -> int:
+        """Add an audio track for ``stream`` before the first segment: copied (``AudioOptions("copy")``) or encoded
+        (default: Opus 24 kbit/s, at most stereo; see ``audio.py``)."""
+        if self._base >= 0:
+            raise BitstreamError("add_audio after the first segment: add every audio track before writing video")
+        options = (options or AudioOptions()).for_low_rate(stream.codec_context)
+        track = _AudioTrack(VIDEO_TRACK + 1 + len(self._audio), stream, options)
         self._audio.append(track)
         self._by_stream[stream.index] = track
         return track.number
@@ -175,12 +185,12 @@ class MkvWriter(StreamWriter):
         self._add_audio_blocks(track.blocks(packet))
 
     def _add_audio_blocks(self, blocks: list[_Block]) -> None:
-        self._blocks += blocks
+        self._pending += blocks
         for b in blocks:
             self._end_ms = max(self._end_ms, b.ms)
 
     # -- layout ----------------------------------------------------------------------------------------------------
-    def _tracks(self, subtitle_track: int | None) -> bytes:
+    def _tracks(self) -> bytes:
         h = self.header
         c = h.color
         video = E.master(
@@ -192,13 +202,12 @@ class MkvWriter(StreamWriter):
                      E.master(E.COLOUR, E.uint(E.MATRIX_COEFFICIENTS, c.matrix),
                               E.uint(E.RANGE, 2 if c.full_range else 1),
                               E.uint(E.TRANSFER_CHARACTERISTICS, c.transfer), E.uint(E.PRIMARIES, c.primaries))))
-        entries = [video] + [a.entry() for a in self._audio]
-        if subtitle_track is not None:
-            entries.append(E.master(
-                E.TRACK_ENTRY, E.uint(E.TRACK_NUMBER, subtitle_track), E.uint(E.TRACK_UID, 0x4D330000 + subtitle_track),
-                E.uint(E.TRACK_TYPE, E.TRACK_SUBTITLE), E.uint(E.FLAG_LACING, 0), E.string(E.CODEC_ID, "S_TEXT/UTF8"),
-                E.string(E.NAME, "m3cvc descriptions"), E.string(E.LANGUAGE, "eng")))
-        return E.master(E.TRACKS, *entries)
+        n = self._subtitle_track
+        subtitles = E.master(
+            E.TRACK_ENTRY, E.uint(E.TRACK_NUMBER, n), E.uint(E.TRACK_UID, 0x4D330000 + n),
+            E.uint(E.TRACK_TYPE, E.TRACK_SUBTITLE), E.uint(E.FLAG_LACING, 0), E.string(E.CODEC_ID, "S_TEXT/UTF8"),
+            E.string(E.NAME, "m3cvc descriptions"), E.string(E.LANGUAGE, "eng"))
+        return E.master(E.TRACKS, video, *(a.entry() for a in self._audio), subtitles)
 
     def _tags(self) -> bytes:
         tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE_ID": str(self.header.profile_id),
@@ -207,19 +216,53 @@ class MkvWriter(StreamWriter):
         simple = [E.master(E.SIMPLE_TAG, E.string(E.TAG_NAME, k), E.string(E.TAG_STRING, v)) for k, v in tags.items()]
         return E.master(E.TAGS, E.master(E.TAG, E.master(E.TARGETS, E.uint(E.TARGET_TYPE_VALUE, 50)), *simple))
 
-    def _clusters(self, blocks: list[_Block], base: int) -> tuple[list[bytes], list[tuple[int, int]]]:
-        """Clusters (each starting at a video keyframe or after CLUSTER_MAX_MS) and the (ms, position) cue points."""
-        clusters: list[bytes] = []
-        cues: list[tuple[int, int]] = []
+    @staticmethod
+    def _seek_head(positions: list[tuple[int, int]]) -> bytes:
+        return E.master(E.SEEK_HEAD, *(E.master(E.SEEK, E.element(E.SEEK_ID, E.encode_id(i)),
+                                                E.uint(E.SEEK_POSITION, p, width=8)) for i, p in positions))
+
+    def _position(self) -> int:
+        return self._start + self.out.written
+
+    def _write_header(self) -> None:
+        """EBML header, Segment (unknown size), SeekHead (+ room for Cues), Info, Tracks, Tags."""
+        self._start = self.out.file.tell() if self.out.seekable else 0
+        self._subtitle_track = VIDEO_TRACK + 1 + len(self._audio)
+        self.out.write(E.ebml_header() + E.encode_id(E.SEGMENT))
+        self._patch["size"] = self._position()
+        self.out.write(E.UNKNOWN_SIZE)
+        self._base = self._position()
+        info_children = [E.uint(E.TIMESTAMP_SCALE, 1_000_000), E.string(E.MUXING_APP, f"m3cvcav {__version__}"),
+                         E.string(E.WRITING_APP, f"m3cvcav {__version__}")]
+        duration = E.double(E.DURATION, 0.0)
+        if self.out.seekable:  # patched on close; a pipe's stream has no known duration
+            info_children.append(duration)
+        info, tracks, tags = E.master(E.INFO, *info_children), self._tracks(), self._tags()
+        room = len(self._seek_head([(E.INFO, 0), (E.TRACKS, 0), (E.TAGS, 0), (E.CUES, 0)]))
+        info_pos = room
+        self._known = [(E.INFO, info_pos), (E.TRACKS, info_pos + len(info)),
+                       (E.TAGS, info_pos + len(info) + len(tracks))]
+        head = self._seek_head(self._known)
+        self._patch["seek_head"] = self._position()
+        self.out.write(head + E.void(room - len(head)))
+        if self.out.seekable:
+            self._patch["duration"] = self._position() + len(info) - len(duration) + 3  # the double after id + size
+        self.out.write(info + tracks + tags)
+
+    def _write_clusters(self, blocks: list[_Block]) -> None:
+        """Write ``blocks`` (sorted by time) as clusters, each starting at a video keyframe or after CLUSTER_MAX_MS."""
+        if self._base < 0:
+            self._write_header()
+        if not blocks:
+            return
+        order = {VIDEO_TRACK: 0}
+        blocks = sorted(blocks, key=lambda b: (b.ms, order.get(b.track, 1 + (b.duration_ms is not None))))
         current: list[bytes] = []
         start = 0
-        pos = base
 
         def close() -> None:
-            nonlocal pos
             if current:
-                clusters.append(E.master(E.CLUSTER, E.uint(E.TIMESTAMP, start), *current))
-                pos += len(clusters[-1])
+                self.out.write(E.master(E.CLUSTER, E.uint(E.TIMESTAMP, start), *current))
 
         for b in blocks:
             video_key = b.track == VIDEO_TRACK and b.key
@@ -227,46 +270,36 @@ class MkvWriter(StreamWriter):
                 close()
                 current, start = [], max(0, b.ms)
                 if video_key:
-                    cues.append((b.ms, pos))
-            flags = 0x80 if b.key else 0
+                    self._cues.append((b.ms, self._position() - self._base))
+            track = self._subtitle_track if b.track == -1 else b.track
             if b.duration_ms is None:
-                current.append(E.element(E.SIMPLE_BLOCK, E.block_payload(b.track, b.ms - start, flags, b.data)))
+                current.append(E.element(E.SIMPLE_BLOCK, E.block_payload(track, b.ms - start, 0x80 if b.key else 0,
+                                                                          b.data)))
             else:
-                current.append(E.master(E.BLOCK_GROUP, E.element(E.BLOCK, E.block_payload(b.track, b.ms - start, 0,
+                current.append(E.master(E.BLOCK_GROUP, E.element(E.BLOCK, E.block_payload(track, b.ms - start, 0,
                                                                                              b.data)),
                                         E.uint(E.BLOCK_DURATION, b.duration_ms)))
         close()
-        return clusters, cues
+        self.out.file.flush()  # a pipe (or a crash) gets every finished cluster
 
     def _finish(self) -> None:
         for track in self._audio:
             self._add_audio_blocks(track.flush())
-        subtitle_track = VIDEO_TRACK + 1 + len(self._audio) if self._subtitles else None
-        for s in self._subtitles:
-            s.track = subtitle_track
-        order = {VIDEO_TRACK: 0}
-        blocks = sorted(self._blocks + self._subtitles, key=lambda b: (b.ms, order.get(b.track, 1 + (b.duration_ms
-                                                                                                    is not None))))
-        info = E.master(E.INFO, E.uint(E.TIMESTAMP_SCALE, 1_000_000), E.string(E.MUXING_APP, f"m3cvcav {__version__}"),
-                        E.string(E.WRITING_APP, f"m3cvcav {__version__}"), E.double(E.DURATION, float(self._end_ms)))
-        tracks, tags = self._tracks(subtitle_track), self._tags()
-
-        def seek_head(positions: list[tuple[int, int]]) -> bytes:
-            return E.master(E.SEEK_HEAD, *(E.master(E.SEEK, E.element(E.SEEK_ID, E.encode_id(i)),
-                                                    E.uint(E.SEEK_POSITION, p, width=8)) for i, p in positions))
-
-        head_size = len(seek_head([(E.INFO, 0), (E.TRACKS, 0), (E.TAGS, 0), (E.CUES, 0)]))
-        info_pos = head_size
-        tracks_pos = info_pos + len(info)
-        tags_pos = tracks_pos + len(tracks)
-        clusters, cue_points = self._clusters(blocks, tags_pos + len(tags))
-        cues_pos = tags_pos + len(tags) + sum(len(c) for c in clusters)
-        cues = E.master(E.CUES, *(E.master(E.CUE_POINT, E.uint(E.CUE_TIME, ms), E.master(
-            E.CUE_TRACK_POSITIONS, E.uint(E.CUE_TRACK, VIDEO_TRACK), E.uint(E.CUE_CLUSTER_POSITION, pos)))
-            for ms, pos in cue_points))
-        head = seek_head([(E.INFO, info_pos), (E.TRACKS, tracks_pos), (E.TAGS, tags_pos), (E.CUES, cues_pos)])
-        body_size = cues_pos + len(cues)
+        self._write_clusters(self._pending)
+        self._pending = []
+        if not self.out.seekable:
+            return
+        cues_pos = self._position() - self._base
+        if self._cues:
+            self.out.write(E.master(E.CUES, *(E.master(E.CUE_POINT, E.uint(E.CUE_TIME, ms), E.master(
+                E.CUE_TRACK_POSITIONS, E.uint(E.CUE_TRACK, VIDEO_TRACK), E.uint(E.CUE_CLUSTER_POSITION, pos)))
+                for ms, pos in self._cues)))
+        end = self._position()
         f = self.out.file
-        f.write(E.ebml_header() + E.encode_id(E.SEGMENT) + E.encode_size(body_size, 8))
-        for part in (head, info, tracks, tags, *clusters, cues):
-            f.write(part)
+        f.seek(self._patch["size"])
+        f.write(E.encode_size(end - self._base, 8))
+        f.seek(self._patch["seek_head"])
+        f.write(self._seek_head(self._known + ([(E.CUES, cues_pos)] if self._cues else [])))
+        f.seek(self._patch["duration"])
+        f.write(struct.pack(">d", float(self._end_ms)))
+        f.seek(end)
