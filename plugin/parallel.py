@@ -1,0 +1,407 @@
+"""Encode and decode in parallel (docs/parallel.md): chunks of the input encoded independently on workers and stitched
+into one stream; runs of segments decoded on workers and their frames put back in order.
+
+The parent reads the input once (audio, -ss/-t/-frames:v and FFmpeg filters stay here), plans the chunks
+(:mod:`m3cvcav.chunks`), ships each chunk's frames to a worker (:mod:`m3cvcav.workers`), and writes the coded segments
+renumbered, in chunk order, behind one sequence header. The stream depends only on the input and the options.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.containers.base import decode_packet
+from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader, decode_sequence_header,
+                                     peek_segment_header)
+from m3cvcav.errors import BitstreamError, InputError, OutputError
+from m3cvcav.filters import pipeline
+from m3cvcav.filters.generate import Generate, check_mode
+from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
+from m3cvcav.filters.progress import ProgressCallback, Stats
+from m3cvcav.filters.sink import check_output
+from m3cvcav.log import get_logger
+
+from . import chunks, workers
+
+log = get_logger("parallel")
+
+GPU_PROFILES_DEFAULT_WORKERS = 1  # profiles whose models want a GPU each: one local worker unless told otherwise
+
+
+@dataclass
+class ChunkStats(Stats):
+    """Progress of a chunked job: the usual counters plus chunks done (of the total, when known) and retried."""
+
+    chunks_done: int = 0
+    chunks_total: int | None = None
+    retried: int = 0
+
+    def line(self) -> str:
+        total = "?" if self.chunks_total is None else str(self.chunks_total)
+        return f"{super().line()} chunks={self.chunks_done}/{total} retried={self.retried}"
+
+    def pairs(self) -> dict[str, str]:
+        return {**super().pairs(), "chunks_done": str(self.chunks_done), "chunks_retried": str(self.retried)}
+
+
+def default_workers(profile: str) -> int:
+    """One worker per core for CPU profiles; one for profiles whose models need a GPU each."""
+    return os.cpu_count() or 1 if profile == "lite" else GPU_PROFILES_DEFAULT_WORKERS
+
+
+def make_backend(n: int, cluster: str | None, profile: str):
+    """The job's workers: Ray actors with ``cluster`` (a GPU each for GPU profiles, when the cluster has GPUs),
+    else ``n`` local processes (0: the profile's default)."""
+    if cluster:
+        return workers.make_backend(n, cluster, gpus=0.0 if profile == "lite" else -1.0)
+    return workers.make_backend(n or default_workers(profile))
+
+
+# -- worker side ----------------------------------------------------------------------------------------------------
+
+def encode_chunk(job: dict) -> dict:
+    """Worker: encode one chunk's frames (pts from 0) with the normal encoder into an in-memory .m3cv; return its
+    sequence header unit, segment packets and the engines' backends."""
+    from m3cvcav import api
+
+    images, pts, tb = job["images"], job["pts"], job["time_base"]
+
+    def frames() -> Iterator[av.VideoFrame]:
+        for image, p in zip(images, pts):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts, frame.time_base = p, tb
+            yield frame
+
+    out = io.BytesIO()
+    api.encode(frames(), out, format="m3cv", fps=job["fps"], audio=False, **job["options"])
+    out.seek(0)
+    reader = open_reader(out)
+    packets = [p for p in reader.packets() if isinstance(p, bytes)]
+    coded = sum(chunks.packet_frames(p) for p in packets)
+    if coded != len(pts):  # a worker-side mismatch is retried; the parent checks again
+        raise RuntimeError(f"chunk {job['index']}: encoded {coded} frames, the plan has {len(pts)}")
+    options = job["options"]
+    backends = api.engines_for(options.get("profile", "lite"), options.get("engine", "auto"),
+                               options.get("offload", False)).backends()
+    return {"header": reader.header_unit, "packets": packets, "backends": backends}
+
+
+def stored_chunk(job: dict) -> dict:
+    """Worker: a chunk a resumed job had already encoded (its result travels with the task)."""
+    return job["result"]
+
+
+def decode_run(job: dict) -> dict:
+    """Worker: decode a run of segment packets with the profile's generator; ``lookahead`` (the next segment, or None
+    after a scene cut or at the end) supplies the keyframe the run's last segment moves towards, as in a serial
+    decode. Returns the frames (stacked) with their pts and the number of concealed segments."""
+    from m3cvcav import api
+
+    engines = api.engines_for(job["profile"], job["engine"], job["offload"])
+    header, _ = decode_sequence_header(job["header"])
+    generate = Generate(profile=engines, mode=job["mode"])
+    generate.configure(header)
+    engines.profile.verify(header.models)
+    out: list[Frame] = []
+    for packet in job["packets"]:
+        out += generate.process(packet if isinstance(packet, CorruptSegment) else decode_packet(packet))
+    if job["lookahead"] is not None:
+        out += generate.process(decode_packet(job["lookahead"]))  # emits the held last segment, towards it
+    else:
+        out += generate.flush()
+    return {"images": np.stack([f.image for f in out]) if out else None, "pts": [f.pts for f in out],
+            "corrupt": generate.corrupt}
+
+
+# -- encode ---------------------------------------------------------------------------------------------------------
+
+def _ours(p: pipeline.Plan) -> str | None:
+    """The graph of our nodes alone (FFmpeg filters ran in the parent), as -vf text for the chunk encoder."""
+    parts = []
+    for name, (positional, named) in p.ours.items():
+        values = list(positional) + [f"{k}={v}" for k, v in named.items()]
+        parts.append(name + ("=" + ":".join(values) if values else ""))
+    return ",".join(parts) or None
+
+
+class ResumeStore:
+    """``-resume WORKDIR``: each finished chunk is kept as ``chunk_NNNNN.<digest>.bin`` (written atomically); a rerun
+    of the same job reuses every chunk whose digest (options + pts + pixels) matches. Removed when the job succeeds."""
+
+    MAGIC = b"M3CVCHNK"
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"-resume {folder}: cannot create the folder ({err.strerror}); choose another") from None
+        self.written: list[Path] = []
+
+    def path(self, index: int, digest: str) -> Path:
+        return self.folder / f"chunk_{index:05d}.{digest[:24]}.bin"
+
+    def load(self, index: int, digest: str) -> dict | None:
+        path = self.path(index, digest)
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        if not data.startswith(self.MAGIC):
+            return None
+        items, pos = [], len(self.MAGIC)
+        while pos + 4 <= len(data):
+            (size,) = struct.unpack_from("<I", data, pos)
+            items.append(data[pos + 4:pos + 4 + size])
+            pos += 4 + size
+        if pos != len(data) or len(items) < 2:
+            return None
+        self.written.append(path)
+        return {"header": items[0], "backends": items[1].decode(), "packets": items[2:]}
+
+    def save(self, index: int, digest: str, result: dict) -> None:
+        items = [result["header"], result["backends"].encode(), *result["packets"]]
+        body = self.MAGIC + b"".join(struct.pack("<I", len(i)) + bytes(i) for i in items)
+        path = self.path(index, digest)
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(body)
+        os.replace(tmp, path)
+        self.written.append(path)
+
+    def clear(self) -> None:
+        for path in self.written:
+            path.unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass  # not empty: other files are the user's
+
+
+def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, overwrite: bool | None = None,
+                   format: str | None = None, audio: bool = True, tags: dict[str, str] | None = None,
+                   fps: float = 25, workers_n: int = 0, cluster: str | None = None, resume: str | None = None,
+                   chunk_min: int = 0, chunk_max: int = 0, progress: ProgressCallback | None = None):
+    """Encode ``src`` in chunks on workers; the same options as :func:`m3cvcav.api.encode` (``options``: vf,
+    filter_complex, size, rate, bitrate, q, profile, engine, mode, offload; ``source_options``: ss, t, frames)."""
+    from m3cvcav import api
+
+    if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
+        check_output(str(dst), overwrite)
+    elif str(dst) == "-":
+        dst, format = sys.stdout.buffer, format or "m3cv"
+    p = pipeline.plan(options.get("vf"), options.get("filter_complex"), size=options.get("size"),
+                      rate=str(options["rate"]) if options.get("rate") else None, ours=pipeline.ENCODER_NODES)
+    profile = options.get("profile", "lite")
+    check_mode(api.engines_for(profile, options.get("engine", "auto"), options.get("offload", False)),
+               options.get("mode", "it2v"))
+    chunk_options = {k: v for k, v in options.items() if k not in ("vf", "filter_complex", "size", "rate")}
+    chunk_options["vf"] = _ours(p)
+    if chunk_options.get("bitrate"):
+        chunk_options["bitrate"] = api._bitrate(chunk_options["bitrate"])  # each chunk: its duration's share
+    identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": api_version()})
+    store = ResumeStore(resume) if resume else None
+
+    if isinstance(src, (str, os.PathLike, io.IOBase)) or hasattr(src, "read"):
+        source = api.Source(src, audio=audio, **source_options)
+    else:
+        source = api.ArraySource(src, fps, source_options.get("frames", 0))
+    audio_packets: list = []
+
+    def video() -> Iterator[Frame]:
+        for item in source:
+            if isinstance(item, AudioPacket):
+                audio_packets.append(item.packet)
+                continue
+            yield item
+
+    info, filtered = pipeline.apply_ffmpeg(p, source.info, video())
+    bounds = chunks.Bounds(chunk_min, chunk_max, Fraction(info.fps))
+    bounds.resolved()
+    stats = ChunkStats(total_frames=source.info.frame_count, duration=source.info.duration)
+    if source.info.frame_count:
+        stats.chunks_total = -(-source.info.frame_count // bounds.resolved()[1])
+    planned: dict[int, tuple[chunks.Chunk, str]] = {}
+
+    def tasks() -> Iterator[workers.Task]:
+        for chunk in chunks.plan(filtered, bounds):
+            digest = chunk.digest(identity) if store else ""
+            planned[chunk.index] = (dataclasses.replace(chunk, images=np.empty(0, np.uint8)), digest)
+            stored = store.load(chunk.index, digest) if store else None
+            if stored is not None:
+                log.info("chunk %d: reusing %s", chunk.index, store.path(chunk.index, digest).name)
+                yield workers.Task(chunk.index, stored_chunk, {"result": stored})
+                continue
+            yield workers.Task(chunk.index, encode_chunk, {
+                "index": chunk.index, "images": chunk.images, "pts": [q - chunk.pts[0] for q in chunk.pts],
+                "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options})
+
+    backend = make_backend(workers_n, cluster, profile)
+    counters = workers.Counters()
+    writer = None
+    segments = size = frames = 0
+    try:
+        with workers.sigterm_interrupts():
+            for task, result in workers.run_ordered(backend, tasks(), counters=counters):
+                chunk, digest = planned.pop(task.key)
+                coded = sum(chunks.packet_frames(q) for q in result["packets"])
+                if coded != chunk.frames:
+                    raise BitstreamError(f"chunk {chunk.index} (frames {chunk.start}..{chunk.start + chunk.frames - 1})"
+                                         f" came back with {coded} frames instead of {chunk.frames}")
+                if store and task.fn is encode_chunk:
+                    store.save(chunk.index, digest, result)
+                if writer is None:
+                    header = _header(result["header"], info)
+                    writer = _open_writer(dst, header, format, source, profile, result["backends"], tags,
+                                          audio_packets)
+                for n, packet in enumerate(result["packets"]):
+                    packet = chunks.renumber(packet, segments, chunk.pts[0], scene_cut=True if n == 0 and chunk.cut
+                                             else None)
+                    with api._writing(dst):
+                        writer.write_packet(packet)
+                    segments += 1
+                    size += len(packet)
+                frames += chunk.frames
+                for packet in audio_packets:
+                    writer.write_audio(packet)
+                audio_packets.clear()
+                stats.frame, stats.size, stats.segments = frames, size, segments
+                stats.media_time = float((chunk.pts[-1]) * chunk.time_base)
+                stats.chunks_done, stats.retried = counters.done, counters.retried
+                if progress:
+                    progress(stats)
+            if writer is None:
+                raise InputError(f"no video frame was read from {src}: check -ss/-t/-frames")
+            with api._writing(dst):
+                writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if store:
+        store.clear()
+    stats.chunks_total = stats.chunks_done
+    if progress:
+        progress(stats)
+    duration = stats.media_time + 1 / float(info.fps)
+    result = api.Result(frames, segments, size, duration)
+    log.log(15, "encoded %d frames in %d chunks (%d retried) into %d segments, %d bytes: %.2f kbit/s on %d %s "
+            "worker(s)", frames, counters.done, counters.retried, segments, size, result.bitrate / 1000,
+            backend.capacity, backend.kind)
+    return result
+
+
+def api_version() -> str:
+    from m3cvcav import __version__
+
+    return __version__
+
+
+def _header(unit: bytes, info: VideoInfo) -> SequenceHeader:
+    """The stream's sequence header: the chunk encoder's (profile, models) with the input's rate, time base and colour."""
+    header, _ = decode_sequence_header(unit)
+    return dataclasses.replace(header, width=info.width, height=info.height, fps=Fraction(info.fps),
+                               time_base=Fraction(info.time_base), color=info.color)
+
+
+def _open_writer(dst, header: SequenceHeader, format: str | None, source, profile: str, backends: str,
+                 tags: dict[str, str] | None, audio_packets: list):
+    from m3cvcav import __version__, api
+
+    all_tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE": profile, "M3CV_BACKEND": backends}
+    all_tags.update(tags or {})
+    all_tags["ENCODER"] = f"m3cvcav {__version__}"
+    with api._writing(dst):
+        writer = open_writer(dst, header, container=format, tags=all_tags)
+    if source.audio_stream is None or writer.add_audio(source.audio_stream) < 0:
+        audio_packets.clear()
+    return writer
+
+
+# -- decode ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Counts:
+    corrupt: int = 0
+
+
+class ParallelDecoder:
+    """What :class:`m3cvcav.api.Decoder` offers to ``api.decode`` (``reader``, ``header``, ``tags``, ``info``,
+    ``frames()``, ``close()``, ``generate.corrupt``), with the segments decoded on workers in runs: a run closes
+    after ``run_frames`` frames (0: 10 s) at the next intact segment, and carries that segment as its lookahead unless
+    a scene cut opens it."""
+
+    def __init__(self, src: Any, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v",
+                 offload: bool = False, workers_n: int = 0, cluster: str | None = None, run_frames: int = 0):
+        from m3cvcav import api
+
+        self.reader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
+        try:
+            self.header: SequenceHeader = self.reader.header
+            self.tags: dict[str, str] = dict(self.reader.tags)
+            self.profile = profile or self.tags.get("M3CV_PROFILE") or api._profile_name(self.header.profile_id)
+            check_mode(api.engines_for(self.profile, engine, offload), mode)
+        except BaseException:
+            self.reader.close()
+            raise
+        self.engine, self.mode, self.offload = engine, mode, offload
+        self.workers_n, self.cluster = workers_n, cluster
+        self.run_frames = run_frames or max(1, round(self.header.fps * 10))
+        self.generate = _Counts()
+
+    @property
+    def info(self) -> VideoInfo:
+        h = self.header
+        return VideoInfo(h.width, h.height, h.fps, h.time_base, h.color)
+
+    def _runs(self) -> Iterator[tuple[list, bytes | None]]:
+        run: list = []
+        count = 0
+        for packet in self.reader.packets():
+            if run and count >= self.run_frames and isinstance(packet, bytes):
+                head = peek_segment_header(packet)
+                yield run, None if head is None or head.flags & SCENE_CUT else packet
+                run, count = [], 0
+            run.append(packet)
+            count += packet.frame_count if isinstance(packet, CorruptSegment) else chunks.packet_frames(packet) \
+                if peek_segment_header(packet) else 0
+        if run:
+            yield run, None
+
+    def frames(self) -> Iterator[Frame]:
+        base = {"header": self.reader.header_unit, "profile": self.profile, "engine": self.engine, "mode": self.mode,
+                "offload": self.offload}
+
+        def tasks() -> Iterator[workers.Task]:
+            for key, (run, lookahead) in enumerate(self._runs()):
+                yield workers.Task(key, decode_run, {**base, "packets": run, "lookahead": lookahead}, what="run")
+
+        backend = make_backend(self.workers_n, self.cluster, self.profile)
+        index = 0
+        tb = self.header.time_base
+        with workers.sigterm_interrupts():
+            for _, result in workers.run_ordered(backend, tasks()):
+                self.generate.corrupt += result["corrupt"]
+                for i, pts in enumerate(result["pts"]):
+                    yield Frame(result["images"][i], pts, tb, index)
+                    index += 1
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> "ParallelDecoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
