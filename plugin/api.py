@@ -182,7 +182,9 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
            size: str | None = None, rate: str | float | None = None, bitrate: str | float | None = None,
            q: int | None = None, profile: str = "lite", engine: str = "auto", overwrite: bool | None = None,
            format: str | None = None, fps: float = 25, audio: bool = True, tags: dict[str, str] | None = None,
-           mode: str = "it2v", offload: bool = False, progress: ProgressCallback | None = None) -> Result:
+           mode: str = "it2v", offload: bool = False, progress: ProgressCallback | None = None,
+           workers: int | None = None, cluster: str | None = None, resume: str | None = None, chunk_min: int = 0,
+           chunk_max: int = 0) -> Result:
     """Encode a video (any file FFmpeg reads, ``-`` for stdin, or an iterable of ``av.VideoFrame``/RGB arrays) into an
     m3cvc stream (``.mkv`` with audio and descriptions, or ``.m3cv``).
 
@@ -193,12 +195,24 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     while they run; a no-op on the CPU), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
     ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes keyframe tokens, "tt2v" none: text only,
     the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is
-    called with a :class:`Stats` after each frame.
+    called with a :class:`Stats` after each frame. ``workers`` (-workers N, 0: one per core) or ``cluster``
+    (-cluster local|auto|ray://HOST:PORT) encode in chunks of ``chunk_min``..``chunk_max`` frames cut at scene cuts, on
+    worker processes or Ray; ``resume`` (-resume DIR) keeps finished chunks there to continue an interrupted job
+    (docs/parallel.md).
 
     >>> encode("in.mp4", "out.mkv", bitrate="20k", overwrite=True).bitrate   # about 20000 bits/s
     """
     if q is not None and bitrate:
         raise UsageError("give either -q (a fixed rate point) or -b:v (a bitrate target), not both")
+    if workers is not None or cluster:
+        from m3cvcav.parallel import encode_chunked
+
+        return encode_chunked(src, dst, options=dict(vf=vf, filter_complex=filter_complex, size=size, rate=rate,
+                                                     bitrate=bitrate, q=q, profile=profile, engine=engine, mode=mode,
+                                                     offload=offload), source_options=dict(ss=ss, t=t, frames=frames),
+                              overwrite=overwrite, format=format, audio=audio, tags=tags, fps=fps,
+                              workers_n=workers or 0, cluster=cluster, resume=resume, chunk_min=chunk_min,
+                              chunk_max=chunk_max, progress=progress)
     if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
         check_output(str(dst), overwrite)
     elif str(dst) == "-":
@@ -362,19 +376,27 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
            crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
            bitrate: str | float | None = None, format: str | None = None, profile: str | None = None,
            engine: str = "auto", overwrite: bool | None = None, audio: bool = True, mode: str = "it2v",
-           offload: bool = False, progress: ProgressCallback | None = None) -> Result:
+           offload: bool = False, progress: ProgressCallback | None = None, workers: int | None = None,
+           cluster: str | None = None, chunk_max: int = 0) -> Result:
     """Decode an m3cvc stream to any format PyAV writes (by extension, or ``format``), ``-`` with
     ``format="yuv4mpegpipe"`` for a pipe, images or ``%04d`` sequences. ``codec``/``crf``/``preset``/``pix_fmt``/
     ``bitrate`` set the output encoder (-c:v/-crf/-preset/-pix_fmt/-b:v); ``vf``/``size``/``rate`` apply FFmpeg
     filters to the decoded frames; audio in the .mkv is copied when the output container takes it. ``mode`` (-mode
-    it2v|tt2v): see :class:`Decoder`; ``offload``: as for :func:`encode`.
+    it2v|tt2v): see :class:`Decoder`; ``offload``: as for :func:`encode`; ``workers``/``cluster``: decode runs of
+    ``chunk_max`` frames (0: 10 s) on workers, frames identical to a serial decode (docs/parallel.md).
 
     >>> decode("out.mkv", "back.mp4", overwrite=True).frames
     """
     if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
         check_output(str(dst), overwrite)
     p = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
-    stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload)
+    if workers is not None or cluster:
+        from m3cvcav.parallel import ParallelDecoder
+
+        stream = ParallelDecoder(src, profile=profile, engine=engine, mode=mode, offload=offload,
+                                 workers_n=workers or 0, cluster=cluster, run_frames=chunk_max)
+    else:
+        stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload)
     info = stream.info
     stats = Stats()
     sink: Sink | None = None
