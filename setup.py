@@ -62,6 +62,7 @@ setup(
         "bench": ["matplotlib>=3.8", "pytorch-msssim>=1.0", "constriction>=0.4", "bjontegaard>=1.3", "zstandard>=0.22",
                   "vmaf-torch>=1.1"],
         "test": ["pytest>=8", "hypothesis>=6.100"],
+        "cluster": ["ray>=2.9"],  # -cluster: chunked encode/decode on Ray (docs/parallel.md)
     },
     entry_points={"console_scripts": ["m3cvcav=m3cvcav.__main__:main"]},
     zip_safe=False,

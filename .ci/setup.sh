@@ -16,4 +16,4 @@ PY=${PYTHON:-python3}
 # torch first and pinned: the CPU wheel on disk; any other spec would pull several GB of CUDA packages.
 $PY -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null \
   || $PY -m pip install -q "torch==2.13.0"
-$PY -m pip install -q -e ".[m3cvc,bench,test]"
+$PY -m pip install -q -e ".[m3cvc,bench,test,cluster]"

@@ -22,6 +22,8 @@ options: -i IN  -c/-c:v CODEC  -f FORMAT  -vf GRAPH  -filter_complex GRAPH  -ss 
          -mode it2v|tt2v (CMVC: keyframe tokens + text, or text only; tt2v needs -profile m3cvc)
          -offload (m3cvc: models go to the GPU only while they run; less GPU memory, slower)
          -y  -n  -an  -stats  -nostats  -progress FILE|pipe:1  -loglevel LEVEL  -version
+parallel: -workers N (0: one per core)  -cluster local|auto|ray://HOST:PORT  -chunk_min N  -chunk_max N (frames)
+          -resume WORKDIR (encode: keep finished chunks there; rerun to continue)   see docs/parallel.md
 graph nodes (in -vf after FFmpeg filters): select=threshold:l1:l2:min:max:cut:samples  describe=frame:clip  tokenize=q
 """
 
@@ -38,6 +40,8 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "-crf": ("crf", True), "-preset": ("preset", True), "-pix_fmt": ("pix_fmt", True),
     "-profile": ("profile", True), "-engine": ("engine", True), "-mode": ("mode", True),
     "-progress": ("progress", True), "-loglevel": ("loglevel", True), "-v": ("loglevel", True),
+    "-workers": ("workers", True), "-cluster": ("cluster", True), "-resume": ("resume", True),
+    "-chunk_min": ("chunk_min", True), "-chunk_max": ("chunk_max", True),
     "-offload": ("offload", False), "-y": ("overwrite", False), "-n": ("no_overwrite", False), "-an": ("no_audio", False),
     "-stats": ("stats", False), "-nostats": ("nostats", False), "-hide_banner": ("hide_banner", False),
 }
@@ -123,13 +127,20 @@ def main(argv: list[str]) -> int:
                   format=args.get("format"), audio="no_audio" not in args.flags, progress=progress,
                   frames=args.number("frames", int, 0), mode=args.get("mode", "it2v"),
                   offload="offload" in args.flags)
+    if "workers" in args.values or "cluster" in args.values:  # chunked / run-parallel (docs/parallel.md)
+        common.update(workers=args.number("workers", int, 0), cluster=args.get("cluster"),
+                      chunk_max=args.number("chunk_max", int, 0))
+    elif any(name in args.values for name in ("resume", "chunk_min", "chunk_max")):
+        raise UsageError("-resume/-chunk_min/-chunk_max apply to chunked jobs: add -workers N or -cluster local")
     if _encoding(src, dst, codec, args.get("format")):
         for flag in ("crf", "preset", "pix_fmt"):
             if flag in args.values:
                 raise UsageError(f"-{flag} sets the output encoder of a decode; m3cvc encodes take -b:v or -q")
         result = api.encode(src, dst, ss=args.number("ss", float, 0.0), t=args.number("t", float, 0.0),
                             bitrate=args.get("bitrate"), q=args.number("q", int, None),
-                            profile=args.get("profile", "lite"), **common)
+                            profile=args.get("profile", "lite"), **common,
+                            **({"resume": args.get("resume"), "chunk_min": args.number("chunk_min", int, 0)}
+                               if "workers" in common else {}))
         summary = (f"{result.frames} frames, {result.segments} segments, {result.bytes} bytes "
                    f"({result.bitrate / 1000:.2f} kbit/s)")
     else:
