@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from m3cvcav.engines.interfaces import ClipGenerator, KeyframeGenerator
-from m3cvcav.engines.m3cvc.clip import load_clip_generator, resample, vace_conditioning
+from m3cvcav.engines.m3cvc.clip import load_clip_generator, model_frames, retime, vace_conditioning
 from m3cvcav.engines.m3cvc.keyframe import load_keyframe_generator
 from m3cvcav.errors import ModelError, UsageError
 from tiny_models import (synthetic_images, tiny_codebook, tiny_m3cvc, tiny_root, tiny_sd,  # noqa: F401  (fixtures)
@@ -67,8 +67,17 @@ def test_long_clip_uses_windows(clips):
     assert len(frames) == 9 and clips.last_calls == 1 + 3
 
 
-def test_vace_pipeline(tiny_wan_vace):
-    vace = load_clip_generator(_settings(tiny_wan_vace, "clip_generator", height=16, width=16, window=5))
+def _shifted(frames: list[np.ndarray], dx: int) -> list[np.ndarray]:
+    """A motion prediction: each frame moved right by ``dx`` pixels per frame index (frame 0 = the keyframe)."""
+    return [frames[0]] + [np.roll(frames[0], dx * i, axis=1) for i in range(1, len(frames))]
+
+
+@pytest.fixture(scope="module")
+def vace(tiny_wan_vace):
+    return load_clip_generator(_settings(tiny_wan_vace, "clip_generator", height=16, width=16, window=9))
+
+
+def test_vace_pipeline(vace):
     first, last = synthetic_images(2, size=32)
     frames = vace.generate(first, last, 4, "the ball rolls", seed=2)
     assert len(frames) == 4 and frames[3].shape == (32, 32, 3)
@@ -77,8 +86,86 @@ def test_vace_pipeline(tiny_wan_vace):
     assert video[0] is a and video[-1] is b and mask[0].getpixel((0, 0)) == 0 and mask[2].getpixel((0, 0)) == 255
 
 
-def test_resample_keeps_ends():
-    assert resample(list(range(9)), 4) == [0, 3, 5, 8]
+def test_vace_places_the_next_keyframe_at_its_frame_and_takes_the_prediction_as_control_video():
+    a, b, g = (Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0)))
+    video, mask = vace_conditioning(a, b, 9, last_at=6, guide=[a] + [g] * 8)
+    assert video[6] is b and mask[6].getpixel((0, 0)) == 0  # the keyframe where it falls in time, kept
+    assert all(video[i] is g and mask[i].getpixel((0, 0)) == 255 for i in (1, 5, 7, 8))  # generated, guided
+    assert mask[0].getpixel((0, 0)) == 0
+
+
+def test_clip_follows_the_motion_prediction(tiny_wan):
+    # FLF2V (video-to-video from the prediction); 32×32 work size: at 16×16 the tiny random VAE's 2×2 latent barely
+    # tells the motions apart
+    gen = load_clip_generator(_settings(tiny_wan, "clip_generator", height=32, width=32, window=9,
+                                        max_sequence_length=16))
+    first, last = synthetic_images(2, size=32)
+    for count, nxt in ((6, last), (5, None)):  # 6 frames + next keyframe (n = 6: not 4k), and the end of a video
+        base = gen.generate(first, nxt, count, "the ball rolls", seed=4)
+        right = gen.generate(first, nxt, count, "the ball rolls", seed=4, prediction=_shifted([first] * count, 3))
+        left = gen.generate(first, nxt, count, "the ball rolls", seed=4, prediction=_shifted([first] * count, -3))
+        for frames in (base, right, left):
+            assert len(frames) == count and all(f.shape == (32, 32, 3) and f.dtype == np.uint8 for f in frames)
+            assert np.array_equal(frames[0], first)
+        assert not all(np.array_equal(x, y) for x, y in zip(right[1:], left[1:]))  # the motion changes the clip
+        assert not all(np.array_equal(x, y) for x, y in zip(right[1:], base[1:]))
+        again = gen.generate(first, nxt, count, "the ball rolls", seed=4, prediction=_shifted([first] * count, 3))
+        assert all(np.array_equal(x, y) for x, y in zip(right, again))  # deterministic
+        edited = gen.generate(first, nxt, count, "a cat jumps", seed=4, prediction=_shifted([first] * count, 3))
+        assert not all(np.array_equal(x, y) for x, y in zip(right[1:], edited[1:]))  # D^C still conditions it
+
+
+def test_vace_gets_the_prediction_as_its_control_video(vace, monkeypatch):
+    # The tiny random VACE model's output hardly depends on its conditioning video at all (not even on the next
+    # keyframe), so what is proven here is what the pipeline is given; the output is checked for count and size.
+    calls = []
+    pipe = vace.pipe
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(pipe, name)
+
+        def __call__(self, **kwargs):
+            calls.append(kwargs)
+            return pipe(**kwargs)
+
+    monkeypatch.setattr(vace, "pipe", Spy())
+    first, last = synthetic_images(2, size=16)  # the work size: no resizing, so frames compare exactly
+    prediction = _shifted([first] * 6, 2)
+    frames = vace.generate(first, last, 6, "the ball rolls", seed=4, prediction=prediction)
+    assert len(frames) == 6 and all(f.shape == (16, 16, 3) for f in frames)
+    (call,) = calls
+    video, mask = [np.asarray(v) for v in call["video"]], [np.asarray(m) for m in call["mask"]]
+    assert call["num_frames"] == 9 and len(video) == len(mask) == 9  # 4⌈6/4⌉+1 frames, one per source frame
+    assert np.array_equal(video[0], first) and mask[0].max() == 0
+    assert np.array_equal(video[6], last) and mask[6].max() == 0  # the next keyframe at its own time
+    for i in range(1, 6):
+        assert np.array_equal(video[i], prediction[i]) and mask[i].min() == 255  # generated, following the motion
+    assert call["prompt_embeds"] is not None
+
+
+def test_clip_prediction_is_checked(clips):
+    first = synthetic_images(1, size=32)[0]
+    with pytest.raises(UsageError, match="3 frames for a clip of 4"):
+        clips.generate(first, None, 4, "x", seed=0, prediction=[first] * 3)
+    with pytest.raises(UsageError, match="32x32x3 uint8"):
+        clips.generate(first, None, 2, "x", seed=0, prediction=[first, first[:16]])
+
+
+def test_long_clip_follows_the_prediction(clips):
+    first, last = synthetic_images(2, size=32)
+    a = clips.generate(first, last, 9, "x", seed=1, prediction=_shifted([first] * 9, 2))
+    assert len(a) == 9 and clips.last_calls == 1 + 3  # 9 intervals > window 5: coarse + 3 spans, each guided
+    b = clips.generate(first, None, 9, "x", seed=1, prediction=_shifted([first] * 9, -2))
+    assert len(b) == 9 and clips.last_calls == 1 + 2  # the end of a video: 8 intervals
+
+
+def test_model_frames_and_retime_keep_an_even_pace():
+    assert [model_frames(n) for n in (1, 4, 5, 6, 8)] == [5, 5, 9, 9, 9]
+    frames = [np.full((1, 1, 3), 10 * i, np.uint8) for i in range(9)]  # 9 model frames, n = 6 intervals
+    out = [int(f[0, 0, 0]) for f in retime(frames, 7)]
+    assert out == [0, 13, 27, 40, 53, 67, 80]  # even steps of 8/6 model frames, blended; ends kept
+    assert [int(f[0, 0, 0]) for f in retime(frames, 5)] == [0, 20, 40, 60, 80]  # whole steps: frames as they are
 
 
 def test_tiny_profile_through_registry(tiny_m3cvc):
