@@ -33,6 +33,27 @@ def test_encode_decode_with_tiny_m3cvc(tiny_m3cvc, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(decoded, again))
 
 
+def test_no_codebook_needed_both_modes(tiny_m3cvc, tmp_path, capsys):
+    """The m3cvc default: keyframes coded by the shipped lite tokenizer (no codebook, no training), restored by
+    img2img guided by D^F; the header records the lite tokenizer; it2v and tt2v streams both decode."""
+    source, profile = tmp_path / "in.mkv", tiny_m3cvc.profile_lite_tokens
+    _write_input(source, synthetic_images(8, size=64))
+    encode = ["-nostats", "-i", str(source), "-c", "m3cvc", "-profile", str(profile), "-vf", "select=min=4:max=4"]
+    it2v, tt2v = tmp_path / "it2v.mkv", tmp_path / "tt2v.mkv"
+    assert main([*encode, "-y", str(it2v)]) == 0
+    assert main([*encode, "-mode", "tt2v", "-y", str(tt2v)]) == 0
+    header = open_reader(it2v).header
+    assert header.profile_id == 2 and sorted(m.model_id for m in header.models) == [18, 19, 0x0401]
+    assert _probe(it2v, capsys)["layers"]["tokens"] > 0 and _probe(tt2v, capsys)["layers"]["tokens"] == 0
+    for stream in (it2v, tt2v):
+        frames = _cli_decode(stream, tmp_path / f"{stream.stem}.out.mkv", profile)
+        assert len(frames) == 8 and frames[0].shape == (64, 64, 3)
+    # a stream coded with the lite tokens does not decode with a VQ profile: one line naming what to do
+    assert main(["-i", str(it2v), "-profile", str(tiny_m3cvc.profile), "-y", str(tmp_path / "x.mkv")]) == 1
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "model id" in message[0]
+
+
 def _decode(src, dst, profile) -> list[np.ndarray]:
     api.decode(src, dst, profile=str(profile), codec="ffv1", overwrite=True)  # lossless, so frames compare exactly
     with av.open(str(dst)) as container:

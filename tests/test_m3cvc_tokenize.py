@@ -112,3 +112,16 @@ def test_trainer_codebook_format(tiny_sd, tmp_path):
     assert tok.codebook_id == 3 and grid.indices.shape == (2, 32, 32)
     assert np.array_equal(decode_tokens(encode_tokens(grid.indices, tok.token_model(1)), (2, 32, 32),
                                         tok.token_model(1)), grid.indices)
+
+
+def test_no_codebook_is_the_shipped_lite_tokenizer_and_ids_must_agree(tiny_sd, tiny_codebook):
+    from m3cvcav.engines.tokenizer import MODEL_ID
+
+    lite = load_tokenizer({"model_id": MODEL_ID, "profile": "test", "role": "tokenizer", "working_width": 64})
+    assert isinstance(lite, KeyframeTokenizer) and lite.ref.model_id == MODEL_ID
+    image = synthetic_images(1, size=64)[0]
+    assert lite.decode(lite.encode(image, 0)).shape == (64, 64, 3)
+    with pytest.raises(UsageError, match="set tokenizer.model_id = 17"):
+        load_tokenizer(_settings(tiny_sd, tiny_codebook, model_id=MODEL_ID))
+    with pytest.raises(UsageError, match="no codebooks are listed"):
+        load_tokenizer({"model_id": 17, "profile": "test", "role": "tokenizer"})

@@ -184,7 +184,8 @@ class TinyM3cvc:
     wan: Path
     wan_vace: Path
     codebook: Path
-    profile: Path
+    profile: Path  # VQ over the tiny VAE (codebook listed)
+    profile_lite_tokens: Path  # the m3cvc default: the shipped lite tokenizer, no codebook
 
     def settings(self, role: str, **overrides) -> dict:
         """The role's settings from the test profile through the registry (for driving a factory directly)."""
@@ -205,13 +206,14 @@ def build_codebook(path: Path, sd: Path, vocab: int = 16) -> Path:
     return path
 
 
-def write_profile(path: Path, vlm: Path, sd: Path, wan: Path, codebook: Path) -> Path:
-    """A test profile: ``base = "m3cvc"`` with every m3cvc role pointed at the tiny local folders, CPU, 2 steps."""
+def write_profile(path: Path, vlm: Path, sd: Path, wan: Path, codebook: Path | None) -> Path:
+    """A test profile: ``base = "m3cvc"`` with every m3cvc role pointed at the tiny local folders, CPU, 2 steps; the
+    tokenizer is VQ over the tiny VAE with ``codebook``, or the shipped lite tokenizer (the m3cvc default) without."""
     common = {"device": "cpu", "dtype": "float32"}
     roles = {
         "describer": {"repo": str(vlm), "clip_frames": 2, "image_size": 64,
                       "max_new_tokens": {"scene": 6, "frame": 8, "clip": 6}},
-        "tokenizer": {"repo": str(sd), "codebooks": [str(codebook)]},
+        "tokenizer": {"repo": str(sd), "codebooks": [str(codebook)], "model_id": 17} if codebook else {},
         "keyframe_generator": {"repo": str(sd), "steps": 2, "strength": 0.5},
         "clip_generator": {"repo": str(wan), "steps": 2, "height": 16, "width": 16, "window": 5,
                            "max_sequence_length": 16},
@@ -219,7 +221,7 @@ def write_profile(path: Path, vlm: Path, sd: Path, wan: Path, codebook: Path) ->
     lines = ['base = "m3cvc"', 'name = "tiny-m3cvc-test"', ""]
     for role, table in roles.items():
         lines.append(f"[roles.{role}]")
-        for key, value in {**table, **common}.items():
+        for key, value in {**table, **(common if role != "tokenizer" or codebook else {})}.items():
             if isinstance(value, dict):
                 value = "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items()) + " }"
             else:
@@ -279,4 +281,6 @@ def tiny_m3cvc(tiny_root, tiny_vlm, tiny_sd, tiny_wan, tiny_wan_vace, tiny_codeb
     """Every tiny m3cvc model, built and saved once per session, and the test profile pointing at them."""
     profile = _once("profile", lambda: write_profile(tiny_root / "tiny_m3cvc.toml", tiny_vlm, tiny_sd, tiny_wan,
                                                      tiny_codebook))
-    return TinyM3cvc(tiny_vlm, tiny_sd, tiny_wan, tiny_wan_vace, tiny_codebook, profile)
+    lite_tokens = _once("profile_lite_tokens", lambda: write_profile(tiny_root / "tiny_m3cvc_lite_tokens.toml",
+                                                                     tiny_vlm, tiny_sd, tiny_wan, None))
+    return TinyM3cvc(tiny_vlm, tiny_sd, tiny_wan, tiny_wan_vace, tiny_codebook, profile, lite_tokens)

@@ -1,4 +1,12 @@
-"""Keyframe tokenizer of the m3cvc profile: VQ over a pretrained diffusion VAE latent.
+"""Keyframe tokenizer of the m3cvc profile: the shipped lite tokenizer by default, VQ over a diffusion VAE latent when
+the profile lists codebooks.
+
+Without ``codebooks`` the factory returns the project's lite VQ tokenizer (weights in the package: nothing to train or
+download), and SD-Turbo img2img guided by D^F restores its keyframes (CMVC's IT2V). With ``codebooks`` it is M3-CVC's
+K* over the diffusion VAE's latent, below. The sequence header records which one coded a stream by its model id:
+``LITE_MODEL_ID`` (0x0401) or ``VQ_MODEL_ID`` (17), and the profile's ``model_id`` must say the same.
+
+VQ over the VAE latent:
 
 encode: keyframe → resized to the working size (longest side ≤ ``max_side``, sides multiples of VAE scale × patch) →
 VAE posterior mean → nearest codebook entry per p×p latent patch → K* (1, h, w) int32. decode: codebook lookup → VAE
@@ -22,6 +30,7 @@ from .common import from_pil, model_ref, round_to, setting, to_pil
 from .vae import Vae, load_vae
 
 ROLE = "tokenizer"
+VQ_MODEL_ID = 17
 
 
 class VaeVqTokenizer:
@@ -100,6 +109,20 @@ class VaeVqTokenizer:
         return self._models[rate_point]
 
 
-def load_tokenizer(settings: Mapping[str, Any]) -> VaeVqTokenizer:
-    """Factory named by the profile (``m3cvcav.engines.m3cvc.tokenizer:load_tokenizer``)."""
-    return VaeVqTokenizer(settings)
+def load_tokenizer(settings: Mapping[str, Any]):
+    """Factory named by the profile (``m3cvcav.engines.m3cvc.tokenizer:load_tokenizer``): ``VaeVqTokenizer`` when
+    ``codebooks`` are listed, else the shipped lite tokenizer (``working_width``, optional ``weights``)."""
+    from m3cvcav.engines.tokenizer import MODEL_ID as LITE_MODEL_ID, load_lite
+
+    model_id = settings.get("model_id")
+    if settings.get("codebooks"):
+        if model_id == LITE_MODEL_ID:
+            raise UsageError(f"profile tokenizer lists codebooks but model_id = {LITE_MODEL_ID:#06x} names the lite "
+                             f"tokenizer: set tokenizer.model_id = {VQ_MODEL_ID} for VQ over the VAE latent")
+        return VaeVqTokenizer(settings)
+    if model_id is not None and model_id != LITE_MODEL_ID:
+        raise UsageError(f"profile tokenizer.model_id = {model_id} but no codebooks are listed: list "
+                         f"tokenizer.codebooks for VQ over the VAE latent, or set model_id = {LITE_MODEL_ID:#06x} for "
+                         "the shipped lite tokenizer")
+    lite = {k: settings[k] for k in ("working_width", "weights") if k in settings}
+    return load_lite({**lite, "model_id": LITE_MODEL_ID})
