@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import threading
 import traceback
 from collections import deque
@@ -55,13 +56,9 @@ class Done:
 def limit_threads(threads: int = THREADS_PER_WORKER) -> None:
     """Pin the math libraries of this worker process to ``threads`` threads (before any model loads)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+        os.environ[var] = str(threads)  # torch and the BLAS libraries read these when they load
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     import cv2
 
     cv2.setNumThreads(threads)
@@ -152,9 +149,8 @@ class LocalBackend:
                 if reply is None:
                     p.process.join(1)
                     code = p.process.exitcode
-                    done.append(Done(task, error=RuntimeError(
-                        f"worker process {p.process.pid} died (exit code {code}; a script that starts workers needs "
-                        "`if __name__ == '__main__':`)"), lost=True))
+                    done.append(Done(task, error=RuntimeError(f"worker process {p.process.pid} died (exit code "
+                                                              f"{code})"), lost=True))
                     self._kill(p)
                 elif reply[0] == "ok":
                     done.append(Done(task, result=reply[1]))

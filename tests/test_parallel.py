@@ -1,0 +1,251 @@
+"""Chunked encode and run-parallel decode (docs/parallel.md): the plan, renumbering, the scheduler's retries and order,
+byte-identical streams whatever ran them, frame counts, faults, Ctrl-C/SIGTERM and -resume."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import psutil
+import pytest
+
+import m3cvcav
+from m3cvcav import chunks, parallel, workers
+from m3cvcav.bitstream.containers import open_reader
+from m3cvcav.bitstream.containers.m3cv import read_seek_index
+from m3cvcav.bitstream.units import (SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, decode_segment,
+                                     encode_segment)
+from m3cvcav.errors import M3cvError, UsageError
+from m3cvcav.filters.items import Frame
+from parallel_tasks import always_dies, bad_option, dies_once, sleepy
+
+SIZE = "128x72"
+FRAMES = 20
+CHUNK = 10  # two chunks of 10 frames
+
+
+# -- the plan and the bytes (no workers) ------------------------------------------------------------------------------
+
+def _scenes(lengths: list[int], size=(36, 64)) -> list[Frame]:
+    """Frames of a few 'scenes' (each a different random image, moving a pixel a frame)."""
+    rng = np.random.default_rng(7)
+    frames = []
+    for n, length in enumerate(lengths):
+        low = (0, 150, 40, 170)[n % 4]  # scenes differ in content and in brightness
+        base = rng.integers(low, low + 85, (size[0], size[1] + 64, 3), dtype=np.uint8)
+        base = np.repeat(np.repeat(base[::8, ::8], 8, 0), 8, 1)[:size[0], :size[1] + 64]
+        for i in range(length):
+            frames.append(Frame(np.ascontiguousarray(base[:, i:i + size[1]]), len(frames) * 2, Fraction(1, 50),
+                                len(frames)))
+    return frames
+
+
+def test_plan_cuts_at_scene_cuts_within_bounds_and_is_frame_exact():
+    frames = _scenes([12, 3, 30, 9])
+    plan = list(chunks.plan(frames, chunks.Bounds(5, 20, Fraction(25))))
+    starts = [c.start for c in plan]
+    # cut at 12 (a scene change after ≥5 frames); 15 is too close to open one; 15 + 20 = 35 forced; 45 a cut
+    assert starts == [0, 12, 32, 45]
+    assert [c.cut for c in plan] == [False, True, False, True]
+    assert sum(c.frames for c in plan) == len(frames)
+    assert [p for c in plan for p in c.pts] == [f.pts for f in frames]
+    assert all(np.array_equal(c.images[i], frames[c.start + i].image) for c in plan for i in range(c.frames))
+    assert max(c.frames for c in plan) <= 20
+
+
+def test_plan_bounds_are_checked():
+    with pytest.raises(UsageError, match="chunk_min"):
+        list(chunks.plan(_scenes([4]), chunks.Bounds(10, 5, Fraction(25))))
+
+
+def test_renumber_rewrites_the_header_and_pts_only():
+    tokens = KeyframeTokens(1, 2, (1, 2, 2), (36, 64), b"\x01\x02\x03")
+    seg = Segment(SegmentHeader(0, 0, 3, 0, 0), tokens, "frame text", "clip text", frame_pts=[0, 2, 7])
+    packet = encode_segment(seg)
+    out = chunks.renumber(packet, 41, 1000, scene_cut=True)
+    back = decode_segment(out)
+    assert (back.header.index, back.header.first_pts, back.header.frame_count) == (41, 1000, 3)
+    assert back.header.flags & SCENE_CUT
+    assert back.frame_pts == [1000, 1002, 1007]
+    assert back.tokens == tokens and (back.frame_text, back.clip_text) == ("frame text", "clip text")
+    assert packet[len(encode_segment(Segment(seg.header))):][:40] in out  # later units kept as they were
+
+
+# -- the scheduler (light tasks) ------------------------------------------------------------------------------------
+
+def test_results_come_back_in_task_order_and_a_killed_worker_is_retried(tmp_path):
+    marker = str(tmp_path / "died")
+    tasks = [workers.Task(k, dies_once if k == 1 else sleepy, {"key": k, "sleep": 0.4 - 0.1 * k, "marker": marker})
+             for k in range(4)]
+    counters = workers.Counters()
+    got = [result for _, result in workers.run_ordered(workers.LocalBackend(2), iter(tasks), counters=counters)]
+    assert got == [0, 1, 2, 3]
+    assert os.path.exists(marker) and counters.retried == 1
+
+
+def test_retries_are_bounded_and_task_errors_are_not_retried():
+    counters = workers.Counters()
+    with pytest.raises(workers.TaskFailed, match="chunk 0 failed 3 times"):
+        list(workers.run_ordered(workers.LocalBackend(1), iter([workers.Task(0, always_dies, {})]),
+                                 counters=counters))
+    assert counters.retried == 2
+    with pytest.raises(UsageError, match="bad option"):
+        list(workers.run_ordered(workers.LocalBackend(1), iter([workers.Task(0, bad_option, {})])))
+
+
+def test_cluster_without_ray_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(UsageError, match=r"pip install 'm3cvcav\[cluster\]'"):
+        workers.make_backend(2, "local")
+
+
+# -- end to end -------------------------------------------------------------------------------------------------------
+
+def _encode(src, dst, **kw):
+    return m3cvcav.encode(src, dst, size=SIZE, frames=FRAMES, overwrite=True, chunk_max=CHUNK, **kw)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from conftest import media_path
+
+    return media_path("clips/vtest.avi")
+
+
+@pytest.fixture(scope="module")
+def reference(clip, tmp_path_factory):
+    """The stream from -workers 2 and from -workers 1 (and the Result of the first)."""
+    folder = tmp_path_factory.mktemp("par")
+    two = _encode(clip, folder / "w2.m3cv", workers=2)
+    _encode(clip, folder / "w1.m3cv", workers=1)
+    return folder, two
+
+
+def test_workers_1_and_2_write_the_same_bytes_with_exact_frames(reference):
+    folder, result = reference
+    assert (folder / "w2.m3cv").read_bytes() == (folder / "w1.m3cv").read_bytes()
+    assert result.frames == FRAMES
+    with open_reader(folder / "w2.m3cv") as reader:
+        heads = [decode_segment(p).header for p in reader.packets()]
+    assert sum(h.frame_count for h in heads) == FRAMES
+    assert [h.index for h in heads] == list(range(len(heads)))  # renumbered
+    pts = [p for h in heads for p in range(h.first_pts, h.first_pts + h.frame_count)]
+    assert pts == list(range(FRAMES))  # 10 fps, time base 1/10: the chunks' pts back in place
+    assert len(read_seek_index(folder / "w2.m3cv")) == len(heads)  # one seekable stream
+
+
+def test_parallel_decode_equals_serial_decode(reference):
+    folder, _ = reference
+    with m3cvcav.open(folder / "w2.m3cv") as stream:
+        serial = [(f.pts, f.image) for f in stream.frames()]
+    with parallel.ParallelDecoder(folder / "w2.m3cv", workers_n=2, run_frames=6) as stream:
+        runs = list(stream._runs())
+    with parallel.ParallelDecoder(folder / "w2.m3cv", workers_n=2, run_frames=6) as stream:
+        spread = [(f.pts, f.image) for f in stream.frames()]
+    assert len(runs) >= 2
+    assert len(spread) == len(serial) == FRAMES
+    assert all(a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(serial, spread))
+
+
+def _dying_encode_chunk(job):
+    """encode_chunk, but the worker running chunk 1 dies the first time (as if the OS killed it)."""
+    marker = os.environ["M3CVC_TEST_DIE_MARKER"]
+    if job["index"] == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return parallel.encode_chunk(job)
+
+
+def _failing_encode_chunk(job):
+    if job["index"] == 1:
+        raise M3cvError("chunk 1 cannot be encoded")
+    return parallel.encode_chunk(job)
+
+
+def test_a_worker_killed_mid_job_is_retried_and_the_stream_is_the_same(reference, clip, tmp_path, monkeypatch):
+    folder, _ = reference
+    monkeypatch.setenv("M3CVC_TEST_DIE_MARKER", str(tmp_path / "died"))
+    monkeypatch.setattr(parallel, "encode_chunk", _dying_encode_chunk)
+    _encode(clip, tmp_path / "killed.m3cv", workers=2)
+    assert (tmp_path / "died").exists()
+    assert (tmp_path / "killed.m3cv").read_bytes() == (folder / "w2.m3cv").read_bytes()
+
+
+def test_resume_continues_an_interrupted_job(reference, clip, tmp_path, monkeypatch, caplog):
+    folder, _ = reference
+    work = tmp_path / "work"
+    with monkeypatch.context() as patch:
+        patch.setattr(parallel, "encode_chunk", _failing_encode_chunk)
+        with pytest.raises(M3cvError, match="chunk 1 cannot"):
+            _encode(clip, tmp_path / "out.m3cv", workers=1, resume=str(work))  # one worker: chunk 0 finishes first
+    assert not (tmp_path / "out.m3cv").exists() and not list(tmp_path.glob(".out.m3cv*"))
+    kept = sorted(p.name for p in work.iterdir())
+    assert len(kept) == 1 and kept[0].startswith("chunk_00000.")
+    caplog.set_level(logging.INFO, logger="m3cvcav")
+    _encode(clip, tmp_path / "out.m3cv", workers=2, resume=str(work))
+    assert "chunk 0: reusing" in caplog.text and "chunk 1: reusing" not in caplog.text
+    assert (tmp_path / "out.m3cv").read_bytes() == (folder / "w2.m3cv").read_bytes()
+    assert not work.exists()  # cleared once the job succeeded
+
+
+def test_stitched_mkv_keeps_audio_and_descriptions(media, tmp_path):
+    out = tmp_path / "bbb.mkv"
+    result = m3cvcav.encode(media("clips/bigbuckbunny.mp4"), out, size=SIZE, frames=16, chunk_max=8, workers=2,
+                            overwrite=True)
+    assert result.frames == 16
+    with av.open(str(out)) as container:
+        assert len(container.streams.audio) == 1 and len(container.streams.subtitles) == 1
+        audio = sum(1 for p in container.demux(container.streams.audio[0]) if p.size)
+    assert audio > 10
+    with open_reader(out) as reader:
+        assert sum(decode_segment(p).header.frame_count for p in reader.packets()) == 16
+    assert m3cvcav.decode(out, tmp_path / "back.y4m", workers=2, chunk_max=8, overwrite=True).frames == 16
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_cancels_every_worker_and_leaves_nothing(clip, tmp_path, sig):
+    out = tmp_path / "out.m3cv"
+    cmd = [sys.executable, "-m", "m3cvcav", "-i", str(clip), "-s", SIZE, "-frames:v", "60", "-workers", "2",
+           "-chunk_max", "10", "-c", "m3cvc", str(out)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while len(parent.children()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    children = parent.children(recursive=True)
+    assert len(children) >= 2, "the workers never started"
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert list(tmp_path.iterdir()) == []
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+
+
+# -- Ray (slow to start: one local instance for the module) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="pip install 'm3cvcav[cluster]' to test the Ray path")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_cluster_local_writes_the_same_bytes_and_decodes_the_same(reference, clip, tmp_path, ray_local):
+    folder, _ = reference
+    _encode(clip, tmp_path / "ray.m3cv", cluster="local", workers=2)
+    assert (tmp_path / "ray.m3cv").read_bytes() == (folder / "w2.m3cv").read_bytes()
+    with m3cvcav.open(folder / "w2.m3cv") as stream:
+        serial = [f.image for f in stream.frames()]
+    with parallel.ParallelDecoder(folder / "w2.m3cv", cluster="local", workers_n=2, run_frames=6) as stream:
+        spread = [f.image for f in stream.frames()]
+    assert len(spread) == FRAMES and all(np.array_equal(a, b) for a, b in zip(serial, spread))
