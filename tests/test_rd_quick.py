@@ -22,7 +22,7 @@ def report(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("M3CVC_CORPUS_CACHE", str(tmp_path_factory.mktemp("corpus")))
     try:
-        assert rd.main(["--quick", "--bpp", "0.03,0.1", "--q", "0,3", "--sample", "3", "--out", str(out)]) == 0
+        assert rd.main(["--quick", "--kbps", "5,50", "--sample", "3", "--out", str(out)]) == 0
     finally:
         mp.undo()
     return out, json.loads((out / "results.json").read_text())
@@ -38,6 +38,8 @@ def _sane_run(run: dict, clip: dict) -> None:
     assert 10 < m["psnr_y"] < 100 and 10 < m["psnr_rgb"] < 100
     assert 0 < m["ms_ssim"] <= 1 and len(run["per_frame"]["ms_ssim"]) == 3
     assert 0 <= m["warp_err"] < 0.1 and len(run["per_frame"]["warp_err"]) == clip["frames"] - 1
+    assert 0 <= m["vmaf"] <= 100 and 0 <= m["vmaf_neg"] <= 100 and len(run["per_frame"]["vmaf"]) == 3
+    assert 0 <= run["frozen"]["frozen"] <= run["frozen"]["moving"] <= clip["frames"] - 1
     if "semantic" in m:
         assert -1 <= m["semantic"] <= 1.0001
 
@@ -55,14 +57,20 @@ def test_baselines_numbers_are_present_and_sane(report):
             best = max(runs, key=lambda r: r["kbps"])
             worst = min(runs, key=lambda r: r["kbps"])
             assert best["metrics"]["psnr_y"] >= worst["metrics"]["psnr_y"]  # more bits, better fidelity
+            if codec != "svtav1":  # x264/x265 reach 5 and 50 kbps here: two distinct points
+                assert best["kbps"] > 2 * worst["kbps"] and best["metrics"]["vmaf"] > worst["metrics"]["vmaf"] + 5
+        crop = result["crop"]
+        assert crop["shared_kbps"] > 0 and {p["codec"] for p in crop["points"]} >= {"x264", "x265", "svtav1"}
     for codec in ("x264", "x265", "svtav1"):
         speed = data["speed"][codec]
         assert speed["encode_fps"] > 0 and speed["decode_fps"] > 0
         assert speed["isolated_run"]["peak_rss_mb"] > 10
         assert data["average"][codec]
     assert set(data["meta"]["metrics_not_computed"]) >= {"lpips", "dists"}
+    assert {"vmaf", "vmaf_neg", "frozen"} <= set(data["meta"]["metrics_computed"])
+    assert data["meta"]["ladder"] == ["5k", "50k"]
     index = (out / "index.md").read_text()
-    assert "## BD-rate" in index and "x265" in index
+    assert "## Frozen frames" in index and "x265" in index and "VMAF" in index
     for png in data["files"]["rd"] + data["files"]["crops"]:
         assert cv2.imread(str(out / png)) is not None, png
     assert "rd_average.png" in data["files"]["rd"] and len(data["files"]["crops"]) == 2
@@ -80,5 +88,20 @@ def test_profile_under_test_numbers_are_present_and_sane(report):
             _sane_run(run, clips[name])
     assert data["speed"]["lite"]["encode_fps"] > 0
     assert "peak_rss_mb" in data["speed"]["lite"]["isolated_run"]
+    rows = {r["target"]: r for r in data["rate_accuracy"]["lite"]}
+    assert set(rows) == {"5k", "50k"}
+    for row in rows.values():  # achieved vs target, as the runs measured it
+        assert row["mean_error_pct"] == pytest.approx(
+            sum(100 * (k / row["target_kbps"] - 1) for k in row["per_clip"].values()) / len(clips))
+        assert set(row["per_clip"]) == set(clips)
+    assert data["frozen"]["lite"]["moving"] > 0
     for base in ("x264", "x265", "svtav1"):
-        assert data["bd"]["lite"][base]["ms_ssim"]["per_clip"]
+        for metric in ("ms_ssim", "vmaf"):
+            v = data["compare"]["lite"][base][metric]
+            assert set(v["per_clip"]) == set(clips)
+            summary = v["summary"]
+            assert summary["of"] == len(clips) and summary["clips"] == len(summary["over"])
+            assert summary["kind"] in ("bd_rate_pct", "equal_rate_diff", "no_overlap")
+            for c in v["per_clip"].values():
+                assert "bd_rate_pct" not in c or (min(c["quality_share"]) >= 0.5 and c["anchor_points"] >= 3
+                                                  and c["test_points"] >= 3)

@@ -12,36 +12,64 @@ from pathlib import Path
 
 from m3cvcav.errors import UsageError
 
-DEFAULT_BPP = (0.0025, 0.005, 0.01, 0.02, 0.04)
-QUICK_BPP = (0.01, 0.03, 0.1)
+DEFAULT_KBPS = (2, 5, 10, 20, 50, 100, 200, 500)
+QUICK_KBPS = (5, 20, 100)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m m3cvcav bench rd", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="tiny corpus and three rates (CI)")
+    p.add_argument("--quick", action="store_true", help="tiny corpus and three rates, 5k/20k/100k (CI)")
     p.add_argument("--corpus", type=Path, help="folder of y4m/mp4/... videos instead of the built-in corpus")
     p.add_argument("--max-frames", type=int, help="use at most this many frames of each --corpus video")
     p.add_argument("--out", type=Path, default=Path("report"), help="report folder (default: report/)")
     p.add_argument("--profiles", default="lite", help="profiles under test, comma separated; '' for none")
     p.add_argument("--baselines", default="x264,x265,svtav1,vvc", help="baselines, comma separated")
-    p.add_argument("--bpp", help="baselines' target rates in bits per pixel, comma separated")
-    p.add_argument("--q", help="profiles' rate points to run, comma separated (default: all of them)")
+    p.add_argument("--kbps", help="the rate ladder in kbps, comma separated: the profiles' -b:v targets and the "
+                                  "baselines' targets (default 2,5,10,20,50,100,200,500; --quick 5,20,100)")
+    p.add_argument("--bpp", help="the rate ladder in bits per pixel instead (scaled to each clip's size and fps)")
+    p.add_argument("--q", help="sweep the profiles over these rate points (comma separated, or 'all') instead of "
+                               "the -b:v ladder")
     p.add_argument("--sample", type=int, default=6,
-                   help="frames per clip (evenly spread) for MS-SSIM / semantic / CLIP; 0 = every frame (default 6)")
+                   help="frames per clip (evenly spread) for MS-SSIM / VMAF / semantic / CLIP; 0 = every frame "
+                        "(default 6)")
     p.add_argument("--no-semantic", action="store_true", help="skip the lite semantic similarity")
     p.add_argument("--no-isolated", action="store_true", help="skip the per-codec isolated run for peak RSS")
     p.add_argument("--json", action="store_true", help="print results.json to stdout instead of the tables")
     return p
 
 
-def _floats(text: str) -> list[float]:
+def _floats(text: str, flag: str, example: str) -> list[float]:
     try:
-        vals = sorted(float(x) for x in text.split(",") if x.strip())
+        vals = sorted({float(x.strip().rstrip("kK")) for x in text.split(",") if x.strip()})
     except ValueError as exc:
-        raise UsageError(f"--bpp {text!r}: give positive numbers separated by commas, e.g. 0.005,0.01") from exc
+        raise UsageError(f"{flag} {text!r}: give positive numbers separated by commas, e.g. {example}") from exc
     if not vals or vals[0] <= 0:
-        raise UsageError(f"--bpp {text!r}: give positive numbers separated by commas, e.g. 0.005,0.01")
+        raise UsageError(f"{flag} {text!r}: give positive numbers separated by commas, e.g. {example}")
     return vals
+
+
+def _ladder(args) -> list:
+    from .evaluate import Target
+
+    if args.kbps and args.bpp:
+        raise UsageError("give either --kbps or --bpp, not both")
+    if args.bpp:
+        return [Target(v, "bpp") for v in _floats(args.bpp, "--bpp", "0.005,0.01")]
+    kbps = _floats(args.kbps, "--kbps", "5,20,100") if args.kbps else list(QUICK_KBPS if args.quick else DEFAULT_KBPS)
+    return [Target(v, "kbps") for v in kbps]
+
+
+def _rate_points(text: str | None, profiles: list[str]) -> list[int] | None:
+    if not text:
+        return None
+    if text.strip() == "all":
+        from .profile import rate_points
+
+        return sorted({q for p in profiles for q in rate_points(p)})
+    try:
+        return sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError as exc:
+        raise UsageError(f"--q {text!r}: give rate point numbers separated by commas (e.g. 0,3), or 'all'") from exc
 
 
 def main(argv: list[str]) -> int:
@@ -56,16 +84,13 @@ def main(argv: list[str]) -> int:
     from . import metrics as mt
     from . import report
     from .corpus import build_default, scan_folder
-    from .evaluate import average_curves, bd_tables, closest_points, evaluate_clip, speed_table
+    from . import evaluate as ev
     from .profile import api_missing
     from .worker import measure
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    bpps = _floats(args.bpp) if args.bpp else list(QUICK_BPP if args.quick else DEFAULT_BPP)
-    try:
-        qs = sorted({int(x) for x in args.q.split(",") if x.strip()}) if args.q else None
-    except ValueError as exc:
-        raise UsageError(f"--q {args.q!r}: give rate point numbers separated by commas, e.g. 0,3") from exc
+    targets = _ladder(args)
+    labels = [t.label for t in targets]
     known = {b.name: b for b in bl.BASELINES}
     wanted = [x.strip() for x in args.baselines.split(",") if x.strip()]
     bad = [x for x in wanted if x not in known]
@@ -80,9 +105,11 @@ def main(argv: list[str]) -> int:
             baselines.append(known[name])
     profiles = [x.strip() for x in args.profiles.split(",") if x.strip()]
     missing = api_missing() if profiles else None
+    qs = None if missing else _rate_points(args.q, profiles)
     for name in profiles:
         codecs_info[name] = (f"profile under test: not run, {missing}" if missing else
-                             "profile under test through m3cvcav.encode/decode at each rate point (q = 0..N-1)")
+                             "profile under test through m3cvcav.encode/decode, "
+                             + (f"at rate points q = {qs}" if qs is not None else "at each -b:v target of the ladder"))
     if missing:
         profiles = []
     if args.corpus:
@@ -91,7 +118,8 @@ def main(argv: list[str]) -> int:
         folder, clips = build_default(args.quick, log=log)
         corpus_name = ("quick" if args.quick else "default") + f" ({folder})"
     avail = mt.probe(semantic=not args.no_semantic)
-    log(f"rd: {len(clips)} clips, bpp targets {bpps}, baselines {[b.name for b in baselines]}, profiles {profiles}")
+    log(f"rd: {len(clips)} clips, ladder {', '.join(labels)}, baselines {[b.name for b in baselines]}, "
+        f"profiles {profiles}; MS-SSIM/VMAF/semantic on {args.sample or 'all'} frames per clip")
     for name in list(profiles):
         why = _smoke(name, folder, clips[0])
         if why:
@@ -99,22 +127,25 @@ def main(argv: list[str]) -> int:
             log(f"rd: {name}: {codecs_info[name]}")
             profiles.remove(name)
     sample = args.sample or None
-    results = [evaluate_clip(folder, c, baselines, profiles, bpps, avail, sample, qs, log) for c in clips]
-    averaged = average_curves(results, bpps, profiles)
-    bd = bd_tables(results, profiles, [b.name for b in baselines], averaged)
-    rss = {} if args.no_isolated else _isolated(results, folder, baselines, profiles, bpps, measure)
-    speed = speed_table(results, rss)
+    results = [ev.evaluate_clip(folder, c, baselines, profiles, targets, avail, sample, qs, log) for c in clips]
+    averaged = ev.average_curves(results, labels)
+    unit = targets[0].unit
+    compared = ev.comparisons(results, profiles, [b.name for b in baselines], averaged, unit)
+    rss = {} if args.no_isolated else _isolated(results, folder, baselines, profiles, labels, measure)
+    speed = ev.speed_table(results, rss)
     args.out.mkdir(parents=True, exist_ok=True)
-    files = report.draw(results, averaged, profiles, args.out)
+    files = report.draw(results, averaged, profiles, args.out, unit)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, "
                        f"Python {platform.python_version()}",
-            "corpus": corpus_name, "bpp_targets": bpps, "seconds": time.perf_counter() - started,
-            "metrics_computed": ["psnr_y", "psnr_rgb", "ms_ssim", "warp_err"]
-            + [m for m in ("semantic", "clip_sim", "vmaf") if m not in avail.not_computed],
+            "corpus": corpus_name, "ladder": labels, "ladder_unit": unit, "rate_points": qs,
+            "sampled_frames_per_clip": args.sample or "all", "seconds": time.perf_counter() - started,
+            "metrics_computed": ["psnr_y", "psnr_rgb", "ms_ssim", "warp_err", "frozen"]
+            + [m for m in ("vmaf", "vmaf_neg", "semantic", "clip_sim") if m not in avail.not_computed],
             "metrics_not_computed": avail.not_computed, "codecs": codecs_info, "method": METHOD}
-    closest = closest_points(averaged, profiles, [b.name for b in baselines])
-    data = report.to_json(meta, results, averaged, bd, closest, speed, files)
+    closest = ev.closest_points(averaged, profiles, [b.name for b in baselines])
+    data = report.to_json(meta, results, averaged, compared, closest, speed, files, ev.rate_accuracy(results),
+                          ev.frozen_table(results))
     data["meta"]["seconds"] = time.perf_counter() - started
     report.write(args.out, data)
     if args.json:
@@ -127,12 +158,15 @@ def main(argv: list[str]) -> int:
 METHOD = [
     "Rates: baselines count the elementary stream (sum of packet bytes, no container); a profile under test counts its "
     "whole `.m3cv` file. kbps = bits / (frames / fps) / 1000; bpp = bits / (frames × width × height).",
-    "The profile under test runs at each of its rate points (`q=N`, the tokenizer's operating points; identical "
-    "streams kept once); the baselines' targets are the bpp list. The averaged curve groups baselines' points by the "
-    "target bpp they are closest to and profiles' points by rate point.",
-    "Baselines hit each target by CRF search (secant steps on log rate over integer CRF, ≤ 5 encodes per target, "
-    "closest rate kept); when even the maximum CRF is above a target, that floor point is kept and marked (hollow "
-    "markers, 'floor' in tables). Duplicate CRFs are kept once.",
+    "One rate ladder for every codec (`--kbps`, or `--bpp` scaled per clip): the profile under test is encoded through "
+    "`m3cvcav.encode(src, dst, bitrate=\"20k\")` at each rung as its `-b:v` target (identical streams kept once; "
+    "`--q` sweeps its rate points instead); the baselines are steered to each rung. The averaged curve takes, per "
+    "codec and rung, the run standing for that rung on every clip (its own -b:v target; for a baseline the run "
+    "closest in rate) and averages kbps and quality over the clips.",
+    "Baselines hit each rung by CRF search (secant steps on log rate over integer CRF, ≤ 5 encodes per rung, closest "
+    "rate kept). Below SVT-AV1's CRF 63 rate, its VBR mode is run at the rung's bitrate (it gets about half as low). "
+    "A point still more than 15% above its rung (max CRF or VBR) is the codec's floor: kept and marked (hollow "
+    "markers, 'floor' in tables). Duplicate encodes are kept once.",
     "Presets: x264 medium, x265 medium, SVT-AV1 preset 8; one keyframe per clip (clips are shorter than the default "
     "GOP). x264's informational SEI (version + option string, ~700 bytes) is stripped from its stream and x265 runs "
     "with info=0: decoders do not need them and at these rates they would dominate a 2 s clip.",
@@ -140,51 +174,55 @@ METHOD = [
     "the source says otherwise), nearest-neighbour chroma upsampling. PSNR-Y is on the Y' plane (8-bit, capped at "
     "100 dB).",
     "MS-SSIM: pytorch-msssim on RGB, data range 255, Gaussian window 11 (smaller for frames under 176 px).",
+    "VMAF (model v0.6.1) and VMAF NEG: PyPI vmaf-torch in process, on the Y' plane at the clip's size, scores clipped "
+    "to [0, 100]; the motion feature comes from every source frame, so a sampled frame scores as in a full-clip run. "
+    "It reproduces libvmaf's 97.428 for identical still frames (tests/test_rd_vmaf.py); its authors report a mean "
+    "absolute difference of 0.006 from libvmaf on the Netflix public dataset.",
     "Semantic similarity: cosine of the lite profile's EfficientNet-Lite0 embeddings, per frame.",
-    "MS-SSIM, semantic and CLIP similarity run on --sample frames per clip spread evenly (first and last included; "
-    "indices in the JSON); PSNR and warp error on every frame.",
+    "MS-SSIM, VMAF, semantic and CLIP similarity run on --sample frames per clip spread evenly (first and last "
+    "included; indices in the JSON); PSNR, warp error and frozen frames on every frame.",
     "Temporal consistency (warp_err, lower is better): decoded frame t warped to t+1 with OpenCV DIS flow measured on "
-    "the source, MSE on [0,1] RGB over pixels passing a forward-backward check; the source's own value is in the JSON.",
-    "BD-rate / BD-quality: PyPI `bjontegaard`, PCHIP, over the overlap of the two curves (ranges stated); per clip in "
-    "kbps, then the mean over clips, and once on the averaged curve in bpp.",
+    "the source, MSE on [0,1] RGB over pixels passing a forward-backward check. A frozen or blurred output can score "
+    "below the source itself, so it is drawn with the source's own value (dashed) and never headlined.",
+    "Frozen frames: frame t ≥ 1 of the decoded clip counts as frozen when its mean |Δ luma| from frame t−1 is < 0.3 "
+    "while the source's is > 1.5 (8-bit); the share is frozen / source-moving frames.",
+    "Headlines: per clip (kbps) and on the averaged curve, PyPI `bjontegaard` (PCHIP). A BD-rate is given only where "
+    "the two curves' quality ranges overlap over ≥ 50% of each and each curve has ≥ 3 points (BD-quality: the same on "
+    "log rate); otherwise the equal-rate quality difference at the points of either curve inside the other's rate "
+    "range (linear in log rate), and the nearest points. Each headline says over how many clips and which range.",
     "Speed: encode/decode fps and × real time summed over every run of the sweep (in process, wall clock); peak RSS "
-    "from one isolated process per codec (read the clip, encode, decode) at the middle point of its curve on the first "
-    "clip.",
+    "from one isolated process per codec (read the clip, encode, decode) at the middle rung on the first clip.",
 ]
 
 
 def _smoke(profile: str, folder, clip) -> str | None:
     """Try the profile once on the first clip: None when it works, else its error (a broken install costs one try)."""
     from .corpus import clip_path
-    from .profile import rate_points, run
+    from .profile import run
 
     try:
-        run(profile, clip_path(folder, clip), clip.colour_spec(), rate_points(profile)[0], clip.frames)
+        run(profile, clip_path(folder, clip), clip.colour_spec(), clip.frames, bitrate="20k")
     except Exception as exc:  # whatever the codec raised is the reason it is not measured
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
-def _isolated(results, folder, baselines, profiles, bpps, measure) -> dict:
-    """One isolated encode+decode per codec, at the middle point of its curve on the first clip, for peak RSS."""
+def _isolated(results, folder, baselines, profiles, labels, measure) -> dict:
+    """One isolated encode+decode per codec, at the middle rung of the ladder on the first clip, for peak RSS."""
     from .corpus import clip_path
 
     if not results:
         return {}
     first = results[0]
     path = clip_path(folder, first.clip)
-    mid = bpps[len(bpps) // 2]
+    mid = labels[len(labels) // 2]
     out = {}
-    for b in baselines:
-        runs = first.runs.get(b.name) or []
-        if runs:
-            run = next((r for r in runs if mid in r.targets_bpp), runs[0])
-            out[b.name] = {**measure("baseline", b.name, run.param.split("=")[1], path), "param": run.param}
-    for prof in profiles:
-        runs = first.runs.get(prof) or []
-        if runs:
-            run = runs[len(runs) // 2]
-            out[prof] = {**measure("profile", prof, run.param.split("=")[1], path), "param": run.param}
+    for kind, names in (("baseline", [b.name for b in baselines]), ("profile", profiles)):
+        for name in names:
+            runs = first.runs.get(name) or []
+            if runs:
+                run = next((r for r in runs if mid in r.targets), runs[len(runs) // 2])
+                out[name] = {**measure(kind, name, run.param, path), "param": run.param}
     return out
 
 
@@ -192,19 +230,24 @@ def _print(data: dict, out: Path) -> None:
     from . import report
 
     print()
-    print("Averaged RD (mean over clips):")
+    print("Averaged RD (mean over clips, per rung of the ladder):")
     print("\n".join(report.average_table(data)))
     print()
-    if data["bd"]:
-        table = report.bd_table(data, only_defined=True)
-        print("BD of each profile vs each baseline (mean over clips; and on the averaged curve), where defined:")
-        print("\n".join(table) if len(table) > 2 else "  nowhere: the curves do not overlap (see the nearest points)")
-        print(f"  (every profile/baseline/metric row, with the reasons where undefined: {out / 'index.md'})")
+    if data["compare"]:
+        print("Headlines: each profile against each baseline (rules in the report's Method):")
+        print("\n".join(report.headline_lines(data)))
         print()
     if data["closest"]:
         print("Nearest points in rate (averaged; profile / baseline):")
         print("\n".join(report.closest_lines(data)))
         print()
+    if data["rate_accuracy"]:
+        print("Rate accuracy (-b:v target vs achieved, mean over clips):")
+        print("\n".join(report.rate_lines(data)))
+        print()
+    print("Frozen frames (decoded frame equal to its predecessor while the source moves):")
+    print("\n".join(report.frozen_lines(data)))
+    print()
     print("Speed and memory:")
     print("\n".join(report.speed_lines(data)))
     print()

@@ -1,6 +1,8 @@
 """Baseline encoders through PyAV (libx264, libx265, libsvtav1; VVC when FFmpeg has libvvenc) with a CRF search that
 hits target bitrates: per target, secant steps on log(rate) over the integer CRF scale (≤ 5 encodes, results cached),
-keeping the CRF whose measured rate is closest; below the codec's maximum CRF the floor rate is kept and flagged.
+keeping the CRF whose measured rate is closest. Below the codec's maximum CRF, SVT-AV1 switches to its VBR rate control
+at the target (its CRF 63 keeps a large keyframe; VBR reaches about half that rate); whatever rate is still above the
+target is the codec's floor, kept and flagged.
 Rate = the elementary stream's bytes (sum of packet sizes, no container; x264's informational SEI dropped, x265's
 info SEI off)."""
 from __future__ import annotations
@@ -26,13 +28,14 @@ class Baseline:
     crf_range: tuple[int, int]
     crf_per_halving: float  # CRF steps that roughly halve the rate: the secant search's first slope
     options: tuple[tuple[str, str], ...]
+    vbr_below_floor: bool = False  # below max CRF, try the encoder's VBR at the target bitrate
 
 
 BASELINES = (
     Baseline("x264", "libx264", "h264", (0, 51), 6.0, (("preset", "medium"),)),
     Baseline("x265", "libx265", "hevc", (0, 51), 6.0,
              (("preset", "medium"), ("x265-params", "log-level=error:info=0"))),
-    Baseline("svtav1", "libsvtav1", "libdav1d", (1, 63), 8.0, (("preset", "8"),)),
+    Baseline("svtav1", "libsvtav1", "libdav1d", (1, 63), 8.0, (("preset", "8"),), vbr_below_floor=True),
     Baseline("vvc", "libvvenc", "vvc", (0, 63), 6.0, (("preset", "fast"),)),
 )
 
@@ -53,6 +56,9 @@ def _has(codec: str, mode: str) -> bool:
         return False
 
 
+VBR_TOLERANCE = 1.15  # a VBR encode more than 15% above its target is the encoder's floor
+
+
 @dataclass
 class Encoded:
     param: str
@@ -61,13 +67,21 @@ class Encoded:
     encode_s: float
 
 
-def encode(b: Baseline, frames: list[np.ndarray], fps: Fraction, crf: int) -> Encoded:
+def encode(b: Baseline, frames: list[np.ndarray], fps: Fraction, crf: int | None = None,
+           vbr_kbps: float | None = None) -> Encoded:
+    """One encode at ``crf`` or, with ``vbr_kbps``, in the encoder's VBR mode at that bitrate."""
+    if (crf is None) == (vbr_kbps is None):
+        raise ValueError("give either crf or vbr_kbps")
     h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
     cc = av.CodecContext.create(b.encoder, "w")
     cc.width, cc.height, cc.pix_fmt = w, h, "yuv420p"
     cc.time_base = 1 / fps
     cc.framerate = fps
-    cc.options = {**dict(b.options), "crf": str(crf)}
+    if crf is not None:
+        cc.options = {**dict(b.options), "crf": str(crf)}
+    else:
+        cc.bit_rate = max(1000, int(round(vbr_kbps * 1000)))
+        cc.options = dict(b.options)
     start = time.perf_counter()
     packets = []
     for i, planes in enumerate(frames):
@@ -77,7 +91,18 @@ def encode(b: Baseline, frames: list[np.ndarray], fps: Fraction, crf: int) -> En
     packets += [bytes(p) for p in cc.encode(None)]
     if b.encoder == "libx264":
         packets = [strip_h264_sei(p) for p in packets]
-    return Encoded(f"crf={crf}", sum(len(p) for p in packets), packets, time.perf_counter() - start)
+    param = f"crf={crf}" if crf is not None else f"vbr={vbr_kbps:.4g}k"
+    return Encoded(param, sum(len(p) for p in packets), packets, time.perf_counter() - start)
+
+
+def encode_param(b: Baseline, frames: list[np.ndarray], fps: Fraction, param: str) -> Encoded:
+    """Encode with a run's ``param`` as the report writes it: ``crf=N`` or ``vbr=Xk``."""
+    kind, _, value = param.partition("=")
+    if kind == "crf":
+        return encode(b, frames, fps, crf=int(value))
+    if kind == "vbr":
+        return encode(b, frames, fps, vbr_kbps=float(value.rstrip("k")))
+    raise ValueError(f"baseline parameter {param!r}: expected crf=N or vbr=Xk")
 
 
 def strip_h264_sei(packet: bytes) -> bytes:
@@ -110,7 +135,7 @@ def kbps(nbytes: int, frames: int, fps: Fraction) -> float:
 
 def crf_search(b: Baseline, frames: list[np.ndarray], fps: Fraction, targets_kbps: list[float],
                max_encodes: int = 5) -> list[tuple[float, Encoded, bool]]:
-    """Per target: (target, the closest encode, whether it is the codec's floor). Distinct CRFs only."""
+    """Per target: (target, the closest encode, whether it is the codec's floor). Distinct encodes only."""
     cache: dict[int, Encoded] = {}
     lo, hi = b.crf_range
 
@@ -137,8 +162,30 @@ def crf_search(b: Baseline, frames: list[np.ndarray], fps: Fraction, targets_kbp
                 break
             crf = nxt
         best = min(cache, key=lambda c: abs(math.log(rate(c) / target)))
-        floor = best == hi and rate(hi) > target
-        if best in chosen:
-            floor = floor or chosen[best][2]
-        chosen[best] = (target, cache[best], floor)
+        enc, floor = cache[best], best == hi and rate(hi) > target
+        if floor and b.vbr_below_floor:
+            vbr, got = vbr_search(b, frames, fps, target)
+            if got < rate(hi):
+                enc, floor = vbr, got > target * VBR_TOLERANCE
+        key = enc.bytes  # the same stream from two settings is one point
+        if key in chosen:
+            floor = floor or chosen[key][2]
+        chosen[key] = (target, enc, floor)
     return sorted(chosen.values(), key=lambda t: t[1].bytes)
+
+
+def vbr_search(b: Baseline, frames: list[np.ndarray], fps: Fraction, target: float,
+               tries: int = 3) -> tuple[Encoded, float]:
+    """VBR encodes steered to ``target`` kbps (the request scaled by target / achieved after each overshoot): the
+    closest encode and its rate."""
+    best: tuple[Encoded, float] | None = None
+    ask = target
+    for _ in range(tries):
+        enc = encode(b, frames, fps, vbr_kbps=ask)
+        got = kbps(enc.bytes, len(frames), fps)
+        if best is None or abs(math.log(got / target)) < abs(math.log(best[1] / target)):
+            best = (enc, got)
+        if abs(math.log(got / target)) < math.log(VBR_TOLERANCE) or (best[0] is not enc and got >= best[1]):
+            break  # close enough, or asking for less no longer lowers the rate: the encoder's floor
+        ask *= target / got
+    return best

@@ -14,7 +14,20 @@ import numpy as np  # noqa: E402
 from .metrics import HIGHER_IS_BETTER  # noqa: E402
 
 LABELS = {"psnr_y": "PSNR-Y (dB)", "psnr_rgb": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM", "semantic": "lite semantic sim",
-          "warp_err": "warp error (MSE, lower better)", "vmaf": "VMAF", "clip_sim": "CLIP sim"}
+          "warp_err": "warp error (MSE, lower better)", "vmaf": "VMAF v0.6.1", "vmaf_neg": "VMAF NEG",
+          "clip_sim": "CLIP sim"}
+# One colour and marker per codec in every figure (profiles in warm colours, baselines in cool ones).
+STYLES = {"lite": ("#d62728", "o"), "m3cvc": ("#ff7f0e", "P"), "x264": ("#1f77b4", "s"), "x265": ("#2ca02c", "^"),
+          "svtav1": ("#9467bd", "D"), "vvc": ("#8c564b", "v"), "jpeg": ("#1f77b4", "s"), "webp": ("#17becf", "v"),
+          "av1": ("#9467bd", "D"), "tokenizer": ("#d62728", "o")}
+_SPARE = (("#e377c2", "X"), ("#7f7f7f", "h"), ("#bcbd22", "*"), ("#17becf", "p"))
+
+
+def style(codec: str) -> tuple[str, str]:
+    """The codec's (colour, marker), the same in every figure of every run."""
+    if codec in STYLES:
+        return STYLES[codec]
+    return _SPARE[sum(map(ord, codec)) % len(_SPARE)]
 
 
 def _save(fig, path: Path) -> None:
@@ -24,48 +37,74 @@ def _save(fig, path: Path) -> None:
     tmp.replace(path)
 
 
+PANEL_ORDER = tuple(dict.fromkeys(("ms_ssim", "vmaf", "vmaf_neg", "psnr_y", "psnr_rgb", "semantic", "clip_sim",
+                                   "warp_err", *HIGHER_IS_BETTER)))
+
+
+def _log_rate_axis(ax) -> None:
+    """Log rate axis with plain-number ticks at 1-2-5 steps (2, 5, 10, 20 ... not 2×10¹)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def rd_figure(curves: dict[str, list[tuple[float, dict[str, float], bool]]], title: str, xlabel: str,
-              path: Path) -> None:
-    """One panel per metric; ``curves``: codec → [(rate, metrics, floor)]. Floor points (baseline at max CRF, still
-    above the target) are drawn hollow."""
-    metrics = [m for m in HIGHER_IS_BETTER if any(m in p[1] for pts in curves.values() for p in pts)]
+              path: Path, source: dict[str, float] | None = None) -> None:
+    """One panel per metric on a log-rate axis; ``curves``: codec → [(rate, metrics, floor)]. Floor points (a
+    baseline still above its target at its lowest setting) are drawn hollow; ``source``: metric → the source's own
+    value, drawn as a dashed line (for metrics like warp_err that an output can beat by blurring or freezing)."""
+    from matplotlib.lines import Line2D
+
+    metrics = [m for m in PANEL_ORDER if any(m in p[1] for pts in curves.values() for p in pts)]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.1 * rows + 0.6), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         for codec, pts in curves.items():
             pts = sorted((p for p in pts if metric in p[1]), key=lambda p: p[0])
             if not pts:
                 continue
-            line, = ax.plot([p[0] for p in pts], [p[1][metric] for p in pts], "-o", label=codec, markersize=4)
-            hollow = [p for p in pts if p[2]]
-            if hollow:
-                ax.plot([p[0] for p in hollow], [p[1][metric] for p in hollow], "o", mfc="white",
-                        color=line.get_color(), markersize=7)
-        ax.set_xscale("log")
+            colour, marker = style(codec)
+            ax.plot([p[0] for p in pts], [p[1][metric] for p in pts], "-", color=colour, lw=1.3)
+            for rate, vals, floor in pts:
+                ax.plot([rate], [vals[metric]], marker, color=colour, mfc="white" if floor else colour,
+                        markersize=7 if floor else 5, mew=1.3)
+        if source and metric in source:
+            ax.axhline(source[metric], color="black", ls="--", lw=1)
+        _log_rate_axis(ax)
         ax.set_xlabel(xlabel)
         ax.set_title(LABELS.get(metric, metric), fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    handles = [Line2D([], [], color=style(c)[0], marker=style(c)[1], label=c) for c in curves]
+    handles.append(Line2D([], [], color="grey", marker="o", mfc="white", ls="", label="floor (cannot go lower)"))
+    if source and any(m in source for m in metrics):
+        handles.append(Line2D([], [], color="black", ls="--", label="source's own value"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     _save(fig, path)
 
 
 def crops(panels: list[tuple[str, np.ndarray]], path: Path, size: tuple[int, int] = (384, 216)) -> None:
-    """Side by side centre crops (RGB frames of one size) with a caption strip each; written as PNG."""
+    """Side by side centre crops (RGB frames of one size) with a caption strip each (labels may hold one line break);
+    written as PNG."""
     h, w = panels[0][1].shape[:2]
     cw, ch = min(size[0], w), min(size[1], h)
     x0, y0 = (w - cw) // 2, (h - ch) // 2
+    strip = 36
     tiles = []
     for label, rgb in panels:
-        tile = np.full((ch + 22, cw, 3), 255, np.uint8)
-        tile[22:] = rgb[y0:y0 + ch, x0:x0 + cw]
-        cv2.putText(tile, label, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        tile = np.full((ch + strip, cw, 3), 255, np.uint8)
+        tile[strip:] = rgb[y0:y0 + ch, x0:x0 + cw]
+        for k, line in enumerate(label.split("\n")[:2]):
+            cv2.putText(tile, line, (4, 14 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
         tiles.append(tile)
-        tiles.append(np.full((ch + 22, 4, 3), 255, np.uint8))
+        tiles.append(np.full((ch + strip, 4, 3), 255, np.uint8))
     image = np.concatenate(tiles[:-1], axis=1)
     tmp = path.with_name(path.stem + ".part.png")
     if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):

@@ -1,6 +1,7 @@
-"""The profile under test: m3cvcav's public API (``m3cvcav.encode`` / ``m3cvcav.decode``) on the clip's file at each of
-the profile's rate points (``q=N``, the tokenizer's operating points), with the rate counted as the encoded file's size
-in bytes (the ``.m3cv`` stream: headers, model references and all)."""
+"""The profile under test: m3cvcav's public API (``m3cvcav.encode`` / ``m3cvcav.decode``) on the clip's file at a
+``-b:v`` bitrate target (``bitrate="20k"``, the rate control users type) or at one of the profile's rate points
+(``q=N``), with the rate counted as the encoded file's size in bytes (the ``.m3cv`` stream: headers, model references
+and all)."""
 from __future__ import annotations
 
 import tempfile
@@ -41,14 +42,23 @@ def rate_points(profile: str) -> list[int]:
     return [rp.index for rp in load_profile(profile).engine("tokenizer").rate_points]
 
 
-def run(profile: str, src: Path, colour: Colour, q: int, frames: int) -> ProfileRun:
-    """Encode ``src`` at rate point ``q`` with ``profile``, decode it back, read the frames."""
+def bitrate_arg(kbps: float) -> str:
+    """A kbps target as ``-b:v`` takes it: ``20k``, ``2.5k``."""
+    return f"{kbps:.4g}k"
+
+
+def run(profile: str, src: Path, colour: Colour, frames: int, *, q: int | None = None,
+        bitrate: str | None = None) -> ProfileRun:
+    """Encode ``src`` with ``profile`` at ``bitrate`` (``-b:v``, e.g. "20k") or rate point ``q``, decode it back, read
+    the frames."""
     import m3cvcav
 
+    if (q is None) == (bitrate is None):
+        raise ValueError("give either q or bitrate")
     with tempfile.TemporaryDirectory(prefix="m3cvc-rd-") as tmp:
         dst, back = Path(tmp) / "out.m3cv", Path(tmp) / "back.y4m"
         start = time.perf_counter()
-        m3cvcav.encode(str(src), str(dst), q=q, profile=profile, overwrite=True)
+        m3cvcav.encode(str(src), str(dst), q=q, bitrate=bitrate, profile=profile, overwrite=True)
         encode_s = time.perf_counter() - start
         start = time.perf_counter()
         m3cvcav.decode(str(dst), str(back), overwrite=True)
@@ -56,4 +66,4 @@ def run(profile: str, src: Path, colour: Colour, q: int, frames: int) -> Profile
         video = read_video(back, colour)
         nbytes = dst.stat().st_size
     planes = video.frames[:frames]
-    return ProfileRun(f"q={q}", nbytes, planes, encode_s, decode_s)
+    return ProfileRun(f"q={q}" if q is not None else f"b:v={bitrate}", nbytes, planes, encode_s, decode_s)

@@ -1,6 +1,7 @@
 """One encode + decode in its own process, which reports its own peak RSS (VmHWM) with its timings.
 
-``python -m m3cvcav.bench.rd.worker baseline NAME CRF CLIP`` or ``... profile NAME Q CLIP``; prints JSON timings.
+``python -m m3cvcav.bench.rd.worker baseline NAME PARAM CLIP`` (PARAM ``crf=N`` or ``vbr=Xk``) or
+``... profile NAME PARAM CLIP`` (``q=N`` or ``b:v=20k``); prints JSON timings.
 """
 from __future__ import annotations
 
@@ -35,16 +36,18 @@ def main(argv: list[str]) -> int:
 
     video = read_video(clip)
     if kind == "baseline":
-        from .baselines import BASELINES, decode, encode
+        from .baselines import BASELINES, decode, encode_param
 
         b = next(x for x in BASELINES if x.name == name)
-        enc = encode(b, video.frames, video.fps, int(param))
+        enc = encode_param(b, video.frames, video.fps, param)
         _, dec_s = decode(b, enc.packets)
         result = {"encode_s": enc.encode_s, "decode_s": dec_s, "bytes": enc.bytes}
     else:
         from .profile import run
 
-        res = run(name, Path(clip), video.colour, int(param), len(video.frames))
+        kind, _, value = param.partition("=")
+        res = run(name, Path(clip), video.colour, len(video.frames),
+                  **({"q": int(value)} if kind == "q" else {"bitrate": value}))
         result = {"encode_s": res.encode_s, "decode_s": res.decode_s, "bytes": res.bytes}
     print(json.dumps({**result, "frames": len(video.frames), "peak_rss_mb": peak_rss_mb()}))
     return 0
