@@ -2,10 +2,12 @@
 
 On the held-out images (``engines.tokenizer.data.HELD_OUT_*``, never trained on) resized to 512 px wide: per rate point,
 the real entropy-coded token payload (``bitstream.entropy.encode_tokens``, decoded back and checked) → bpp, PSNR (RGB),
-MS-SSIM (pytorch-msssim, RGB, data range 255), the lite semantic similarity (EfficientNet-Lite0 embedding cosine), and
-encode/decode time per image. Baselines on the same images: JPEG and WebP (Pillow) and AV1 intra (SVT-AV1 via PyAV,
+MS-SSIM (pytorch-msssim, RGB, data range 255), image VMAF v0.6.1 and VMAF NEG (vmaf-torch on BT.709 luma, motion
+feature 0 as for a still: an identical image scores 97.43, libvmaf's value), the lite semantic similarity
+(EfficientNet-Lite0 embedding cosine), and encode/decode time per image. Baselines on the same images: JPEG and WebP (Pillow) and AV1 intra (SVT-AV1 via PyAV,
 decoded with dav1d) over quality sweeps; rates are payload bytes (no container). Values are means over the images.
-MS-SSIM BD-rate vs AV1: mean log-rate difference over the overlapping MS-SSIM range, piecewise-linear in log-rate.
+MS-SSIM and VMAF BD-rate vs AV1: mean log-rate difference over the overlapping quality range, piecewise-linear in
+log-rate.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ WIDTH = 512
 JPEG_Q = (1, 2, 3, 5, 8, 12, 20, 35, 50, 75)
 WEBP_Q = (0, 2, 5, 10, 20, 35, 50, 75)
 AV1_CRF = (63, 60, 57, 54, 50, 45, 40, 34, 28)
-METRICS = ("psnr", "msssim", "semantic")
+METRICS = ("psnr", "msssim", "vmaf", "vmaf_neg", "semantic")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,6 +44,21 @@ def msssim(a: np.ndarray, b: np.ndarray) -> float:
     tb = torch.from_numpy(b.transpose(2, 0, 1)[None].astype(np.float32))
     win = 11 if min(a.shape[:2]) > 160 else 7
     return float(ms_ssim(ta, tb, data_range=255.0, win_size=win))
+
+
+def luma(img: np.ndarray) -> np.ndarray:
+    """BT.709 limited-range Y' (8-bit) of an RGB image, the plane VMAF reads."""
+    y = img.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return np.clip(np.rint(16.0 + 219.0 * y / 255.0), 0, 255).astype(np.uint8)
+
+
+def image_vmaf(a: np.ndarray, b: np.ndarray) -> dict[str, float] | None:
+    """Image VMAF and VMAF NEG of ``b`` against ``a`` (None when vmaf-torch is not installed)."""
+    from m3cvcav.bench.rd import vmaf
+
+    if vmaf.missing():
+        return None
+    return {k: v[0] for k, v in vmaf.scores([luma(a)], [luma(b)]).items()}
 
 
 def load_embedder():
@@ -107,7 +124,7 @@ def measure(codec, images, embed, sources) -> dict:
     for i, img in enumerate(images):
         nbytes, out, t_enc, t_dec = codec(img)
         row = {"bpp": 8.0 * nbytes / (img.shape[0] * img.shape[1]), "psnr": psnr(img, out),
-               "msssim": msssim(img, out), "enc_s": t_enc, "dec_s": t_dec}
+               "msssim": msssim(img, out), "enc_s": t_enc, "dec_s": t_dec, **(image_vmaf(img, out) or {})}
         if embed is not None:
             row["semantic"] = float(np.dot(sources[i], embed.embed([out])[0]))
         rows.append(row)
@@ -145,6 +162,8 @@ def plot(results: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from m3cvcav.bench.rd.plots import style
+
     files = []
     for metric in METRICS:
         if not all(metric in p for curve in results.values() for p in curve):
@@ -152,7 +171,9 @@ def plot(results: dict, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, curve in results.items():
             pts = sorted((p["bpp"], p[metric]) for p in curve)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if name == "tokenizer" else ".--", label=name)
+            colour, marker = style(name)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if name == "tokenizer" else "--", marker=marker,
+                    color=colour, markersize=5, label=name)
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel (512 px wide)")
         ax.set_ylabel(metric)
@@ -168,12 +189,16 @@ def plot(results: dict, out: Path) -> list[str]:
 
 
 def table(results: dict, settings: dict) -> str:
-    lines = ["| codec | setting | bpp | PSNR dB | MS-SSIM | semantic | enc ms | dec ms |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| codec | setting | bpp | PSNR dB | MS-SSIM | VMAF | VMAF NEG | semantic | enc ms | dec ms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def opt(p: dict, key: str, fmt: str) -> str:
+        return format(p[key], fmt) if key in p else "n/a"
+
     for name, curve in results.items():
         for s, p in zip(settings[name], curve):
-            sem = f"{p['semantic']:.4f}" if "semantic" in p else "n/a"
-            lines.append(f"| {name} | {s} | {p['bpp']:.4f} | {p['psnr']:.2f} | {p['msssim']:.4f} | {sem} | "
+            lines.append(f"| {name} | {s} | {p['bpp']:.4f} | {p['psnr']:.2f} | {p['msssim']:.4f} | "
+                         f"{opt(p, 'vmaf', '.2f')} | {opt(p, 'vmaf_neg', '.2f')} | {opt(p, 'semantic', '.4f')} | "
                          f"{p['enc_s'] * 1e3:.0f} | {p['dec_s'] * 1e3:.0f} |")
     return "\n".join(lines)
 
@@ -222,12 +247,16 @@ def main(argv: list[str]) -> int:
                           "note": (f"{base} cannot go below {lowest:.4f} bpp" if ref is None and p["bpp"] < lowest
                                    else "" if ref is not None else f"above {base}'s sweep")})
     bd, overlap = bd_rate(results["av1"], results["tokenizer"])
+    vmaf_bd = (bd_rate(results["av1"], results["tokenizer"], "vmaf")
+               if all("vmaf" in p for c in (results["av1"], results["tokenizer"]) for p in c) else None)
     args.out.mkdir(parents=True, exist_ok=True)
     plots = plot(results, args.out)
     md = table(results, settings)
     summary = {"images": [n.name for n in named], "width": WIDTH, "weights_sha256": tok.ref.sha256.hex(),
                "semantic_embedder": embed_src, "results": results, "settings": settings, "floor": floor,
-               "bd_rate_msssim_vs_av1_percent": bd, "bd_overlap_msssim": overlap, "plots": plots,
+               "bd_rate_msssim_vs_av1_percent": bd, "bd_overlap_msssim": overlap,
+               "bd_rate_vmaf_vs_av1_percent": vmaf_bd[0] if vmaf_bd else None,
+               "bd_overlap_vmaf": vmaf_bd[1] if vmaf_bd else None, "plots": plots,
                "token_bits": token_bits(tok, images)}
     tmp = args.out / "tokenizer.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
@@ -255,6 +284,12 @@ def main(argv: list[str]) -> int:
         print(f"\nMS-SSIM BD-rate vs AV1 intra: no overlapping MS-SSIM range ({overlap[0]:.4f} > {overlap[1]:.4f})")
     else:
         print(f"\nMS-SSIM BD-rate vs AV1 intra over MS-SSIM {overlap[0]:.4f}..{overlap[1]:.4f}: {bd:+.1f}%")
+    if vmaf_bd is None:
+        print("VMAF: not computed (pip install vmaf-torch, in the bench extra)")
+    elif vmaf_bd[0] is None:
+        print(f"VMAF BD-rate vs AV1 intra: no overlapping VMAF range ({vmaf_bd[1][0]:.2f} > {vmaf_bd[1][1]:.2f})")
+    else:
+        print(f"VMAF BD-rate vs AV1 intra over VMAF {vmaf_bd[1][0]:.2f}..{vmaf_bd[1][1]:.2f}: {vmaf_bd[0]:+.1f}%")
     print("plots: " + ", ".join(plots))
     return 0
 

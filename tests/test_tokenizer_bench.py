@@ -34,3 +34,25 @@ def test_psnr():
     a = np.zeros((4, 4, 3), np.uint8)
     assert psnr(a, a) == 99.0
     assert psnr(a, a + 1) == pytest.approx(10 * np.log10(255.0 ** 2))
+
+
+def test_luma_is_bt709_limited_range():
+    from m3cvcav.bench.tokenizer import luma
+
+    img = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0]]], np.uint8)
+    assert luma(img).tolist() == [[16, 235, 63, 173]]  # BT.709 limited-range Y' of black, white, red, green
+
+
+def test_image_vmaf_identical_and_degraded():
+    pytest.importorskip("vmaf_torch", reason="vmaf-torch is in the bench extra")
+    import cv2
+
+    from m3cvcav.bench.tokenizer import image_vmaf
+
+    rng = np.random.default_rng(0)
+    img = (cv2.GaussianBlur(rng.random((96, 128, 3)).astype(np.float32), (0, 0), 2) * 900 - 320).clip(0, 255)
+    img = img.astype(np.uint8)
+    same = image_vmaf(img, img)
+    assert same["vmaf"] == pytest.approx(97.428, abs=0.01) and same["vmaf_neg"] == pytest.approx(97.428, abs=0.01)
+    blurred = image_vmaf(img, cv2.GaussianBlur(img, (0, 0), 2.0))
+    assert blurred["vmaf"] < 80 and blurred["vmaf_neg"] < 80
