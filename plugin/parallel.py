@@ -13,8 +13,9 @@ import json
 import os
 import struct
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class ChunkStats(Stats):
     chunks_done: int = 0
     chunks_total: int | None = None
     retried: int = 0
+    chunk_seconds: list[float] = field(default_factory=list)  # each chunk's encode time on its worker
 
     def line(self) -> str:
         total = "?" if self.chunks_total is None else str(self.chunks_total)
@@ -85,6 +87,7 @@ def encode_chunk(job: dict) -> dict:
             frame.pts, frame.time_base = p, tb
             yield frame
 
+    started = time.perf_counter()
     out = io.BytesIO()
     api.encode(frames(), out, format="m3cv", fps=job["fps"], audio=False, **job["options"])
     out.seek(0)
@@ -96,7 +99,8 @@ def encode_chunk(job: dict) -> dict:
     options = job["options"]
     backends = api.engines_for(options.get("profile", "lite"), options.get("engine", "auto"),
                                options.get("offload", False)).backends()
-    return {"header": reader.header_unit, "packets": packets, "backends": backends}
+    return {"header": reader.header_unit, "packets": packets, "backends": backends,
+            "seconds": time.perf_counter() - started}
 
 
 def stored_chunk(job: dict) -> dict:
@@ -273,6 +277,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                     segments += 1
                     size += len(packet)
                 frames += chunk.frames
+                stats.chunk_seconds.append(result.get("seconds", 0.0))
                 for packet in audio_packets:
                     writer.write_audio(packet)
                 audio_packets.clear()

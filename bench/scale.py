@@ -1,0 +1,226 @@
+"""``python -m m3cvcav bench scale``: how chunked encoding scales (docs/parallel.md).
+
+In one run, on this machine: wall time to encode ``--seconds`` (60) of vtest.avi at ``--size`` (512x288) with 1 and 2
+local worker processes and with ``-cluster local`` (2 Ray actors, the private Ray instance's start timed apart), the
+ratios to 1 worker (target: 2 workers ≤ 0.6×), byte identity of the three streams, the per-chunk overhead of Ray versus
+local processes (a chunk's frames to a warm worker and a reply back, no encoding), peak RSS per worker, and a scaling
+model for N workers:
+
+    T(N) = S + ⌈K/N⌉ · (W/K + c)        (and never below R, the parent's own read + plan pass)
+
+with K chunks, W the summed encode time of the chunks on their workers (1-worker run), c the per-chunk overhead, and
+S = T(1) − W − K·c the serial rest (worker start and model loading, the parent's work not hidden behind the workers,
+writing). Amdahl's serial fraction is s = S / T(1). Assumptions: one core (or GPU) per worker, chunks of equal cost
+(the ceiling models the last, partly idle round), the parent's read rate keeps up (checked against R), memory for N
+workers at the measured peak RSS each, and the local overhead c for N local processes (Ray's c on a cluster).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from m3cvcav import api, chunks, parallel, workers
+from m3cvcav.filters import pipeline
+from m3cvcav.filters.items import AudioPacket
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips" / "vtest.avi"
+
+
+class RssSampler:
+    """Peak RSS of every worker process (local spawn workers, Ray actors) under this process, sampled 5 times a
+    second."""
+
+    def __init__(self):
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _is_worker(proc: psutil.Process) -> bool:
+        try:
+            line = " ".join(proc.cmdline())
+        except (psutil.Error, OSError):
+            return False
+        return "spawn_main" in line or "_RayWorker" in line
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                children = me.children(recursive=True)
+            except psutil.Error:
+                children = []
+            for proc in children:
+                if self._is_worker(proc):
+                    try:
+                        rss = proc.memory_info().rss
+                    except psutil.Error:
+                        continue
+                    self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), rss)
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def encode(src: Path, dst: Path, seconds: float, size: str, **kw) -> dict:
+    """One chunked encode: wall seconds, chunks, per-chunk encode seconds, bytes, peak RSS per worker (MiB)."""
+    final: dict = {}
+
+    def progress(stats) -> None:
+        final["stats"] = stats
+
+    with RssSampler() as rss:
+        started = time.perf_counter()
+        result = api.encode(src, dst, t=seconds, size=size, overwrite=True, progress=progress, **kw)
+        wall = time.perf_counter() - started
+    stats = final["stats"]
+    return {"wall_s": wall, "frames": result.frames, "chunks": len(stats.chunk_seconds),
+            "chunk_encode_s": stats.chunk_seconds, "bytes": result.bytes,
+            "peak_rss_mib": sorted(round(v / 2 ** 20) for v in rss.peak.values())}
+
+
+def read_pass(src: Path, seconds: float, size: str) -> tuple[float, int, list[np.ndarray]]:
+    """The parent's own serial work: decode, scale and plan the chunks (no encoding). Returns (seconds, chunks, the
+    first chunk's frames for the overhead probe)."""
+    started = time.perf_counter()
+    source = api.Source(src, t=seconds, audio=False)
+    p = pipeline.plan(None, None, size=size, rate=None, ours=pipeline.ENCODER_NODES)
+    info, frames = pipeline.apply_ffmpeg(p, source.info, (f for f in source if not isinstance(f, AudioPacket)))
+    first, count = None, 0
+    for chunk in chunks.plan(frames, chunks.Bounds(0, 0, Fraction(info.fps))):
+        first = chunk.images if first is None else first
+        count += 1
+    return time.perf_counter() - started, count, first
+
+
+def echo(payload: dict) -> int:
+    """Worker side of the overhead probe: touch the frames, reply with one number."""
+    return int(payload["images"][-1, -1, -1, 0])
+
+
+def overhead(backend, images: np.ndarray, repeats: int) -> float:
+    """Median seconds for one chunk's frames to reach a warm worker and a reply to come back."""
+    for k in range(backend.capacity):  # warm: every worker started, its modules imported
+        backend.submit(workers.Task(k, echo, {"images": images}))
+    pending = backend.capacity
+    while pending:
+        pending -= len(backend.wait())
+    times = []
+    for k in range(repeats):
+        started = time.perf_counter()
+        backend.submit(workers.Task(k, echo, {"images": images}))
+        backend.wait()
+        times.append(time.perf_counter() - started)
+    backend.close()
+    return float(np.median(times))
+
+
+def model(t1: float, w: float, k: int, c: float, read_s: float, n: int) -> float:
+    s = max(0.0, t1 - w - k * c)
+    return max(read_s, s + math.ceil(k / n) * (w / k + c))
+
+
+def run(seconds: float, size: str, ray: bool, repeats: int) -> dict:
+    src = MEDIA
+    if not src.exists():
+        raise SystemExit(f"bench scale needs {src} (../shared/media beside the checkout)")
+    out: dict = {"input": f"{src.name}, {seconds:g} s at {size}", "cpus": os.cpu_count(),
+                 "threads_per_worker": workers.THREADS_PER_WORKER}
+    read_s, k, images = read_pass(src, seconds, size)
+    out["parent_read_plan_s"] = read_s
+    out["planned_chunks"] = k
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {"1 worker": dict(workers=1), "2 workers": dict(workers=2)}
+        if ray:
+            runs["cluster local (2)"] = dict(workers=2, cluster="local")
+        results = {}
+        for name, kw in runs.items():
+            dst = Path(tmp) / f"{name.split()[0]}.m3cv"
+            if kw.get("cluster"):
+                import ray as ray_module
+
+                started = time.perf_counter()
+                ray_module.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                out["ray_start_s"] = time.perf_counter() - started
+            results[name] = encode(src, dst, seconds, size, **kw)
+            results[name]["sha256"] = hashlib.sha256(dst.read_bytes()).hexdigest()[:16]
+            if kw.get("cluster"):
+                out["ray_overhead_per_chunk_s"] = overhead(workers.RayBackend("local", 2), images, repeats)
+                ray_module.shutdown()
+        out["local_overhead_per_chunk_s"] = overhead(workers.LocalBackend(2), images, repeats)
+    out["runs"] = results
+    t1 = results["1 worker"]["wall_s"]
+    out["ratio_2_workers"] = results["2 workers"]["wall_s"] / t1
+    if ray:
+        out["ratio_cluster_local"] = results["cluster local (2)"]["wall_s"] / t1
+    out["same_bytes"] = len({r["sha256"] for r in results.values()}) == 1
+    w = float(sum(results["1 worker"]["chunk_encode_s"]))
+    kk = results["1 worker"]["chunks"]
+    c = out["local_overhead_per_chunk_s"]
+    serial = max(0.0, t1 - w - kk * c)
+    out["model"] = {"T1_s": t1, "W_s": w, "K": kk, "c_s": c, "S_s": serial, "serial_fraction": serial / t1,
+                    "R_s": read_s,
+                    "predicted_2_s": model(t1, w, kk, c, read_s, 2),
+                    "T_N_s": {n: model(t1, w, kk, c, read_s, n) for n in (1, 2, 4, 8, 16, 32)},
+                    "amdahl_limit_speedup": t1 / max(serial, read_s, 1e-9)}
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="seconds of vtest.avi to encode (default 60)")
+    parser.add_argument("--size", default="512x288")
+    parser.add_argument("--no-ray", action="store_true", help="skip -cluster local")
+    parser.add_argument("--repeats", type=int, default=5, help="overhead probes per backend (median)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        import ray  # noqa: F401
+        has_ray = not args.no_ray
+    except ImportError:
+        has_ray = False
+        print("ray is not installed (pip install 'm3cvcav[cluster]'): -cluster local is skipped")
+    r = run(args.seconds, args.size, has_ray, args.repeats)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    print(f"{r['input']}; {r['cpus']} CPUs, {r['threads_per_worker']} thread per worker; "
+          f"{r['planned_chunks']} chunks; parent read+plan pass {r['parent_read_plan_s']:.1f} s")
+    print(f"{'run':20s} {'wall s':>8s} {'ratio':>6s} {'chunks':>6s} {'bytes':>8s} {'sha256':>17s}  peak RSS/worker MiB")
+    t1 = r["runs"]["1 worker"]["wall_s"]
+    for name, run_ in r["runs"].items():
+        print(f"{name:20s} {run_['wall_s']:8.1f} {run_['wall_s'] / t1:6.2f} {run_['chunks']:6d} {run_['bytes']:8d} "
+              f"{run_['sha256']:>17s}  {run_['peak_rss_mib']}")
+    print(f"2 workers / 1 worker = {r['ratio_2_workers']:.2f} (target ≤ 0.60); same bytes in every run: "
+          f"{r['same_bytes']}")
+    if "ray_start_s" in r:
+        print(f"Ray: private instance start {r['ray_start_s']:.1f} s (not in the wall time above); per-chunk "
+              f"overhead {r['ray_overhead_per_chunk_s'] * 1000:.0f} ms vs local processes "
+              f"{r['local_overhead_per_chunk_s'] * 1000:.0f} ms (one chunk's frames there, a reply back)")
+    else:
+        print(f"per-chunk overhead, local processes: {r['local_overhead_per_chunk_s'] * 1000:.0f} ms")
+    m = r["model"]
+    print(f"model: T(N) = S + ceil(K/N)·(W/K + c), ≥ R; T1 {m['T1_s']:.1f} s, W {m['W_s']:.1f} s, K {m['K']}, "
+          f"c {m['c_s'] * 1000:.0f} ms, S {m['S_s']:.1f} s (serial fraction {m['serial_fraction']:.3f}), "
+          f"R {m['R_s']:.1f} s")
+    print(f"model predicts T(2) {m['predicted_2_s']:.1f} s (measured {r['runs']['2 workers']['wall_s']:.1f} s); "
+          + ", ".join(f"T({n}) {t:.1f} s" for n, t in m["T_N_s"].items())
+          + f"; Amdahl limit {m['amdahl_limit_speedup']:.1f}x")
+    return 0
