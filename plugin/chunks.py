@@ -82,6 +82,8 @@ class Bounds:
 
     def resolved(self) -> tuple[int, int]:
         lo = self.min_frames or max(1, round(self.fps * Fraction(DEFAULT_MIN_SECONDS)))
+        if not self.min_frames and self.max_frames:
+            lo = min(lo, self.max_frames)  # a short -chunk_max alone lowers the default minimum with it
         hi = self.max_frames or max(lo, round(self.fps * Fraction(DEFAULT_MAX_SECONDS)))
         if lo < 1 or hi < lo:
             raise UsageError(f"-chunk_min {lo} / -chunk_max {hi}: give 1 ≤ min ≤ max frames (0: the default)")
