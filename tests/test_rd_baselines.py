@@ -59,3 +59,15 @@ def test_availability_reasons():
     vvc = next(b for b in bl.BASELINES if b.name == "vvc")
     why = bl.available(vvc)
     assert why is None or "libvvenc" in why
+
+
+def test_svtav1_goes_below_its_crf_floor_with_vbr(clip):
+    svt = next(b for b in bl.BASELINES if b.name == "svtav1")
+    floor = bl.kbps(bl.encode(svt, clip, FPS, 63).bytes, len(clip), FPS)
+    ((target, enc, is_floor),) = bl.crf_search(svt, clip, FPS, [floor / 2])
+    assert enc.param.startswith("vbr=") and bl.kbps(enc.bytes, len(clip), FPS) < floor
+    assert is_floor == (bl.kbps(enc.bytes, len(clip), FPS) > target * bl.VBR_TOLERANCE)
+    again = bl.encode_param(svt, clip, FPS, enc.param)  # the worker re-runs a point from its param
+    assert abs(again.bytes - enc.bytes) <= 0.02 * enc.bytes
+    with pytest.raises(ValueError, match="crf=N or vbr=Xk"):
+        bl.encode_param(svt, clip, FPS, "qp=3")

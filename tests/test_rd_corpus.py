@@ -45,3 +45,36 @@ def test_user_folder_errors(tmp_path):
         corpus.scan_folder(tmp_path)
     with pytest.raises(UsageError, match="not a folder"):
         corpus.scan_folder(tmp_path / "missing")
+
+
+def test_rd_runs_on_a_user_folder(tmp_path):
+    import json
+
+    import cv2
+
+    from m3cvcav.bench import rd
+    from m3cvcav.bench.rd.colour import rgb_to_yuv420
+
+    rng = np.random.default_rng(0)
+    big = (cv2.GaussianBlur(rng.random((72, 200, 3)).astype(np.float32), (0, 0), 2) * 600 - 170).clip(0, 255)
+    frames = [rgb_to_yuv420(np.ascontiguousarray(big[:, 4 * i: 4 * i + 128]).astype(np.uint8)) for i in range(8)]
+    (tmp_path / "clips").mkdir()
+    write_y4m(tmp_path / "clips" / "pan.y4m", frames, Fraction(25))
+    out = tmp_path / "report"
+    assert rd.main(["--corpus", str(tmp_path / "clips"), "--profiles", "", "--baselines", "x265", "--kbps", "30,300",
+                    "--sample", "2", "--no-semantic", "--no-isolated", "--out", str(out)]) == 0
+    data = json.loads((out / "results.json").read_text())
+    runs = data["clips"]["pan"]["runs"]["x265"]
+    assert data["corpus"][0]["license"] == "unknown (user-supplied)" and len(runs) == 2
+    low, high = sorted(runs, key=lambda r: r["kbps"])
+    assert high["metrics"]["vmaf"] > low["metrics"]["vmaf"] and high["metrics"]["ms_ssim"] > low["metrics"]["ms_ssim"]
+    assert data["clips"]["pan"]["crop"]["points"][0]["codec"] == "x265" and (out / "crops_pan.png").exists()
+
+
+def test_rd_ladder_usage_errors():
+    from m3cvcav.bench import rd
+
+    with pytest.raises(UsageError, match="either --kbps or --bpp"):
+        rd.main(["--kbps", "5", "--bpp", "0.01", "--corpus", "."])
+    with pytest.raises(UsageError, match="--kbps"):
+        rd.main(["--kbps", "5,x", "--corpus", "."])

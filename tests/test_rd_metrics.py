@@ -109,3 +109,35 @@ def test_bd_error_metric_sign_and_reasons():
     bumpy = bd([(10, 30), (20, 33), (40, 32)], [(10, 31), (20, 34)])
     assert "monotonic" in bumpy["bd_rate_why"] and "bd_quality" in bumpy
     assert "at least two" in bd([(10, 30)], [(10, 31), (20, 33)])["why"]
+
+
+def test_compare_gives_bd_only_with_enough_overlap_and_points():
+    from m3cvcav.bench.rd.bdrate import compare
+
+    anchor = [(10, 30), (20, 33), (40, 36), (80, 39)]
+    good = compare(anchor, [(5, 30), (10, 33), (20, 36), (40, 39)])
+    assert good["bd_rate_pct"] == pytest.approx(-50.0, abs=1e-6) and good["quality_share"] == [1.0, 1.0]
+    assert good["equal_rate"]["mean_diff"] == pytest.approx(3.0) and good["equal_rate"]["points"] == 3
+    two = compare(anchor, [(10, 33), (20, 36)])
+    assert "bd_rate_pct" not in two and "≥ 3 points" in two["bd_rate_why"] and "bd_rate_pct_unreliable" in two
+    sliver = compare(anchor, [(60, 38), (120, 41), (240, 44)])  # shares 38–39 dB of a 30–39 dB curve
+    assert "bd_rate_pct" not in sliver and "< 50%" in sliver["bd_rate_why"]
+    # equal rate: the test point at 60 kbps against the anchor interpolated in log rate, the anchor's 80 kbps point
+    assert [p["rate"] for p in sliver["equal_rate"]["pairs"]] == [60, 80]
+    assert sliver["equal_rate"]["pairs"][0]["diff"] == pytest.approx(38 - (36 + 3 * np.log(1.5) / np.log(2)))
+
+
+def test_headline_prefers_bd_then_equal_rate_and_names_its_clips():
+    from m3cvcav.bench.rd.bdrate import compare
+    from m3cvcav.bench.rd.evaluate import headline
+
+    anchor = [(10, 30), (20, 33), (40, 36), (80, 39)]
+    bd_clip = compare(anchor, [(5, 30), (10, 33), (20, 36), (40, 39)])
+    eq_clip = compare(anchor, [(60, 38), (120, 41), (240, 44)])
+    far = compare(anchor, [(500, 45), (1000, 46), (2000, 47)])
+    h = headline({"a": bd_clip, "b": eq_clip, "c": far}, 3)
+    assert (h["kind"], h["clips"], h["of"], h["over"]) == ("bd_rate_pct", 1, 3, ["a"])
+    h = headline({"b": eq_clip, "c": far}, 3)
+    assert h["kind"] == "equal_rate_diff" and h["over"] == ["b"] and h["points"] == 2
+    assert h["rate_range_kbps"] == [60, 80]
+    assert headline({"c": far}, 3) == {"kind": "no_overlap", "value": None, "clips": 0, "of": 3, "over": []}
