@@ -51,12 +51,12 @@ def test_tiny_network_torch_vs_onnxruntime(cache):
 
 def test_auto_on_cpu_falls_back_with_reasons(caplog, monkeypatch):
     monkeypatch.setattr("m3cvcav.engines.backends._REPORTED", set())
-    with caplog.at_level(logging.INFO, logger="m3cvcav"):
+    with caplog.at_level(logging.INFO - 5, logger="m3cvcav"):
         chosen = select_backend("auto", device="cpu", name="net")
         select_backend("auto", device="cpu", name="net")
     assert chosen == "onnxruntime"
     assert caplog.text.count("net: not using tensorrt:") == 1  # each fallback reason is said once per process
-    with caplog.at_level(logging.INFO, logger="m3cvcav"):
+    with caplog.at_level(logging.INFO - 5, logger="m3cvcav"):
         assert select_backend("auto", device="cpu", exportable=False, name="net2") == "torch"
     assert "net2: not using onnxruntime: this network has no ONNX export" in caplog.text
     with pytest.raises(EngineError, match="-engine tensorrt cannot run net"):
@@ -187,3 +187,85 @@ def test_tensorrt_engine_matches_torch_and_is_cached(cache):
     with create_engine(spec, "tensorrt", device="cuda", precision="fp32", cache=cache) as trt:
         assert trt({"image": x})["out"].shape == (2, 2, 32, 48)
     assert os.path.getsize(plans[0].path) > 100
+
+
+def test_external_data_export_round_trips(cache):
+    import dataclasses
+
+    import onnx
+
+    spec = dataclasses.replace(tiny_spec(), external_data=True)  # forced: the path every graph over 2 GiB takes
+    assert spec.digest() != tiny_spec().digest()
+    model = onnx_for(spec, cache)
+    assert model.data is not None and model.data.exists() and model.data.name == model.path.name + ".data"
+    graph = onnx.load(str(model.path), load_external_data=False)
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
+    assert model.data.stat().st_size >= spec.weight_bytes() > 0  # the weights are in the data file
+    x = np.random.default_rng(2).random((1, 3, 24, 16), dtype=np.float32)
+    with create_engine(spec, "torch") as eager, create_engine(spec, "onnxruntime", cache=cache) as ort:
+        np.testing.assert_allclose(ort({"image": x})["out"], eager({"image": x})["out"], atol=1e-5)
+    assert onnx_for(spec, cache) == model  # cached: not exported again
+    (entry,) = cache.entries()
+    assert entry.size == len(model) and entry.meta["external_data"] is True
+    model.data.unlink()  # a half entry is exported again
+    assert onnx_for(spec, cache).data.exists()
+    assert cache.purge() > 0 and not list(cache.root.glob("*.onnx*"))
+
+
+def test_fp16_and_bf16_variants(cache):
+    import onnx
+
+    spec = tiny_spec()
+    for dtype, onnx_type in (("float16", onnx.TensorProto.FLOAT16), ("bfloat16", onnx.TensorProto.BFLOAT16)):
+        variant = spec.variant(dtype)
+        assert variant.digest() != spec.digest() and variant.inputs[0].dtype == dtype and spec.dtype == "float32"
+        graph = onnx.load(str(onnx_for(variant, cache).path))
+        assert {t.data_type for t in graph.graph.initializer} == {onnx_type}
+        assert graph.graph.input[0].type.tensor_type.elem_type == onnx_type
+    x = np.random.default_rng(3).random((1, 3, 16, 16), dtype=np.float32)
+    from m3cvcav.engines.backends.ort_backend import OrtEngine
+
+    half = spec.variant("float16")
+    with OrtEngine("tiny-fp16", onnx_for(half, cache), spec.inputs, spec.outputs) as ort, \
+            create_engine(spec, "torch") as eager:
+        out = ort({"image": x})["out"]
+        assert out.dtype == np.float16
+        np.testing.assert_allclose(out.astype(np.float32), eager({"image": x})["out"], atol=2e-2)
+    with pytest.raises(EngineError, match="no int8 variant"):
+        spec.variant("int8")
+
+
+def test_typed_backends_from_profile_tables():
+    from m3cvcav.engines.backends import Backends, OrtBackend, TrtBackend, backends_of, parse_backends
+
+    b = parse_backends({"tensorrt": {"precision": "bf16", "workspace_gib": 4}, "onnxruntime": {"threads": 2}},
+                       "tensorrt")
+    assert b.requested == "tensorrt" and b.tensorrt == TrtBackend("bf16", 4.0) and b.onnxruntime == OrtBackend(2)
+    assert b.tensorrt.workspace == 4 << 30 and b.config("torch").compile is False
+    with pytest.raises(dataclasses_frozen_error()):
+        b.tensorrt.precision = "fp32"
+    assert backends_of({"backend": "onnxruntime"}) == Backends("onnxruntime")
+    assert backends_of({"backend": b}) is b
+    for tables, message in (({"tensorrt": {"precision": "int4"}}, "precision one of"),
+                            ({"tensorrt": {"speed": 1}}, "unknown setting.*speed.*tensorrt takes precision"),
+                            ({"openvino": {}}, "unknown backend.*openvino"),
+                            ({"onnxruntime": {"threads": "two"}}, "threads = 'two' must be a int")):
+        with pytest.raises(UsageError, match=message):
+            parse_backends(tables)
+    with pytest.raises(UsageError, match="unknown -engine"):
+        Backends("cuda")
+
+
+def dataclasses_frozen_error():
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+def test_create_engine_takes_typed_settings(cache):
+    from m3cvcav.engines.backends import Backends, OrtBackend
+
+    spec = tiny_spec()
+    with create_engine(spec, Backends("onnxruntime", onnxruntime=OrtBackend(threads=1)), device="cpu",
+                       cache=cache) as ort:
+        assert ort.backend == "onnxruntime" and ort._session.get_session_options().intra_op_num_threads == 1

@@ -1,8 +1,11 @@
 """Engine backends: one ``Engine`` interface over torch (eager / compiled), ONNX Runtime and TensorRT.
 
-``create_engine(spec, backend)`` runs a network described by an ``ExportSpec`` on the backend ``select_backend`` picks:
-``auto`` prefers TensorRT on CUDA, then ONNX Runtime, then torch, logging each fallback with its reason;
-``backends_used()`` records which backend ran each network (for logs and container tags).
+``create_engine(spec, backends)`` runs a network described by an ``ExportSpec`` on the backend ``select_backend``
+picks: ``auto`` prefers TensorRT on CUDA, then ONNX Runtime, then torch, logging each fallback with its reason. Each
+backend's own settings are a frozen dataclass (``config.TorchBackend``, ``OrtBackend``, ``TrtBackend``) filled from the
+profile's ``[backends.*]`` tables; every artefact built from them (ONNX exports, TensorRT plans) goes through the one
+identity-keyed ``EngineCache``. ``backends_used()`` records which backend ran each network (for logs and container
+tags).
 """
 from __future__ import annotations
 
@@ -12,12 +15,14 @@ from m3cvcav.errors import EngineError, UsageError
 from m3cvcav.log import get_logger
 
 from .base import Engine, TensorSpec
-from .cache import EngineCache, cache_root, trt_engine_key
+from .cache import EngineCache, OnnxModel, cache_root, trt_engine_key
+from .config import Backends, OrtBackend, TorchBackend, TrtBackend, backends_of, parse_backends
 from .export import ExportSpec, ShapeProfile, bucket_profiles, export_onnx, pick_profile
 
-__all__ = ["BACKENDS", "Engine", "EngineCache", "ExportSpec", "ShapeProfile", "TensorSpec", "backends_used",
-           "bucket_profiles", "cache_root", "create_engine", "default_device", "export_onnx", "onnx_for",
-           "pick_profile", "select_backend", "trt_engine_key"]
+__all__ = ["BACKENDS", "Backends", "Engine", "EngineCache", "ExportSpec", "OnnxModel", "OrtBackend", "ShapeProfile",
+           "TensorSpec", "TorchBackend", "TrtBackend", "backends_of", "backends_used", "bucket_profiles", "cache_root",
+           "create_engine", "default_device", "export_onnx", "onnx_for", "parse_backends", "pick_profile",
+           "select_backend", "trt_engine_key"]
 
 log = get_logger("engines.backends")
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -69,46 +74,44 @@ def select_backend(requested: str = "auto", *, device: str | None = None, export
             return candidate
         if (name, candidate, reason) not in _REPORTED:  # once per process, not once per engine instance
             _REPORTED.add((name, candidate, reason))
-            log.info("%s: not using %s: %s", name, candidate, reason)
+            log.log(15, "%s: not using %s: %s", name, candidate, reason)  # a choice: -loglevel verbose
     raise EngineError(f"no backend can run {name} on {device}: use -engine torch on the CPU")
 
 
-def _valid_onnx(data: bytes) -> bytes | None:
-    import onnx
-
-    try:
-        onnx.load_model_from_string(data)
-    except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends: a corrupt file is rebuilt
-        return None
-    return data
+def onnx_for(spec: ExportSpec, cache: EngineCache | None = None) -> OnnxModel:
+    """The ONNX export of ``spec``, made once and cached under ``spec.digest()`` (a graph over 2 GiB, or one with
+    ``spec.external_data``, keeps its weights in a ``.onnx.data`` file beside it)."""
+    return (cache or EngineCache()).onnx(spec)
 
 
-def onnx_for(spec: ExportSpec, cache: EngineCache | None = None) -> bytes:
-    """The ONNX bytes of ``spec``, exported once and cached under ``spec.digest()``."""
-    cache = cache or EngineCache()
-    meta = {"name": spec.name, "backend": "onnx", "opset": spec.opset,
-            "inputs": [[s.name, list(s.shape), s.dtype] for s in spec.inputs]}
-    return cache.get_or_build(spec.digest(), "onnx", lambda: export_onnx(spec), _valid_onnx, meta)
-
-
-def create_engine(spec: ExportSpec, backend: str = "auto", *, device: str | None = None, precision: str = "fp16",
-                  compile: bool = False, threads: int = 0, cache: EngineCache | None = None) -> Engine:
-    """Run ``spec`` on ``backend`` (see ``select_backend``); the choice is logged and recorded in ``backends_used``."""
+def create_engine(spec: ExportSpec, backend: str | Backends = "auto", *, device: str | None = None,
+                  precision: str | None = None, compile: bool | None = None, threads: int | None = None,
+                  cache: EngineCache | None = None) -> Engine:
+    """Run ``spec`` on ``backend`` — a ``Backends`` (the profile's typed settings and the requested name) or just a
+    name with defaults; ``precision`` (TensorRT), ``compile`` (torch) and ``threads`` (ONNX Runtime) override the
+    settings. The choice is logged and recorded in ``backends_used``."""
+    backends = backend if isinstance(backend, Backends) else Backends(backend)
     device = device or default_device()
-    chosen = select_backend(backend, device=device, name=spec.name)
+    chosen = select_backend(backends.requested, device=device, name=spec.name)
     if chosen == "torch":
         from .torch_backend import TorchEngine
 
-        engine: Engine = TorchEngine(spec, device=device, compile=compile)
+        use_compile = backends.torch.compile if compile is None else compile
+        engine: Engine = TorchEngine(spec, device=device, compile=use_compile)
     elif chosen == "onnxruntime":
         from .ort_backend import OrtEngine
 
-        engine = OrtEngine(spec.name, onnx_for(spec, cache), spec.inputs, spec.outputs, device=device, threads=threads)
+        ort = backends.onnxruntime
+        variant = spec.variant("float16") if ort.precision == "fp16" and device.startswith("cuda") else spec
+        engine = OrtEngine(spec.name, onnx_for(variant, cache), spec.inputs, spec.outputs, device=device,
+                           threads=ort.threads if threads is None else threads)
     else:
         from .trt_backend import load_trt
 
+        trt = backends.tensorrt if precision is None else TrtBackend(precision, backends.tensorrt.workspace_gib,
+                                                                     backends.tensorrt.tf32)
         engine = load_trt(spec.name, onnx_for(spec, cache), spec.inputs, spec.outputs, spec.profiles, device=device,
-                          precision=precision, cache=cache)
+                          config=trt, cache=cache)
     _USED[spec.name] = engine.backend
     log.log(15, "%s runs on %s (%s)", spec.name, engine.backend, device)
     return engine

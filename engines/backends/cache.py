@@ -1,8 +1,10 @@
 """The on-disk engine cache: ``$M3CVC_ENGINE_CACHE`` or ``~/.cache/m3cvcav/engines``.
 
 Layout: ``<root>/<key>.<kind>`` (kind ``onnx`` or ``plan``) with ``<key>.json`` beside it (what it is: network, backend,
-profiles, precision, versions), ``<key>.lock`` while it is built, and ``timing-<trt>-<gpu>.cache`` TensorRT timing
-caches.
+profiles, precision, versions), ``<key>.onnx.data`` for an ONNX graph kept with external data (over 2 GiB),
+``<key>.lock`` while it is built, and ``timing-<trt>-<gpu>.cache`` TensorRT timing caches. This is the one cache of
+built artefacts: ONNX exports are keyed by ``ExportSpec.digest()`` (weights + graph settings), TensorRT plans by
+``trt_engine_key`` over that ONNX identity, the shape profiles, the builder settings and the GPU.
 Entries are written to a temp file then renamed, under a file lock, so concurrent builders never see half files.
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from filelock import FileLock
 from m3cvcav.errors import EngineError
 from m3cvcav.log import get_logger
 
-from .export import ShapeProfile
+from .export import ExportSpec, ShapeProfile, export_onnx_file
 
 T = TypeVar("T")
 log = get_logger("engines.cache")
@@ -47,10 +49,30 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def trt_engine_key(onnx: bytes, profiles: tuple[ShapeProfile, ...], precision: str, flags: dict,
+@dataclass(frozen=True)
+class OnnxModel:
+    """A cached ONNX export: the graph file, and its weights file when kept as external data."""
+
+    key: str  # ExportSpec.digest(): the identity of weights + graph settings
+    path: Path
+    data: Path | None = None
+
+    def __len__(self) -> int:
+        return self.path.stat().st_size + (self.data.stat().st_size if self.data else 0)
+
+    def bytes(self) -> bytes:
+        """The graph as one protobuf (only for graphs without external data)."""
+        if self.data:
+            raise EngineError(f"{self.path.name} keeps its weights in {self.data.name}: load it from its path")
+        return self.path.read_bytes()
+
+
+def trt_engine_key(onnx: bytes | str, profiles: tuple[ShapeProfile, ...], precision: str, flags: dict,
                    trt_version: str, gpu_name: str, capability: tuple[int, int]) -> str:
-    """sha256 hex of everything a serialized TensorRT engine depends on."""
-    meta = {"onnx": hashlib.sha256(onnx).hexdigest(), "profiles": [p.to_json() for p in profiles],
+    """sha256 hex of everything a serialized TensorRT engine depends on; ``onnx`` is the graph's bytes or its
+    identity (an ``OnnxModel.key``)."""
+    ident = hashlib.sha256(onnx).hexdigest() if isinstance(onnx, bytes) else onnx
+    meta = {"onnx": ident, "profiles": [p.to_json() for p in profiles],
             "precision": precision, "flags": {k: flags[k] for k in sorted(flags)}, "tensorrt": trt_version,
             "gpu": gpu_name, "capability": list(capability)}
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
@@ -100,6 +122,33 @@ class EngineCache:
             log.info("built %s %s (%d bytes)", kind, path.name, len(data))
             return loaded
 
+    def onnx(self, spec: ExportSpec) -> OnnxModel:
+        """The ONNX export of ``spec`` under ``spec.digest()``, exported once (with external data when ``spec``
+        needs it); an entry whose graph does not parse or whose data file is missing is exported again."""
+        import onnx
+
+        key = spec.digest()
+        path = self.path(key, "onnx")
+        data = path.with_name(path.name + ".data")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.root / f"{key}.lock")):
+            if path.exists():
+                try:
+                    onnx.load(str(path), load_external_data=False)
+                    if not spec.external() or data.exists():
+                        return OnnxModel(key, path, data if spec.external() else None)
+                except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends: a corrupt file is rebuilt
+                    pass
+                log.warning("cached onnx %s failed to load; rebuilding it", path.name)
+                path.unlink()
+            export_onnx_file(spec, path)
+            meta = {"name": spec.name, "backend": "onnx", "opset": spec.opset, "dtype": spec.dtype,
+                    "external_data": spec.external(), "inputs": [[s.name, list(s.shape), s.dtype] for s in spec.inputs]}
+            atomic_write(self.root / f"{key}.json", json.dumps({**meta, "kind": "onnx", "key": key}, indent=1).encode())
+            model = OnnxModel(key, path, data if spec.external() else None)
+            log.info("exported onnx %s (%d bytes%s)", path.name, len(model), ", external data" if model.data else "")
+            return model
+
     def entries(self) -> list[CacheEntry]:
         if not self.root.is_dir():
             return []
@@ -109,7 +158,9 @@ class EngineCache:
             if kind in KINDS and not path.name.startswith("."):
                 meta_path = path.with_suffix(".json")
                 meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-                out.append(CacheEntry(path.stem, kind, path, path.stat().st_size, meta))
+                data = path.with_name(path.name + ".data")
+                size = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+                out.append(CacheEntry(path.stem, kind, path, size, meta))
         return out
 
     def purge(self, keys: list[str] | None = None) -> int:
@@ -122,6 +173,7 @@ class EngineCache:
             with FileLock(str(self.root / f"{entry.key}.lock")):
                 freed += entry.size
                 entry.path.unlink(missing_ok=True)
+                entry.path.with_name(entry.path.name + ".data").unlink(missing_ok=True)
                 entry.path.with_suffix(".json").unlink(missing_ok=True)
             (self.root / f"{entry.key}.lock").unlink(missing_ok=True)
         if not keys:

@@ -25,18 +25,20 @@ def providers_for(device: str) -> list[str]:
 class OrtEngine(Engine):
     backend = "onnxruntime"
 
-    def __init__(self, name: str, onnx: bytes, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], *,
+    def __init__(self, name: str, onnx, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], *,
                  device: str = "cpu", threads: int = 0) -> None:
+        """``onnx``: the graph's bytes, or a cached ``OnnxModel`` (loaded from its path, so external data is found)."""
         import onnxruntime as ort
 
         super().__init__(name, inputs, outputs, device, "float32")
+        source = onnx if isinstance(onnx, bytes) else str(onnx.path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(onnx, sess_options=opts, providers=providers_for(device))
+            self._session = ort.InferenceSession(source, sess_options=opts, providers=providers_for(device))
         except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
             raise EngineError(f"onnxruntime cannot load {name}: {' '.join(str(err).split())[:200]}; "
                               "use -engine torch") from err
@@ -46,7 +48,8 @@ class OrtEngine(Engine):
         arrays = {}
         for name, value in feeds.items():
             arr = to_numpy(value)
-            arrays[name] = arr.astype(np.float32, copy=False) if self._types[name] == "tensor(float)" else arr
+            cast = {"tensor(float)": np.float32, "tensor(float16)": np.float16}.get(self._types[name])
+            arrays[name] = arr.astype(cast, copy=False) if cast is not None and arr.dtype.kind == "f" else arr
         names = [spec.name for spec in self.outputs]
         return dict(zip(names, self._session.run(names, arrays)))
 

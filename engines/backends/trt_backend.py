@@ -16,22 +16,22 @@ from m3cvcav.errors import EngineError
 from m3cvcav.log import get_logger
 
 from .base import Engine, TensorSpec, to_torch
-from .cache import EngineCache, atomic_write, trt_engine_key
+from .cache import EngineCache, OnnxModel, atomic_write, trt_engine_key
+from .config import TrtBackend
 from .export import ShapeProfile, pick_profile
 
 log = get_logger("engines.tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
-DEFAULT_WORKSPACE = 2 << 30  # bytes
 
 
 def unavailable_reason(device: str) -> str | None:
     """Why TensorRT cannot run on ``device`` here, or None when it can."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return "TensorRT needs a CUDA GPU and none is in use"  # no install hint where it could not run anyway
     try:
         import tensorrt  # noqa: F401
     except ImportError:
         return "the tensorrt package is not installed (pip install tensorrt)"
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        return "TensorRT needs a CUDA GPU and none is in use"
     return None
 
 
@@ -40,10 +40,10 @@ def gpu_identity(device: str) -> tuple[str, tuple[int, int]]:
     return torch.cuda.get_device_name(dev), tuple(torch.cuda.get_device_capability(dev))
 
 
-def builder_flags(precision: str, workspace: int) -> dict:
+def builder_flags(precision: str, workspace: int, tf32: bool = True) -> dict:
     if precision not in PRECISIONS:
         raise EngineError(f"unknown TensorRT precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return {"fp16": precision == "fp16", "bf16": precision == "bf16", "workspace": int(workspace), "tf32": True}
+    return {"fp16": precision == "fp16", "bf16": precision == "bf16", "workspace": int(workspace), "tf32": bool(tf32)}
 
 
 def _timing_cache_path(cache: EngineCache, trt_version: str, gpu: str) -> Path:
@@ -51,8 +51,9 @@ def _timing_cache_path(cache: EngineCache, trt_version: str, gpu: str) -> Path:
     return cache.root / f"timing-{trt_version}-{safe}.cache"
 
 
-def build_plan(onnx: bytes, profiles: tuple[ShapeProfile, ...], flags: dict, timing_cache: Path) -> bytes:
-    """Parse ``onnx`` and build a serialized TensorRT engine with ``profiles``; updates the timing cache file."""
+def build_plan(onnx: bytes | OnnxModel, profiles: tuple[ShapeProfile, ...], flags: dict, timing_cache: Path) -> bytes:
+    """Parse ``onnx`` (bytes, or a cached model read from its path so external data is found) and build a serialized
+    TensorRT engine with ``profiles``; updates the timing cache file."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -60,7 +61,8 @@ def build_plan(onnx: bytes, profiles: tuple[ShapeProfile, ...], flags: dict, tim
     major = int(trt.__version__.split(".")[0])
     network = builder.create_network(0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx):
+    parsed = parser.parse(onnx) if isinstance(onnx, bytes) else parser.parse_from_file(str(onnx.path))
+    if not parsed:
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineError(f"TensorRT cannot parse the ONNX graph ({' '.join(errors.split())[:200]}); "
                           "use -engine onnxruntime")
@@ -142,19 +144,23 @@ class TrtEngine(Engine):
         self._ctx = self._engine = None
 
 
-def load_trt(name: str, onnx: bytes, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-             profiles: tuple[ShapeProfile, ...], *, device: str = "cuda", precision: str = "fp16",
-             workspace: int = DEFAULT_WORKSPACE, cache: EngineCache | None = None) -> TrtEngine:
-    """Build (or load from the cache) the TensorRT engine of ``onnx`` and wrap it as an ``Engine``."""
+def load_trt(name: str, onnx: bytes | OnnxModel, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+             profiles: tuple[ShapeProfile, ...], *, device: str = "cuda", config: TrtBackend | None = None,
+             precision: str | None = None, cache: EngineCache | None = None) -> TrtEngine:
+    """Build (or load from the cache) the TensorRT engine of ``onnx`` with ``config``'s builder settings
+    (``precision`` overrides its precision) and wrap it as an ``Engine``."""
     reason = unavailable_reason(device)
     if reason:
         raise EngineError(f"-engine tensorrt cannot run {name}: {reason}; use -engine auto")
     import tensorrt as trt
 
+    config = config or TrtBackend()
+    precision = precision or config.precision
     cache = cache or EngineCache()
-    flags = builder_flags(precision, workspace)
+    flags = builder_flags(precision, config.workspace, config.tf32)
     gpu, capability = gpu_identity(device)
-    key = trt_engine_key(onnx, profiles, precision, flags, trt.__version__, gpu, capability)
+    ident = onnx if isinstance(onnx, bytes) else onnx.key
+    key = trt_engine_key(ident, profiles, precision, flags, trt.__version__, gpu, capability)
     meta = {"name": name, "backend": "tensorrt", "precision": precision, "flags": flags, "tensorrt": trt.__version__,
             "gpu": gpu, "capability": list(capability), "profiles": [p.name for p in profiles]}
     timing = _timing_cache_path(cache, trt.__version__, gpu)
