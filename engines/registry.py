@@ -3,12 +3,21 @@
 A profile file has ``name``, ``profile_id`` (stable, in the sequence header), optional ``base`` (a packaged profile name
 or a path it overrides field by field) and one ``[roles.<role>]`` table per role with ``factory = "module:callable"``,
 ``model_id`` (stable numeric id, never derived from order), ``decoder = true`` for models the decoder needs, optional
-``sha256`` (hex, pins the weights' hash without loading them) and the factory's own settings.
+``sha256`` (hex, pins the weights' hash without loading them) and the factory's own settings. Optional
+``[backends.<name>]`` tables (and ``[roles.<role>.backends.<name>]`` over them) set each backend's typed settings
+(``engines.backends.config``).
+
+Engines are cached in one place: the ``Profile`` (per role, backend and offload); ``shared_profile(name)`` gives every
+caller in a process the same ``Profile`` of a name, so its engines load once. A factory may carry a ``model_ref``
+attribute (``settings -> ModelRef``) that names its weights without building the engine: the encoder then records the
+decoder's models without loading them.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
+import threading
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -16,6 +25,7 @@ from pathlib import Path
 from m3cvcav.errors import ModelError, UsageError
 from m3cvcav.log import get_logger
 
+from .backends.config import parse_backends
 from .interfaces import (ClipGenerator, Describer, KeyframeGenerator, KeyframeTokenizer, ModelRef, MotionEstimator,
                          SemanticEmbedder)
 
@@ -73,8 +83,12 @@ def _validate(data: dict, source: str) -> None:
             raise UsageError(f"profile {source} has no {key!r}: add it (see docs/engines.md)")
     if not isinstance(data["profile_id"], int) or not 0 <= data["profile_id"] < 1 << 16:
         raise UsageError(f"profile {source}: profile_id must be an integer in [0, 65535]")
+    parse_backends(data.get("backends"), where=f"profile {source}: backends")
     ids: dict[int, str] = {}
     for role, table in data["roles"].items():
+        if "backends" in table:
+            parse_backends(merge(data.get("backends", {}), table["backends"]),
+                           where=f"profile {source}: roles.{role}.backends")
         if role not in ROLES:
             raise UsageError(f"profile {source}: unknown role {role!r}; roles are {', '.join(ROLES)}")
         factory = table.get("factory", "")
@@ -100,6 +114,7 @@ class Profile:
         self.name: str = data["name"]
         self.profile_id: int = data["profile_id"]
         self._engines: dict[tuple[str, str, bool], object] = {}
+        self._lock = threading.RLock()
 
     def roles(self) -> list[str]:
         return [r for r in ROLES if r in self.data["roles"]]
@@ -111,41 +126,63 @@ class Profile:
             raise ModelError(f"profile {self.name!r} has no {role}: use a profile that defines [roles.{role}]")
         return copy.deepcopy(self.data["roles"][role])
 
+    def role_settings(self, role: str, *, backend: str = "auto", offload: bool = False) -> dict:
+        """What the role's factory receives: its table, ``backends`` (the profile's tables merged with the role's),
+        ``backend`` (-engine), ``offload`` when asked, ``profile`` and ``role``."""
+        settings = self.settings(role)
+        if offload:
+            settings["offload"] = True
+        settings["backends"] = merge(self.data.get("backends", {}), settings.get("backends", {}))
+        return {**settings, "backend": backend, "profile": self.name, "role": role}
+
+    def _factory(self, role: str):
+        factory_name = self.data["roles"][role]["factory"]
+        module_name, attr = factory_name.split(":")
+        try:
+            return getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ModelError(f"profile {self.name!r} role {role}: factory {factory_name} is not available "
+                             f"({err}); install what it needs or use -profile lite") from err
+
     def engine(self, role: str, *, backend: str = "auto", offload: bool = False):
-        """The role's engine, built by its factory with the role settings plus ``backend``, ``profile``, ``role``;
-        ``offload`` (-offload) sets the role's ``offload`` setting (models on the GPU only while they run)."""
+        """The role's engine, built by its factory with ``role_settings``; ``offload`` (-offload) sets the role's
+        ``offload`` setting (models on the GPU only while they run). Built once per (role, backend, offload)."""
         key = (role, backend, offload)
-        if key not in self._engines:
-            settings = self.settings(role)
-            if offload:
-                settings["offload"] = True
-            module_name, attr = settings["factory"].split(":")
-            try:
-                factory = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as err:
-                raise ModelError(f"profile {self.name!r} role {role}: factory {settings['factory']} is not available "
-                                 f"({err}); install what it needs or use -profile lite") from err
-            engine = factory({**settings, "backend": backend, "profile": self.name, "role": role})
+        with self._lock:
+            if key in self._engines:
+                return self._engines[key]
+            settings = self.role_settings(role, backend=backend, offload=offload)
+            factory = self._factory(role)
+            engine = factory(settings)
             if not isinstance(engine, ROLES[role]):
                 raise ModelError(f"profile {self.name!r} role {role}: {settings['factory']} returned a "
                                  f"{type(engine).__name__}, which is not a {ROLES[role].__name__}")
             log.log(15, "%s/%s: %s", self.name, role, settings["factory"])
             self._engines[key] = engine
-        return self._engines[key]
+            return engine
+
+    def built(self, backend: str | None = None, offload: bool | None = None) -> dict[str, object]:
+        """The engines built so far by role (of one backend / offload choice when given)."""
+        return {r: e for (r, b, o), e in self._engines.items()
+                if (backend is None or b == backend) and (offload is None or o == offload)}
 
     def decoder_roles(self) -> list[str]:
         return [r for r in self.roles() if self.data["roles"][r].get("decoder")]
 
-    def _built(self, role: str):
-        """The role's engine as already built on any backend (its weights and ref do not depend on it), else built."""
-        built = [engine for (r, _, _), engine in self._engines.items() if r == role]
-        return built[0] if built else self.engine(role)
-
     def _ref(self, role: str) -> ModelRef:
+        """The role's ModelRef: pinned in the profile, else from an engine already built, else from the factory's
+        ``model_ref`` (no engine built), else from building the engine."""
         table = self.data["roles"][role]
         if "sha256" in table:
             return ModelRef(table["model_id"], bytes.fromhex(table["sha256"]), table.get("name", role))
-        ref = self._built(role).ref
+        built = [engine for (r, _, _), engine in self._engines.items() if r == role]
+        cheap = getattr(self._factory(role), "model_ref", None)
+        if built:
+            ref = built[0].ref
+        elif cheap is not None:
+            ref = cheap(self.role_settings(role))
+        else:
+            ref = self.engine(role).ref
         if ref.model_id != table["model_id"]:
             raise ModelError(f"profile {self.name!r} role {role}: the engine reports model_id {ref.model_id}, the "
                              f"profile says {table['model_id']}; fix the factory")
@@ -163,8 +200,7 @@ class Profile:
             if role is None:
                 raise ModelError(f"the stream needs model id {ref.model_id} ({ref.name or 'unnamed'}), which profile "
                                  f"{self.name!r} does not have: decode with the profile it was encoded with")
-            table = self.data["roles"][role]
-            installed = bytes.fromhex(table["sha256"]) if "sha256" in table else self._built(role).ref.sha256
+            installed = self._ref(role).sha256
             if installed != ref.sha256:
                 raise ModelError(f"the stream's {role} model (id {ref.model_id}) has weights {ref.sha256.hex()[:16]}…, "
                                  f"the installed ones are {installed.hex()[:16]}…: install the weights it was encoded "
@@ -176,6 +212,20 @@ class Profile:
             if close:
                 close()
         self._engines.clear()
+
+
+_SHARED_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _shared(name_or_path: str) -> Profile:
+    return load_profile(name_or_path)
+
+
+def shared_profile(name_or_path: str = DEFAULT_PROFILE) -> Profile:
+    """The process-wide ``Profile`` of a name or path, loaded once: every caller shares its engines (the one cache)."""
+    with _SHARED_LOCK:
+        return _shared(name_or_path)
 
 
 def load_profile(name_or_path: str = DEFAULT_PROFILE, overrides: dict | None = None) -> Profile:

@@ -19,9 +19,10 @@ def test_packaged_profiles():
                          ("clip_generator", "clip")):
         assert m3cvc.settings(role)["factory"].startswith(f"m3cvcav.engines.m3cvc.{module}:")
         assert m3cvc.settings(role)["repo"] and m3cvc.settings(role)["revision"]
-    ids = [lite.settings(r)["model_id"] for r in lite.decoder_roles()] + \
-        [m3cvc.settings(r)["model_id"] for r in m3cvc.decoder_roles()]
-    assert len(set(ids)) == len(ids)  # a model id names one model across the shipped profiles
+    ids = [m3cvc.settings(r)["model_id"] for r in m3cvc.decoder_roles()]
+    assert len(set(ids)) == len(ids)
+    # a model id names one model across the shipped profiles: m3cvc's default tokenizer is the lite one (no training)
+    assert lite.settings("tokenizer")["model_id"] == m3cvc.settings("tokenizer")["model_id"] == 0x0401
 
 
 def test_engine_built_once_and_checked_against_role():
@@ -96,3 +97,45 @@ def test_model_refs_reuse_an_engine_built_on_another_backend():
     assert profile.model_refs() == [tokenizer.ref]
     profile.verify([tokenizer.ref])
     assert list(profile._engines) == [("tokenizer", "torch", True)]  # no second tokenizer built for the refs
+
+
+def test_backend_tables_are_typed_and_reach_the_factory(tmp_path):
+    from m3cvcav.engines.backends import TrtBackend, backends_of
+
+    user = tmp_path / "b.toml"
+    user.write_text('base = "lite"\nname = "b"\n[backends.tensorrt]\nprecision = "bf16"\n'
+                    '[roles.embedder.backends.tensorrt]\nworkspace_gib = 1\n')
+    profile = load_profile(str(user))
+    settings = profile.role_settings("embedder", backend="tensorrt")
+    assert backends_of(settings).tensorrt == TrtBackend("bf16", 1.0)  # role table over the profile's, field by field
+    assert backends_of(profile.role_settings("motion")).tensorrt == TrtBackend("bf16")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "lite"\nname = "bad"\n[backends.tensorrt]\nprecision = "int4"\n')
+    with pytest.raises(UsageError, match="precision one of"):
+        load_profile(str(bad))
+
+
+def test_shared_profile_is_one_engine_cache():
+    from m3cvcav.engines.registry import shared_profile
+
+    profile = shared_profile("lite")
+    assert shared_profile("lite") is profile
+    motion = profile.engine("motion", backend="torch")
+    assert profile.built("torch") == {"motion": motion} and profile.built("onnxruntime") == {}
+
+
+def test_model_refs_without_building_engines(monkeypatch):
+    from m3cvcav.engines import tokenizer
+
+    calls = []
+    real = tokenizer.load_lite
+
+    def ref_only(settings):
+        calls.append("ref")
+        return real(settings).ref
+
+    monkeypatch.setattr(tokenizer.load_lite, "model_ref", ref_only, raising=False)
+    profile = load_profile("lite")
+    refs = profile.model_refs()
+    assert calls == ["ref"] and profile.built() == {} and refs[0].model_id == 0x0401
+    profile.verify(refs)
