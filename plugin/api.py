@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import functools
 import itertools
 import os
 import sys
@@ -28,7 +27,7 @@ import numpy as np
 
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.units import SequenceHeader
-from m3cvcav.engines.registry import load_profile
+from m3cvcav.engines.registry import load_profile, shared_profile
 from m3cvcav.errors import InputError, M3cvError, OutputError, UsageError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.generate import Generate, check_mode
@@ -67,22 +66,20 @@ class Engines:
     nodes see as ``profile``."""
 
     def __init__(self, name: str = "lite", backend: str = "auto", offload: bool = False):
-        self.profile = load_profile(name)
+        self.profile = shared_profile(name)  # the one engine cache: the process's Profile of this name
         self.name, self.backend, self.profile_id = self.profile.name, backend, self.profile.profile_id
         self.offload = offload
-        self._built: dict[str, object] = {}
 
     def engine(self, role: str):
-        built = self.profile.engine(role, backend=self.backend, offload=self.offload)
-        self._built[role] = built
-        return built
+        return self.profile.engine(role, backend=self.backend, offload=self.offload)
 
     def roles(self) -> list[str]:
         return self.profile.roles()
 
     def backends(self) -> str:
         """Which backend each engine used so far ran on, e.g. ``embedder=onnxruntime,motion=opencv``."""
-        return ",".join(f"{role}={_backend(built)}" for role, built in sorted(self._built.items()))
+        built = self.profile.built(self.backend, self.offload)
+        return ",".join(f"{role}={_backend(engine)}" for role, engine in sorted(built.items()))
 
 
 def _backend(engine: object) -> str:
@@ -105,9 +102,9 @@ def _backend(engine: object) -> str:
     return "opencv" if any(type(v).__module__ == "cv2" for v in state.values()) else "none"
 
 
-@functools.lru_cache(maxsize=4)
 def engines_for(profile: str = "lite", backend: str = "auto", offload: bool = False) -> Engines:
-    """The profile's engines, built once per process for each (profile, backend, offload)."""
+    """The profile's engines on ``backend``: a view of the process's shared profile, whose engines load once per
+    (role, backend, offload)."""
     return Engines(profile, backend, offload)
 
 
