@@ -89,7 +89,8 @@ def encode_chunk(job: dict) -> dict:
 
     started = time.perf_counter()
     out = io.BytesIO()
-    api.encode(frames(), out, format="m3cv", fps=job["fps"], audio=False, **job["options"])
+    api.encode(frames(), out, format="m3cv", fps=job["fps"], audio=False, progress=lambda s: workers.report(s.frame),
+               **job["options"])
     out.seek(0)
     reader = open_reader(out)
     packets = [p for p in reader.packets() if isinstance(p, bytes)]
@@ -255,9 +256,16 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     counters = workers.Counters()
     writer = None
     segments = size = frames = 0
+
+    def tick(partial: int) -> None:  # frames the running chunks reported: one line for the whole job
+        stats.frame, stats.retried = frames + partial, counters.retried
+        stats.media_time = max(stats.media_time, stats.frame / float(info.fps))
+        if progress and partial:
+            progress(stats)
+
     try:
         with workers.sigterm_interrupts():
-            for task, result in workers.run_ordered(backend, tasks(), counters=counters):
+            for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)
                 coded = sum(chunks.packet_frames(q) for q in result["packets"])
                 if coded != chunk.frames:
@@ -278,16 +286,20 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                     size += len(packet)
                 frames += chunk.frames
                 stats.chunk_seconds.append(result.get("seconds", 0.0))
-                for packet in audio_packets:
-                    writer.write_audio(packet)
-                audio_packets.clear()
-                stats.frame, stats.size, stats.segments = frames, size, segments
-                stats.media_time = float((chunk.pts[-1]) * chunk.time_base)
+                end = float(chunk.pts[-1] * chunk.time_base) + 1 / float(info.fps)
+                with api._writing(dst):  # the audio up to the end of this chunk's video
+                    while audio_packets and float(audio_packets[0].pts * audio_packets[0].time_base) < end:
+                        writer.write_audio(audio_packets.pop(0))
+                stats.frame, stats.segments = frames, segments
+                stats.size = getattr(writer, "bytes_written", size)
+                stats.video_size = getattr(writer, "video_bytes", size)
+                stats.media_time = float(chunk.pts[-1] * chunk.time_base)
                 stats.chunks_done, stats.retried = counters.done, counters.retried
                 if progress:
                     progress(stats)
             if writer is None:
                 raise InputError(f"no video frame was read from {src}: check -ss/-t/-frames")
+            audio_packets.clear()  # the audio ends with the video (-frames:v, -t)
             with api._writing(dst):
                 writer.close()
     except BaseException:
@@ -297,10 +309,15 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     if store:
         store.clear()
     stats.chunks_total = stats.chunks_done
+    duration = stats.media_time + 1 / float(info.fps)
+    fields = api.Result.__dataclass_fields__
+    extra = {"total_bytes": getattr(writer, "bytes_written", size)} if "total_bytes" in fields else {}
+    if "target_bitrate" in fields:
+        extra["target_bitrate"] = float(chunk_options.get("bitrate") or 0.0)
+    result = api.Result(frames, segments, getattr(writer, "video_bytes", size), duration, **extra)
+    stats.size, stats.video_size = extra.get("total_bytes", size), result.bytes
     if progress:
         progress(stats)
-    duration = stats.media_time + 1 / float(info.fps)
-    result = api.Result(frames, segments, size, duration)
     log.log(15, "encoded %d frames in %d chunks (%d retried) into %d segments, %d bytes: %.2f kbit/s on %d %s "
             "worker(s)", frames, counters.done, counters.retried, segments, size, result.bitrate / 1000,
             backend.capacity, backend.kind)

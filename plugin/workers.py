@@ -14,6 +14,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -66,8 +67,25 @@ def limit_threads(threads: int = THREADS_PER_WORKER) -> None:
 
 # -- local processes ---------------------------------------------------------------------------------------------
 
+_reply: Connection | None = None  # a local worker's pipe to the parent while a task runs
+_reported = 0.0
+
+
+def report(frames: int) -> None:
+    """Tell the parent how many frames the running task has done so far (local workers, at most 4 times a second;
+    a no-op elsewhere), for the job's progress line."""
+    global _reported
+    now = time.monotonic()
+    if _reply is None or now - _reported < 0.25:
+        return
+    _reported = now
+    with contextlib.suppress(OSError):
+        _reply.send(("progress", frames))
+
+
 def _serve(conn: Connection, threads: int) -> None:
     """A local worker: run tasks from the parent until it sends None or goes away. Ctrl-C is the parent's to handle."""
+    global _reply
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
     while True:
@@ -78,10 +96,12 @@ def _serve(conn: Connection, threads: int) -> None:
         if message is None:
             return
         fn, payload = message
+        _reply = conn
         try:
             reply = ("ok", fn(payload))
         except BaseException as err:  # noqa: BLE001  (handed to the parent, which decides)
             reply = ("err", _portable(err), traceback.format_exc())
+        _reply = None
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
@@ -104,6 +124,7 @@ class _Proc:
         self.process.start()
         child.close()
         self.task: Task | None = None
+        self.frames = 0  # what the running task reported
 
 
 class LocalBackend:
@@ -118,8 +139,10 @@ class LocalBackend:
         self._threads = threads
         self._procs: list[_Proc] = []
 
-    def pids(self) -> list[int]:
-        return [p.process.pid for p in self._procs if p.process.pid is not None]
+    @property
+    def partial(self) -> int:
+        """Frames the running tasks have reported done."""
+        return sum(p.frames for p in self._procs if p.task is not None)
 
     def submit(self, task: Task) -> None:
         proc = next((p for p in self._procs if p.task is None and p.process.is_alive()), None)
@@ -139,13 +162,16 @@ class LocalBackend:
         done = []
         for p in busy:
             if p.conn in ready or p.process.sentinel in ready:
-                task, p.task = p.task, None
                 reply = None
                 try:
                     if p.conn.poll():
                         reply = p.conn.recv()
                 except (EOFError, OSError):
                     reply = None
+                if reply is not None and reply[0] == "progress":
+                    p.frames = reply[1]
+                    continue
+                task, p.task, p.frames = p.task, None, 0
                 if reply is None:
                     p.process.join(1)
                     code = p.process.exitcode
@@ -282,12 +308,13 @@ class Counters:
 
 
 def run_ordered(backend, tasks: Iterator[Task], *, retries: int = RETRIES, window: int = 0,
-                counters: Counters | None = None) -> Iterator[tuple[Task, Any]]:
+                counters: Counters | None = None,
+                tick: Callable[[int], None] | None = None) -> Iterator[tuple[Task, Any]]:
     """Run ``tasks`` (keys 0, 1, 2, … in order) on ``backend``; yield ``(task, result)`` in key order. A failed try is
     retried up to ``retries`` times on a fresh or other worker (an ``M3cvError`` raised by the task itself — a bad
     option, a model missing — is not: it is the same on every try). At most ``window`` tasks (default 2 per worker)
     run or wait ahead of the next one to hand back. Any error, Ctrl-C or closing the generator early cancels
-    every worker."""
+    every worker. ``tick`` is called after every wait with the frames running tasks reported (local workers)."""
     counters = counters or Counters()
     window = window or 2 * backend.capacity + 1
     results: dict[int, tuple[Task, Any]] = {}
@@ -332,6 +359,8 @@ def run_ordered(backend, tasks: Iterator[Task], *, retries: int = RETRIES, windo
                 log.warning("%s %d failed (%s): retrying (%d of %d)", task.what, task.key, done.error, task.tries,
                             retries)
                 again.append(task)
+            if tick is not None:
+                tick(getattr(backend, "partial", 0))
             while next_key in results:
                 yield results.pop(next_key)
                 next_key += 1
