@@ -1,4 +1,9 @@
-"""Inspection of an m3cvc stream in any container: the stable report of docs/bitstream.md §9."""
+"""Inspection of an m3cvc stream in any container: the stable report of docs/bitstream.md §9.
+
+``video_bytes`` is the one definition of "video bytes" that the encode log, the progress line and ``Result`` use too:
+the bytes of the video track's packets, what ``ffprobe -show_packets`` sums for it (in Matroska every segment packet
+and the 1-byte frame markers; in .m3cv the packet payloads). The sequence header (in the track header) is not in it.
+"""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -61,6 +66,7 @@ def probe(src: str | Path) -> dict:
                 "layers": seg_layers, "frame_text": seg.frame_text, "clip_text": seg.clip_text})
         tags = dict(reader.tags)
         container, has_audio = reader.container, reader.has_audio
+        video_bytes, tracks = reader.video_bytes, dict(reader.track_bytes)
     duration = (end - first_pts) * h.time_base + 1 / h.fps if first_pts is not None else Fraction(0)
     file_size = Path(src).stat().st_size
     total = sum(layers.values())
@@ -72,19 +78,25 @@ def probe(src: str | Path) -> dict:
         "models": [{"id": m.model_id, "sha256": m.sha256.hex()} for m in h.models],
         "frame_count": frame_count, "duration_s": round(float(duration), 6),
         "bitrate_bps": round(8 * file_size / duration) if duration else 0,
+        "video_bytes": video_bytes, "video_bitrate_bps": round(8 * video_bytes / duration) if duration else 0,
+        "audio_bytes": tracks.get("audio", 0), "subtitle_bytes": tracks.get("subtitle", 0),
         "total_bytes": total, "corrupt_segments": corrupt, "audio": has_audio, "layers": layers, "segments": segments, "tags": tags}
 
 
 def format_report(report: dict) -> str:
     """The human-readable probe table."""
     r = report
+    overhead = r["file_size"] - r["video_bytes"] - r["audio_bytes"] - r["subtitle_bytes"]
     lines = [
         f"container   {r['container']} ({r['file_size']} bytes)",
         f"codec       {r['codec']} {r['version']}, profile {r['profile_id']}, models "
         + (", ".join(f"{m['id']}:{m['sha256'][:12]}" for m in r["models"]) or "none"),
         f"video       {r['width']}x{r['height']} @ {r['frame_rate']} fps, {r['frame_count']} frames, "
-        f"{r['duration_s']:.3f} s, {r['bitrate_bps']} bit/s (whole file{', with audio' if r['audio'] else ''})",
-        f"m3cvc bytes {r['total_bytes']} (container overhead {r['file_size'] - r['total_bytes']}): "
+        f"{r['duration_s']:.3f} s",
+        f"bitrate     video {r['video_bitrate_bps'] / 1000:.2f} kbit/s ({r['video_bytes']} bytes), total "
+        f"{r['bitrate_bps'] / 1000:.2f} kbit/s ({r['file_size']} bytes: audio {r['audio_bytes']}, subtitles "
+        f"{r['subtitle_bytes']}, container {overhead})",
+        f"units       {r['total_bytes']} bytes (segments and the sequence header): "
         + ", ".join(f"{k} {v}" for k, v in r["layers"].items() if v),
         f"segments    {len(r['segments'])} ({r['corrupt_segments']} corrupt)",
         f"{'index':>6} {'first_pts':>10} {'frames':>7} {'tokens':>7} {'text':>6} {'other':>6}  descriptions",

@@ -30,8 +30,9 @@ class FFmpegChain(Node):
         super().__init__()
         for spec in specs:
             if not is_ffmpeg_filter(spec.name):
-                raise UsageError(f"unknown filter {spec.name!r}: not an m3cvcav node ({', '.join(OURS[1:-1])}) "
-                                 "nor an FFmpeg filter (list them with `ffmpeg -filters`)")
+                raise UsageError(f"unknown filter {spec.name!r}: not an m3cvcav node ({', '.join(OURS[1:-1])}) nor a "
+                                 "filter of the FFmpeg that PyAV bundles (a system ffmpeg may have more, e.g. GPL "
+                                 "builds' eq; av.filter.filters_available lists these): use another filter")
         self.specs = specs
         self._graph: av.filter.Graph | None = None
         self._index = 0

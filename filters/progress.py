@@ -10,13 +10,15 @@ from typing import TextIO
 
 @dataclass
 class Stats:
-    """Counters updated while a graph runs; ``media_time`` in seconds of the output, ``size`` in coded bytes."""
+    """Counters updated while a graph runs; ``media_time`` in seconds of the output, ``size`` the bytes written to the
+    output so far (all of it), ``video_size`` those of its video track (the numbers of ``Result`` and ``probe``)."""
 
     total_frames: int | None = None
     duration: float | None = None
     frame: int = 0
     media_time: float = 0.0
     size: int = 0
+    video_size: int = 0
     segments: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -34,8 +36,16 @@ class Stats:
 
     @property
     def bitrate(self) -> float:
-        """bits per second of the coded bytes so far."""
-        return 8 * self.size / self.media_time if self.media_time > 0 else 0.0
+        """Bits per second of the whole output so far."""
+        return self._rate(self.size)
+
+    @property
+    def video_bitrate(self) -> float:
+        """Bits per second of the video track so far."""
+        return self._rate(self.video_size)
+
+    def _rate(self, size: int) -> float:
+        return 8 * size / self.media_time if self.media_time > 0 else 0.0
 
     @property
     def eta(self) -> float | None:
@@ -47,13 +57,14 @@ class Stats:
         eta = self.eta
         eta_text = "--:--" if eta is None else f"{int(eta // 60):02d}:{int(eta % 60):02d}"
         return (f"frame={self.frame:5d} fps={self.fps:5.1f} size={self.size / 1024:8.1f}KiB "
-                f"time={self.media_time:8.2f}s bitrate={self.bitrate / 1000:7.2f}kbit/s speed={self.speed:5.2f}x "
-                f"eta={eta_text}")
+                f"time={self.media_time:8.2f}s bitrate={self.bitrate / 1000:7.2f}kbit/s "
+                f"video={self.video_bitrate / 1000:7.2f}kbit/s speed={self.speed:5.2f}x eta={eta_text}")
 
     def pairs(self) -> dict[str, str]:
         """FFmpeg ``-progress`` key=value pairs."""
         return {"frame": str(self.frame), "fps": f"{self.fps:.2f}", "bitrate": f"{self.bitrate / 1000:.2f}kbits/s",
-                "total_size": str(self.size), "out_time_us": str(int(self.media_time * 1e6)),
+                "video_bitrate": f"{self.video_bitrate / 1000:.2f}kbits/s", "total_size": str(self.size),
+                "video_size": str(self.video_size), "out_time_us": str(int(self.media_time * 1e6)),
                 "speed": f"{self.speed:.3f}x"}
 
 

@@ -1,18 +1,21 @@
 """sink: PyAV encode of RGB frames to any format FFmpeg writes (codec by extension or ``codec``), y4m to stdout, still
-images or ``%04d`` sequences; audio packets copied when the container takes their codec. Files are written under a
-temporary name and renamed only when complete."""
+images or ``%04d`` sequences. Audio is copied when the container takes its codec and no audio option asks otherwise,
+else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio codec: Opus for .webm); it stops with
+the video. Files are written through :class:`m3cvcav.atomic.AtomicPath` and renamed only when complete."""
 from __future__ import annotations
 
+import errno
+import functools
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
+from m3cvcav.atomic import AtomicPath
+from m3cvcav.bitstream.containers.audio import ENCODER_ALIASES, AudioConverter, AudioOptions, configure_encoder
 from m3cvcav.errors import OutputError, UsageError
 from m3cvcav.log import get_logger
 
@@ -30,15 +33,60 @@ def is_pattern(path: str) -> bool:
     return "%" in Path(path).name
 
 
-def check_output(dst: str, overwrite: bool | None) -> None:
-    """FFmpeg's -y/-n: refuse to overwrite an existing file unless ``overwrite`` is True."""
+def is_single_image(path: str) -> bool:
+    """An image name without a ``%d`` pattern: it takes one frame (see :class:`Sink`)."""
+    return path != "-" and Path(path).suffix.lower() in IMAGE_CODECS and not is_pattern(path)
+
+
+def check_output(dst: str, overwrite: bool | None, flag: str = "-y") -> None:
+    """FFmpeg's -y/-n: refuse to overwrite an existing file unless ``overwrite`` is True (``flag`` names the option
+    in the caller's words: ``-y`` on the command line, ``overwrite=True`` in the API)."""
     if dst == "-" or is_pattern(dst):
         return
     path = Path(dst)
     if path.exists() and not overwrite:
-        raise OutputError(f"output {path} already exists: pass -y to overwrite it (or choose another name)")
+        raise OutputError(f"output {path} already exists: pass {flag} to overwrite it (or choose another name)")
     if not path.parent.exists():
         raise OutputError(f"output folder {path.parent} does not exist: create it first")
+
+
+@functools.lru_cache(maxsize=1)
+def _extensions() -> dict[str, str]:
+    """File extension -> the first muxer of PyAV's FFmpeg that claims it (FFmpeg's av_guess_format, by name)."""
+    table: dict[str, str] = {}
+    for name in sorted(av.formats_available):
+        try:
+            fmt = av.format.ContainerFormat(name, "w")
+        except (ValueError, av.error.FFmpegError):
+            continue
+        for ext in fmt.extensions:
+            table.setdefault(ext.lower(), name)
+    return table
+
+
+def output_format(dst: str, format: str | None) -> str:
+    """The muxer that will write ``dst`` (``format``, or guessed from the extension); UsageError when there is none,
+    so a bad output name fails before any model is loaded."""
+    if format:
+        try:
+            return av.format.ContainerFormat(format, "w").name
+        except (ValueError, av.error.FFmpegError):
+            raise UsageError(f"-f {format}: not an output format of PyAV's FFmpeg (list them with `ffmpeg -formats`)"
+                             ) from None
+    if dst == "-":
+        raise UsageError("writing to stdout needs a format: add -f yuv4mpegpipe (or -f matroska, -f nut)")
+    suffix = Path(dst).suffix.lower().lstrip(".")
+    if is_single_image(dst) or (is_pattern(dst) and "." + suffix in IMAGE_CODECS):
+        return "image2"
+    name = _extensions().get(suffix)
+    if name is None:
+        raise UsageError(f"cannot tell the output format of {dst}: use a known extension (.mp4, .mkv, .webm, .y4m, "
+                         ".png, ...) or give -f FORMAT")
+    return name
+
+
+def _broken_pipe(err: OSError) -> bool:
+    return isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE
 
 
 class Sink:
@@ -47,15 +95,17 @@ class Sink:
     def __init__(self, dst: str | os.PathLike, info: VideoInfo, *, format: str | None = None,
                  codec: str | None = None, crf: float | None = None, preset: str | None = None,
                  pix_fmt: str | None = None, bitrate: int | None = None, audio: av.audio.AudioStream | None = None,
-                 audio_packets: Iterator | None = None):
+                 audio_packets: Iterator | None = None, audio_options: AudioOptions | None = None):
         self.dst, self.info = str(dst), info
-        self._tmpdir: str | None = None
+        self._atomic: AtomicPath | None = None
         if self.dst == "-" or hasattr(dst, "write"):
             if not format:
                 raise UsageError("writing to stdout needs a format: add -f yuv4mpegpipe (or -f matroska, -f nut)")
             target, self._final = (sys.stdout.buffer if self.dst == "-" else dst), None
         else:
-            target, self._final = self._temp_target(), Path(self.dst)
+            self._final = Path(self.dst)
+            self._atomic = AtomicPath(self.dst, folder=is_pattern(self.dst))
+            target = str(self._atomic.tmp / self._final.name) if is_pattern(self.dst) else str(self._atomic.tmp)
         self._target = target
         options = {"update": "1"} if self._is_single_image() else {}
         try:
@@ -63,29 +113,24 @@ class Sink:
         except (av.error.FFmpegError, ValueError) as err:
             self._cleanup()
             raise OutputError(f"cannot write {self.dst}: {err} (check the extension or -f)") from None
+        self.bytes = 0  # bytes of the packets muxed so far (video and audio)
+        self.video_bytes = 0  # of which video
+        self._audio_converter: AudioConverter | None = None
         try:
             self.stream = self._add_video(codec, crf, preset, pix_fmt, bitrate)
-            self.audio_out = self._add_audio(audio) if audio is not None else None
+            self.audio_out = self._add_audio(audio, audio_options or AudioOptions()) if audio is not None else None
         except BaseException:
             self.abort()
             raise
         self._audio_packets = audio_packets if self.audio_out is not None else None
         self._pending_audio: av.Packet | None = None
         self.frames = 0
+        self._end: float | None = None  # set on close: audio from there on is not written
+        self._video_end = 0.0
 
     # ---- setup
     def _is_single_image(self) -> bool:
-        return self._final is not None and Path(self.dst).suffix.lower() in IMAGE_CODECS and not is_pattern(self.dst)
-
-    def _temp_target(self) -> str:
-        path = Path(self.dst)
-        if is_pattern(self.dst):
-            self._tmpdir = tempfile.mkdtemp(prefix=".m3cvcav-", dir=path.parent)
-            return str(Path(self._tmpdir) / path.name)
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
-        os.close(fd)
-        self._tmpfile = name
-        return name
+        return self._final is not None and is_single_image(self.dst)
 
     def _add_video(self, codec, crf, preset, pix_fmt, bitrate) -> av.video.stream.VideoStream:
         fmt = self.container.format.name
@@ -132,13 +177,30 @@ class Sink:
             ctx.color_primaries, ctx.color_trc = self.color.primaries, self.color.transfer
         return stream
 
-    def _add_audio(self, template: av.audio.AudioStream):
+    def _add_audio(self, template: av.audio.AudioStream, options: AudioOptions):
+        """Copy the stream when the container takes its codec and nothing else is asked; else encode it with -c:a or
+        the container's default audio codec (Opus for WebM)."""
+        fmt = self.container.format.name
         name = template.codec_context.name
-        if self.container.format.name in ("image2", "yuv4mpegpipe") or name not in self.container.supported_codecs:
-            if self.container.format.name not in ("image2", "yuv4mpegpipe"):
-                log.warning("audio (%s) dropped: %s cannot carry it", name, self.container.format.name)
+        if fmt in ("image2", "yuv4mpegpipe"):
             return None
-        return self.container.add_stream_from_template(template)
+        if options.codec == "copy" or not options.converts:
+            if name in self.container.supported_codecs:
+                return self.container.add_stream_from_template(template)
+            if options.codec == "copy":
+                raise UsageError(f"-c:a copy: {fmt} cannot carry {name} audio; choose an encoder with -c:a")
+        codec = options.codec or self.container.default_audio_codec
+        if not codec or codec == "none":
+            log.warning("audio (%s) dropped: %s has no audio codec", name, fmt)
+            return None
+        codec = ENCODER_ALIASES.get(codec, codec)  # FFmpeg's native Opus encoder is experimental: libopus
+        if codec not in self.container.supported_codecs:
+            raise UsageError(f"-c:a {codec}: {fmt} cannot carry it")
+        stream = self.container.add_stream(codec)
+        configure_encoder(stream.codec_context, template.codec_context, options)
+        self._audio_converter = AudioConverter(template, stream.codec_context)
+        log.log(15, "audio: %s -> %s for %s", name, codec, fmt)
+        return stream
 
     # ---- writing
     def write(self, frame: Frame) -> None:
@@ -151,8 +213,11 @@ class Sink:
             vf.pts, vf.time_base = frame.pts, frame.time_base
         self._mux(self.stream.encode(vf))
         self.frames += 1
+        if frame.time is not None:
+            self._video_end = frame.time + 1 / float(self.info.fps)
 
     def _mux_audio_until(self, time: float | None) -> None:
+        """Mux the audio that plays before ``time`` (all of it, up to the video's end, when ``time`` is None)."""
         if self._audio_packets is None:
             return
         while True:
@@ -162,36 +227,51 @@ class Sink:
                     self._audio_packets = None
                     return
             packet = self._pending_audio
-            if time is not None and packet.pts is not None and float(packet.pts * packet.time_base) > time:
+            start = float(packet.pts * packet.time_base) if packet.pts is not None else None
+            if start is not None and time is not None and start > time:
                 return
-            packet.stream = self.audio_out
-            self._mux([packet])
             self._pending_audio = None
+            if start is not None and self._end is not None and start >= self._end:
+                self._audio_packets = None  # the video has ended: so does the audio (-frames:v, -t)
+                return
+            if self._audio_converter is None:
+                packet.stream = self.audio_out
+                self._mux([packet])
+            else:
+                self._mux_converted(self._audio_converter.convert(packet))
+
+    def _mux_converted(self, packets) -> None:
+        for p in packets:
+            p.stream = self.audio_out
+            self._mux([p])
 
     def _mux(self, packets) -> None:
         try:
-            self.container.mux(packets)
+            for packet in packets:
+                self.bytes += packet.size
+                if packet.stream is not None and packet.stream.type == "video":
+                    self.video_bytes += packet.size
+                self.container.mux(packet)
         except OSError as err:
+            if _broken_pipe(err):
+                raise BrokenPipeError(errno.EPIPE, "the reader of the output closed it") from None
             raise OutputError(f"cannot write {self.dst}: {err.strerror or err} (free some space or choose "
                               "another output)") from None
 
     def close(self) -> None:
-        """Flush the encoder and the remaining audio, close, and move the temp file (or files) into place."""
+        """Flush the encoder and the audio up to the video's end, close, and move the output into place."""
         try:
             self._mux(self.stream.encode(None))
+            self._end = self._video_end  # the audio stops with the video (-frames:v, -t, -ss)
             self._mux_audio_until(None)
+            if self._audio_converter is not None:
+                self._mux_converted(self._audio_converter.convert(None))
             self.container.close()
         except BaseException:
             self.abort()
             raise
-        if self._final is None:
-            return
-        if self._tmpdir is not None:
-            for name in sorted(os.listdir(self._tmpdir)):
-                os.replace(Path(self._tmpdir) / name, self._final.parent / name)
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-        else:
-            os.replace(self._tmpfile, self._final)
+        if self._atomic is not None:
+            self._atomic.commit()
 
     def abort(self) -> None:
         """Close without finishing and remove everything written."""
@@ -202,7 +282,5 @@ class Sink:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-        elif self._final is not None and getattr(self, "_tmpfile", None):
-            Path(self._tmpfile).unlink(missing_ok=True)
+        if self._atomic is not None:
+            self._atomic.abort()

@@ -19,13 +19,17 @@ from .errors import (  # noqa: F401  (re-exported)
 
 __version__ = _resources.files(__name__).joinpath("VERSION").read_text().strip()
 
-__all__ = ["__version__", "encode", "decode", "open", "M3cvError", "UsageError", "InputError", "OutputError",
+__all__ = ["__version__", "encode", "decode", "open", "Result", "M3cvError", "UsageError", "InputError", "OutputError",
            "BitstreamError", "UnsupportedVersionError", "ModelError", "EngineError"]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str):
     # The API pulls in PyAV, numpy and the engines: import it only when used, so `--version` stays instant.
-    if name in ("encode", "decode", "open"):
+    if name in ("encode", "decode", "open", "Result"):
         from . import api
 
         return getattr(api, name)

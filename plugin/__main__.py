@@ -1,12 +1,16 @@
 """``python -m m3cvcav``: the FFmpeg-like transcoding CLI plus subcommands (probe, edit, play, engines, train, bench)."""
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from . import __version__
-from .errors import M3cvError
+from .errors import M3cvError, missing_package
 from .log import is_debug, set_level
 
 # Subcommand name -> module (inside m3cvcav) exposing ``main(argv: list[str]) -> int``.
@@ -28,11 +32,47 @@ def _loglevel_from(argv: Sequence[str]) -> str:
     return "info"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C so every output is aborted the same way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _stop(signum: int, frame) -> None:
+    for sig in _STOP_SIGNALS + (signal.SIGINT,):  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM/SIGHUP end the run like Ctrl-C (outputs removed, one line, exit 128 + signal), as in FFmpeg."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-version"):
         print(f"m3cvcav {__version__}")
         return 0
+    with _signals_as_interrupts():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     try:
         set_level(_loglevel_from(argv))
         if argv and argv[0] in SUBCOMMANDS:
@@ -45,11 +85,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"m3cvcav: {err}", file=sys.stderr)
         return err.exit_status
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"m3cvcav: received {name}; stopped, no partial output was kept", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("m3cvcav: interrupted; no partial output was kept", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader of our output went away (| head): end quietly, as FFmpeg's users expect
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 0
+    except ModuleNotFoundError as err:  # an optional dependency: say which extra brings it
+        if is_debug() or not err.name:
+            raise
+        print(f"m3cvcav: {missing_package(err.name, 'this command')}", file=sys.stderr)
+        return 1
     except Exception as err:  # an unexpected failure: one line, the traceback only with -loglevel debug
         if is_debug():
             raise

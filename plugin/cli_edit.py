@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 import av
 
-from m3cvcav.bitstream.containers import open_reader, open_writer
-from m3cvcav.bitstream.units import CorruptSegment, decode_segment, encode_segment
+from m3cvcav.bitstream.containers import CONTAINERS, open_reader, open_writer
+from m3cvcav.bitstream.containers.audio import AudioOptions
+from m3cvcav.bitstream.units import MAX_TEXT_BYTES, CorruptSegment, decode_segment, encode_segment
 from m3cvcav.errors import BitstreamError, UsageError
 from m3cvcav.filters.sink import check_output
 from m3cvcav.log import get_logger
@@ -28,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--segment", type=int, required=True, help="index of the segment to edit (see `probe`)")
     p.add_argument("--frame-text", help="new frame-level description D^F of its keyframe")
     p.add_argument("--clip-text", help="new clip-level description D^C of the segment")
-    p.add_argument("-o", "--output", required=True, help="output path (same container as the input)")
+    p.add_argument("-o", "--output", required=True, help="output path: .mkv or .m3cv (the container follows the name)")
     p.add_argument("-y", action="store_true", help="overwrite the output")
     return p
 
@@ -38,15 +40,23 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
     """Copy ``src`` to ``dst`` with segment ``segment``'s texts replaced; raises UsageError when it does not exist."""
     if frame_text is None and clip_text is None:
         raise UsageError("edit: give --frame-text and/or --clip-text")
+    for option, text in (("--frame-text", frame_text), ("--clip-text", clip_text)):
+        if text is not None and (len(text.encode("utf-8")) > MAX_TEXT_BYTES or "\x00" in text):
+            raise UsageError(f"edit: {option} of {len(text.encode('utf-8'))} bytes is over {MAX_TEXT_BYTES} bytes or "
+                             "holds a NUL character; shorten it")
+    if segment < 0:
+        raise UsageError(f"edit: --segment {segment}: segments are numbered from 0 (see probe)")
+    if Path(dst).suffix.lower() not in CONTAINERS:
+        raise UsageError(f"edit: output {dst}: name it .mkv or .m3cv (the container follows the name)")
     check_output(dst, overwrite)
     reader = open_reader(src)
     audio_in = None
-    writer = open_writer(dst, reader.header, container="mkv" if reader.container == "matroska" else reader.container,
-                         tags=reader.tags)
+    _say_if_texts_are_unused(reader)
+    writer = open_writer(dst, reader.header, tags=reader.tags)
     try:
         if reader.has_audio and reader.path is not None:
             audio_in = av.open(str(reader.path))
-            if writer.add_audio(audio_in.streams.audio[0]) >= 0:
+            if writer.add_audio(audio_in.streams.audio[0], AudioOptions("copy")) >= 0:
                 for packet in audio_in.demux(audio_in.streams.audio[0]):
                     if packet.size and packet.pts is not None:
                         writer.write_audio(packet)
@@ -76,6 +86,17 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
         if audio_in is not None:
             audio_in.close()
     log.info("%s -> %s: segment %d rewritten, %d segments copied", src, dst, segment, count - 1)
+
+
+def _say_if_texts_are_unused(reader) -> None:
+    """The lite profile's decoder draws its pictures from the tokens only: say so, since the edit then changes no
+    picture (the texts are still stored, shown by probe and as subtitles)."""
+    from m3cvcav.engines.registry import load_profile
+
+    name = reader.tags.get("M3CV_PROFILE")
+    if name == "lite" or (name is None and reader.header.profile_id == load_profile("lite").profile_id):
+        log.warning("this stream uses the lite profile, whose decoder does not read the texts: the new text is "
+                    "stored (probe, subtitles) but the pictures do not change; m3cvc streams generate from it")
 
 
 def main(argv: list[str]) -> int:

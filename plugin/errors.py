@@ -40,3 +40,31 @@ class ModelError(M3cvError, RuntimeError):
 
 class EngineError(M3cvError, RuntimeError):
     """A backend that cannot run here (not installed, no GPU, build failure)."""
+
+
+def _extra_of(module: str) -> str | None:
+    """The setup.py extra (from the installed package's metadata) whose distribution provides ``module``."""
+    import re
+    from importlib import metadata
+
+    try:
+        requires = metadata.metadata("m3cvcav").get_all("Requires-Dist") or []
+    except metadata.PackageNotFoundError:
+        return None
+    for line in requires:
+        found = re.match(r"\s*([A-Za-z0-9_.-]+).*extra\s*==\s*['\"]([^'\"]+)['\"]", line)
+        if found and re.sub(r"[-.]", "_", found[1].lower()) == module.lower():
+            return found[2]
+    return None
+
+
+def missing_package(module: str, needed_by: str = "this") -> EngineError:
+    """The one-line error for an optional package that is not installed: which extra brings it (and, for the m3cvc
+    extra, that the lite profile needs none)."""
+    top = module.split(".")[0]
+    extra = _extra_of(top)
+    if extra is None:
+        return EngineError(f"{needed_by} needs the Python package {top}, which is not installed: pip install {top}")
+    hint = "; or use the lite profile (-profile lite), which needs none" if extra == "m3cvc" else ""
+    return EngineError(f"{needed_by} needs {top} from the optional [{extra}] extra: pip install 'm3cvcav[{extra}]' "
+                       f"(in a checkout: pip install -e '.[{extra}]'){hint}")

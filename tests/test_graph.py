@@ -74,7 +74,7 @@ def test_plan_orders_and_checks_nodes():
         pipeline.plan("select,scale=2:2", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
     with pytest.raises(UsageError, match="cannot be used here"):
         pipeline.plan("generate", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
-    with pytest.raises(UsageError, match="nor an FFmpeg filter"):
+    with pytest.raises(UsageError, match="nor a filter of the FFmpeg that PyAV bundles"):
         pipeline.plan("scalez=2:2", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
     with pytest.raises(UsageError, match="WIDTHxHEIGHT"):
         pipeline.plan(None, None, size="big", rate=None, ours=pipeline.ENCODER_NODES)

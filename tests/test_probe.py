@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -21,12 +22,14 @@ def files(tmp_path_factory):
     header = sequence_header(2)
     segments = synthetic_segments(seconds=3, segment_frames=36, levels=1)
     segments[1].params = GenerationParams(seed=3, steps=4, scheduler_id=1, mode="it2v")
-    out = {}
+    out, written = {}, {}
     for ext in ("m3cv", "mkv"):
         out[ext] = folder / f"s.{ext}"
         with open_writer(out[ext], header) as w:
             for s in segments:
                 w.write_segment(s)
+        written[ext] = (w.video_bytes, w.bytes_written)
+    out["written"] = written
     return header, segments, out
 
 
@@ -48,7 +51,8 @@ def test_layer_accounting_is_exact():
 def test_report_contents(files):
     header, segments, paths = files
     r = probe(paths["m3cv"])
-    assert (r["container"], r["codec"], r["version"], r["width"], r["height"]) == ("m3cv", "m3cvc", "1.0", 512, 288)
+    assert (r["container"], r["codec"], r["version"], r["width"], r["height"]) == \
+        ("m3cv", "m3cvc", "%d.%d" % U.VERSION, 512, 288)
     assert (r["frame_rate"], r["frame_count"], r["duration_s"]) == ("24/1", 72, 3.0)
     assert r["models"] == [{"id": m.model_id, "sha256": m.sha256.hex()} for m in header.models]
     assert r["file_size"] == paths["m3cv"].stat().st_size and r["bitrate_bps"] == round(8 * r["file_size"] / 3)
@@ -66,6 +70,26 @@ def test_same_segments_and_layers_in_both_containers(files):
     a, b = probe(paths["m3cv"]), probe(paths["mkv"])
     assert a["segments"] == b["segments"] and a["layers"] == b["layers"] and a["total_bytes"] == b["total_bytes"]
     assert (a["container"], b["container"]) == ("m3cv", "matroska") and a["file_size"] < b["file_size"]
+
+
+def test_video_bytes_are_one_number(files):
+    """probe, the writer (what the encode log, progress and Result report) and ffprobe count the same video bytes."""
+    _, segments, paths = files
+    packets = [len(U.encode_segment(s)) for s in segments]
+    frames = sum(s.header.frame_count for s in segments)
+    for ext, want in (("m3cv", sum(packets)), ("mkv", sum(packets) + frames - len(segments))):  # + 1-byte markers
+        r = probe(paths[ext])
+        assert r["video_bytes"] == want == paths["written"][ext][0], ext
+        assert paths["written"][ext][1] == r["file_size"], ext
+        assert r["video_bitrate_bps"] == round(8 * want / r["duration_s"])
+        assert r["audio_bytes"] == 0
+    if shutil.which("ffprobe"):
+        done = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=size", "-of",
+                               "csv=p=0", str(paths["mkv"])], capture_output=True, text=True, check=True)
+        assert sum(int(x) for x in done.stdout.split()) == probe(paths["mkv"])["video_bytes"]
+    text = subprocess.run([sys.executable, "-m", "m3cvcav", "probe", str(paths["mkv"])], capture_output=True,
+                          text=True).stdout
+    assert f"({probe(paths['mkv'])['video_bytes']} bytes)" in text and "overhead" not in text
 
 
 def test_corrupt_segment_in_report(files, tmp_path):

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,7 +16,7 @@ from .base import AtomicOutput, StreamReader, StreamWriter
 CONTAINERS = {".m3cv": "m3cv", ".mkv": "matroska", ".mka": "matroska", ".webm": "matroska"}
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
-__all__ = ["open_writer", "open_reader", "StreamWriter", "StreamReader", "CONTAINERS"]
+__all__ = ["open_writer", "open_reader", "check_container", "StreamWriter", "StreamReader", "CONTAINERS"]
 
 
 def _container_for(dst: str | Path | BinaryIO, container: str | None) -> str:
@@ -26,7 +27,14 @@ def _container_for(dst: str | Path | BinaryIO, container: str | None) -> str:
         return name
     if isinstance(dst, (str, Path)) and Path(dst).suffix.lower() in CONTAINERS:
         return CONTAINERS[Path(dst).suffix.lower()]
-    raise UsageError(f"cannot tell the container of {dst!r}: name it .m3cv or .mkv, or pass container='m3cv'|'mkv'")
+    name = f"output {dst}" if isinstance(dst, (str, Path)) else "a stream output"
+    raise UsageError(f"{name}: m3cvc streams are written as .mkv (or .mka/.webm) or .m3cv; rename it or name the "
+                     "container (format='mkv'|'m3cv')")
+
+
+def check_container(dst: str | os.PathLike | BinaryIO, container: str | None) -> str:
+    """The container ``open_writer`` will use for ``dst``; UsageError, before anything is loaded, when there is none."""
+    return _container_for(os.fspath(dst) if isinstance(dst, os.PathLike) else dst, container)
 
 
 def open_writer(dst: str | Path | BinaryIO, header: SequenceHeader, *, container: str | None = None,

@@ -126,6 +126,8 @@ class StreamReader(ABC):
     tags: dict[str, str]
     has_audio = False
     path: Path | None = None
+    video_bytes = 0  # bytes of the video track's packets read so far (what ffprobe -show_packets sums)
+    track_bytes: dict[str, int] = {}  # bytes per track kind read so far (Matroska: audio, subtitle too)
 
     @abstractmethod
     def packets(self) -> Iterator[bytes | CorruptSegment]:

@@ -127,6 +127,7 @@ class M3cvReader(StreamReader):
 
     def __init__(self, f: BinaryIO, path: Path | None = None, prefix: bytes = b""):
         self.path, self._file, self.tags = path, f, {}
+        self.video_bytes = 0
         self._buf = b = _Buffer(f, prefix)
         b.fill(4 + 1 + 4)
         if bytes(b.buf[:4]) != MAGIC:
@@ -181,6 +182,7 @@ class M3cvReader(StreamReader):
                 if flags & FLAG_INDEX:
                     return
                 b.drop(total)
+                self.video_bytes += len(payload)
                 yield payload
                 continue
             start = b.base
@@ -194,6 +196,7 @@ class M3cvReader(StreamReader):
                                      f"{RESYNC_WINDOW} bytes; the file is not usable past that point")
             damaged = bytes(b.buf[:skip])
             b.drop(len(damaged))
+            self.video_bytes += len(damaged)
             yield self._corrupt(damaged, start)
 
     @staticmethod

@@ -111,15 +111,23 @@ class MkvReader(StreamReader):
             raise BitstreamError("the m3cvc track is not among the streams FFmpeg demuxes; the file is corrupt")
         self._video = streams[track_pos]
         self.tags = {str(k): str(v) for k, v in self._av.metadata.items()}
+        self.video_bytes = 0
+        self.track_bytes: dict[str, int] = {}
         self.has_audio = bool(streams.audio)
 
     def packets(self) -> Iterator[bytes | CorruptSegment]:
+        """The segment packets; ``track_bytes`` sums every track's packets on the way (video: what ffprobe sums)."""
         import av
 
         try:
-            for packet in self._av.demux(self._video):
+            for packet in self._av.demux():
                 if packet.size == 0:
                     continue
+                kind = packet.stream.type
+                self.track_bytes[kind] = self.track_bytes.get(kind, 0) + packet.size
+                if packet.stream.index != self._video.index:
+                    continue
+                self.video_bytes += packet.size
                 data = bytes(packet)
                 if data != b"\x00":  # every block but the continuation marker is a segment packet (key flag or not)
                     yield data
