@@ -141,3 +141,5 @@ def test_headline_prefers_bd_then_equal_rate_and_names_its_clips():
     assert h["kind"] == "equal_rate_diff" and h["over"] == ["b"] and h["points"] == 2
     assert h["rate_range_kbps"] == [60, 80]
     assert headline({"c": far}, 3) == {"kind": "no_overlap", "value": None, "clips": 0, "of": 3, "over": []}
+    both = headline({"a": bd_clip, "b": eq_clip}, 2)
+    assert both["kind"] == "bd_rate_pct" and both["equal_rate"]["over"] == ["a", "b"]

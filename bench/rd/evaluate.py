@@ -249,19 +249,22 @@ def comparisons(results: list[ClipResult], profiles: list[str], baselines: list[
 def headline(per_clip: dict[str, dict], clips: int) -> dict:
     """Aggregate per-clip comparisons into one figure with its evidence: the mean BD-rate where it is defined on at
     least one clip (with the clips it covers), else the mean equal-rate quality difference over the overlapping points,
-    else that the curves do not overlap on any clip."""
+    else that the curves do not overlap on any clip. ``equal_rate``: the equal-rate difference over every clip where
+    the curves overlap in rate, given beside a BD-rate too (it may cover more clips)."""
     bd_clips = {k: v for k, v in per_clip.items() if "bd_rate_pct" in v}
     eq_clips = {k: v for k, v in per_clip.items() if v.get("equal_rate", {}).get("points")}
+    eq = None
+    if eq_clips:
+        pts = [d for v in eq_clips.values() for d in v["equal_rate"]["pairs"]]
+        eq = {"value": float(np.mean([d["diff"] for d in pts])), "points": len(pts), "clips": len(eq_clips),
+              "over": sorted(eq_clips), "rate_range_kbps": [min(d["rate"] for d in pts), max(d["rate"] for d in pts)]}
     if bd_clips:
         ranges = [v["quality_range"] for v in bd_clips.values()]
         return {"kind": "bd_rate_pct", "value": float(np.mean([v["bd_rate_pct"] for v in bd_clips.values()])),
                 "clips": len(bd_clips), "of": clips, "over": sorted(bd_clips),
-                "quality_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)]}
-    if eq_clips:
-        pts = [d for v in eq_clips.values() for d in v["equal_rate"]["pairs"]]
-        return {"kind": "equal_rate_diff", "value": float(np.mean([d["diff"] for d in pts])), "points": len(pts),
-                "clips": len(eq_clips), "of": clips, "over": sorted(eq_clips),
-                "rate_range_kbps": [min(d["rate"] for d in pts), max(d["rate"] for d in pts)]}
+                "quality_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)], "equal_rate": eq}
+    if eq:
+        return {"kind": "equal_rate_diff", "of": clips, **eq}
     return {"kind": "no_overlap", "value": None, "clips": 0, "of": clips, "over": []}
 
 

@@ -115,9 +115,12 @@ def average_table(data: dict) -> list[str]:
 def _evidence(h: dict, per_clip: dict) -> tuple[str, str]:
     clips = f"{h['clips']} of {h['of']} clips ({', '.join(h['over'])})"
     if h["kind"] == "bd_rate_pct":
-        q = h["quality_range"]
+        q, eq = h["quality_range"], h.get("equal_rate")
+        also = (f"; at equal rate Δ {eq['value']:+.3g} over {eq['points']} points on {eq['clips']} of {h['of']} clips, "
+                f"{eq['rate_range_kbps'][0]:.1f}–{eq['rate_range_kbps'][1]:.1f} kbps" if eq else "")
         return (f"BD-rate {h['value']:+.1f}%",
-                f"mean over {clips}; quality {_fmt(q[0])}–{_fmt(q[1])}; overlap ≥ 50% of both curves, ≥ 3 points each")
+                f"mean over {clips}; quality {_fmt(q[0])}–{_fmt(q[1])}; overlap ≥ 50% of both curves, ≥ 3 points "
+                f"each{also}")
     why = sorted({v.get("bd_rate_why") or v.get("why", "") for v in per_clip.values()} - {""})
     why_s = f"; no BD-rate: {why[0]}" if why else ""
     if h["kind"] == "equal_rate_diff":
