@@ -13,8 +13,9 @@ import numpy as np
 from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 
 from .framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
+from .motion import SegmentMotion, decode_motion, encode_motion
 
-VERSION = (1, 0)
+VERSION = (1, 1)  # 1.1: the motion layer (MOTION kind 2)
 
 SEQUENCE_HEADER = 0x01
 SEGMENT_HEADER = 0x02
@@ -51,8 +52,6 @@ MAX_SEGMENT_FRAMES = 65536
 MAX_TOKENS = 1 << 20
 MAX_TEXT_BYTES = 65536
 MAX_TEXT_PLAIN = 2 * MAX_TEXT_BYTES + 3  # decompressed TEXT payload: uleb(≤ 65 536) + two texts
-MAX_MOTION_CELLS = 65536
-MAX_MOTION_VALUE = 1 << 20
 MAX_STEPS = 1000
 SCENE_CUT = 0x01
 MODES = ("it2v", "tt2v")
@@ -99,24 +98,12 @@ class KeyframeTokens:
 
 
 @dataclass
-class MotionInfo:
-    """Coarse motion grid: ``vectors`` (frames, grid_h, grid_w, 2) int32, (dx, dy) in 1/4 pixel of the source image."""
-
-    vectors: np.ndarray
-    kind: int = 1
-
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, MotionInfo) and self.kind == other.kind
-                and np.array_equal(self.vectors, other.vectors))
-
-
-@dataclass
 class Segment:
     header: SegmentHeader
     tokens: KeyframeTokens | None = None
     frame_text: str = ""
     clip_text: str = ""
-    motion: MotionInfo | None = None
+    motion: SegmentMotion | None = None  # bitstream.motion: every frame after the keyframe
     params: GenerationParams | None = None
     frame_pts: list[int] | None = None  # per-frame pts for VFR; None = constant rate from first_pts
 
@@ -339,39 +326,6 @@ def token_descriptor_size(payload: bytes) -> int:
     return _decode_tokens(payload)[1]
 
 
-def _motion_payload(m: MotionInfo) -> bytes:
-    v = np.asarray(m.vectors)
-    if v.ndim != 4 or v.shape[3] != 2 or not 1 <= v.shape[0] <= MAX_SEGMENT_FRAMES \
-            or not (1 <= v.shape[1] <= 256 and 1 <= v.shape[2] <= 256) or v.size // 2 > MAX_MOTION_CELLS:
-        raise BitstreamError(f"motion grid of shape {v.shape} is outside the limits of docs/bitstream.md §5.5")
-    if v.size and int(np.abs(v).max()) > MAX_MOTION_VALUE:
-        raise BitstreamError(f"motion vector over ±{MAX_MOTION_VALUE} quarter-pixels")
-    out = bytearray(write_leb128(m.kind))
-    for d in v.shape[:3]:
-        out += write_leb128(d)
-    for value in v.reshape(-1).tolist():
-        out += _sleb(int(value))
-    return bytes(out)
-
-
-def _decode_motion(payload: bytes) -> MotionInfo | None:
-    r = _Reader(payload, "motion")
-    kind = r.uleb("kind")
-    if kind != 1:
-        return None  # unknown kind: side information the decoder may ignore
-    shape = (r.uleb("frames", 1, MAX_SEGMENT_FRAMES), r.uleb("grid_h", 1, 256), r.uleb("grid_w", 1, 256))
-    cells = shape[0] * shape[1] * shape[2]
-    if cells > MAX_MOTION_CELLS:
-        raise r.fail(f"{cells} motion cells exceed {MAX_MOTION_CELLS}")
-    values = []
-    for _ in range(cells * 2):
-        value = r.sleb("vector")
-        if abs(value) > MAX_MOTION_VALUE:
-            raise r.fail(f"motion vector {value} over ±{MAX_MOTION_VALUE}")
-        values.append(value)
-    return MotionInfo(np.array(values, dtype=np.int32).reshape(*shape, 2), kind)
-
-
 def _params_payload(p: GenerationParams) -> bytes:
     if p.mode not in MODES or not 0 <= p.steps <= MAX_STEPS or not 0 <= p.scheduler_id <= 255 \
             or not 0 <= p.seed <= U32_MAX:
@@ -435,7 +389,7 @@ def encode_segment(segment: Segment) -> bytes:
     if segment.frame_text or segment.clip_text:
         units.append(pack_unit(TEXT, text_payload(segment.frame_text, segment.clip_text)))
     if segment.motion is not None:
-        units.append(pack_unit(MOTION, _motion_payload(segment.motion)))
+        units.append(pack_unit(MOTION, encode_motion(segment.motion)))
     if segment.frame_pts is not None:
         units.append(pack_unit(FRAME_PTS, _pts_payload(list(segment.frame_pts), h)))
     return b"".join(units)
@@ -473,7 +427,7 @@ def decode_segment(data: bytes) -> Segment:
         elif t == TEXT:
             segment.frame_text, segment.clip_text = decode_text(p)
         elif t == MOTION:
-            segment.motion = _decode_motion(p)
+            segment.motion = decode_motion(p, segment.header.frame_count)
         elif t == GEN_PARAMS:
             segment.params = _decode_params(p)
         elif t == FRAME_PTS:

@@ -96,8 +96,11 @@ class ClipGenerator(Protocol):
 
     ref: ModelRef
 
-    def generate(self, first: Image, last: Image | None, count: int, text: str, seed: int) -> list[Image]:
-        """``count`` frames; frame 0 is ``first``; when ``last`` is given the clip moves towards it."""
+    def generate(self, first: Image, last: Image | None, count: int, text: str, seed: int,
+                 prediction: Sequence[Image] | None = None) -> Sequence[Image]:
+        """``count`` frames; frame 0 is ``first``; ``last`` is the next keyframe (None across a scene cut or at the
+        end). ``prediction``: ``count`` frames, the motion-compensated prediction of each frame from the stream's
+        motion layer (frame 0 = ``first``), computed when read; generators follow it instead of inventing motion."""
 
 
 @runtime_checkable

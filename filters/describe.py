@@ -1,6 +1,12 @@
 """describe: the frame-level text D^F of each segment's keyframe and the clip-level text D^C of the segment, from the
-profile's describer (lite: ImageNet labels; m3cvc: a VLM dialogue)."""
+profile's describer (lite: ImageNet labels; m3cvc: a VLM dialogue), written into the coded segment, which leaves
+here complete (``size`` = its bytes). A describer whose ``describe_clip`` takes ``motion`` gets the camera motion the
+stream's motion layer carries, in words, so the text stays true to the stream."""
 from __future__ import annotations
+
+import inspect
+
+from m3cvcav.bitstream.units import encode_segment
 
 from .items import ClipSegment
 from .node import Node
@@ -22,11 +28,16 @@ class Describe(Node):
     def configure(self, info):
         if self.opts["frame"] or self.opts["clip"]:
             self.describer = self.profile.engine("describer")
+            self._takes_motion = "motion" in inspect.signature(self.describer.describe_clip).parameters
         return info
 
     def process(self, seg: ClipSegment):
         if self.opts["frame"]:
             seg.frame_text = self.describer.describe_frame(seg.keyframe)
         if self.opts["clip"]:
-            seg.clip_text = self.describer.describe_clip(seg.keyframe, seg.samples)
+            extra = {"motion": seg.motion_words} if self._takes_motion else {}
+            seg.clip_text = self.describer.describe_clip(seg.keyframe, seg.samples, **extra)
+        if seg.unit is not None:
+            seg.unit.frame_text, seg.unit.clip_text = seg.frame_text, seg.clip_text
+            seg.size = len(encode_segment(seg.unit))
         return (seg,)

@@ -1,14 +1,18 @@
 """generate (decoder): KeyframeTokens → keyframe image (tokenizer decode, then the profile's keyframe generator when it
 has one; CMVC's IT2V) or, in TT2V (``mode="tt2v"``, or a segment without a token layer), the keyframe generated from
-D^F alone → every frame of the segment with the profile's clip generator, moving towards the next segment's keyframe
-(not across a scene cut), at the stream's frame rate, count and size. A corrupt segment is concealed by holding the
-last good frame, and counted."""
+D^F alone → every frame of the segment: the motion-compensated prediction from the transmitted motion layer (from this
+keyframe and, in a bidirectional segment, the next one; ``prediction``), handed with the texts to the profile's clip
+generator (lite: the prediction itself; m3cvc: a video model conditioned on it), at the stream's frame rate, count
+and size. A corrupt segment is concealed with all its frames (a cross-fade from the last good frame to the next
+keyframe), and counted."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
+
+from m3cvcav.bitstream.motion import SegmentMotion
 
 from m3cvcav.bitstream.entropy import decode_tokens
 from m3cvcav.bitstream.units import SCENE_CUT, CorruptSegment, Segment, SequenceHeader, frame_pts_cfr
@@ -18,6 +22,7 @@ from m3cvcav.log import get_logger
 
 from .items import Frame
 from .node import Node
+from .prediction import Warper
 
 log = get_logger("filters.generate")
 MODES = ("it2v", "tt2v")
@@ -55,6 +60,7 @@ class Generate(Node):
         self.corrupt = 0
         self._held: tuple[Segment | CorruptSegment, np.ndarray | None] | None = None
         self._last_good: np.ndarray | None = None
+        self._last_pts: int | None = None
         self._index = 0
 
     def configure(self, header: SequenceHeader) -> SequenceHeader:
@@ -63,6 +69,7 @@ class Generate(Node):
         self.tokenizer = self.profile.engine("tokenizer")
         self.keyframe_generator = optional_engine(self.profile, "keyframe_generator")
         self.clip = self.profile.engine("clip_generator")
+        self.warper = Warper(header.width, header.height)
         return header
 
     def _tt2v(self, seg: Segment) -> bool:
@@ -100,32 +107,87 @@ class Generate(Node):
             image = self.keyframe(seg)
         if self._held is not None:
             cut = isinstance(seg, Segment) and bool(seg.header.flags & SCENE_CUT)
-            yield from self._emit(*self._held, None if cut else image)
+            yield from self._emit(*self._held, None if cut else image, seg)
         self._held = (seg, image)
 
     def flush(self) -> Iterator[Frame]:
         if self._held is not None:
-            yield from self._emit(*self._held, None)
+            yield from self._emit(*self._held, None, None)
             self._held = None
         if self.corrupt:
-            log.warning("%d corrupt segment(s) concealed by holding the last good frame", self.corrupt)
+            log.warning("%d corrupt segment(s) concealed", self.corrupt)
 
-    def _emit(self, seg, image: np.ndarray | None, following: np.ndarray | None) -> Iterator[Frame]:
-        tb = self.header.time_base
+    def _emit(self, seg, image: np.ndarray | None, following: np.ndarray | None, after) -> Iterator[Frame]:
+        """Every frame of ``seg``; ``following`` is the next keyframe (None across a scene cut or at the end) and
+        ``after`` the next segment (for the timing of a corrupt one)."""
         if image is None:
-            self.corrupt += 1
-            count = seg.frame_count if isinstance(seg, CorruptSegment) else seg.header.frame_count
-            first = seg.first_pts if isinstance(seg, CorruptSegment) else seg.header.first_pts
-            log.warning("segment %s is corrupt (%s): concealed", seg.index, getattr(seg, "reason", "no keyframe"))
-            if first is None or count <= 0 or self._last_good is None:
-                return
-            for pts in frame_pts_cfr(first, count, self.header):
-                yield Frame(self._last_good, pts, tb, self._index)
-                self._index += 1
+            yield from self._conceal(seg, following, after)
             return
         pts = seg.pts(self.header)
-        frames = self.clip.generate(image, following, len(pts), seg.clip_text, seg.header.index)
+        prediction = Prediction(self.warper, seg.motion, image, following, len(pts))
+        frames = self.clip.generate(image, following, len(pts), seg.clip_text, seg.header.index,
+                                    prediction=prediction)
+        last = None
         for image_i, pts_i in zip(frames, pts):
-            yield Frame(image_i, pts_i, tb, self._index)
+            yield Frame(image_i, pts_i, self.header.time_base, self._index)
             self._index += 1
-        self._last_good = frames[-1]
+            last, self._last_pts = image_i, pts_i
+        self._last_good = last
+
+    def _conceal(self, seg, following: np.ndarray | None, after) -> Iterator[Frame]:
+        """All frames of a segment that cannot be decoded: a cross-fade from the last good frame to the next keyframe
+        (either alone when the other is missing; mid-grey when both are). Its timing comes from its header, else
+        from the segments around it."""
+        self.corrupt += 1
+        log.warning("segment %s is corrupt (%s): concealed", seg.index, getattr(seg, "reason", "no keyframe"))
+        if isinstance(seg, CorruptSegment):
+            first, count = seg.first_pts, seg.frame_count
+        else:
+            first, count = seg.header.first_pts, seg.header.frame_count
+        if first is None or count <= 0:
+            first, count = self._gap(after)
+        if count <= 0:
+            return
+        size = (self.header.height, self.header.width, 3)
+        start = self._last_good if self._last_good is not None else following
+        end = following if following is not None else start
+        if start is None:
+            start = end = np.full(size, 128, np.uint8)
+        for i, pts in enumerate(frame_pts_cfr(first, count, self.header)):
+            t = i / count
+            image = start if t == 0 else cv2.addWeighted(start, 1.0 - t, end, t, 0.0)
+            yield Frame(image, pts, self.header.time_base, self._index)
+            self._index += 1
+            self._last_pts = pts
+        self._last_good = end
+
+    def _gap(self, after) -> tuple[int | None, int]:
+        """(first pts, frame count) of the frames between the last emitted one and the next segment's first."""
+        if not isinstance(after, Segment):
+            return None, 0
+        step = max(1, frame_pts_cfr(0, 2, self.header)[1])
+        first = 0 if self._last_pts is None else self._last_pts + step
+        return first, max(0, (after.header.first_pts - first + step - 1) // step)
+
+
+class Prediction(Sequence):
+    """The motion-compensated prediction of every frame of a segment, computed when a frame is read (memory stays at
+    one frame): frame 0 is the keyframe; without a motion layer (a 1.0 stream) every frame is the keyframe."""
+
+    def __init__(self, warper: Warper, motion: SegmentMotion | None, keyframe: np.ndarray,
+                 following: np.ndarray | None, count: int) -> None:
+        self.warper, self.motion, self.keyframe, self.count = warper, motion, keyframe, count
+        self.following = following if motion is not None and motion.bidirectional else None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.count))]
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        i %= self.count
+        if i == 0 or self.motion is None:
+            return self.keyframe
+        return self.warper.predict(self.motion.frames[i - 1], self.keyframe, self.following)

@@ -48,8 +48,9 @@ class AudioPacket:
 
 @dataclass
 class ClipSegment:
-    """Encoder side: one segment closed by ``select`` — its keyframe (first frame), every frame's pts, a few frames
-    sampled for the clip description, and what later nodes add (texts, then the coded unit in ``unit``)."""
+    """Encoder side: one segment closed by ``select`` — its keyframe (first frame), every frame and its pts, a few
+    frames sampled for the clip description — and what later nodes add: the coded unit (``unit``, from ``tokenize``,
+    which may split a segment where prediction fails) and the texts (``describe``)."""
 
     index: int
     keyframe: np.ndarray
@@ -60,5 +61,7 @@ class ClipSegment:
     scene_cut: bool = False  # opened by a scene cut (the decoder does not interpolate across it)
     frame_text: str = ""
     clip_text: str = ""
+    frames: list[np.ndarray] = field(default_factory=list)  # every frame, keyframe first
+    motion_words: str = ""  # the measured motion in words (from the coded motion layer), for D^C
     unit: object = None  # m3cvcav.bitstream.units.Segment once tokenized
-    size: int = 0  # coded bytes of ``unit``
+    size: int = 0  # coded bytes of ``unit`` once described

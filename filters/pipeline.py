@@ -14,7 +14,7 @@ from .graph import FilterSpec, linearize, parse_graph
 from .items import Frame, VideoInfo
 from .node import REGISTRY, Node
 
-ENCODER_NODES = ("select", "describe", "tokenize")
+ENCODER_NODES = ("select", "tokenize", "describe")
 DECODER_NODES = ("generate",)
 
 

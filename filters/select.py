@@ -1,7 +1,9 @@
 """select: M3-CVC's keyframe selection. Frame F_n opens a new segment when
 ``D(F_n, F_l) = λ1·f_sem(F_n, F_l) + λ2·f_mot(F_n, F_l) − D_th > 0`` (F_l the last keyframe, f_sem = 1 − cosine of the
 profile embedder's features, f_mot = the profile motion estimator's flow magnitude accumulated since F_l), within
-min/max segment lengths; a scene cut (f_sem between consecutive frames over ``cut``) always opens one."""
+min/max segment lengths; a scene cut (f_sem between consecutive frames over ``cut``) always opens one. Each segment
+carries all its frames to ``tokenize``, which codes their motion (and refreshes where prediction fails), so a segment
+is also bounded by ``FRAME_BUFFER_BYTES`` of frames."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from .options import Option
 from .ratecontrol import RateControl
 
 log = get_logger("filters.select")
+FRAME_BUFFER_BYTES = 384 << 20  # frames one open segment may hold (720p: 5.5 s, 1080p: 2.5 s)
 
 
 class Select(Node):
@@ -24,7 +27,8 @@ class Select(Node):
     OPTIONS = (
         Option("threshold", float, 0.35, "D_th: the decision threshold (higher: fewer keyframes)", range=(0, 100)),
         Option("l1", float, 1.0, "λ1: weight of the semantic distance f_sem", range=(0, 100)),
-        Option("l2", float, 4.0, "λ2: weight of the accumulated motion f_mot", range=(0, 100)),
+        Option("l2", float, 1.0, "λ2: weight of the accumulated motion f_mot (motion itself is transmitted)",
+               range=(0, 100)),
         Option("min", int, 0, "minimum segment length in frames (0: half a second)", range=(0, 65536)),
         Option("max", int, 0, "maximum segment length in frames (0: 10 seconds)", range=(0, 65536)),
         Option("cut", float, 0.45, "scene cut: f_sem between consecutive frames above this always cuts", range=(0, 2)),
@@ -44,7 +48,8 @@ class Select(Node):
         self.info = info
         fps = float(info.fps)
         self.min_len = self.opts["min"] or max(1, round(fps / 2))
-        self.max_len = self.opts["max"] or max(self.min_len, round(fps * 10))
+        buffered = max(1, FRAME_BUFFER_BYTES // (3 * info.width * info.height))
+        self.max_len = min(self.opts["max"] or max(self.min_len, round(fps * 10)), max(self.min_len, buffered))
         self.step = self.opts["step"] or max(1, round(fps / 8))
         self.embedder = self.profile.engine("embedder")
         self.motion = self.profile.engine("motion")
@@ -118,6 +123,7 @@ class Select(Node):
     def _extend(self, frames: list[Frame]) -> None:
         for f in frames:
             self._open.pts.append(f.pts)
+            self._open.frames.append(f.image)
             self._sample(f.image)
 
     def flush(self) -> Iterator[ClipSegment]:
@@ -134,7 +140,7 @@ class Select(Node):
 
     def _start(self, frame: Frame, embedding: np.ndarray, cut: bool) -> None:
         self._open = ClipSegment(self._index, frame.image, [frame.pts], frame.time_base, samples=[frame.image],
-                                 scene_cut=cut)
+                                 scene_cut=cut, frames=[frame.image])
         self._index += 1
         self._key_embedding = self._prev_embedding = embedding
         self._prev_image = frame.image

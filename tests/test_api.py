@@ -98,7 +98,10 @@ def test_corrupt_segment_is_concealed(tmp_path, media):
     assert result.corrupt == 1 and result.frames == 16
     with m3cvcav.open(tmp_path / "d.m3cv") as stream:
         out = [f.to_ndarray() for f in stream.decode()]
-    assert all(np.array_equal(out[7], out[i]) for i in range(8, 12))  # held: the last good frame
+    assert len(out) == 16  # every frame of the damaged segment is there: a cross-fade from the last good frame
+    diffs = [np.abs(out[i].astype(int) - out[i - 1]).mean() for i in range(9, 13)]
+    assert all(d > 0 for d in diffs)  # ... to the next keyframe, not a freeze
+    assert np.abs(out[8].astype(int) - out[7]).mean() < np.abs(out[12].astype(int) - out[7]).mean()
 
 
 def test_failures_are_one_line_errors_and_leave_nothing(tmp_path, media):
@@ -109,7 +112,7 @@ def test_failures_are_one_line_errors_and_leave_nothing(tmp_path, media):
     with pytest.raises(UsageError, match="either -q"):
         m3cvcav.encode(iter(moving_frames(media, 2)), tmp_path / "o.mkv", q=1, bitrate="10k")
     (tmp_path / "keep.mkv").write_bytes(b"x")
-    with pytest.raises(OutputError, match="-y"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         m3cvcav.encode(iter(moving_frames(media, 2)), tmp_path / "keep.mkv")
 
     def interrupt(stats):

@@ -1,5 +1,5 @@
 """The offline lite engines with their real weights: EfficientNet-Lite0 labels and embeddings (torch and onnxruntime),
-DIS flow on Sintel, the label describer, and flow interpolation against a cross-fade."""
+DIS flow on Sintel, the label describer, and the clip generator that hands on the motion-compensated prediction."""
 from __future__ import annotations
 
 import cv2
@@ -9,10 +9,9 @@ import torch
 from PIL import Image
 
 from m3cvcav.engines.interfaces import ClipGenerator, Describer, KeyframeGenerator, MotionEstimator, SemanticEmbedder
-from m3cvcav.engines.lite import (DisMotion, FlowInterpolator, load_describer, load_embedder,
+from m3cvcav.engines.lite import (DisMotion, PredictedClips, load_describer, load_embedder,
                                   load_keyframe_generator)
 from m3cvcav.engines.lite.embedder import class_names
-from m3cvcav.engines.lite.interpolator import _grid, warp
 from m3cvcav.errors import ModelError, UsageError
 
 torch.set_num_threads(1)
@@ -76,7 +75,9 @@ def test_dis_flow_lowers_warping_error_on_sintel(media):
     assert isinstance(motion, MotionEstimator)
     flow = motion.flow(a, b)
     assert flow.shape == (*a.shape[:2], 2) and flow.dtype == np.float32
-    warped = warp(b, flow, _grid(*a.shape[:2]))  # frame t+1 brought back to t
+    ys, xs = np.mgrid[0:a.shape[0], 0:a.shape[1]].astype(np.float32)
+    warped = cv2.remap(b, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)  # frame t+1 brought back to t
     assert np.mean(np.abs(warped.astype(float) - a)) < 0.7 * np.mean(np.abs(b.astype(float) - a))
     stats = motion.stats(a, b)
     assert 0 < stats["median"] <= stats["p95"] <= stats["max"] and stats["mean"] == motion.magnitude(a, b)
@@ -86,22 +87,18 @@ def test_dis_flow_lowers_warping_error_on_sintel(media):
     assert motion.magnitude(half, half_b) == pytest.approx(stats["mean"], rel=0.35)  # resolution independent
 
 
-def test_interpolation_beats_crossfade_on_sintel(media):
-    first, truth, last = sintel(media, 16), sintel(media, 18), sintel(media, 20)
-    gen = FlowInterpolator(model_id=4)
+def test_lite_clip_generator_hands_on_the_prediction(media):
+    first = sintel(media, 16)
+    gen = PredictedClips(model_id=4)
     assert isinstance(gen, ClipGenerator)
-    frames = gen.generate(first, last, 4, "", 0)
-    assert len(frames) == 4 and np.array_equal(frames[0], first)
-    assert all(f.shape == first.shape and f.dtype == np.uint8 for f in frames)
-    crossfade = (first.astype(np.float64) + last) / 2
-    assert psnr(frames[2], truth) > psnr(crossfade, truth) + 1.0
-    assert psnr(frames[1], sintel(media, 17)) > psnr(frames[1], sintel(media, 19))  # moves towards `last` in order
-    three = gen.interpolate(first, last, [0.25, 0.5, 0.75])
-    assert np.array_equal(three[1], frames[2])
-    held = gen.generate(first, None, 3, "", 0)
-    assert len(held) == 3 and all(np.array_equal(f, first) for f in held)
+    prediction = [first, sintel(media, 17), sintel(media, 18)]
+    assert gen.generate(first, None, 3, "any text", 0, prediction=prediction) is prediction
+    held = gen.generate(first, None, 3, "", 0)  # a stream without a motion layer: the keyframe, nothing guessed
+    assert len(held) == 3 and all(f is first for f in held)
     with pytest.raises(UsageError):
-        gen.generate(first, last, 0, "", 0)
+        gen.generate(first, None, 0, "", 0)
+    with pytest.raises(UsageError, match="2 frames for a clip of 3"):
+        gen.generate(first, None, 3, "", 0, prediction=prediction[:2])
 
 
 def test_label_describer(media):
@@ -112,6 +109,8 @@ def test_label_describer(media):
     frames = [sintel(media, i) for i in range(16, 20)]
     clip = describer.describe_clip(frames[0], frames)
     assert clip == describer.describe_frame(frames[0]) + "; moving left, slow"  # the camera pans across the scene
+    measured = describer.describe_clip(frames[0], frames, motion="camera pans left; slow")  # from the motion layer
+    assert measured == describer.describe_frame(frames[0]) + "; camera pans left; slow"
     assert describer.motion_words([frames[0], frames[0]]) == "still"
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from m3cvcav.bench.container import sequence_header, synthetic_segments
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.motion import CORNERS, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams
 from m3cvcav.errors import BitstreamError
 
@@ -29,7 +30,9 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 40
 def _seed_streams() -> dict[str, bytes]:
     header = sequence_header(2)
     segments = synthetic_segments(seconds=2, segment_frames=16, levels=1)
-    segments[0].motion = U.MotionInfo(np.arange(8, dtype=np.int32).reshape(1, 2, 2, 2))
+    segments[0].motion = SegmentMotion(
+        [FrameMotion(RefMotion(CORNERS, tuple(range(i, i + 8)), np.full((2, 2, 2), i, np.int32))) for i in range(15)],
+        grid_shape=(2, 2))
     segments[1].frame_pts = list(range(16, 32))
     segments[2].params = GenerationParams(seed=5, steps=3, scheduler_id=2, mode="tt2v")
     out = {"segment": U.encode_segment(segments[0]),

@@ -15,6 +15,7 @@ from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.m3cv import MAGIC, pack_packet, read_seek_index
 from m3cvcav.bitstream.crc import crc32c
 from m3cvcav.bitstream.framing import write_leb128
+from m3cvcav.bitstream.motion import TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams
 from m3cvcav.errors import BitstreamError, UnsupportedVersionError, UsageError
 
@@ -23,7 +24,7 @@ from m3cvcav.errors import BitstreamError, UnsupportedVersionError, UsageError
 def stream():
     segments = synthetic_segments(seconds=4, segment_frames=24, levels=1)
     segments.append(U.Segment(U.SegmentHeader(len(segments), 96, 3), frame_text="vfr tail", frame_pts=[96, 97, 99],
-                              motion=U.MotionInfo(np.arange(12, dtype=np.int32).reshape(3, 1, 2, 2)),
+                              motion=SegmentMotion([FrameMotion(RefMotion(TRANSLATION, (i, -i) * 4)) for i in (1, 2)]),
                               params=GenerationParams(seed=9, steps=2, mode="tt2v")))
     return sequence_header(2), segments
 

@@ -9,6 +9,8 @@ import pytest
 
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.framing import iter_units, pack_unit
+from m3cvcav.bitstream.motion import CORNERS, TRANSLATION, FrameMotion, RefMotion, SegmentMotion
+from m3cvcav.bitstream.motion import CORNERS, TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams, ModelRef
 from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 
@@ -27,7 +29,10 @@ def full_segment() -> U.Segment:
         U.SegmentHeader(index=5, first_pts=-3, frame_count=4, keyframe_pos=2, flags=U.SCENE_CUT),
         tokens=U.KeyframeTokens(12, 3, (2, 9, 16), (288, 512), bytes(rng.integers(0, 256, 300, dtype=np.uint8))),
         frame_text="a rabbit in a meadow, été", clip_text="camera pans left",
-        motion=U.MotionInfo(rng.integers(-300, 300, (3, 2, 4, 2)).astype(np.int32)),
+        motion=SegmentMotion([FrameMotion(RefMotion(CORNERS, tuple(int(v) for v in rng.integers(-300, 300, 8)),
+                                                  rng.integers(-9, 9, (2, 4, 2)).astype(np.int32)),
+                                        RefMotion(TRANSLATION, (5, -2) * 4), weight=i * 5) for i in range(3)],
+                             bidirectional=True, grid_shape=(2, 4)),
         params=GenerationParams(seed=4242, steps=4, scheduler_id=2, mode="tt2v"),
         frame_pts=[-3, 0, 7, 8])
 
@@ -40,7 +45,7 @@ def test_sequence_header_roundtrip_and_exact_bytes():
     small = U.SequenceHeader(320, 240, Fraction(25), Fraction(1, 25))
     payload = U.encode_sequence_header_payload(small)
     # version 1.0 | 320 = c0 02 | 240 = f0 01 | 25/1 | 1/25 | BT.709 limited | profile 0 | 0 models
-    assert payload == bytes([1, 0, 0xC0, 0x02, 0xF0, 0x01, 25, 1, 1, 25, 1, 1, 1, 0, 0, 0])
+    assert payload == bytes([1, 1, 0xC0, 0x02, 0xF0, 0x01, 25, 1, 1, 25, 1, 1, 1, 0, 0, 0])
 
 
 def test_newer_minor_decodes_newer_major_refused():
@@ -155,8 +160,11 @@ def test_field_bounds_on_read():
         U.decode_segment(pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 0, 0, 0])))
     with pytest.raises(BitstreamError, match="mode"):
         U.decode_segment(head + pack_unit(U.GEN_PARAMS, bytes([1, 1, 1, 9])))
-    with pytest.raises(BitstreamError, match="motion cells"):
-        U.decode_segment(head + pack_unit(U.MOTION, bytes([1, 0x80, 0x04, 0x80, 0x01, 2])))
+    three = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 3, 0, 0]))
+    with pytest.raises(BitstreamError, match="over 4096 cells"):  # kind 2, 2 frames, 128 x 64 grid
+        U.decode_segment(three + pack_unit(U.MOTION, bytes([2, 2, 0, 0x80, 0x01, 0x40])))
+    with pytest.raises(BitstreamError, match="3 frames of motion for a segment of 3"):
+        U.decode_segment(three + pack_unit(U.MOTION, bytes([2, 3, 0, 0, 0])))
     with pytest.raises(BitstreamError, match="timestamps"):
         U.decode_segment(head + pack_unit(U.FRAME_PTS, bytes([2, 0, 1])))
 
@@ -164,6 +172,7 @@ def test_field_bounds_on_read():
 def test_unknown_motion_kind_is_ignored():
     head = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0]))
     assert U.decode_segment(head + pack_unit(U.MOTION, bytes([9, 1, 2, 3]))).motion is None
+    assert U.decode_segment(head + pack_unit(U.MOTION, bytes([1, 1, 1, 1, 0]))).motion is None  # 1.0's unused grid
 
 
 def test_encoder_rejects_out_of_range():

@@ -44,5 +44,7 @@ class LabelDescriber:
         direction = ("right" if dx > 0 else "left") if abs(dx) >= abs(dy) else ("down" if dy > 0 else "up")
         return f"moving {direction}, {speed}"
 
-    def describe_clip(self, keyframe: Image, frames: Sequence[Image]) -> str:
-        return f"{self.describe_frame(keyframe)}; {self.motion_words(frames)}"
+    def describe_clip(self, keyframe: Image, frames: Sequence[Image], motion: str | None = None) -> str:
+        """The keyframe's labels and the clip's motion: ``motion`` when the encoder measured it (the words of the
+        transmitted motion layer), else estimated from ``frames`` with DIS flow."""
+        return f"{self.describe_frame(keyframe)}; {motion or self.motion_words(frames)}"
