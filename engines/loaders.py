@@ -7,7 +7,9 @@ unless the profile turns it on, and turns "model not here" into one ``ModelError
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -103,21 +105,63 @@ def weight_files(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike
     return [path for _, path in sorted(found, key=lambda pair: pair[0])]
 
 
+def hash_cache_path() -> Path:
+    """Where file digests are remembered: ``$M3CVC_HASH_CACHE``, else ``weight-hashes.json`` beside the engine cache."""
+    from m3cvcav.engines.backends.cache import cache_root
+
+    return Path(os.environ.get("M3CVC_HASH_CACHE") or cache_root().parent / "weight-hashes.json").expanduser()
+
+
+_HASH_LOCK = threading.Lock()
+
+
+def file_sha256(path: Path) -> bytes:
+    """sha256 of a file's bytes, remembered by (resolved path, size, mtime): a multi-GB model is read once, not at
+    every start; a file that changes (size or mtime) is hashed again."""
+    real = Path(path).resolve()
+    stat = real.stat()
+    stamp = [stat.st_size, stat.st_mtime_ns]
+    store = hash_cache_path()
+    with _HASH_LOCK:
+        try:
+            known = json.loads(store.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        entry = known.get(str(real))
+        if isinstance(entry, dict) and entry.get("stamp") == stamp:
+            return bytes.fromhex(entry["sha256"])
+    inner = hashlib.sha256()
+    with open(real, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            inner.update(chunk)
+    digest = inner.digest()
+    if stat.st_size >= 1 << 20:  # small files are cheaper to hash than to remember
+        from m3cvcav.engines.backends.cache import atomic_write
+
+        with _HASH_LOCK:
+            try:
+                known = json.loads(store.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                known = {}
+            known[str(real)] = {"stamp": stamp, "sha256": digest.hex()}
+            try:
+                atomic_write(store, json.dumps(known, indent=0, sort_keys=True).encode())
+            except OSError as err:  # a read-only home: hashing still works, it is just not remembered
+                log.debug("cannot remember weight hashes in %s: %s", store, err)
+    return digest
+
+
 def weights_sha256(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike]) -> bytes:
     """sha256 identifying a model's weights (32 bytes), as recorded in ``ModelRef``.
 
     Defined as sha256 over the concatenated sha256 digests of each weight file's bytes, files taken in the order of
     ``weight_files`` (relative POSIX path as UTF-8 bytes). Names fix only the order, so a renamed single file keeps its
-    hash; configs and tokenizer files are not part of it.
+    hash; configs and tokenizer files are not part of it. File digests are remembered (``file_sha256``).
     """
     files = weight_files(paths_or_folder)
     if not files:
         raise ModelError(f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {paths_or_folder}: check the model path")
     outer = hashlib.sha256()
     for path in files:
-        inner = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                inner.update(chunk)
-        outer.update(inner.digest())
+        outer.update(file_sha256(path))
     return outer.digest()

@@ -110,3 +110,29 @@ def test_weights_sha256_canonical_order_and_content(tmp_path):
         weights_sha256(tmp_path / "empty")
     with pytest.raises(ModelError, match="not found"):
         weights_sha256(tmp_path / "absent.safetensors")
+
+
+def test_file_hashes_are_remembered_by_path_size_and_mtime(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from m3cvcav.engines import loaders
+
+    monkeypatch.setenv("M3CVC_HASH_CACHE", str(tmp_path / "hashes.json"))
+    big = tmp_path / "model.safetensors"
+    big.write_bytes(b"\1" * (1 << 20))
+    reads = []
+    real_open = open
+
+    def counting_open(path, *args, **kwargs):
+        if str(path).endswith(".safetensors"):
+            reads.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    first = loaders.weights_sha256(tmp_path)
+    assert first == hashlib.sha256(hashlib.sha256(b"\1" * (1 << 20)).digest()).digest() and len(reads) == 1
+    assert loaders.weights_sha256(tmp_path) == first and len(reads) == 1  # remembered: not read again
+    big.write_bytes(b"\2" * (1 << 20))
+    os.utime(big, ns=(1, 1))
+    assert loaders.weights_sha256(tmp_path) != first and len(reads) == 2  # changed: hashed again

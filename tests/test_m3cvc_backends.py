@@ -141,3 +141,104 @@ def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog):
         engines.engine("keyframe_generator")
     assert engines.backends() == "keyframe_generator=onnxruntime"  # what the M3CV_BACKEND tag records
     assert "keyframe_generator: offload applies to GPUs only; on cpu the models stay where they are" in caplog.text
+
+
+@pytest.mark.parametrize("model", ["flf2v", "vace"])
+def test_wan_transformer_on_onnxruntime(model, tiny_wan, tiny_wan_vace):
+    """The Wan transformer (rms_norm decomposed, one static-shape export per clip shape) through ONNX Runtime: per call
+    within NET_TOL of torch, whole clips within a few levels, one export per shape (cached)."""
+    from m3cvcav.engines.m3cvc.clip import load_clip_generator
+    from m3cvcav.engines.m3cvc.networks import EngineWanTransformer
+
+    repo = tiny_wan if model == "flf2v" else tiny_wan_vace
+    settings = {"repo": str(repo), "model_id": 19, "device": "cpu", "steps": 2, "profile": "test",
+                "role": "clip_generator", "height": 16, "width": 16, "window": 9, "max_sequence_length": 16}
+    on_torch = load_clip_generator({**settings, "backend": "torch"})
+    on_ort = load_clip_generator({**settings, "backend": "onnxruntime"})
+    assert on_ort.backends == {"transformer": "onnxruntime"} and isinstance(on_ort.pipe.transformer, EngineWanTransformer)
+    assert load_clip_generator({**settings, "backend": "auto"}).backends == {"transformer": "torch"}
+    first, last = synthetic_images(2, size=16)
+    a = on_torch.generate(first, last, 4, "the ball rolls", seed=2)
+    b = on_ort.generate(first, last, 4, "the ball rolls", seed=2)
+    assert len(b) == 4 and max(np.abs(x.astype(int) - y.astype(int)).max() for x, y in zip(a, b)) <= IMAGE_TOL
+    assert len(on_ort.pipe.transformer._engines) == 1
+    on_ort.generate(first, None, 4, "the ball rolls", seed=2)  # same clip shape: no new export
+    assert len(on_ort.pipe.transformer._engines) == 1
+    shapes = on_ort._shapes((16, 16), 5)
+    spec = on_ort.export_specs([(16, 16)])[0]
+    assert [s.name for s in spec.inputs][:3] == ["hidden_states", "timestep", "encoder_hidden_states"]
+    g = torch.Generator().manual_seed(0)
+    feeds = {name: torch.randn(*shape, generator=g) for name, shape in shapes.items()}
+    feeds["timestep"] = torch.tensor([700.0])
+    if "control_hidden_states_scale" in feeds:
+        feeds["control_hidden_states_scale"] = torch.ones(shapes["control_hidden_states_scale"])
+    ref = on_torch.pipe.transformer(**feeds, return_dict=False)[0]
+    got = on_ort.pipe.transformer(**feeds, return_dict=False)[0]
+    assert got.shape == ref.shape and (got - ref).abs().max().item() < NET_TOL
+
+
+def test_offload_hook_moves_the_engine_vae_for_encode_and_decode(pair):
+    """enable_model_cpu_offload hooks the pipeline's VAE — the EngineVae wrapper — so its encode (img2img) and decode
+    must trigger the hook that moves it, and the torch VAE inside it, to the GPU (as AutoencoderKL's own do)."""
+    _, on_ort = pair
+    vae = on_ort.img2img.vae
+    seen = []
+
+    class Hook:
+        def pre_forward(self, module):
+            seen.append(module)
+
+    vae._hf_hook = Hook()
+    try:
+        vae.encode(torch.zeros(1, 3, 16, 16))
+        vae.decode(torch.zeros(1, 4, 8, 8))
+    finally:
+        del vae._hf_hook
+    assert seen == [vae, vae]
+
+
+def test_tiny_unet_through_the_external_data_path(pair, tmp_path):
+    """The path SD-Turbo's 3.5 GB float32 UNet takes (over protobuf's 2 GiB): graph + one .onnx.data file, read back
+    by ONNX Runtime from the path, equal to torch."""
+    import dataclasses
+
+    from m3cvcav.engines.backends import EngineCache, create_engine
+    from m3cvcav.engines.m3cvc.networks import unet_spec
+
+    on_torch, _ = pair
+    spec = dataclasses.replace(unet_spec(on_torch.unet, 77, [(32, 32)], 2), external_data=True)
+    cache = EngineCache(tmp_path / "ext")
+    model = onnx_for(spec, cache)
+    assert model.data is not None and model.data.stat().st_size > 0.9 * spec.weight_bytes()  # (some are folded)
+    g = torch.Generator().manual_seed(1)
+    feeds = {"sample": torch.randn(2, 4, 16, 16, generator=g), "timestep": torch.tensor([999.0, 10.0]),
+             "encoder_hidden_states": torch.randn(2, 77, 32, generator=g)}
+    with create_engine(spec, "onnxruntime", device="cpu", cache=cache) as ort, \
+            create_engine(spec, "torch", device="cpu") as eager:
+        assert (ort(feeds)["noise"] - eager(feeds)["noise"]).abs().max().item() < NET_TOL
+
+
+def test_export_uses_float32_weights_from_the_files(tiny_sd):
+    """A VAE running in bf16 is exported from its float32 file weights, not from bf16-rounded ones."""
+    from diffusers import AutoencoderKL
+
+    from m3cvcav.engines.m3cvc.networks import _for_export
+
+    exact = AutoencoderKL.from_pretrained(str(tiny_sd), subfolder="vae")
+    rounded = AutoencoderKL.from_pretrained(str(tiny_sd), subfolder="vae", torch_dtype=torch.bfloat16)
+    reloaded = _for_export(rounded, lambda: AutoencoderKL.from_pretrained(str(tiny_sd), subfolder="vae"))
+    name, ref = next((n, t) for n, t in exact.state_dict().items() if t.dtype == torch.float32 and t.numel() > 100)
+    assert torch.equal(reloaded.state_dict()[name], ref)
+    assert not torch.equal(_for_export(rounded).state_dict()[name], ref)  # what the export used to carry
+
+
+def test_encoder_records_decoder_models_without_loading_them(tiny_m3cvc, monkeypatch):
+    """model_refs names the keyframe and clip generators' weights from their files: no SD / Wan pipeline is built,
+    and the refs equal the built engines'."""
+    from m3cvcav.engines.registry import load_profile
+
+    profile = load_profile(str(tiny_m3cvc.profile))
+    refs = profile.model_refs()
+    assert profile.built() == {} and [r.model_id for r in refs] == [17, 18, 19]
+    built = {r: profile.engine(r).ref for r in ("tokenizer", "keyframe_generator", "clip_generator")}
+    assert sorted(built.values(), key=lambda ref: ref.model_id) == refs

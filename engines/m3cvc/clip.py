@@ -37,8 +37,8 @@ from PIL import Image as PILImage
 from m3cvcav.engines.interfaces import Image, ModelRef
 from m3cvcav.errors import ModelError, UsageError
 
-from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_subfolders,
-                     place_pipeline, resolve_folder, safetensors_files, setting, to_pil)
+from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_files, place_pipeline,
+                     setting, to_pil)
 
 ROLE = "clip_generator"
 NEGATIVE = ("static, blurred details, subtitles, worst quality, low quality, JPEG artifacts, deformed, disfigured, "
@@ -88,7 +88,7 @@ class WanClipGenerator:
     def __init__(self, settings: Mapping[str, Any]):
         from diffusers import AutoencoderKLWan, DiffusionPipeline, WanImageToVideoPipeline, WanVACEPipeline
 
-        self.device = pick_device(settings, ROLE)
+        self.device = pick_device(settings, ROLE, torch_only=False)
         self.dtype = pick_dtype(settings, self.device, ROLE)
         repo = str(settings.get("repo", ""))
         self.steps = setting(settings, "steps", int, 30, role=ROLE)
@@ -123,14 +123,68 @@ class WanClipGenerator:
             raise ModelError(f"clip generator {settings['repo']!r} is a {type(self.pipe).__name__}; the m3cvc clip "
                              "generator runs WanImageToVideoPipeline (FLF2V) or WanVACEPipeline models")
         self.vace = isinstance(self.pipe, WanVACEPipeline)
+        self.backends = {"transformer": self._place_transformer(settings)}
         place_pipeline(self.pipe, settings, self.device, ROLE)
         self.needs_last = not self.vace and getattr(self.pipe.transformer.config, "pos_embed_seq_len", None) is not None
-        folder = resolve_folder(repo, settings.get("revision"))
-        self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder, pipeline_subfolders(self.pipe)))
+        self.ref: ModelRef = clip_model_ref(settings)
         self.last_calls = 0  # pipeline calls of the last clip (windows)
         log.info("clip generator %s on %s/%s, %d steps, window %d, motion: %s", settings["repo"], self.device,
                  self.dtype, self.steps, self.window,
                  "VACE control video" if self.vace else f"video-to-video from strength {self.motion_strength:.2f}")
+
+    def _place_transformer(self, settings: Mapping[str, Any]) -> str:
+        """Run the transformer on the requested backend: ``auto`` keeps torch (the exported graph is per clip shape,
+        see ``networks``); onnxruntime/tensorrt swap in an ``EngineWanTransformer`` exporting each shape once."""
+        import dataclasses
+
+        from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
+
+        from m3cvcav.engines.backends import backends_of, create_engine
+
+        from .networks import WAN_TRANSFORMER, EngineWanTransformer, pick_backend, wan_transformer_spec
+
+        typed = backends_of(settings)
+        if typed.requested == "auto":
+            log.info("%s: the Wan transformer runs on torch under -engine auto (its ONNX export is per clip shape: "
+                     "set backend = \"onnxruntime\" or \"tensorrt\" for the clip generator to use it)", ROLE)
+            return "torch"
+        chosen = pick_backend(typed, self.device, WAN_TRANSFORMER)
+        if chosen == "torch":
+            return chosen
+        inner = self.pipe.transformer
+        kind = WanVACETransformer3DModel if self.vace else WanTransformer3DModel
+        reload = lambda: load(settings, ROLE, kind.from_pretrained, subfolder="transformer",  # noqa: E731
+                              dtype=torch.float32)
+        run = dataclasses.replace(typed, requested=chosen)
+        self.pipe.transformer = EngineWanTransformer(
+            inner, lambda shapes: create_engine(wan_transformer_spec(inner, shapes, reload), run,
+                                                device=str(self.device)))
+        return chosen
+
+    def export_specs(self, sizes: Sequence[tuple[int, int]]) -> list:
+        """The Wan transformer for a ``window``-frame clip at each (height, width) work size (static shapes)."""
+        from .networks import wan_transformer_spec
+
+        return [wan_transformer_spec(_inner(self.pipe.transformer), self._shapes(size, self.window))
+                for size in sizes]
+
+    def _shapes(self, size: tuple[int, int], frames: int) -> dict[str, tuple[int, ...]]:
+        """The transformer's input shapes (batch 1) for a clip of ``frames`` at work ``size``."""
+        t = _inner(self.pipe.transformer)
+        cfg = t.config
+        s_scale, t_scale = self.pipe.vae_scale_factor_spatial, self.pipe.vae_scale_factor_temporal
+        h, w = self.work_size(size)
+        lat = ((frames - 1) // t_scale + 1, h // s_scale, w // s_scale)
+        text = (1, self.max_text, int(cfg.text_dim))
+        shapes = {"hidden_states": (1, int(cfg.in_channels), *lat), "timestep": (1,), "encoder_hidden_states": text}
+        if self.vace:
+            shapes["control_hidden_states"] = (1, int(cfg.vace_in_channels), *lat)
+            shapes["control_hidden_states_scale"] = (len(cfg.vace_layers),)
+        elif cfg.image_dim is not None:
+            encoder = self.pipe.image_encoder.config
+            tokens = (int(encoder.image_size) // int(encoder.patch_size)) ** 2 + 1
+            shapes["encoder_hidden_states_image"] = (2 if self.needs_last else 1, tokens, int(cfg.image_dim))
+        return shapes
 
     def work_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(height, width) of generation: the profile's, else the keyframe's aspect within ``max_area``, ×16."""
@@ -262,6 +316,11 @@ def _skip_steps(scheduler, skip: int):
         del scheduler.set_timesteps
 
 
+def _inner(module):
+    """The torch module behind an engine wrapper (or the module itself)."""
+    return getattr(module, "inner", module)
+
+
 def _work(image: Image, work: tuple[int, int]) -> np.ndarray:
     """An image resized (Lanczos) to the working (height, width)."""
     return from_pil(to_pil(image), work)
@@ -301,3 +360,11 @@ def vace_conditioning(a, b, num_frames: int, last_at: int | None = None,
 def load_clip_generator(settings: Mapping[str, Any]) -> WanClipGenerator:
     """Factory named by the profile (``m3cvcav.engines.m3cvc.clip:load_clip_generator``)."""
     return WanClipGenerator(settings)
+
+
+def clip_model_ref(settings: Mapping[str, Any]) -> ModelRef:
+    """The generator's ``ModelRef`` from its files alone (the encoder records it without loading the Wan pipeline)."""
+    return model_ref(settings, ROLE, pipeline_files(settings))
+
+
+load_clip_generator.model_ref = clip_model_ref

@@ -69,14 +69,35 @@ def pick_dtype(settings: Mapping[str, Any], device: torch.device, role: str) -> 
     return _DTYPES[name]
 
 
-def resolve_folder(source: str, revision: str | None) -> Path:
-    """The local folder of a model: the folder itself, or the hub cache snapshot of an id that was loaded already."""
+def resolve_folder(source: str, revision: str | None, *, role: str = "model", profile: str = "m3cvc") -> Path:
+    """The local folder of a model: the folder itself, or the hub cache snapshot of an id fetched already (a
+    ``ModelError`` saying how to fetch it otherwise)."""
     local = Path(source).expanduser()
     if local.is_dir():
         return local
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(source, revision=revision, local_files_only=True))
+    return load_pretrained(lambda target, revision=None, **_: Path(snapshot_download(
+        target, revision=revision, local_files_only=True)), source, role=role, profile=profile, revision=revision)
+
+
+def pipeline_files(settings: Mapping[str, Any]) -> list[Path]:
+    """The safetensors files a diffusers pipeline folder loads (its ``model_index.json`` components' subfolders, of the
+    profile's ``variant``), found without loading the pipeline."""
+    import json
+
+    role = str(settings.get("role", "model"))
+    folder = resolve_folder(os.path.expanduser(setting(settings, "repo", str, role=role)), settings.get("revision"),
+                            role=role, profile=str(settings.get("profile", "m3cvc")))
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{folder} has no readable model_index.json ({err}): point {role}.repo at a diffusers "
+                         "pipeline folder") from err
+    subs = sorted(name for name, value in index.items()
+                  if not name.startswith("_") and isinstance(value, list) and value[0] is not None
+                  and (folder / name).is_dir() and any((folder / name).glob("*.safetensors")))
+    return safetensors_files(folder, subs, settings.get("variant"))
 
 
 def safetensors_files(folder: Path, subfolders: list[str] | None = None, variant: str | None = None) -> list[Path]:

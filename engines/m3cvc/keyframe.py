@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
+from m3cvcav.engines.backends import backends_of
 from m3cvcav.engines.interfaces import Image, ModelRef
 from m3cvcav.errors import UsageError
 
-from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_subfolders,
-                     place_pipeline, resolve_folder, round_to, safetensors_files, setting, to_pil)
-from .networks import (ONNX_LIMIT, UNET, EngineUNet, engine_for, pick_backend, run_sizes, unet_spec, vae_decoder_spec,
-                       weight_bytes)
+from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_files, place_pipeline,
+                     round_to, setting, to_pil)
+from .networks import UNET, EngineUNet, engine_for, pick_backend, run_sizes, unet_spec, vae_decoder_spec
 from .vae import load_vae
 
 ROLE = "keyframe_generator"
@@ -30,7 +30,7 @@ class DiffusionKeyframeGenerator:
     """``KeyframeGenerator`` over a diffusers image pipeline (``AutoPipelineForImage2Image`` / ``...Text2Image``)."""
 
     def __init__(self, settings: Mapping[str, Any]):
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, UNet2DConditionModel
 
         self.device = pick_device(settings, ROLE, torch_only=False)
         self.dtype = pick_dtype(settings, self.device, ROLE)
@@ -42,43 +42,36 @@ class DiffusionKeyframeGenerator:
         if self.steps < 1 or not 0.0 < self.strength <= 1.0 or self.steps * self.strength < 1:
             raise UsageError("profile settings keyframe_generator: steps ≥ 1 and 0 < strength ≤ 1 with "
                              "steps × strength ≥ 1 (at least one denoising step)")
-        self.vae = vae = load_vae(settings, ROLE)  # shared with the tokenizer
+        self.vae = vae = load_vae(settings, ROLE)  # shared with the tokenizer (VQ mode)
         variant = settings.get("variant")
         self.img2img = load(settings, ROLE, AutoPipelineForImage2Image.from_pretrained, vae=vae.model,
                             dtype=self.dtype, variant=variant, safety_checker=None, requires_safety_checker=False)
-        folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
-        files = safetensors_files(folder, pipeline_subfolders(self.img2img), variant)
+        self.ref: ModelRef = model_ref(settings, ROLE, pipeline_files(settings))
         self.unet = self.img2img.unet
         self.multiple = vae.scale
-        requested = settings.get("backend", "auto")
-        self.backends = {"vae_decoder": vae.backend(requested),
-                         "unet": pick_backend(requested, self.unet, self.device, UNET)}
-        self.img2img.vae = vae.decoder(self.backends["vae_decoder"], self.max_side)
+        self.max_text = int(self.img2img.tokenizer.model_max_length)
+        self._reload_unet = lambda: load(settings, ROLE, UNet2DConditionModel.from_pretrained, subfolder="unet",
+                                         dtype=torch.float32, variant=variant)
+        typed = backends_of(settings)
+        self.backends = {"vae_decoder": vae.backend(typed), "unet": pick_backend(typed, self.device, UNET)}
+        self.img2img.vae = vae.decoder(self.backends["vae_decoder"], self.max_side, typed)
         if self.backends["unet"] != "torch":
             self.img2img.unet = EngineUNet(self.unet, engine_for(lambda: self._unet_spec(run_sizes(self.max_side)),
-                                                                 self.backends["unet"], self.device))
+                                                                 typed, self.backends["unet"], self.device))
         place_pipeline(self.img2img, settings, self.device, ROLE)
         self.txt2img = AutoPipelineForText2Image.from_pipe(self.img2img)
         self.txt2img.set_progress_bar_config(disable=True)
-        self.ref: ModelRef = model_ref(settings, ROLE, files)
         log.info("keyframe generator %s on %s/%s, %d steps, strength %.2f; unet on %s, vae decoder on %s",
                  settings["repo"], self.device, self.dtype, self.steps, self.strength, self.backends["unet"],
                  self.backends["vae_decoder"])
 
     def _unet_spec(self, sizes: Sequence[tuple[int, int]]):
-        return unet_spec(self.unet, int(self.img2img.tokenizer.model_max_length), sizes, self.multiple)
+        return unet_spec(self.unet, self.max_text, sizes, self.multiple, self._reload_unet)
 
     def export_specs(self, sizes: Sequence[tuple[int, int]]) -> list:
-        """The VAE decoder and the UNet with one shape profile per (height, width) bucket; a network over ONNX's 2 GiB
-        file limit is left out (it runs on torch)."""
-        specs = []
-        for name, module, make in (("vae decoder", self.vae.model, lambda: vae_decoder_spec(self.vae.model, sizes)),
-                                   ("unet", self.unet, lambda: self._unet_spec(sizes))):
-            if weight_bytes(module) < ONNX_LIMIT:
-                specs.append(make())
-            else:
-                log.warning("keyframe generator %s: too large for one ONNX file, not exported (runs on torch)", name)
-        return specs
+        """The VAE decoder and the UNet with one shape profile per (height, width) bucket (a UNet over 2 GiB is
+        exported with external data)."""
+        return [vae_decoder_spec(self.vae.model, sizes, self.vae.reload), self._unet_spec(sizes)]
 
     def _work_size(self, size: tuple[int, int]) -> tuple[int, int]:
         h, w = size
@@ -104,3 +97,11 @@ class DiffusionKeyframeGenerator:
 def load_keyframe_generator(settings: Mapping[str, Any]) -> DiffusionKeyframeGenerator:
     """Factory named by the profile (``m3cvcav.engines.m3cvc.keyframe:load_keyframe_generator``)."""
     return DiffusionKeyframeGenerator(settings)
+
+
+def keyframe_model_ref(settings: Mapping[str, Any]) -> ModelRef:
+    """The generator's ``ModelRef`` from its files alone (the registry records it without loading the pipeline)."""
+    return model_ref(settings, ROLE, pipeline_files(settings))
+
+
+load_keyframe_generator.model_ref = keyframe_model_ref

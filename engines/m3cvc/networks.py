@@ -1,25 +1,36 @@
-"""The m3cvc diffusion networks on the engines' backends: export descriptors for the VAE decoder and the UNet denoiser,
-and thin ``torch.nn.Module`` wrappers that diffusers pipelines call in place of the torch modules.
+"""The m3cvc diffusion networks on the engines' backends: export descriptors for the VAE decoder, the UNet denoiser and
+the Wan video transformer, and thin ``torch.nn.Module`` wrappers that diffusers pipelines call in place of the torch
+modules.
 
 The wrappers keep what diffusers reads (``config``, ``dtype``, ``device``, the VAE's ``encode``) from the wrapped torch
 module and run ``forward``/``decode`` through an ``Engine`` (ONNX Runtime or TensorRT), created on first use from the
-engine cache. Networks over ONNX's 2 GiB single-file limit are not exported (``auto`` keeps them on torch).
+engine cache. Networks over protobuf's 2 GiB (SD-Turbo's UNet in float32, the Wan transformers) are exported with ONNX
+external data. Exports are made from float32 weights: a model that runs in bf16/fp16 is exported from a float32 copy
+loaded from its files (``reload``), not from its rounded weights.
+
+The Wan transformer: ``torch.nn.RMSNorm`` (its q/k norms) has no ONNX op before opset 23 and the TorchScript exporter
+does not convert ``aten::rms_norm``, so the export copy has it decomposed (``x · rsqrt(mean(x²) + ε) · w`` in float32);
+its rotary embedding traces to the latent shape, so the graph has static shapes and one export is made per latent shape
+(clip length and work size) — which is also what TensorRT builds best. ``auto`` keeps it on torch; an explicit
+``backend = "onnxruntime" | "tensorrt"`` for the clip generator exports it.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import torch
 
-from m3cvcav.engines.backends import (Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine, select_backend)
+from m3cvcav.engines.backends import (Backends, Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine,
+                                      select_backend)
 from m3cvcav.errors import EngineError
 
 from .common import log
 
 VAE_DECODER = "m3cvc-vae-decoder"
 UNET = "m3cvc-unet"
-ONNX_LIMIT = 2 ** 31 - 2 ** 26  # protobuf's 2 GiB, less room for the graph itself
+WAN_TRANSFORMER = "m3cvc-wan-transformer"
 MAX_BATCH = 2  # classifier-free guidance doubles the batch
 DEFAULT_SIZES = ((256, 256), (512, 512))  # `engines build`'s default buckets: its TensorRT plans are the ones used later
 
@@ -29,26 +40,21 @@ def run_sizes(max_side: int) -> list[tuple[int, int]]:
     return sorted({*DEFAULT_SIZES, (max_side, max_side)})
 
 
-def _for_export(module: torch.nn.Module) -> torch.nn.Module:
-    """``module`` itself when it is on the CPU in float32, else a CPU float32 copy (the live one stays as it is)."""
+def _for_export(module: torch.nn.Module, reload: Callable[[], torch.nn.Module] | None = None) -> torch.nn.Module:
+    """``module`` itself when it is on the CPU in float32; else its float32 weights from ``reload`` (from the files), or
+    failing that a CPU float32 copy (bf16/fp16-rounded weights, said in the log). The live module stays as it is."""
     param = next(module.parameters())
     if param.device.type == "cpu" and param.dtype == torch.float32:
         return module
+    if reload is not None:
+        return reload().to("cpu", torch.float32).eval()
+    log.warning("exporting %s from its %s weights (no float32 source given)", type(module).__name__, param.dtype)
     return copy.deepcopy(module).to("cpu", torch.float32)
 
 
-def weight_bytes(module: torch.nn.Module) -> int:
-    """Bytes of ``module``'s weights as exported (float32)."""
-    return sum(t.numel() * 4 for t in module.state_dict().values())
-
-
-def pick_backend(requested: str, module: torch.nn.Module, device: torch.device, name: str) -> str:
-    """``select_backend`` for ``module`` on ``device``: a network too large for one ONNX file is not exportable."""
-    exportable = weight_bytes(module) < ONNX_LIMIT
-    if not exportable and requested == "auto":
-        log.info("%s: %.1f GB of weights exceeds ONNX's 2 GiB file limit: it runs on torch", name,
-                 weight_bytes(module) / 1e9)
-    return select_backend(requested, device=str(device), exportable=exportable, name=name)
+def pick_backend(backends: Backends, device: torch.device, name: str, *, exportable: bool = True) -> str:
+    """``select_backend`` of ``backends.requested`` for network ``name`` on ``device``."""
+    return select_backend(backends.requested, device=str(device), exportable=exportable, name=name)
 
 
 class _DecoderNet(torch.nn.Module):
@@ -84,26 +90,28 @@ def _profiles(sizes: Sequence[tuple[int, int]], shapes: Callable[[int, int, int]
     return tuple(out)
 
 
-def vae_decoder_spec(vae, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES) -> ExportSpec:
+def vae_decoder_spec(vae, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+                     reload: Callable[[], torch.nn.Module] | None = None) -> ExportSpec:
     """The VAE decoder (diffusers ``AutoencoderKL``) as an ``ExportSpec``; ``sizes`` are pixel buckets."""
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     c = int(vae.config.latent_channels)
     h, w = min(sizes, key=lambda s: s[0] * s[1])
     return ExportSpec(
-        name=VAE_DECODER, module=_DecoderNet(_for_export(vae)),
+        name=VAE_DECODER, module=_DecoderNet(_for_export(vae, reload)),
         inputs=(TensorSpec("latent", ("batch", c, "height", "width")),),
         outputs=(TensorSpec("image", ("batch", 3, "image_height", "image_width")),),
         sample={"latent": torch.randn(1, c, max(4, h // scale), max(4, w // scale))},
         profiles=_profiles(sizes, lambda b, lh, lw: {"latent": (b, c, lh, lw)}, scale))
 
 
-def unet_spec(unet, text_length: int, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, scale: int = 8) -> ExportSpec:
+def unet_spec(unet, text_length: int, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, scale: int = 8,
+              reload: Callable[[], torch.nn.Module] | None = None) -> ExportSpec:
     """The UNet denoiser (diffusers ``UNet2DConditionModel``) as an ``ExportSpec``; ``scale`` is the VAE's."""
     cfg = unet.config
     c, dim = int(cfg.in_channels), int(cfg.cross_attention_dim)
     h, w = min(sizes, key=lambda s: s[0] * s[1])
     return ExportSpec(
-        name=UNET, module=_UNetNet(_for_export(unet)),
+        name=UNET, module=_UNetNet(_for_export(unet, reload)),
         inputs=(TensorSpec("sample", ("batch", c, "height", "width")), TensorSpec("timestep", ("batch",)),
                 TensorSpec("encoder_hidden_states", ("batch", "tokens", dim))),
         outputs=(TensorSpec("noise", ("batch", int(cfg.out_channels), "height", "width")),),
@@ -142,12 +150,23 @@ class _Wrapper(torch.nn.Module):
         return self._engine
 
 
-class EngineVae(_Wrapper):
-    """An ``AutoencoderKL`` whose ``decode`` runs on an engine; ``encode`` stays on torch."""
+def _forward_hook(method):
+    """diffusers' ``apply_forward_hook``: an accelerate offload hook on the wrapper (``enable_model_cpu_offload``) moves
+    it — and the torch module inside it — to the GPU before ``encode``/``decode`` run, as it does for ``forward``."""
+    from diffusers.utils.accelerate_utils import apply_forward_hook
 
+    return apply_forward_hook(method)
+
+
+class EngineVae(_Wrapper):
+    """An ``AutoencoderKL`` whose ``decode`` runs on an engine; ``encode`` stays on torch (the inner module, which
+    offloading moves with the wrapper)."""
+
+    @_forward_hook
     def encode(self, *args, **kwargs):
         return self.inner.encode(*args, **kwargs)
 
+    @_forward_hook
     def decode(self, z: torch.Tensor, return_dict: bool = True, generator=None):
         from diffusers.models.autoencoders.vae import DecoderOutput
 
@@ -173,6 +192,122 @@ class EngineUNet(_Wrapper):
         return UNet2DConditionOutput(sample=out) if return_dict else (out,)
 
 
-def engine_for(spec: Callable[[], ExportSpec], backend: str, device: torch.device) -> Callable[[], Engine]:
-    """A maker of ``spec()``'s engine on ``backend`` (an explicit choice from ``pick_backend``)."""
-    return lambda: create_engine(spec(), backend, device=str(device))
+def engine_for(spec: Callable[[], ExportSpec], backends: Backends, chosen: str,
+               device: torch.device) -> Callable[[], Engine]:
+    """A maker of ``spec()``'s engine on ``chosen`` (from ``pick_backend``) with ``backends``' typed settings."""
+    settings = dataclasses.replace(backends, requested=chosen)
+    return lambda: create_engine(spec(), settings, device=str(device))
+
+
+# -- the Wan video transformer ------------------------------------------------------------------------------------------
+class ExportRMSNorm(torch.nn.Module):
+    """``torch.nn.RMSNorm`` written with ONNX-exportable ops (float32 inside, like the fused op)."""
+
+    def __init__(self, norm: torch.nn.RMSNorm) -> None:
+        super().__init__()
+        self.eps = norm.eps
+        self.weight = norm.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        eps = self.eps if self.eps is not None else torch.finfo(x.dtype).eps
+        y = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps)
+        y = y.to(x.dtype)
+        return y * self.weight if self.weight is not None else y
+
+
+def decompose_rms_norm(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every ``torch.nn.RMSNorm`` replaced by ``ExportRMSNorm`` (in place; pass a copy)."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.RMSNorm):
+            setattr(module, name, ExportRMSNorm(child))
+        else:
+            decompose_rms_norm(child)
+    return module
+
+
+class _WanNet(torch.nn.Module):
+    """(hidden_states, timestep, encoder_hidden_states[, encoder_hidden_states_image][, control_hidden_states,
+    control_hidden_states_scale]) → the flow prediction."""
+
+    def __init__(self, transformer, image: bool, control: bool) -> None:
+        super().__init__()
+        self.transformer, self.image, self.control = transformer, image, control
+
+    def forward(self, hidden_states, timestep, encoder_hidden_states, *extra):
+        kwargs, extra = {}, list(extra)
+        if self.image:
+            kwargs["encoder_hidden_states_image"] = extra.pop(0)
+        if self.control:
+            kwargs["control_hidden_states"], kwargs["control_hidden_states_scale"] = extra
+        return self.transformer(hidden_states, timestep, encoder_hidden_states, return_dict=False, **kwargs)[0]
+
+
+def wan_inputs(transformer, shapes: dict[str, tuple[int, ...]]) -> tuple[TensorSpec, ...]:
+    """The graph inputs of a Wan transformer call with these (static) input shapes, in call order."""
+    names = ["hidden_states", "timestep", "encoder_hidden_states", "encoder_hidden_states_image",
+             "control_hidden_states", "control_hidden_states_scale"]
+    return tuple(TensorSpec(n, tuple(shapes[n])) for n in names if n in shapes)
+
+
+def wan_transformer_spec(transformer, shapes: dict[str, tuple[int, ...]],
+                         reload: Callable[[], torch.nn.Module] | None = None) -> ExportSpec:
+    """The Wan (FLF2V or VACE) transformer as an ``ExportSpec`` for one set of static input ``shapes`` (by input
+    name), with RMSNorm decomposed."""
+    inputs = wan_inputs(transformer, shapes)
+    module = decompose_rms_norm(copy.deepcopy(_for_export(transformer, reload)))
+    g = torch.Generator().manual_seed(0)
+    sample = {s.name: torch.randn(*s.shape, generator=g) for s in inputs}
+    sample["timestep"] = torch.full(shapes["timestep"], 500.0)
+    if "control_hidden_states_scale" in sample:
+        sample["control_hidden_states_scale"] = torch.ones(shapes["control_hidden_states_scale"])
+    h = shapes["hidden_states"]
+    out = (h[0], int(transformer.config.out_channels), *h[2:])
+    tag = "x".join(map(str, h[2:]))
+    return ExportSpec(name=f"{WAN_TRANSFORMER}-{tag}", module=_WanNet(module, "encoder_hidden_states_image" in shapes,
+                                                                     "control_hidden_states" in shapes),
+                      inputs=inputs, outputs=(TensorSpec("noise", out),), sample=sample,
+                      extra={"shapes": {k: list(v) for k, v in sorted(shapes.items())}, "rms_norm": "decomposed"},
+                      profiles=(ShapeProfile(tag, {s.name: s.shape for s in inputs}, {s.name: s.shape for s in inputs},
+                                             {s.name: s.shape for s in inputs}),))
+
+
+class EngineWanTransformer(_Wrapper):
+    """A Wan transformer whose ``forward`` runs on an engine per input shape (static-shape exports, made on first use
+    of each shape); ``attention_kwargs`` (LoRA scales) are not supported there."""
+
+    def __init__(self, inner: torch.nn.Module, make: Callable[[dict[str, tuple[int, ...]]], Engine]) -> None:
+        super().__init__(inner, lambda: None)
+        self._make_for = make
+        self._engines: dict[tuple, Engine] = {}
+
+    def cache_context(self, name: str):
+        """diffusers' cache-context hook (step caching applies to torch modules only): a no-op context here."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def forward(self, hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image=None,
+                control_hidden_states=None, control_hidden_states_scale=None, attention_kwargs=None,
+                return_dict: bool = True, **extra):
+        from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+        if attention_kwargs or any(v is not None for v in extra.values()):
+            raise EngineError("the exported Wan transformer takes no attention_kwargs: use -engine torch for it")
+        feeds = {"hidden_states": hidden_states.float(), "encoder_hidden_states": encoder_hidden_states.float(),
+                 "timestep": torch.as_tensor(timestep, dtype=torch.float32, device=hidden_states.device)
+                 .reshape(-1).expand(hidden_states.shape[0]).contiguous()}
+        if encoder_hidden_states_image is not None:
+            feeds["encoder_hidden_states_image"] = encoder_hidden_states_image.float()
+        if control_hidden_states is not None:
+            feeds["control_hidden_states"] = control_hidden_states.float()
+            scale = control_hidden_states_scale
+            if scale is None:
+                scale = torch.ones(len(self.inner.config.vace_layers))
+            feeds["control_hidden_states_scale"] = torch.as_tensor(scale, dtype=torch.float32,
+                                                                   device=hidden_states.device)
+        shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+        key = tuple(sorted(shapes.items()))
+        if key not in self._engines:
+            self._engines[key] = self._make_for(shapes)
+        out = self._engines[key](feeds)["noise"].to(device=hidden_states.device, dtype=hidden_states.dtype)
+        return Transformer2DModelOutput(sample=out) if return_dict else (out,)

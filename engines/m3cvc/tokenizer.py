@@ -42,7 +42,9 @@ class VaeVqTokenizer:
             raise UsageError("profile setting tokenizer.codebooks must list codebook files (lowest rate first); make one "
                              "with `python -m m3cvcav train tokenizer --vae ...`")
         self.vae: Vae = load_vae(settings, ROLE, setting(settings, "subfolder", str, "vae", role=ROLE))
-        self.backend = self.vae.backend(settings.get("backend", "auto"))  # the VAE decoder's; encoding stays on torch
+        from m3cvcav.engines.backends import backends_of
+
+        self.backend = self.vae.backend(backends_of(settings))  # the VAE decoder's; encoding stays on torch
         self.codebooks: list[Codebook] = [load_codebook(p) for p in paths]
         self.max_side = setting(settings, "max_side", int, 512, role=ROLE)
         vocabs = {b.vocab for b in self.codebooks}
@@ -126,3 +128,16 @@ def load_tokenizer(settings: Mapping[str, Any]):
                          "the shipped lite tokenizer")
     lite = {k: settings[k] for k in ("working_width", "weights") if k in settings}
     return load_lite({**lite, "model_id": LITE_MODEL_ID})
+
+
+def tokenizer_model_ref(settings: Mapping[str, Any]) -> ModelRef:
+    """The tokenizer's ``ModelRef`` without loading the VAE (VQ mode: the VAE files + the codebooks)."""
+    if not settings.get("codebooks"):
+        return load_tokenizer(settings).ref  # the lite tokenizer: small, loaded from the package
+    from .vae import vae_files
+
+    files = vae_files(settings, setting(settings, "subfolder", str, "vae", role=ROLE))
+    return model_ref(settings, ROLE, [*files, *map(str, settings["codebooks"])])
+
+
+load_tokenizer.model_ref = tokenizer_model_ref

@@ -8,7 +8,7 @@ decode and the keyframe pipelines' VAE decode run on the same ONNX Runtime / Ten
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ class Vae:
     model: Any  # diffusers.AutoencoderKL
     device: torch.device
     dtype: torch.dtype
-    files: list[Path]
+    files: list[Path]  # exactly the files loaded (of the variant, when one is set)
+    reload: Callable[[], Any] | None = field(default=None, repr=False)  # the model in float32 from its files (export)
     _decoders: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -50,22 +51,30 @@ class Vae:
         scaling, shift = self._norm()
         return ((posterior.mean - shift) * scaling).float().cpu()
 
-    def backend(self, requested: str) -> str:
-        """The backend the decoder runs on for ``requested`` (``-engine``): see ``networks.pick_backend``."""
+    def backend(self, backends) -> str:
+        """The backend the decoder runs on for ``backends`` (a ``Backends``, or a -engine name): see
+        ``networks.pick_backend``."""
+        from m3cvcav.engines.backends import Backends
+
         from .networks import VAE_DECODER, pick_backend
 
-        return pick_backend(requested, self.model, self.device, VAE_DECODER)
+        backends = backends if isinstance(backends, Backends) else Backends(backends)
+        return pick_backend(backends, self.device, VAE_DECODER)
 
-    def decoder(self, backend: str, max_side: int = 512):
+    def decoder(self, backend: str, max_side: int = 512, backends=None):
         """The decoder as diffusers pipelines call it (``decode(z, return_dict)``) on ``backend``: the torch model, or one
-        ``EngineVae`` per (backend, max_side) shared by the roles (shape profiles cover sides up to ``max_side``)."""
+        ``EngineVae`` per (backend, max_side) shared by the roles (shape profiles cover sides up to ``max_side``), with
+        ``backends``' typed settings."""
         if backend == "torch":
             return self.model
         key = f"{backend}@{max_side}"
         if key not in self._decoders:
+            from m3cvcav.engines.backends import Backends
+
             from .networks import EngineVae, engine_for, run_sizes, vae_decoder_spec
 
-            make = engine_for(lambda: vae_decoder_spec(self.model, run_sizes(max_side)), backend, self.device)
+            make = engine_for(lambda: vae_decoder_spec(self.model, run_sizes(max_side), self.reload),
+                              backends or Backends(backend), backend, self.device)
             self._decoders[key] = EngineVae(self.model, make)
         return self._decoders[key]
 
@@ -84,17 +93,30 @@ _LOCK = threading.Lock()
 
 
 def load_vae(settings: Mapping[str, Any], role: str, subfolder: str = "vae") -> Vae:
-    """The VAE in ``subfolder`` of ``settings["repo"]`` (``""`` for a bare VAE folder), loaded once per (repo,
-    revision, subfolder, device, dtype)."""
+    """The VAE in ``subfolder`` of ``settings["repo"]`` (``""`` for a bare VAE folder) of the profile's ``variant``
+    (e.g. ``fp16``; the files hashed are the ones loaded), loaded once per (repo, revision, subfolder, variant, device,
+    dtype)."""
     from diffusers import AutoencoderKL
 
     device = pick_device(settings, role, torch_only=False)
     dtype = pick_dtype(settings, device, role)
-    key = (settings.get("repo"), settings.get("revision"), subfolder, str(device), dtype)
+    variant = settings.get("variant")
+    key = (settings.get("repo"), settings.get("revision"), subfolder, variant, str(device), dtype)
     with _LOCK:
         if key not in _CACHE:
-            model = load(settings, role, AutoencoderKL.from_pretrained, subfolder=subfolder or None, dtype=dtype)
-            folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
-            files = safetensors_files(folder, [subfolder] if subfolder else None)
-            _CACHE[key] = Vae(model.eval().to(device), device, dtype, files)
+            def read(as_dtype: torch.dtype):
+                return load(settings, role, AutoencoderKL.from_pretrained, subfolder=subfolder or None, dtype=as_dtype,
+                            variant=variant)
+
+            model = read(dtype)
+            _CACHE[key] = Vae(model.eval().to(device), device, dtype, vae_files(settings, subfolder),
+                              lambda: read(torch.float32))
         return _CACHE[key]
+
+
+def vae_files(settings: Mapping[str, Any], subfolder: str = "vae") -> list[Path]:
+    """The safetensors files ``load_vae`` reads (of the profile's ``variant``), without loading them."""
+    role = str(settings.get("role", "model"))
+    folder = resolve_folder(str(settings["repo"]), settings.get("revision"), role=role,
+                            profile=str(settings.get("profile", "m3cvc")))
+    return safetensors_files(folder, [subfolder] if subfolder else None, settings.get("variant"))
