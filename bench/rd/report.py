@@ -114,15 +114,15 @@ def average_table(data: dict) -> list[str]:
 
 def _evidence(h: dict, per_clip: dict) -> tuple[str, str]:
     clips = f"{h['clips']} of {h['of']} clips ({', '.join(h['over'])})"
+    why = {k: v.get("bd_rate_why") or v.get("why", "") for k, v in per_clip.items()}
+    why_s = "; no BD-rate on " + "; ".join(f"{k}: {w}" for k, w in why.items() if w) if any(why.values()) else ""
     if h["kind"] == "bd_rate_pct":
         q, eq = h["quality_range"], h.get("equal_rate")
         also = (f"; at equal rate Δ {eq['value']:+.3g} over {eq['points']} points on {eq['clips']} of {h['of']} clips, "
                 f"{eq['rate_range_kbps'][0]:.1f}–{eq['rate_range_kbps'][1]:.1f} kbps" if eq else "")
         return (f"BD-rate {h['value']:+.1f}%",
                 f"mean over {clips}; quality {_fmt(q[0])}–{_fmt(q[1])}; overlap ≥ 50% of both curves, ≥ 3 points "
-                f"each{also}")
-    why = sorted({v.get("bd_rate_why") or v.get("why", "") for v in per_clip.values()} - {""})
-    why_s = f"; no BD-rate: {why[0]}" if why else ""
+                f"each{also}{why_s}")
     if h["kind"] == "equal_rate_diff":
         lo, hi = h["rate_range_kbps"]
         return (f"Δ at equal rate {h['value']:+.3g}",
