@@ -508,6 +508,8 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
     sink: Sink | None = None
     audio_stream, audio_packets, audio_container = None, None, None
 
+    cut_short: list[bool] = []  # the frames asked for ended before the stream did
+
     def limited(frames_in: Iterator[Frame]) -> Iterator[Frame]:
         """The frames from ss on (pts rebased to it), up to t seconds or ``frames`` frames; stops decoding there."""
         count = 0
@@ -515,6 +517,7 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
             if frame.time < ss - 1e-6:
                 continue
             if (frames and count >= frames) or (t is not None and frame.time - ss >= t - 1e-6):
+                cut_short.append(True)
                 return
             count += 1
             yield Frame(frame.image, frame.pts - round(ss / frame.time_base), frame.time_base, frame.index)
@@ -546,8 +549,8 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
             stats.size, stats.video_size = sink.bytes, sink.video_bytes
             if progress:
                 progress(stats)
-        if not stats.frame:
-            corrupt = stream.generate.corrupt
+        read, corrupt = getattr(stream, "segments_read", 0), stream.generate.corrupt
+        if not stats.frame or (corrupt and corrupt >= read > 0 and not cut_short):  # nothing real: no output
             raise BitstreamError(f"no frame could be decoded from {src}: " + (
                 f"every segment is damaged ({corrupt} corrupt); nothing was written" if corrupt else
                 "it holds no segment in the range asked for (check -ss/-t); nothing was written"))

@@ -43,7 +43,8 @@ class AtomicPath:
         parent = self.path.parent
         for _ in range(100):
             # The extension is kept last so that tools guessing the format from the name (PyAV) see the real one.
-            tmp = parent / f".{self.path.stem}.{secrets.token_hex(4)}.part{self.path.suffix}"
+            stem = self.path.stem.replace("%", "")  # no printf pattern in a folder name (FFmpeg's image2 reads it)
+            tmp = parent / f".{stem}.{secrets.token_hex(4)}.part{self.path.suffix}"
             try:
                 if folder:
                     os.mkdir(tmp, 0o777)  # the umask applies, as for any folder

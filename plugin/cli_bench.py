@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .errors import UsageError
+from .errors import UsageError, missing_package
 
 
 def available() -> list[str]:
@@ -20,5 +20,10 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     if argv[0] not in names:
         raise UsageError(f"unknown benchmark {argv[0]!r}: choose one of {', '.join(names)}")
-    module = importlib.import_module(f"m3cvcav.bench.{argv[0]}")
-    return int(module.main(argv[1:]) or 0)
+    try:
+        module = importlib.import_module(f"m3cvcav.bench.{argv[0]}")
+        return int(module.main(argv[1:]) or 0)
+    except ModuleNotFoundError as err:  # an optional package: name the extra that brings it
+        if not err.name or err.name.startswith("m3cvcav"):
+            raise
+        raise missing_package(err.name, f"bench {argv[0]}") from None
