@@ -65,12 +65,17 @@ def test_help_and_version():
     assert run("-version").stdout.startswith(b"m3cvcav ")
 
 
-def test_play_says_what_to_install(monkeypatch, capsys):
+def test_play_says_what_to_install(stream, monkeypatch, capsys):
     import m3cvcav.cli_play as play
 
     monkeypatch.setattr(play.shutil, "which", lambda name: None)
-    assert main(["play", "x.mkv"]) == 1
+    assert main(["play", str(stream)]) == 1
     assert "install ffplay (apt install ffmpeg) or mpv" in capsys.readouterr().err
+    monkeypatch.setattr(play.shutil, "which", lambda name: "/usr/bin/ffplay")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["play", str(stream)]) == 1  # checked before the decode starts, not after ffplay's own error
+    assert "needs a display" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
