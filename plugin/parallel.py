@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import os
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -27,7 +29,7 @@ from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader, decode_sequence_header,
                                      peek_segment_header)
-from m3cvcav.errors import BitstreamError, InputError, OutputError
+from m3cvcav.errors import BitstreamError, InputError, ModelError, OutputError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.generate import Generate, check_mode
 from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
@@ -80,6 +82,7 @@ def encode_chunk(job: dict) -> dict:
     from m3cvcav import api
 
     images, pts, tb = job["images"], job["pts"], job["time_base"]
+    _worker_logging(job.get("loglevel", logging.WARNING))
 
     def frames() -> Iterator[av.VideoFrame]:
         for image, p in zip(images, pts):
@@ -102,6 +105,19 @@ def encode_chunk(job: dict) -> dict:
                                options.get("offload", False)).backends()
     return {"header": reader.header_unit, "packets": packets, "backends": backends,
             "seconds": time.perf_counter() - started}
+
+
+def _worker_logging(level: int) -> None:
+    """Log in a worker at the parent's level, as the CLI does; the rate warning is the whole job's, said once by the
+    parent, not once per chunk."""
+    logger = logging.getLogger("m3cvcav")
+    if logger.level != level:
+        logger.setLevel(level)
+        logging.getLogger("m3cvcav.api").setLevel(max(level, logging.ERROR))
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+            logger.addHandler(handler)
 
 
 def stored_chunk(job: dict) -> dict:
@@ -222,14 +238,30 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
         source = api.Source(src, audio=audio, **source_options)
     else:
         source = api.ArraySource(src, fps, source_options.get("frames", 0))
-    audio_packets: list = []
+    ahead: deque = deque()  # audio read but not yet handed to the writer
+    writer = None
+
+    def release(until: float) -> None:
+        """Audio up to ``until`` seconds goes to the writer as the frames are read (as in a serial encode: the
+        Matroska writer holds it until the video around it comes; its packets need the open input)."""
+        while ahead and float(ahead[0].pts * ahead[0].time_base) < until:
+            packet = ahead.popleft()
+            if writer is not None:
+                with api._writing(dst):
+                    writer.write_audio(packet)
 
     def video() -> Iterator[Frame]:
         for item in source:
             if isinstance(item, AudioPacket):
-                audio_packets.append(item.packet)
+                ahead.append(item.packet)
                 continue
             yield item
+
+    def released(frames_in: Iterator[Frame]) -> Iterator[Frame]:
+        for frame in frames_in:
+            release(frame.time + 1 / float(info.fps))
+            yield frame
+        ahead.clear()  # the audio ends with the video (-frames:v, -t)
 
     info, filtered = pipeline.apply_ffmpeg(p, source.info, video())
     bounds = chunks.Bounds(chunk_min, chunk_max, Fraction(info.fps))
@@ -240,7 +272,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     planned: dict[int, tuple[chunks.Chunk, str]] = {}
 
     def tasks() -> Iterator[workers.Task]:
-        for chunk in chunks.plan(filtered, bounds):
+        for chunk in chunks.plan(released(filtered), bounds):
             digest = chunk.digest(identity) if store else ""
             planned[chunk.index] = (dataclasses.replace(chunk, images=np.empty(0, np.uint8)), digest)
             stored = store.load(chunk.index, digest) if store else None
@@ -250,11 +282,13 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 continue
             yield workers.Task(chunk.index, encode_chunk, {
                 "index": chunk.index, "images": chunk.images, "pts": [q - chunk.pts[0] for q in chunk.pts],
-                "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options})
+                "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options,
+                "loglevel": logging.getLogger("m3cvcav").getEffectiveLevel()})
 
-    backend = make_backend(workers_n, cluster, profile)
+    engines = api.engines_for(profile, options.get("engine", "auto"), options.get("offload", False))
+    header = SequenceHeader(info.width, info.height, Fraction(info.fps), Fraction(info.time_base), info.color,
+                            engines.profile_id, list(engines.profile.model_refs()))
     counters = workers.Counters()
-    writer = None
     segments = size = frames = 0
 
     def tick(partial: int) -> None:  # frames the running chunks reported: one line for the whole job
@@ -264,6 +298,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
             progress(stats)
 
     try:
+        writer = _open_writer(dst, header, format, source, profile, tags)
+        backend = make_backend(workers_n, cluster, profile)
         with workers.sigterm_interrupts():
             for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)
@@ -271,12 +307,11 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 if coded != chunk.frames:
                     raise BitstreamError(f"chunk {chunk.index} (frames {chunk.start}..{chunk.start + chunk.frames - 1})"
                                          f" came back with {coded} frames instead of {chunk.frames}")
+                _check_header(result["header"], header, chunk.index)
                 if store and task.fn is encode_chunk:
                     store.save(chunk.index, digest, result)
-                if writer is None:
-                    header = _header(result["header"], info)
-                    writer = _open_writer(dst, header, format, source, profile, result["backends"], tags,
-                                          audio_packets)
+                if segments == 0 and "M3CV_BACKEND" not in (tags or {}):
+                    writer.tags["M3CV_BACKEND"] = result["backends"]  # what the workers ran on
                 for n, packet in enumerate(result["packets"]):
                     packet = chunks.renumber(packet, segments, chunk.pts[0], scene_cut=True if n == 0 and chunk.cut
                                              else None)
@@ -286,10 +321,6 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                     size += len(packet)
                 frames += chunk.frames
                 stats.chunk_seconds.append(result.get("seconds", 0.0))
-                end = float(chunk.pts[-1] * chunk.time_base) + 1 / float(info.fps)
-                with api._writing(dst):  # the audio up to the end of this chunk's video
-                    while audio_packets and float(audio_packets[0].pts * audio_packets[0].time_base) < end:
-                        writer.write_audio(audio_packets.pop(0))
                 stats.frame, stats.segments = frames, segments
                 stats.size = getattr(writer, "bytes_written", size)
                 stats.video_size = getattr(writer, "video_bytes", size)
@@ -297,9 +328,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 stats.chunks_done, stats.retried = counters.done, counters.retried
                 if progress:
                     progress(stats)
-            if writer is None:
+            if segments == 0:
                 raise InputError(f"no video frame was read from {src}: check -ss/-t/-frames")
-            audio_packets.clear()  # the audio ends with the video (-frames:v, -t)
             with api._writing(dst):
                 writer.close()
     except BaseException:
@@ -312,8 +342,6 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     duration = stats.media_time + 1 / float(info.fps)
     fields = api.Result.__dataclass_fields__
     extra = {"total_bytes": getattr(writer, "bytes_written", size)} if "total_bytes" in fields else {}
-    if "target_bitrate" in fields:
-        extra["target_bitrate"] = float(chunk_options.get("bitrate") or 0.0)
     result = api.Result(frames, segments, getattr(writer, "video_bytes", size), duration, **extra)
     stats.size, stats.video_size = extra.get("total_bytes", size), result.bytes
     if progress:
@@ -330,24 +358,30 @@ def api_version() -> str:
     return __version__
 
 
-def _header(unit: bytes, info: VideoInfo) -> SequenceHeader:
-    """The stream's sequence header: the chunk encoder's (profile, models) with the input's rate, time base and colour."""
-    header, _ = decode_sequence_header(unit)
-    return dataclasses.replace(header, width=info.width, height=info.height, fps=Fraction(info.fps),
-                               time_base=Fraction(info.time_base), color=info.color)
+def _check_header(unit: bytes, header: SequenceHeader, index: int) -> None:
+    """A chunk's sequence header must name the stream's profile and models (a cluster node with other weights or
+    another m3cvcav would otherwise mix streams)."""
+    theirs, _ = decode_sequence_header(unit)
+    def ids(h: SequenceHeader) -> tuple:
+        return h.profile_id, [(m.model_id, m.sha256) for m in h.models], tuple(h.version)
+
+    if ids(theirs) != ids(header):
+        raise ModelError(f"chunk {index} was encoded with profile {theirs.profile_id}, models "
+                         f"{[m.model_id for m in theirs.models]}, version {theirs.version}, not those of this job: "
+                         "install the same m3cvcav and model weights on every worker")
 
 
-def _open_writer(dst, header: SequenceHeader, format: str | None, source, profile: str, backends: str,
-                 tags: dict[str, str] | None, audio_packets: list):
+def _open_writer(dst, header: SequenceHeader, format: str | None, source, profile: str,
+                 tags: dict[str, str] | None):
     from m3cvcav import __version__, api
 
-    all_tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE": profile, "M3CV_BACKEND": backends}
+    all_tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE": profile}
     all_tags.update(tags or {})
     all_tags["ENCODER"] = f"m3cvcav {__version__}"
     with api._writing(dst):
         writer = open_writer(dst, header, container=format, tags=all_tags)
-    if source.audio_stream is None or writer.add_audio(source.audio_stream) < 0:
-        audio_packets.clear()
+    if source.audio_stream is not None:
+        writer.add_audio(source.audio_stream)
     return writer
 
 

@@ -209,7 +209,7 @@ def test_stitched_mkv_keeps_audio_and_descriptions(media, tmp_path):
 
 
 def test_many_scene_cuts_open_chunks_flagged_as_cuts(tmp_path):
-    frames = _scenes([6] * 8, size=(72, 128))
+    frames = _scenes([5] * 5, size=(72, 128))
     out = tmp_path / "cuts.m3cv"
     result = m3cvcav.encode((f.image for f in frames), out, fps=25, workers=2, chunk_min=4, chunk_max=12)
     assert result.frames == len(frames)
@@ -217,7 +217,7 @@ def test_many_scene_cuts_open_chunks_flagged_as_cuts(tmp_path):
         heads = [decode_segment(p).header for p in reader.packets()]
     assert sum(h.frame_count for h in heads) == len(frames)
     starts = {h.first_pts: h for h in heads}
-    assert all(k * 6 in starts and starts[k * 6].flags & SCENE_CUT for k in range(1, 8))  # ArraySource: pts = index
+    assert all(k * 5 in starts and starts[k * 5].flags & SCENE_CUT for k in range(1, 5))  # ArraySource: pts = index
     assert not heads[0].flags & SCENE_CUT
 
 
