@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -165,3 +167,136 @@ def weights_sha256(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLi
     for path in files:
         outer.update(file_sha256(path))
     return outer.digest()
+
+
+# -- fetching a profile's models ahead of time (`python -m m3cvcav engines fetch`) -----------------------------------------
+COMMIT = re.compile(r"[0-9a-f]{40}")
+_VARIANT_TAGS = ("fp16", "bf16", "fp32", "non_ema", "ema")
+_NOT_LOADED = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.onnx", "*.onnx_data", "*.msgpack", "*.h5", "*.gguf", "*.ot",
+               "*.png", "*.jpg", "*.jpeg", "*.gif", "*.mp4", "*.webp"]
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """One pinned hub repository a profile loads: the roles using it, and which weight variant they read."""
+
+    repo: str
+    revision: str
+    roles: tuple[str, ...]
+    variant: str | None = None
+
+    def ignore_patterns(self) -> list[str]:
+        """Files ``from_pretrained`` does not read here: other formats and other weight variants."""
+        others = [f"*.{tag}.safetensors" for tag in _VARIANT_TAGS if tag != self.variant]
+        return [*_NOT_LOADED, *others]
+
+
+def hub_models(roles: dict[str, dict]) -> list[HubModel]:
+    """The hub repositories of a profile's role tables (``repo`` + ``revision``; local folders skipped), merged per
+    (repo, revision, variant). A repository not pinned to a commit is a ``ModelError``."""
+    found: dict[tuple[str, str, str | None], list[str]] = {}
+    for role, table in roles.items():
+        repo = table.get("repo")
+        if not isinstance(repo, str) or _looks_like_path(repo):
+            continue
+        if role == "tokenizer" and not table.get("codebooks"):
+            continue  # the shipped lite tokenizer: the VAE repo is read only for VQ codebooks
+        revision = str(table.get("revision") or "")
+        if not COMMIT.fullmatch(revision):
+            raise ModelError(f"role {role!r} loads {repo} at revision {revision or '(none)'!r}, not a commit: set "
+                             f"[roles.{role}] revision to the 40-hex commit to fetch (see the repo's history on the hub)")
+        found.setdefault((repo, revision, table.get("variant")), []).append(role)
+    return [HubModel(repo, rev, tuple(r), variant) for (repo, rev, variant), r in found.items()]
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """What fetching a model needs: bytes to download, bytes already in the cache, file count."""
+
+    model: HubModel
+    download: int
+    cached: int
+    files: int
+
+
+def _hub_call(model: HubModel, call: Callable[[], T]) -> T:
+    """Run a hub call, turning the hub's errors into one-line ``ModelError`` s that say what to do."""
+    from huggingface_hub import errors as hf_errors
+
+    try:
+        return call()
+    except hf_errors.RevisionNotFoundError as err:
+        raise ModelError(f"commit {model.revision} of {model.repo} (roles {', '.join(model.roles)}) cannot be resolved "
+                         "on the hub: fix its revision in the profile") from err
+    except hf_errors.RepositoryNotFoundError as err:
+        raise ModelError(f"repository {model.repo} (roles {', '.join(model.roles)}) is not on the hub or needs a "
+                         "login (`huggingface-cli login`): fix its repo in the profile") from err
+    except (OSError, hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError) as err:
+        from huggingface_hub import constants
+
+        reason = " ".join(str(err).split())[:160]
+        if constants.HF_HUB_OFFLINE:
+            reason = "HF_HUB_OFFLINE is set"
+        raise ModelError(f"cannot reach {constants.ENDPOINT} for {model.repo} ({reason}): check the network "
+                         "(HF_ENDPOINT) and try again") from err
+
+
+def _quiet(call: Callable[[], T], progress: bool) -> Callable[[], T]:
+    """``call`` with huggingface_hub's progress bars off unless ``progress``."""
+    if progress:
+        return call
+
+    def run() -> T:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        was = are_progress_bars_disabled()
+        disable_progress_bars()
+        try:
+            return call()
+        finally:
+            if not was:
+                enable_progress_bars()
+
+    return run
+
+
+def plan_fetch(model: HubModel, *, progress: bool = True) -> FetchPlan:
+    """Ask the hub (a dry run) which files of ``model`` would download and how large they are."""
+    from huggingface_hub import snapshot_download
+
+    infos = _hub_call(model, _quiet(lambda: snapshot_download(model.repo, revision=model.revision, dry_run=True,
+                                                              ignore_patterns=model.ignore_patterns()), progress))
+    download = sum(i.file_size or 0 for i in infos if i.will_download)
+    cached = sum(i.file_size or 0 for i in infos if not i.will_download)
+    return FetchPlan(model, download, cached, len(infos))
+
+
+def fetch(model: HubModel, *, progress: bool = True) -> Path:
+    """Download ``model`` into the hub cache (progress bars on stderr) and return its snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    return Path(_hub_call(model, _quiet(lambda: snapshot_download(model.repo, revision=model.revision,
+                                                                  ignore_patterns=model.ignore_patterns()), progress)))
+
+
+def verify_snapshot(folder: Path) -> int:
+    """Check every file of a hub-cache snapshot against the name of the blob it points to (the hub's ETag: sha256 for
+    LFS files, the git blob sha1 otherwise); returns the files checked, ``ModelError`` on a mismatch. LFS digests are
+    remembered (``file_sha256``), so later hashing of the weights reads nothing again."""
+    checked = 0
+    for path in sorted(Path(folder).rglob("*")):
+        if not path.is_file() or not path.is_symlink():
+            continue
+        etag = path.resolve().name
+        if re.fullmatch(r"[0-9a-f]{64}", etag):
+            ok = file_sha256(path).hex() == etag
+        elif re.fullmatch(r"[0-9a-f]{40}", etag):
+            data = path.read_bytes()
+            ok = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == etag
+        else:
+            continue
+        if not ok:
+            raise ModelError(f"{path} does not match the hub's digest {etag[:16]}…: delete {path.resolve()} and fetch "
+                             "again")
+        checked += 1
+    return checked

@@ -1,5 +1,7 @@
-"""``python -m m3cvcav engines list|build|purge``: the compiled-engine cache (ONNX exports and TensorRT plans).
+"""``python -m m3cvcav engines fetch|list|build|purge``: a profile's hub models, and the compiled-engine cache (ONNX
+exports and TensorRT plans).
 
+  engines fetch [-profile m3cvc] [-dry_run]              download every pinned hub model of a profile, verified
   engines list [-json]                                   cached entries with keys, sizes, what they are
   engines build [-profile lite] [-s WxH ...] [-engine auto|onnxruntime|tensorrt] [-precision fp16|bf16|fp32]
   engines purge [KEY_PREFIX ...]                         delete all entries, or those whose key starts with a prefix
@@ -9,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+from pathlib import Path
 
-from .errors import M3cvError, UsageError
+from .errors import M3cvError, OutputError, UsageError
 from .log import get_logger
 
 log = get_logger("cli.engines")
@@ -36,6 +40,49 @@ def _human(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def _free_bytes(folder: Path) -> int:
+    """Free bytes on the disk that holds ``folder`` (or its nearest existing parent)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    """Say the disk needed, download every pinned model with progress, verify each file, print the offline command."""
+    from huggingface_hub import constants
+
+    from m3cvcav.engines.loaders import fetch, hub_models, plan_fetch, verify_snapshot
+    from m3cvcav.engines.registry import load_profile
+
+    profile = load_profile(args.profile)
+    models = hub_models({role: profile.settings(role) for role in profile.roles()})
+    if not models:
+        print(f"profile {profile.name!r} loads no hub models: nothing to fetch")
+        return 0
+    cache = Path(constants.HF_HUB_CACHE)
+    print(f"profile {profile.name!r}: {len(models)} pinned model(s) from {constants.ENDPOINT} into {cache}")
+    plans = [plan_fetch(model, progress=not args.quiet) for model in models]
+    for plan in plans:
+        m = plan.model
+        print(f"  {m.repo}@{m.revision[:12]} ({', '.join(m.roles)}): {plan.files} files, {_human(plan.download)} to "
+              f"download, {_human(plan.cached)} cached")
+    need, free = sum(p.download for p in plans), _free_bytes(cache)
+    print(f"disk needed: {_human(need)}; free: {_human(free)}")
+    if need > free:
+        raise OutputError(f"{_human(need)} to download but {_human(free)} free under {cache}: free space or set "
+                          "HF_HOME to a larger disk")
+    if args.dry_run:
+        return 0
+    for plan in plans:
+        folder = fetch(plan.model, progress=not args.quiet)
+        print(f"  {plan.model.repo}: {verify_snapshot(folder)} files verified in {folder}")
+    where = f"HF_HOME={constants.HF_HOME} " if args.show_home else ""
+    print(f"done. Offline from now on: {where}HF_HUB_OFFLINE=1 python -m m3cvcav -i in.mp4 -c m3cvc -profile "
+          f"{args.profile} out.mkv")
+    return 0
 
 
 def cmd_list(args) -> int:
@@ -113,6 +160,10 @@ def main(argv: list[str]) -> int:
     parser = _Parser(prog="python -m m3cvcav engines", description=__doc__.split("\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p_fetch = sub.add_parser("fetch", help="download a profile's pinned hub models (says the disk needed first)")
+    p_fetch.add_argument("-profile", default="m3cvc", help="profile name or .toml path (default m3cvc)")
+    p_fetch.add_argument("-dry_run", "--dry-run", action="store_true", help="only say what would be downloaded")
+    p_fetch.add_argument("-quiet", "--quiet", action="store_true", help="no progress bars")
     p_list = sub.add_parser("list", help="cached engines with keys and sizes")
     p_list.add_argument("-json", "--json", action="store_true", help="machine-readable output")
     p_build = sub.add_parser("build", help="export ONNX (and TensorRT plans where installed) ahead of time")
@@ -124,7 +175,11 @@ def main(argv: list[str]) -> int:
     p_build.add_argument("-device", default=default_device(), help="cpu or cuda[:N]")
     p_purge = sub.add_parser("purge", help="delete cached engines")
     p_purge.add_argument("keys", nargs="*", metavar="KEY_PREFIX", help="only entries whose key starts with these")
-    for p in (p_list, p_build, p_purge):
+    for p in (p_fetch, p_list, p_build, p_purge):
         p.add_argument("-loglevel", "-v", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    return {"list": cmd_list, "build": cmd_build, "purge": cmd_purge}[args.command](args)
+    if args.command == "fetch":
+        import os
+
+        args.show_home = "HF_HOME" in os.environ
+    return {"fetch": cmd_fetch, "list": cmd_list, "build": cmd_build, "purge": cmd_purge}[args.command](args)
