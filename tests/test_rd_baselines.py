@@ -71,3 +71,10 @@ def test_svtav1_goes_below_its_crf_floor_with_vbr(clip):
     assert abs(again.bytes - enc.bytes) <= 0.02 * enc.bytes
     with pytest.raises(ValueError, match="crf=N or vbr=Xk"):
         bl.encode_param(svt, clip, FPS, "qp=3")
+
+
+def test_targets_below_the_floor_share_one_floor_point(clip):
+    svt = next(b for b in bl.BASELINES if b.name == "svtav1")
+    floor = bl.kbps(bl.encode(svt, clip, FPS, 63).bytes, len(clip), FPS)
+    got = bl.crf_search(svt, clip, FPS, [floor / 20, floor / 40, floor / 80])
+    assert len(got) == 1 and got[0][2]  # one hollow point, not three near-identical ones

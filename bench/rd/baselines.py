@@ -168,6 +168,8 @@ def crf_search(b: Baseline, frames: list[np.ndarray], fps: Fraction, targets_kbp
             if got < rate(hi):
                 enc, floor = vbr, got > target * VBR_TOLERANCE
         key = enc.bytes  # the same stream from two settings is one point
+        if floor:  # two floor encodes within 5% of each other are one floor point (VBR's floor wobbles a little)
+            key = next((k for k, (_, e, f) in chosen.items() if f and abs(math.log(e.bytes / enc.bytes)) < 0.05), key)
         if key in chosen:
             floor = floor or chosen[key][2]
         chosen[key] = (target, enc, floor)
