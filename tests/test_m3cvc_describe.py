@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from m3cvcav.engines.interfaces import Describer
-from m3cvcav.engines.m3cvc.describer import clean_text, load_describer, sample_frames
+from m3cvcav.engines.m3cvc.describer import clean_text, load_describer, sample_frames, video_metadata
 from m3cvcav.engines.m3cvc.prompts import DEFAULT_PROMPTS, load_prompts
-from m3cvcav.errors import InputError, UsageError
+from m3cvcav.errors import InputError, ModelError, UsageError
 from tiny_models import synthetic_images, tiny_root, tiny_vlm  # noqa: F401  (fixtures)
 
 torch.set_num_threads(1)
@@ -56,7 +56,9 @@ def test_dialogue_runs_three_rounds_with_user_prompts(tiny_vlm, tmp_path):
     assert "Q1 where is this?" in r1 and "Q2" not in r1
     scene = r2.split("Q2 after ")[1].split(" which objects?")[0]
     assert r2.startswith(r1) and f"Q2 after {scene} which objects?" in r2  # round 2 continues round 1, with its answer
-    assert r3.startswith(r2[: len(r1)]) and f"Q3 given {frame_text} how do they move?" in r3
+    assert frame_text.startswith(scene + " ")  # D^F: round 1's scene (place, light, style), then round 2's objects
+    objects = frame_text[len(scene) + 1:]
+    assert r3.startswith(r2[: len(r1)]) and f"Q3 given {objects} how do they move?" in r3
     assert r3.count("<image>") == 1 + 3  # the keyframe from rounds 1-2, then 3 sampled frames of the clip
 
 
@@ -91,3 +93,32 @@ def test_text_helpers():
     picked = sample_frames(frames, 3)
     assert picked[0] is frames[0] and picked[1] is frames[3] and picked[2] is frames[6]
     assert len(sample_frames(frames[:2], 3)) == 2
+
+
+
+def test_video_metadata_carries_the_real_timing():
+    from transformers.video_utils import VideoMetadata
+
+    meta = VideoMetadata(**video_metadata(50, [0, 16, 33, 49], 25.0))
+    assert meta.sampled_fps == pytest.approx(4 / 50 * 25)  # 4 frames over 2 s: 2 fps, not the 24 fps default
+    assert meta.timestamps == [0.0, 0.64, 1.32, 1.96]
+
+
+def test_clips_without_a_rate_go_in_as_frames(tiny_vlm):
+    describer = load_describer(_settings(tiny_vlm, clip_input="video"))
+    rendered, _ = _spy(describer)
+    frames = synthetic_images(4)
+    describer.describe_clip(frames[0], frames)  # no fps: ordered frames, never a video timed at 24 fps
+    assert "<image>" in rendered[-1]
+
+
+def test_processor_needing_torchvision_is_one_line(tiny_vlm, monkeypatch):
+    import transformers
+
+    def needs_torchvision(*args, **kwargs):
+        raise ImportError("Qwen2VLVideoProcessor requires the Torchvision library but it was not found")
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", needs_torchvision)
+    with pytest.raises(ModelError, match="needs torchvision.*pip install torchvision==0.28") as err:
+        load_describer(_settings(tiny_vlm))
+    assert "\n" not in str(err.value)
