@@ -200,3 +200,18 @@ def test_missing_hub_model_offline(role, tmp_path, monkeypatch):
     message = str(info.value)
     assert "\n" not in message and f"'{repo}'" in message and f"role '{role}'" in message
     assert f"huggingface-cli download {repo}" in message and "-profile lite" in message
+
+
+def test_keyframe_prompt_fits_the_text_window(keyframes):
+    from m3cvcav.engines.m3cvc.keyframe import fit_prompt
+
+    words = lambda t: len(t.split())  # noqa: E731  (a token per word, for the rule itself)
+    text = "A beach at dusk, warm light. A red kite flies left. Two dogs run on the sand near the water."
+    assert fit_prompt(text, words, 100) == text
+    assert fit_prompt(text, words, 11) == "A beach at dusk, warm light. A red kite flies left."  # whole sentences first
+    assert fit_prompt(text, words, 8) == "A beach at dusk, warm light. A red"  # then whole words
+    tok = keyframes.img2img.tokenizer  # the tiny CLIP tokenizer: a 32-token window, a token per character
+    long = "Dusk, warm light. " + "A red kite flies. " * 6
+    fitted = keyframes.prompt(long)
+    assert fitted.startswith("Dusk, warm light.") and len(fitted) < len(long)
+    assert len(tok(fitted, add_special_tokens=False).input_ids) <= tok.model_max_length - 2

@@ -9,6 +9,7 @@ the VAE encoder stay on torch.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,32 @@ from .networks import UNET, EngineUNet, engine_for, pick_backend, run_sizes, une
 from .vae import load_vae
 
 ROLE = "keyframe_generator"
+
+
+def fit_prompt(text: str, count_tokens, budget: int) -> str:
+    """``text`` cut to ``budget`` tokens at sentence, else word, boundaries, in order: D^F starts with the scene
+    (place, time of day, lighting, style) and goes on with objects and layout, so what is kept is the scene and as many
+    objects as fit — never a sentence cut mid-token as the text encoder's own truncation does."""
+    if count_tokens(text) <= budget:
+        return text
+    kept: list[str] = []
+    for sentence in re.split(r"(?<=[.!?;])\s+", text.strip()):
+        trial = " ".join([*kept, sentence])
+        if count_tokens(trial) <= budget:
+            kept.append(sentence)
+            continue
+        words = sentence.split()
+        lo, hi = 0, len(words)  # the longest word prefix that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count_tokens(" ".join([*kept, *words[:mid]])) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo:
+            kept.append(" ".join(words[:lo]))
+        break
+    return " ".join(kept)
 
 
 class DiffusionKeyframeGenerator:
@@ -78,11 +105,19 @@ class DiffusionKeyframeGenerator:
         scale = min(1.0, self.max_side / max(h, w))
         return round_to(round(h * scale), self.multiple), round_to(round(w * scale), self.multiple)
 
+    def prompt(self, text: str) -> str:
+        """D^F fitted to the text encoder's window (``fit_prompt``; CLIP: 77 tokens with its start and end tokens)."""
+        tokenizer = self.img2img.tokenizer
+        fitted = fit_prompt(text, lambda t: len(tokenizer(t, add_special_tokens=False).input_ids), self.max_text - 2)
+        if fitted != text:
+            log.debug("keyframe prompt fitted to %d tokens: %r", self.max_text - 2, fitted)
+        return fitted
+
     @torch.inference_mode()
     def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int) -> Image:
         """The keyframe at ``size`` = (height, width): img2img from ``decoded`` (IT2V) or text-to-image (TT2V)."""
         h, w = self._work_size(size)
-        common = {"prompt": text, "num_inference_steps": self.steps, "guidance_scale": self.guidance,
+        common = {"prompt": self.prompt(text), "num_inference_steps": self.steps, "guidance_scale": self.guidance,
                   "generator": generator(seed), "output_type": "pil"}
         if self.negative and self.guidance > 1.0:
             common["negative_prompt"] = self.negative
