@@ -110,7 +110,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from m3cvcav.engines.backends import EngineCache, onnx_for, select_backend
+    from m3cvcav.engines.backends import EngineCache, backends_of, onnx_for, select_backend
     from m3cvcav.engines.backends.trt_backend import load_trt
     from m3cvcav.engines.interfaces import Exportable
     from m3cvcav.engines.registry import load_profile
@@ -131,14 +131,16 @@ def cmd_build(args) -> int:
             continue
         if not isinstance(engine, Exportable):
             continue
+        trt = backends_of(profile.role_settings(role)).tensorrt  # the profile's [backends.tensorrt] settings
+        precision = args.precision or trt.precision
         for spec in engine.export_specs(sizes):
             backend = select_backend(args.engine, device=device, name=spec.name)
             onnx = onnx_for(spec, cache)
-            line = f"{role:18} {spec.name:22} onnx {len(onnx):>10} bytes"
+            line = f"{role:18} {spec.name:22} onnx {len(onnx):>10} bytes{' (external data)' if onnx.data else ''}"
             if backend == "tensorrt":
-                load_trt(spec.name, onnx, spec.inputs, spec.outputs, spec.profiles, device=device,
-                         precision=args.precision, cache=cache).close()
-                line += f"  + tensorrt {args.precision} plan ({', '.join(p.name for p in spec.profiles)})"
+                load_trt(spec.name, onnx, spec.inputs, spec.outputs, spec.profiles, device=device, config=trt,
+                         precision=precision, cache=cache).close()
+                line += f"  + tensorrt {precision} plan ({', '.join(p.name for p in spec.profiles)})"
             print(line)
             built += 1
     print(f"{built} network(s) of profile {profile.name!r} ready in {cache.root}")
@@ -171,7 +173,8 @@ def main(argv: list[str]) -> int:
     p_build.add_argument("-s", action="append", metavar="WxH", help="resolution bucket, repeatable (default 256x256, "
                          "512x512)")
     p_build.add_argument("-engine", default="auto", help="auto|onnxruntime|tensorrt (default auto)")
-    p_build.add_argument("-precision", default="fp16", choices=("fp32", "fp16", "bf16"), help="TensorRT precision")
+    p_build.add_argument("-precision", default=None, choices=("fp32", "fp16", "bf16"),
+                         help="TensorRT precision (default: the profile's [backends.tensorrt] precision, fp16)")
     p_build.add_argument("-device", default=default_device(), help="cpu or cuda[:N]")
     p_purge = sub.add_parser("purge", help="delete cached engines")
     p_purge.add_argument("keys", nargs="*", metavar="KEY_PREFIX", help="only entries whose key starts with these")
