@@ -58,7 +58,7 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "m3cvc": ["diffusers>=0.32", "transformers>=4.49", "accelerate>=0.30", "ftfy>=6"],
+        "m3cvc": ["diffusers>=0.32", "transformers>=4.49", "accelerate>=0.30", "ftfy>=6", "huggingface_hub>=2.4"],
         "bench": ["matplotlib>=3.8", "pytorch-msssim>=1.0", "constriction>=0.4", "bjontegaard>=1.3", "zstandard>=0.22",
                   "vmaf-torch>=1.1"],
         "test": ["pytest>=8", "hypothesis>=6.100"],
