@@ -91,8 +91,9 @@ def encode(src: Path, dst: Path, seconds: float, size: str, **kw) -> dict:
         result = api.encode(src, dst, t=seconds, size=size, overwrite=True, progress=progress, **kw)
         wall = time.perf_counter() - started
     stats = final["stats"]
-    return {"wall_s": wall, "frames": result.frames, "chunks": len(stats.chunk_seconds),
-            "chunk_encode_s": stats.chunk_seconds, "bytes": result.bytes,
+    per_chunk = list(getattr(stats, "chunk_seconds", []))
+    return {"wall_s": wall, "frames": result.frames, "chunks": len(per_chunk), "chunk_encode_s": per_chunk,
+            "bytes": result.bytes,
             "peak_rss_mib": sorted(round(v / 2 ** 20) for v in rss.peak.values())}
 
 
@@ -137,17 +138,20 @@ def model(t1: float, w: float, k: int, c: float, read_s: float, n: int) -> float
     return max(read_s, s + math.ceil(k / n) * (w / k + c))
 
 
-def run(seconds: float, size: str, ray: bool, repeats: int) -> dict:
+def run(seconds: float, size: str, ray: bool, repeats: int, serial: bool = False) -> dict:
     src = MEDIA
     if not src.exists():
         raise SystemExit(f"bench scale needs {src} (../shared/media beside the checkout)")
     out: dict = {"input": f"{src.name}, {seconds:g} s at {size}", "cpus": os.cpu_count(),
-                 "threads_per_worker": workers.THREADS_PER_WORKER}
+                 "threads_per_worker": workers.THREADS_PER_WORKER, "load_before": os.getloadavg()[0]}
     read_s, k, images = read_pass(src, seconds, size)
     out["parent_read_plan_s"] = read_s
     out["planned_chunks"] = k
     with tempfile.TemporaryDirectory() as tmp:
+        api.encode(src, Path(tmp) / "warm.m3cv", t=1, size=size, workers=1)  # disk caches warm, not timed
         runs = {"1 worker": dict(workers=1), "2 workers": dict(workers=2)}
+        if serial:
+            runs["serial (no -workers)"] = {}
         if ray:
             runs["cluster local (2)"] = dict(workers=2, cluster="local")
         results = {}
@@ -166,11 +170,12 @@ def run(seconds: float, size: str, ray: bool, repeats: int) -> dict:
                 ray_module.shutdown()
         out["local_overhead_per_chunk_s"] = overhead(workers.LocalBackend(2), images, repeats)
     out["runs"] = results
+    out["load_after"] = os.getloadavg()[0]
     t1 = results["1 worker"]["wall_s"]
     out["ratio_2_workers"] = results["2 workers"]["wall_s"] / t1
     if ray:
         out["ratio_cluster_local"] = results["cluster local (2)"]["wall_s"] / t1
-    out["same_bytes"] = len({r["sha256"] for r in results.values()}) == 1
+    out["same_bytes"] = len({r["sha256"] for name, r in results.items() if not name.startswith("serial")}) == 1
     w = float(sum(results["1 worker"]["chunk_encode_s"]))
     kk = results["1 worker"]["chunks"]
     c = out["local_overhead_per_chunk_s"]
@@ -189,6 +194,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--size", default="512x288")
     parser.add_argument("--no-ray", action="store_true", help="skip -cluster local")
     parser.add_argument("--repeats", type=int, default=5, help="overhead probes per backend (median)")
+    parser.add_argument("--serial", action="store_true", help="also time the plain encoder (no -workers)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -197,18 +203,20 @@ def main(argv: list[str]) -> int:
     except ImportError:
         has_ray = False
         print("ray is not installed (pip install 'm3cvcav[cluster]'): -cluster local is skipped")
-    r = run(args.seconds, args.size, has_ray, args.repeats)
+    r = run(args.seconds, args.size, has_ray, args.repeats, args.serial)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
     print(f"{r['input']}; {r['cpus']} CPUs, {r['threads_per_worker']} thread per worker; "
-          f"{r['planned_chunks']} chunks; parent read+plan pass {r['parent_read_plan_s']:.1f} s")
+          f"{r['planned_chunks']} chunks; parent read+plan pass {r['parent_read_plan_s']:.1f} s; load average "
+          f"{r['load_before']:.1f} before, {r['load_after']:.1f} after (other processes share the CPUs: judge the "
+          "ratios by it)")
     print(f"{'run':20s} {'wall s':>8s} {'ratio':>6s} {'chunks':>6s} {'bytes':>8s} {'sha256':>17s}  peak RSS/worker MiB")
     t1 = r["runs"]["1 worker"]["wall_s"]
     for name, run_ in r["runs"].items():
         print(f"{name:20s} {run_['wall_s']:8.1f} {run_['wall_s'] / t1:6.2f} {run_['chunks']:6d} {run_['bytes']:8d} "
               f"{run_['sha256']:>17s}  {run_['peak_rss_mib']}")
-    print(f"2 workers / 1 worker = {r['ratio_2_workers']:.2f} (target ≤ 0.60); same bytes in every run: "
+    print(f"2 workers / 1 worker = {r['ratio_2_workers']:.2f} (target ≤ 0.60); same bytes in every chunked run: "
           f"{r['same_bytes']}")
     if "ray_start_s" in r:
         print(f"Ray: private instance start {r['ray_start_s']:.1f} s (not in the wall time above); per-chunk "

@@ -66,12 +66,28 @@ def default_workers(profile: str) -> int:
     return os.cpu_count() or 1 if profile == "lite" else GPU_PROFILES_DEFAULT_WORKERS
 
 
-def make_backend(n: int, cluster: str | None, profile: str):
+ENCODER_ROLES = ("embedder", "motion", "describer", "tokenizer")
+DECODER_ROLES = ("tokenizer", "keyframe_generator", "clip_generator")
+
+
+def make_backend(n: int, cluster: str | None, profile: str, engine: str = "auto", offload: bool = False,
+                 roles: tuple[str, ...] = ()):
     """The job's workers: Ray actors with ``cluster`` (a GPU each for GPU profiles, when the cluster has GPUs),
-    else ``n`` local processes (0: the profile's default)."""
+    else ``n`` local processes (0: the profile's default); each loads the profile's ``roles`` as it starts."""
+    init = (load_engines, {"profile": profile, "engine": engine, "offload": offload, "roles": roles})
     if cluster:
-        return workers.make_backend(n, cluster, gpus=0.0 if profile == "lite" else -1.0)
-    return workers.make_backend(n or default_workers(profile))
+        return workers.make_backend(n, cluster, gpus=0.0 if profile == "lite" else -1.0, init=init)
+    return workers.make_backend(n or default_workers(profile), init=init)
+
+
+def load_engines(job: dict) -> None:
+    """Worker start-up: build the profile's engines for ``roles`` (those it has), cached for every later chunk."""
+    from m3cvcav import api
+
+    engines = api.engines_for(job["profile"], job["engine"], job["offload"])
+    for role in job["roles"]:
+        if role in engines.roles():
+            engines.engine(role)
 
 
 # -- worker side ----------------------------------------------------------------------------------------------------
@@ -299,7 +315,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
 
     try:
         writer = _open_writer(dst, header, format, source, profile, tags)
-        backend = make_backend(workers_n, cluster, profile)
+        backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"), options.get("offload", False),
+                               ENCODER_ROLES)
         with workers.sigterm_interrupts():
             for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)
@@ -443,7 +460,7 @@ class ParallelDecoder:
             for key, (run, lookahead) in enumerate(self._runs()):
                 yield workers.Task(key, decode_run, {**base, "packets": run, "lookahead": lookahead}, what="run")
 
-        backend = make_backend(self.workers_n, self.cluster, self.profile)
+        backend = make_backend(self.workers_n, self.cluster, self.profile, self.engine, self.offload, DECODER_ROLES)
         index = 0
         tb = self.header.time_base
         with workers.sigterm_interrupts():

@@ -83,11 +83,24 @@ def report(frames: int) -> None:
         _reply.send(("progress", frames))
 
 
-def _serve(conn: Connection, threads: int) -> None:
+Init = tuple  # (fn, payload) a worker runs once when it starts (e.g. loading the profile's models), or ()
+
+
+def _warm(init: Init) -> None:
+    """Run a worker's start-up call; a failure here is left for the first task to report with its own message."""
+    if init:
+        try:
+            init[0](init[1])
+        except Exception as err:  # noqa: BLE001
+            log.debug("worker start-up call failed: %s", err)
+
+
+def _serve(conn: Connection, threads: int, init: Init = ()) -> None:
     """A local worker: run tasks from the parent until it sends None or goes away. Ctrl-C is the parent's to handle."""
     global _reply
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
+    _warm(init)  # while the parent reads the first chunk
     while True:
         try:
             message = conn.recv()
@@ -118,9 +131,9 @@ def _portable(err: BaseException) -> BaseException:
 
 
 class _Proc:
-    def __init__(self, ctx, threads: int):
+    def __init__(self, ctx, threads: int, init: Init = ()):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, threads), daemon=True, name="m3cvcav-worker")
+        self.process = ctx.Process(target=_serve, args=(child, threads, init), daemon=True, name="m3cvcav-worker")
         self.process.start()
         child.close()
         self.task: Task | None = None
@@ -133,11 +146,13 @@ class LocalBackend:
 
     kind = "local"
 
-    def __init__(self, workers: int, threads: int = THREADS_PER_WORKER):
+    def __init__(self, workers: int, threads: int = THREADS_PER_WORKER, init: Init = (), eager: bool = False):
         self.capacity = max(1, workers)
         self._ctx = mp.get_context("spawn")
-        self._threads = threads
+        self._threads, self._init = threads, init
         self._procs: list[_Proc] = []
+        if eager:  # start every worker now: their start-up overlaps the parent's reading
+            self._procs = [_Proc(self._ctx, threads, init) for _ in range(self.capacity)]
 
     @property
     def partial(self) -> int:
@@ -148,7 +163,7 @@ class LocalBackend:
         proc = next((p for p in self._procs if p.task is None and p.process.is_alive()), None)
         if proc is None:
             self._procs = [p for p in self._procs if p.task is not None or p.process.is_alive()]
-            proc = _Proc(self._ctx, self._threads)
+            proc = _Proc(self._ctx, self._threads, self._init)
             self._procs.append(proc)
         proc.task = task
         try:
@@ -210,8 +225,9 @@ class LocalBackend:
 class _RayWorker:
     """A Ray actor: a long-lived worker whose engines load once (the same ``fn`` caches as a local process)."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, init: Init = ()):
         limit_threads(threads)
+        _warm(init)
 
     def run(self, fn, payload):
         return fn(payload)
@@ -224,7 +240,8 @@ class RayBackend:
 
     kind = "ray"
 
-    def __init__(self, address: str, workers: int = 0, gpus: float = 0.0, threads: int = THREADS_PER_WORKER):
+    def __init__(self, address: str, workers: int = 0, gpus: float = 0.0, threads: int = THREADS_PER_WORKER,
+                 init: Init = ()):
         try:
             import ray
         except ImportError:
@@ -250,12 +267,12 @@ class RayBackend:
             gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
         self.capacity = max(1, workers or cpus)
         self._actor_class = ray.remote(num_cpus=1, num_gpus=gpus)(_RayWorker)
-        self._threads = threads
-        self._idle = [self._actor_class.remote(threads) for _ in range(self.capacity)]
+        self._threads, self._init = threads, init
+        self._idle = [self._actor_class.remote(threads, init) for _ in range(self.capacity)]
         self._running: dict[Any, tuple[Any, Task]] = {}
 
     def submit(self, task: Task) -> None:
-        actor = self._idle.pop() if self._idle else self._actor_class.remote(self._threads)
+        actor = self._idle.pop() if self._idle else self._actor_class.remote(self._threads, self._init)
         ref = actor.run.remote(task.fn, task.payload)
         self._running[ref] = (actor, task)
 
@@ -271,7 +288,7 @@ class RayBackend:
             except ray.exceptions.RayActorError as err:
                 done.append(Done(task, error=RuntimeError(f"Ray worker died: {str(err).splitlines()[0]}"),
                                  lost=True))
-                self._idle.append(self._actor_class.remote(self._threads))
+                self._idle.append(self._actor_class.remote(self._threads, self._init))
             except ray.exceptions.RayTaskError as err:
                 cause = err.cause if isinstance(err.cause, BaseException) else RuntimeError(str(err))
                 done.append(Done(task, error=cause))
@@ -288,13 +305,15 @@ class RayBackend:
             ray.shutdown()
 
 
-def make_backend(workers: int = 0, cluster: str | None = None, gpus: float = 0.0) -> LocalBackend | RayBackend:
-    """Ray actors with ``cluster``, else ``workers`` local processes (0: one per core)."""
+def make_backend(workers: int = 0, cluster: str | None = None, gpus: float = 0.0,
+                 init: Init = ()) -> LocalBackend | RayBackend:
+    """Ray actors with ``cluster``, else ``workers`` local processes (0: one per core), all started now, each running
+    ``init`` once as it starts."""
     if workers < 0:
         raise UsageError(f"-workers {workers}: give a number of worker processes ≥ 1 (0: one per core)")
     if cluster:
-        return RayBackend(cluster, workers, gpus)
-    return LocalBackend(workers or os.cpu_count() or 1)
+        return RayBackend(cluster, workers, gpus, init=init)
+    return LocalBackend(workers or os.cpu_count() or 1, init=init, eager=True)
 
 
 # -- scheduling -----------------------------------------------------------------------------------------------------
