@@ -27,6 +27,7 @@ import numpy as np
 
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.base import decode_packet
+from m3cvcav.bitstream.containers.m3cv import units_intact
 from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader, decode_sequence_header,
                                      peek_segment_header)
 from m3cvcav.errors import BitstreamError, InputError, ModelError, OutputError
@@ -63,7 +64,7 @@ class ChunkStats(Stats):
 
 def default_workers(profile: str) -> int:
     """One worker per core for CPU profiles; one for profiles whose models need a GPU each."""
-    return os.cpu_count() or 1 if profile == "lite" else GPU_PROFILES_DEFAULT_WORKERS
+    return (os.cpu_count() or 1) if profile == "lite" else GPU_PROFILES_DEFAULT_WORKERS
 
 
 ENCODER_ROLES = ("embedder", "motion", "describer", "tokenizer")
@@ -432,6 +433,7 @@ class ParallelDecoder:
         self.workers_n, self.cluster = workers_n, cluster
         self.run_frames = run_frames or max(1, round(self.header.fps * 10))
         self.generate = _Counts()
+        self.segments_read = 0
 
     @property
     def info(self) -> VideoInfo:
@@ -439,16 +441,18 @@ class ParallelDecoder:
         return VideoInfo(h.width, h.height, h.fps, h.time_base, h.color)
 
     def _runs(self) -> Iterator[tuple[list, bytes | None]]:
+        """(run of packets, lookahead packet or None). A run closes only before an intact packet, so no run starts
+        with a damaged segment (whose concealment needs the frames before it)."""
         run: list = []
         count = 0
         for packet in self.reader.packets():
-            if run and count >= self.run_frames and isinstance(packet, bytes):
-                head = peek_segment_header(packet)
-                yield run, None if head is None or head.flags & SCENE_CUT else packet
+            self.segments_read += 1
+            head = peek_segment_header(packet) if isinstance(packet, bytes) and units_intact(packet) else None
+            if run and count >= self.run_frames and head is not None:
+                yield run, None if head.flags & SCENE_CUT else packet
                 run, count = [], 0
             run.append(packet)
-            count += packet.frame_count if isinstance(packet, CorruptSegment) else chunks.packet_frames(packet) \
-                if peek_segment_header(packet) else 0
+            count += packet.frame_count if isinstance(packet, CorruptSegment) else head.frame_count if head else 0
         if run:
             yield run, None
 
