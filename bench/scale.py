@@ -28,7 +28,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from m3cvcav import api, chunks, parallel, workers
 from m3cvcav.filters import pipeline
@@ -37,37 +36,49 @@ from m3cvcav.filters.items import AudioPacket
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips" / "vtest.avi"
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (Linux /proc): local workers are children, Ray actors grandchildren."""
+    parents: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(status.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _proc(pid: int, name: str) -> str:
+    try:
+        return (Path("/proc") / str(pid) / name).read_text()
+    except OSError:
+        return ""
+
+
 class RssSampler:
-    """Peak RSS of every worker process (local spawn workers, Ray actors) under this process, sampled 5 times a
-    second."""
+    """Peak RSS (the kernel's VmHWM) of every worker process under this one — local spawn workers and Ray actors —
+    sampled 5 times a second."""
 
     def __init__(self):
         self.peak: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def _is_worker(proc: psutil.Process) -> bool:
-        try:
-            line = " ".join(proc.cmdline())
-        except (psutil.Error, OSError):
-            return False
-        return "spawn_main" in line or "_RayWorker" in line
-
     def _run(self) -> None:
-        me = psutil.Process()
+        me = os.getpid()
         while not self._stop.is_set():
-            try:
-                children = me.children(recursive=True)
-            except psutil.Error:
-                children = []
-            for proc in children:
-                if self._is_worker(proc):
-                    try:
-                        rss = proc.memory_info().rss
-                    except psutil.Error:
-                        continue
-                    self.peak[proc.pid] = max(self.peak.get(proc.pid, 0), rss)
+            for pid in descendants(me):
+                line = _proc(pid, "cmdline").replace("\0", " ")
+                if "spawn_main" not in line and "_RayWorker" not in line:
+                    continue
+                hwm = next((int(x.split()[1]) * 1024 for x in _proc(pid, "status").splitlines()
+                            if x.startswith("VmHWM:")), 0)
+                self.peak[pid] = max(self.peak.get(pid, 0), hwm)
             self._stop.wait(0.2)
 
     def __enter__(self) -> "RssSampler":

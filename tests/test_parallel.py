@@ -12,11 +12,11 @@ from fractions import Fraction
 
 import av
 import numpy as np
-import psutil
 import pytest
 
 import m3cvcav
 from m3cvcav import chunks, parallel, workers
+from m3cvcav.bench.scale import descendants
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.containers.m3cv import read_seek_index
 from m3cvcav.bitstream.units import (SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, decode_segment,
@@ -227,11 +227,10 @@ def test_ctrl_c_or_sigterm_cancels_every_worker_and_leaves_nothing(clip, tmp_pat
     cmd = [sys.executable, "-m", "m3cvcav", "-i", str(clip), "-s", SIZE, "-frames:v", "60", "-workers", "2",
            "-chunk_max", "10", "-c", "m3cvc", str(out)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + 60
-    while len(parent.children()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while len(descendants(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    children = parent.children(recursive=True)
+    children = descendants(proc.pid)
     assert len(children) >= 2, "the workers never started"
     time.sleep(1.0)
     proc.send_signal(sig)
@@ -239,8 +238,10 @@ def test_ctrl_c_or_sigterm_cancels_every_worker_and_leaves_nothing(clip, tmp_pat
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == []
-    gone, alive = psutil.wait_procs(children, timeout=10)
-    assert not alive
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "a worker outlived the job"
 
 
 # -- Ray (slow to start: one local instance for the module) ------------------------------------------------------------
