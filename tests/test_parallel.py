@@ -2,6 +2,7 @@
 byte-identical streams whatever ran them, frame counts, faults, Ctrl-C/SIGTERM and -resume."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -97,6 +98,21 @@ def test_retries_are_bounded_and_task_errors_are_not_retried():
     assert counters.retried == 2
     with pytest.raises(UsageError, match="bad option"):
         list(workers.run_ordered(workers.LocalBackend(1), iter([workers.Task(0, bad_option, {})])))
+
+
+def test_bad_parallel_options_are_one_line_usage_errors(capsys, tmp_path):
+    from m3cvcav.__main__ import main
+
+    out = str(tmp_path / "x.m3cv")
+    assert main(["-i", "in.mp4", "-resume", "w", out]) == 2
+    assert "add -workers N or -cluster local" in capsys.readouterr().err
+    assert main(["-i", "in.mp4", "-workers", "two", out]) == 2
+    with pytest.raises(UsageError, match="-workers -1"):
+        workers.make_backend(-1)
+    if importlib.util.find_spec("ray"):
+        with pytest.raises(UsageError, match="give local, auto or ray://HOST:PORT"):
+            workers.make_backend(2, "bogus")
+    assert not list(tmp_path.iterdir())
 
 
 def test_cluster_without_ray_says_what_to_install(monkeypatch):
