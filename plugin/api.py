@@ -351,6 +351,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
         raise
     duration = stats.media_time + 1 / float(info.fps)
     stats.size, stats.video_size = writer.bytes_written, writer.video_bytes
+    stats.media_time = duration  # the final line and Result speak of the same span
     if progress:
         progress(stats)
     result = Result(stats.frame, stats.segments, writer.video_bytes, duration, total_bytes=writer.bytes_written,
@@ -555,6 +556,8 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
                 f"every segment is damaged ({corrupt} corrupt); nothing was written" if corrupt else
                 "it holds no segment in the range asked for (check -ss/-t); nothing was written"))
         sink.close()
+        stats.media_time += 1 / float(info.fps)  # the end of the last frame: the final line matches Result
+        stats.size, stats.video_size = sink.bytes, sink.video_bytes
     except BaseException:
         if sink is not None:
             sink.abort()
@@ -564,4 +567,4 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
         if audio_container is not None:
             audio_container.close()
     return Result(stats.frame, getattr(stream, "segments_read", 0), sink.video_bytes,
-                  stats.media_time + 1 / float(info.fps), stream.generate.corrupt, total_bytes=sink.bytes)
+                  stats.media_time, stream.generate.corrupt, total_bytes=sink.bytes)
