@@ -446,7 +446,6 @@ class ParallelDecoder:
         run: list = []
         count = 0
         for packet in self.reader.packets():
-            self.segments_read += 1
             head = peek_segment_header(packet) if isinstance(packet, bytes) and units_intact(packet) else None
             if run and count >= self.run_frames and head is not None:
                 yield run, None if head.flags & SCENE_CUT else packet
@@ -468,7 +467,8 @@ class ParallelDecoder:
         index = 0
         tb = self.header.time_base
         with workers.sigterm_interrupts():
-            for _, result in workers.run_ordered(backend, tasks()):
+            for task, result in workers.run_ordered(backend, tasks()):
+                self.segments_read += len(task.payload["packets"])
                 self.generate.corrupt += result["corrupt"]
                 for i, pts in enumerate(result["pts"]):
                     yield Frame(result["images"][i], pts, tb, index)
