@@ -256,6 +256,8 @@ def test_help_is_generated_from_the_option_tables():
     assert run("-h", "filter=nosuch").returncode == 2
     play = run("play", "-h")
     assert play.returncode == 0 and play.stdout.startswith(b"usage: python -m m3cvcav play")
+    bench = run("bench", "rd", "--help")
+    assert bench.returncode == 0 and b"rate-distortion" in bench.stdout and b"`" not in bench.stdout
 
 
 def test_eq_names_pyav_ffmpeg(tmp_path):

@@ -17,7 +17,7 @@ QUICK_KBPS = (5, 20, 100)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m m3cvcav bench rd", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m m3cvcav bench rd", description=__doc__.replace("``", ""))
     p.add_argument("--quick", action="store_true", help="tiny corpus and three rates, 5k/20k/100k (CI)")
     p.add_argument("--corpus", type=Path, help="folder of y4m/mp4/... videos instead of the built-in corpus")
     p.add_argument("--max-frames", type=int, help="use at most this many frames of each --corpus video")
