@@ -80,7 +80,8 @@ def probe(src: str | Path) -> dict:
         "bitrate_bps": round(8 * file_size / duration) if duration else 0,
         "video_bytes": video_bytes, "video_bitrate_bps": round(8 * video_bytes / duration) if duration else 0,
         "audio_bytes": tracks.get("audio", 0), "subtitle_bytes": tracks.get("subtitle", 0),
-        "total_bytes": total, "corrupt_segments": corrupt, "audio": has_audio, "layers": layers, "segments": segments, "tags": tags}
+        "total_bytes": total, "corrupt_segments": corrupt, "audio": has_audio, "layers": layers, "segments": segments,
+        "tags": tags}
 
 
 def format_report(report: dict) -> str:

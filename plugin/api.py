@@ -272,12 +272,14 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     if workers is not None or cluster:
         from m3cvcav.parallel import encode_chunked
 
-        result = encode_chunked(src, dst, options=dict(vf=vf, filter_complex=filter_complex, size=size, rate=rate,
-                                                     bitrate=bitrate, q=q, profile=profile, engine=engine, mode=mode,
-                                                     offload=offload), source_options=dict(ss=ss, t=t or 0.0, frames=frames),
-                              overwrite=overwrite, format=format, audio=audio, tags=tags, fps=fps,
-                              workers_n=workers or 0, cluster=cluster, resume=resume, chunk_min=chunk_min,
-                              chunk_max=chunk_max, progress=progress)
+        result = encode_chunked(src, dst,
+                                options=dict(vf=vf, filter_complex=filter_complex, size=size, rate=rate,
+                                             bitrate=bitrate, q=q, profile=profile, engine=engine, mode=mode,
+                                             offload=offload),
+                                source_options=dict(ss=ss, t=t or 0.0, frames=frames),
+                                overwrite=overwrite, format=format, audio=audio, tags=tags, fps=fps,
+                                workers_n=workers or 0, cluster=cluster, resume=resume, chunk_min=chunk_min,
+                                chunk_max=chunk_max, progress=progress)
         result.target_bitrate = target
         warn_rate(result)
         return result

@@ -96,8 +96,9 @@ def filter_help(name: str) -> str:
     if name in av.filter.filters_available:
         return (f"{name}: FFmpeg filter: {av.filter.Filter(name).description}\n"
                 f"  its options: ffmpeg -h filter={name} (m3cvcav runs it through PyAV's libavfilter)\n")
-    raise UsageError(f"-h filter={name}: no such filter; nodes: {', '.join(sorted(n for n in REGISTRY if n != 'source'))}"
-                     "; FFmpeg filters: those of PyAV's libavfilter (av.filter.filters_available)")
+    nodes = ", ".join(sorted(n for n in REGISTRY if n != "source"))
+    raise UsageError(f"-h filter={name}: no such filter; nodes: {nodes}; FFmpeg filters: those of PyAV's libavfilter "
+                     "(av.filter.filters_available)")
 
 
 # option -> (field, takes a value)

@@ -228,7 +228,8 @@ def test_every_segment_damaged_fails_and_writes_nothing(tmp_path):
 def test_edit_writes_what_the_name_says(clip, tmp_path, caplog):
     path, _ = clip
     with caplog.at_level(logging.WARNING, logger="m3cvcav"):
-        assert main(["edit", str(path), "--segment", "0", "--frame-text", "a kite", "-o", str(tmp_path / "e.m3cv")]) == 0
+        assert main(["edit", str(path), "--segment", "0", "--frame-text", "a kite", "-o",
+                     str(tmp_path / "e.m3cv")]) == 0
     assert (tmp_path / "e.m3cv").read_bytes()[:4] == b"M3CV"
     assert "do not change" in caplog.text  # lite pictures come from the tokens only
     with open_reader(tmp_path / "e.m3cv") as r:
@@ -315,7 +316,8 @@ def test_missing_extra_is_named(monkeypatch):
     from m3cvcav.engines.registry import load_profile
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "transformers" else real(name, *a))
     with pytest.raises(m3cvcav.EngineError, match=r"transformers from the optional \[m3cvc\] extra.*-profile lite"):
         preflight.check_profile(load_profile("m3cvc"), ["describer"])
     from m3cvcav.errors import missing_package

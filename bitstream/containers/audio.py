@@ -49,7 +49,8 @@ class AudioOptions:
             if value is not None and value < low:
                 raise UsageError(f"{name} {value}: give a value of at least {low}")
         if self.codec == "copy" and (self.bitrate or self.channels or self.sample_rate):
-            raise UsageError("-c:a copy keeps the packets as they are: -b:a/-ac/-ar need an encoder (e.g. -c:a libopus)")
+            raise UsageError("-c:a copy keeps the packets as they are: -b:a/-ac/-ar need an encoder "
+                             "(e.g. -c:a libopus)")
 
     @property
     def converts(self) -> bool:
