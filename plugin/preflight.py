@@ -95,8 +95,10 @@ def check_hub_models(profile, roles: Iterable[str]) -> None:
     if not missing:
         return
     names = ", ".join(missing)
-    fetch = "; ".join(f"huggingface-cli download {r}" + (f" --revision {repos[r]}" if repos[r] else "")
-                      for r in missing)
+    first = missing[0]
+    fetch = (f"python -m m3cvcav engines fetch -profile {profile.name}, or huggingface-cli download {first}"
+             + (f" --revision {repos[first]}" if repos[first] else "")
+             + (" and the others" if len(missing) > 1 else ""))
     where = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"
     if constants.HF_HUB_OFFLINE:
         raise ModelError(f"-profile {profile.name} needs {names}, not in {where}, and HF_HUB_OFFLINE is set: unset it "
