@@ -193,7 +193,8 @@ def test_missing_hub_model_offline(role, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets at import
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     profile = load_profile("m3cvc", {"roles": {"tokenizer": {"codebooks": [str(tmp_path / "cb.safetensors")],
-                                                            "model_id": 17}}})
+                                                            "model_id": 17, "repo": "stabilityai/sd-turbo",
+                                                            "revision": "b261bac6fd2cf515557d5d0707481eafa0485ec2"}}})
     repo = profile.settings(role)["repo"]
     with pytest.raises(ModelError) as info:
         profile.engine(role)

@@ -213,7 +213,8 @@ def write_profile(path: Path, vlm: Path, sd: Path, wan: Path, codebook: Path | N
     roles = {
         "describer": {"repo": str(vlm), "clip_frames": 2, "image_size": 64,
                       "max_new_tokens": {"scene": 6, "frame": 8, "clip": 6}},
-        "tokenizer": {"repo": str(sd), "codebooks": [str(codebook)], "model_id": 17} if codebook else {},
+        "tokenizer": {"repo": str(sd), "subfolder": "vae", "codebooks": [str(codebook)], "model_id": 17} if codebook
+        else {},
         "keyframe_generator": {"repo": str(sd), "steps": 2, "strength": 0.5},
         "clip_generator": {"repo": str(wan), "steps": 2, "height": 16, "width": 16, "window": 5,
                            "max_sequence_length": 16},
