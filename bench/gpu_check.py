@@ -102,13 +102,14 @@ def network_rows(folders: dict[str, Path], device: str, reps: int, cache_dir: Pa
         cpu_feeds = _feeds(spec, "cpu")
         with create_engine(spec, "torch", device="cpu") as ref_engine:
             reference = ref_engine(cpu_feeds)[out_name].float()
+        onnx = onnx_for(spec, cache)  # exported now: the torch engines below move the module to the device
         feeds = _feeds(spec, device)
         engines = {"torch": create_engine(spec, "torch", device=device)}
         if compile:
             engines["torch-compile"] = create_engine(spec, "torch", device=device, compile=True)
         ort_device = device if cuda_ort or not device.startswith("cuda") else "cpu"
         engines["onnxruntime" + ("" if ort_device == device else "-cpu")] = OrtEngine(
-            spec.name, onnx_for(spec, cache), spec.inputs, spec.outputs, device=ort_device)
+            spec.name, onnx, spec.inputs, spec.outputs, device=ort_device)
         for backend, engine in engines.items():
             run_feeds = feeds if backend != "onnxruntime-cpu" else cpu_feeds
             try:
