@@ -41,17 +41,17 @@ def test_engine_built_once_and_checked_against_role():
 
 def test_user_profile_overrides_base(tmp_path):
     user = tmp_path / "my.toml"
-    user.write_text('base = "lite"\nname = "mine"\n[roles.clip_generator]\nwork_size = 256\npreset = "fast"\n')
+    user.write_text('base = "lite"\nname = "mine"\n[roles.motion]\nwork_size = 256\npreset = "fast"\n')
     profile = load_profile(str(user))
     assert profile.name == "mine" and profile.profile_id == 1
-    clip = profile.settings("clip_generator")
-    assert (clip["work_size"], clip["preset"], clip["model_id"]) == (256, "fast", 4)
+    motion = profile.settings("motion")
+    assert (motion["work_size"], motion["preset"], motion["factory"]) == (256, "fast", "m3cvcav.engines.lite:load_motion")
     assert profile.settings("embedder") == load_profile("lite").settings("embedder")
-    assert profile.engine("clip_generator").motion.work_size == 256
+    assert profile.engine("motion").work_size == 256
     nested = tmp_path / "nested.toml"
     nested.write_text('base = "my.toml"\nname = "nested"\n[roles.motion]\npreset = "ultrafast"\n')
     deeper = load_profile(str(nested))
-    assert deeper.settings("clip_generator")["work_size"] == 256 and deeper.settings("motion")["preset"] == "ultrafast"
+    assert deeper.settings("motion")["work_size"] == 256 and deeper.settings("motion")["preset"] == "ultrafast"
 
 
 @pytest.mark.parametrize("text, match", [
