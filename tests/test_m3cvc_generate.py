@@ -150,6 +150,9 @@ def test_clip_prediction_is_checked(clips):
         clips.generate(first, None, 4, "x", seed=0, prediction=[first] * 3)
     with pytest.raises(UsageError, match="32x32x3 uint8"):
         clips.generate(first, None, 2, "x", seed=0, prediction=[first, first[:16]])
+    # a prediction that is the keyframe throughout (a stream without motion) is the same as none
+    still = clips.generate(first, None, 4, "x", seed=0, prediction=[first] * 4)
+    assert all(np.array_equal(x, y) for x, y in zip(still, clips.generate(first, None, 4, "x", seed=0)))
 
 
 def test_long_clip_follows_the_prediction(clips):

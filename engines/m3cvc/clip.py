@@ -69,17 +69,15 @@ def retime(frames: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
     return out
 
 
-def check_prediction(prediction: Sequence[Image] | None, count: int, size: tuple[int, int]) -> list[Image] | None:
-    """The prediction as a list of ``count`` (H, W, 3) uint8 frames of ``size``, else a UsageError saying what is wrong."""
-    if prediction is None:
-        return None
-    frames = list(prediction)
-    if len(frames) != count:
-        raise UsageError(f"the motion prediction has {len(frames)} frames for a clip of {count}: pass one per frame")
-    for f in frames:
-        if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.shape != (*size, 3):
-            raise UsageError(f"motion prediction frames must be {size[0]}x{size[1]}x3 uint8 RGB like the keyframe")
-    return frames
+def check_prediction(prediction: Sequence[Image] | None, count: int) -> None:
+    """A UsageError unless ``prediction`` is None or has ``count`` frames."""
+    if prediction is not None and len(prediction) != count:
+        raise UsageError(f"the motion prediction has {len(prediction)} frames for a clip of {count}: pass one per frame")
+
+
+def _check_frame(frame, size: tuple[int, int]) -> None:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (*size, 3):
+        raise UsageError(f"motion prediction frames must be {size[0]}x{size[1]}x3 uint8 RGB like the keyframe")
 
 
 class WanClipGenerator:
@@ -201,19 +199,32 @@ class WanClipGenerator:
         if count < 1:
             raise UsageError(f"a clip needs at least one frame, got {count}")
         size = (int(first.shape[0]), int(first.shape[1]))
-        guide_frames = check_prediction(prediction, count, size)
+        check_prediction(prediction, count)
         if count == 1:
             return [first.copy()]
         work = self.work_size(size)
         a = _work(first, work)
         b = _work(last, work) if last is not None else None
-        guide = None
-        if guide_frames is not None:
-            guide = [a] + [_work(f, work) for f in guide_frames[1:]] + ([b] if b is not None else [])
+        guide = self._guide(prediction, first, size, work, a, b) if prediction is not None else None
         job = _Job(self._embed(text), seed, work)
         span = self._span(a, b, count if last is not None else count - 1, guide, job)
         self.last_calls = job.calls
         return [first.copy()] + [from_pil(PILImage.fromarray(im), size) for im in span[1:count]]
+
+    def _guide(self, prediction: Sequence[Image], first: Image, size: tuple[int, int], work: tuple[int, int],
+               a: np.ndarray, b: np.ndarray | None) -> list[np.ndarray] | None:
+        """The prediction at the working size, read one frame at a time (it may be computed lazily), with the next
+        keyframe after it; None when every frame is the keyframe itself (a stream without motion: nothing to follow,
+        so the clip is generated as without a prediction)."""
+        guide, moving = [a], False
+        for i in range(1, len(prediction)):
+            frame = prediction[i]
+            _check_frame(frame, size)
+            moving = moving or not (frame is first or np.array_equal(frame, first))
+            guide.append(_work(frame, work))
+        if not moving:
+            return None
+        return guide + ([b] if b is not None else [])
 
     @torch.inference_mode()
     def _embed(self, text: str) -> dict[str, torch.Tensor]:
