@@ -169,6 +169,24 @@ def test_parallel_decode_equals_serial_decode(reference):
     assert all(a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(serial, spread))
 
 
+def test_parallel_decode_conceals_a_damaged_segment_as_a_serial_decode(clip, tmp_path):
+    stream = tmp_path / "short_segments.m3cv"
+    m3cvcav.encode(clip, stream, size=SIZE, frames=FRAMES, vf="select=max=4")
+    index = read_seek_index(stream)
+    assert len(index) >= 4
+    data = bytearray(stream.read_bytes())
+    start, end = index[2][0], index[3][0]
+    data[(start + end) // 2] ^= 0xFF  # damage the third segment
+    stream.write_bytes(bytes(data))
+    with m3cvcav.open(stream) as serial_stream:
+        serial = [(f.pts, f.image) for f in serial_stream.frames()]
+    with parallel.ParallelDecoder(stream, workers_n=2, run_frames=4) as spread_stream:
+        spread = [(f.pts, f.image) for f in spread_stream.frames()]
+        assert spread_stream.generate.corrupt == 1
+    assert [pts for pts, _ in spread] == [pts for pts, _ in serial]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(serial, spread))
+
+
 def _dying_encode_chunk(job):
     """encode_chunk, but the worker running chunk 1 dies the first time (as if the OS killed it)."""
     marker = os.environ["M3CVC_TEST_DIE_MARKER"]
