@@ -4,7 +4,8 @@ On the held-out images (``engines.tokenizer.data.HELD_OUT_*``, never trained on)
 the real entropy-coded token payload (``bitstream.entropy.encode_tokens``, decoded back and checked) → bpp, PSNR (RGB),
 MS-SSIM (pytorch-msssim, RGB, data range 255), image VMAF v0.6.1 and VMAF NEG (vmaf-torch on BT.709 luma, motion
 feature 0 as for a still: an identical image scores 97.43, libvmaf's value), the lite semantic similarity
-(EfficientNet-Lite0 embedding cosine), and encode/decode time per image. Baselines on the same images: JPEG and WebP (Pillow) and AV1 intra (SVT-AV1 via PyAV,
+(EfficientNet-Lite0 embedding cosine), and encode/decode time per image.
+Baselines on the same images: JPEG and WebP (Pillow) and AV1 intra (SVT-AV1 via PyAV,
 decoded with dav1d) over quality sweeps; rates are payload bytes (no container). Values are means over the images.
 MS-SSIM and VMAF BD-rate vs AV1: mean log-rate difference over the overlapping quality range, piecewise-linear in
 log-rate.

@@ -67,7 +67,8 @@ def _share(overlap: tuple[float, float] | None, values: np.ndarray) -> float:
 
 def equal_rate(anchor: list[tuple[float, float]], test: list[tuple[float, float]]) -> dict:
     """Quality difference (test − anchor) at equal rate, at every point of either curve that lies inside the other's
-    rate range (the other curve linearly interpolated in log rate): the comparison the points support without fitting."""
+    rate range (the other curve linearly interpolated in log rate): the comparison the points support without
+    fitting."""
     ra, qa = (np.array(v, float) for v in zip(*sorted(anchor)))
     rt, qt = (np.array(v, float) for v in zip(*sorted(test)))
     pairs = []
@@ -102,8 +103,9 @@ def compare(anchor: list[tuple[float, float]], test: list[tuple[float, float]], 
         if few:
             why = f"needs ≥ {min_points} points on each curve (anchor {len(anchor)}, test {len(test)})"
         elif min(out[share_key]) < min_share:
+            what = "quality" if share_key == "quality_share" else "log-rate"
             why = (f"overlap covers {100 * out[share_key][0]:.0f}% / {100 * out[share_key][1]:.0f}% of the anchor's / "
-                   f"test's {'quality' if share_key == 'quality_share' else 'log-rate'} range (< {100 * min_share:.0f}%)")
+                   f"test's {what} range (< {100 * min_share:.0f}%)")
         else:
             continue
         out[f"{key.replace('_pct', '')}_why"] = why

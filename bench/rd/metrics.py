@@ -3,8 +3,8 @@
 Computed: PSNR-Y (on the Y' plane), PSNR-RGB and MS-SSIM (pytorch-msssim, RGB, data range 255) after the clip's stated
 Y'CbCr→RGB conversion, the lite semantic similarity (cosine of the lite profile's EfficientNet-Lite0 embeddings),
 temporal consistency (flow-warping error: decoded frame t warped to t+1 with OpenCV DIS flow measured on the source,
-MSE on [0,1] RGB over pixels that pass a forward-backward check), VMAF v0.6.1 and VMAF NEG on the luma plane (vmaf-torch,
-in process: ``vmaf.py``), the frozen-frame count, and CLIP-sim when its weights are at hand.
+MSE on [0,1] RGB over pixels that pass a forward-backward check), VMAF v0.6.1 and VMAF NEG on the luma plane
+(vmaf-torch, in process: ``vmaf.py``), the frozen-frame count, and CLIP-sim when its weights are at hand.
 """
 from __future__ import annotations
 

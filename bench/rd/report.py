@@ -151,7 +151,8 @@ def _cmp_cell(v: dict | None) -> str:
         else:
             parts.append(f"{label}: {v.get(key.replace('_pct', '') + '_why', v.get('why', '–'))}")
     eq = v.get("equal_rate") or {}
-    parts.append(f"Δ equal rate {_fmt(eq['mean_diff'])} ({eq['points']} pts)" if eq.get("points") else "no rate overlap")
+    parts.append(f"Δ equal rate {_fmt(eq['mean_diff'])} ({eq['points']} pts)" if eq.get("points")
+                 else "no rate overlap")
     parts.append("overlap share rate " + "/".join(f"{100 * x:.0f}%" for x in v.get("rate_share", []))
                  + ", quality " + "/".join(f"{100 * x:.0f}%" for x in v.get("quality_share", [])))
     return "; ".join(parts)
@@ -219,8 +220,8 @@ def markdown(data: dict) -> str:
            + (f" ({meta['ladder_unit']})" if meta["ladder_unit"] == "bpp" else "")
            + f"; took {meta['seconds']:.0f} s.", ""]
     if data["compare"]:
-        out += ["## Headlines", "", "Each profile against each baseline, with the evidence behind each figure (rules in "
-                "Method; every metric and clip in *Comparisons* below).", ""] + headline_lines(data) + [""]
+        out += ["## Headlines", "", "Each profile against each baseline, with the evidence behind each figure (rules "
+                "in Method; every metric and clip in *Comparisons* below).", ""] + headline_lines(data) + [""]
     out += ["## Method", ""] + [f"- {line}" for line in meta["method"]] + ["", "## Corpus", "",
             "| clip | size | frames | fps | source | license | colour | sha256 | note |", "|---" * 9 + "|"]
     for c in data["corpus"]:

@@ -48,7 +48,8 @@ def motion2(lumas: list[np.ndarray]) -> np.ndarray:
 def scores(ref: list[np.ndarray], dist: list[np.ndarray], motion: np.ndarray | None = None,
            batch: int = 8) -> dict[str, list[float]]:
     """Per-frame VMAF and VMAF NEG of ``dist`` against ``ref`` (lists of H×W uint8 luma planes). ``motion``: the
-    reference's ``motion2`` at these frames (from :func:`motion2` over the whole clip); None or zeros for still images."""
+    reference's ``motion2`` at these frames (from :func:`motion2` over the whole clip); None or zeros for still
+    images."""
     if len(ref) != len(dist) or (ref and ref[0].shape != dist[0].shape):
         raise ValueError(f"VMAF needs frames of one size in pairs, got {len(ref)} reference and {len(dist)} distorted")
     motion = np.zeros(len(ref), np.float32) if motion is None else np.asarray(motion, np.float32)
