@@ -169,7 +169,7 @@ def weights_sha256(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLi
     return outer.digest()
 
 
-# -- fetching a profile's models ahead of time (`python -m m3cvcav engines fetch`) -----------------------------------------
+# -- fetching a profile's models ahead of time (`python -m m3cvcav engines fetch`) ------------------------------------
 COMMIT = re.compile(r"[0-9a-f]{40}")
 _VARIANT_TAGS = ("fp16", "bf16", "fp32", "non_ema", "ema")
 _NOT_LOADED = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.onnx", "*.onnx_data", "*.msgpack", "*.h5", "*.gguf", "*.ot",
@@ -204,7 +204,8 @@ def hub_models(roles: dict[str, dict]) -> list[HubModel]:
         revision = str(table.get("revision") or "")
         if not COMMIT.fullmatch(revision):
             raise ModelError(f"role {role!r} loads {repo} at revision {revision or '(none)'!r}, not a commit: set "
-                             f"[roles.{role}] revision to the 40-hex commit to fetch (see the repo's history on the hub)")
+                             f"[roles.{role}] revision to the 40-hex commit to fetch (the repo's history on the "
+                             "hub lists them)")
         found.setdefault((repo, revision, table.get("variant")), []).append(role)
     return [HubModel(repo, rev, tuple(r), variant) for (repo, rev, variant), r in found.items()]
 

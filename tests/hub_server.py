@@ -1,10 +1,11 @@
 """A tiny model hub on 127.0.0.1 in the Hugging Face hub's layout, for testing hub downloads offline.
 
-Serves repositories built from local folders at fixed commits: ``GET /api/models/<repo>/revision/<rev>`` (repo info with
-its file list), ``GET /api/models/<repo>/tree/<rev>`` (the recursive file listing), ``HEAD``/``GET /<repo>/resolve/<rev>/<path>`` (headers ``X-Repo-Commit``, ``ETag`` — sha256 for "LFS"
-files (weights), the git blob sha1 otherwise — ``X-Linked-Etag``/``X-Linked-Size`` for LFS, ranges). Unknown repos and
-revisions answer 404 with the hub's ``X-Error-Code`` (``RepoNotFound`` / ``RevisionNotFound``). Loopback only, bounded:
-every connection has a timeout and the server stops with the context manager.
+Serves repositories built from local folders at fixed commits: ``GET /api/models/<repo>/revision/<rev>`` (repo info
+with its file list), ``GET /api/models/<repo>/tree/<rev>`` (the recursive file listing), ``HEAD``/``GET
+/<repo>/resolve/<rev>/<path>`` (headers ``X-Repo-Commit``, ``ETag`` — sha256 for "LFS" files (weights), the git blob
+sha1 otherwise — ``X-Linked-Etag``/``X-Linked-Size`` for LFS, ranges). Unknown repos and revisions answer 404 with
+the hub's ``X-Error-Code`` (``RepoNotFound`` / ``RevisionNotFound``). Loopback only, bounded: every connection has a
+timeout and the server stops with the context manager.
 """
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ class HubServer:
                                     if f.endswith(LFS_SUFFIXES) else {})} for f, d in repo.files.items()]
                         return self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, body)
                     info = {"id": name, "modelId": name, "sha": repo.commit, "private": False, "disabled": False,
-                            "gated": False, "downloads": 0, "likes": 0, "tags": [], "lastModified": "2025-01-01T00:00:00.000Z",
+                            "gated": False, "downloads": 0, "likes": 0, "tags": [],
+                            "lastModified": "2025-01-01T00:00:00.000Z",
                             "siblings": [{"rfilename": f, "size": len(d),
                                           **({"lfs": {"sha256": Repo.etag(f, d), "size": len(d),
                                                       "pointerSize": 134}} if f.endswith(LFS_SUFFIXES) else {})}

@@ -77,7 +77,8 @@ def test_engines_fetch_from_a_loopback_hub(tiny_vlm, tiny_sd, tiny_wan, tmp_path
     from m3cvcav.engines.loaders import weights_sha256
 
     profile = _hub_profile(tmp_path / "hub.toml")
-    hf = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1", "M3CVC_HASH_CACHE": str(tmp_path / "h.json")}
+    hf = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+          "M3CVC_HASH_CACHE": str(tmp_path / "h.json")}
     repos = {"tiny/vlm": Repo(tiny_vlm, COMMIT), "tiny/sd": Repo(tiny_sd, COMMIT), "tiny/wan": Repo(tiny_wan, COMMIT)}
     with HubServer(repos) as hub:
         status, out, err = _run(["engines", "fetch", "-profile", str(profile), "-quiet"],
@@ -91,7 +92,8 @@ def test_engines_fetch_from_a_loopback_hub(tiny_vlm, tiny_sd, tiny_wan, tmp_path
             assert f"{repo}@{COMMIT[:12]}" in out and f"{repo}: {count} files verified" in out
         assert "HF_HUB_OFFLINE=1 python -m m3cvcav" in lines[-1] and str(profile) in lines[-1]
         downloads = [p for m, p in hub.requests if m == "GET" and "/resolve/" in p]
-        status, out, _ = _run(["engines", "fetch", "-profile", str(profile), "-quiet"], {**hf, "HF_ENDPOINT": hub.endpoint})
+        status, out, _ = _run(["engines", "fetch", "-profile", str(profile), "-quiet"],
+                              {**hf, "HF_ENDPOINT": hub.endpoint})
         assert status == 0 and "0 B to download" in out  # already cached: nothing fetched again
         assert [p for m, p in hub.requests if m == "GET" and "/resolve/" in p] == downloads
 
@@ -99,7 +101,8 @@ def test_engines_fetch_from_a_loopback_hub(tiny_vlm, tiny_sd, tiny_wan, tmp_path
         from huggingface_hub import constants
 
         monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
         capsys.readouterr()
         assert main(["engines", "fetch", "-profile", str(_hub_profile(tmp_path / "bad.toml", "2" * 40)), "-quiet"]) == 1

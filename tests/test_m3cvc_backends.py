@@ -155,7 +155,8 @@ def test_wan_transformer_on_onnxruntime(model, tiny_wan, tiny_wan_vace):
                 "role": "clip_generator", "height": 16, "width": 16, "window": 9, "max_sequence_length": 16}
     on_torch = load_clip_generator({**settings, "backend": "torch"})
     on_ort = load_clip_generator({**settings, "backend": "onnxruntime"})
-    assert on_ort.backends == {"transformer": "onnxruntime"} and isinstance(on_ort.pipe.transformer, EngineWanTransformer)
+    assert on_ort.backends == {"transformer": "onnxruntime"}
+    assert isinstance(on_ort.pipe.transformer, EngineWanTransformer)
     assert load_clip_generator({**settings, "backend": "auto"}).backends == {"transformer": "torch"}
     first, last = synthetic_images(2, size=16)
     a = on_torch.generate(first, last, 4, "the ball rolls", seed=2)

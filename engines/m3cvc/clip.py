@@ -1,8 +1,8 @@
 """Clip generator of the m3cvc profile: first-last-frame video diffusion with D^C as the prompt, guided by the stream's
 motion.
 
-Two diffusers pipelines, told apart by the model folder's ``model_index.json``: Wan2.1 FLF2V (``WanImageToVideoPipeline``
-with ``last_image``) and Wan2.1 VACE (``WanVACEPipeline``: a conditioning video and a mask saying which frames to make).
+Two diffusers pipelines, told apart by the model folder's ``model_index.json``: Wan2.1 FLF2V
+(``WanImageToVideoPipeline`` with ``last_image``) and Wan2.1 VACE (``WanVACEPipeline``: a conditioning video and a mask saying which frames to make).
 
 Timing: the model makes ``4⌈n/4⌉+1`` frames for a span of ``n`` source frame intervals, one model frame per source
 frame. VACE places the next keyframe at frame ``n`` of its conditioning video (mask 0), so frames ``0..n`` are kept as
@@ -72,7 +72,8 @@ def retime(frames: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
 def check_prediction(prediction: Sequence[Image] | None, count: int) -> None:
     """A UsageError unless ``prediction`` is None or has ``count`` frames."""
     if prediction is not None and len(prediction) != count:
-        raise UsageError(f"the motion prediction has {len(prediction)} frames for a clip of {count}: pass one per frame")
+        raise UsageError(f"the motion prediction has {len(prediction)} frames for a clip of {count}: pass one per "
+                         "frame")
 
 
 def _check_frame(frame, size: tuple[int, int]) -> None:

@@ -263,9 +263,9 @@ def wan_transformer_spec(transformer, shapes: dict[str, tuple[int, ...]],
     h = shapes["hidden_states"]
     out = (h[0], int(transformer.config.out_channels), *h[2:])
     tag = "x".join(map(str, h[2:]))
-    kind = "vace" if "control_hidden_states" in shapes else "flf2v" if "encoder_hidden_states_image" in shapes else "t2v"
-    return ExportSpec(name=f"{WAN_TRANSFORMER}-{kind}-{tag}", module=_WanNet(module, "encoder_hidden_states_image" in shapes,
-                                                                     "control_hidden_states" in shapes),
+    image, control = "encoder_hidden_states_image" in shapes, "control_hidden_states" in shapes
+    kind = "vace" if control else "flf2v" if image else "t2v"
+    return ExportSpec(name=f"{WAN_TRANSFORMER}-{kind}-{tag}", module=_WanNet(module, image, control),
                       inputs=inputs, outputs=(TensorSpec("noise", out),), sample=sample,
                       extra={"shapes": {k: list(v) for k, v in sorted(shapes.items())}, "rms_norm": "decomposed"},
                       profiles=(ShapeProfile(tag, {s.name: s.shape for s in inputs}, {s.name: s.shape for s in inputs},

@@ -4,14 +4,15 @@ the profile lists codebooks.
 Without ``codebooks`` the factory returns the project's lite VQ tokenizer (weights in the package: nothing to train or
 download), and SD-Turbo img2img guided by D^F restores its keyframes (CMVC's IT2V). With ``codebooks`` it is M3-CVC's
 K* over the diffusion VAE's latent, below. The sequence header records which one coded a stream by its model id:
-``LITE_MODEL_ID`` (0x0401) or ``VQ_MODEL_ID`` (17), and the profile's ``model_id`` must say the same.
+``engines.tokenizer.MODEL_ID`` (0x0401) or ``VQ_MODEL_ID`` (17), and the profile's ``model_id`` must say the same.
 
 VQ over the VAE latent:
 
 encode: keyframe → resized to the working size (longest side ≤ ``max_side``, sides multiples of VAE scale × patch) →
 VAE posterior mean → nearest codebook entry per p×p latent patch → K* (1, h, w) int32. decode: codebook lookup → VAE
-decode (on the profile's backend, see ``vae.Vae.decoder``) → resized back to the source size. Rate points: for each codebook file (``codebooks = [...]``, in order) each
-depth 1..L of its residual levels, so a 2-level codebook gives two rate points (lowest rate first when listed so).
+decode (on the profile's backend, see ``vae.Vae.decoder``) → resized back to the source size. Rate points: for each
+codebook file (``codebooks = [...]``, in order) each depth 1..L of its residual levels, so a 2-level codebook gives two
+rate points (lowest rate first when listed so).
 """
 from __future__ import annotations
 
