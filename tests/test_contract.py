@@ -184,7 +184,7 @@ def test_outputs_get_the_usual_permissions(clip, tmp_path):
     assert modes == dict.fromkeys(["d.mp4", "f_01.png", "f_02.png", "e.m3cv", "e.mkv"], 0o640)
 
 
-def test_bad_output_name_is_refused_before_any_model(tmp_path):
+def test_bad_output_name_is_refused_before_any_model(clip, tmp_path):
     r = run("-loglevel", "verbose", "-i", str(media_path("clips/bigbuckbunny.mp4")), "-c", "m3cvc",
             str(tmp_path / "x.xyz"))
     assert r.returncode == 2
@@ -193,6 +193,9 @@ def test_bad_output_name_is_refused_before_any_model(tmp_path):
     assert b"engines" not in r.stderr  # no model was loaded
     with pytest.raises(UsageError, match="format='mkv'"):
         m3cvcav.encode(media_path("clips/bigbuckbunny.mp4"), tmp_path / "x.xyz")
+    stream, _ = clip
+    with pytest.raises(UsageError, match="cannot tell the output format"):  # decoding: before the models load too
+        m3cvcav.decode(stream, tmp_path / "x.xyz")
     assert list(tmp_path.iterdir()) == []
 
 
