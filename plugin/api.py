@@ -41,7 +41,7 @@ from m3cvcav.filters.ratecontrol import RateControl
 from m3cvcav.filters.sink import Sink, check_output, is_single_image, output_format
 from m3cvcav.filters.source import Source
 from m3cvcav.log import get_logger
-from m3cvcav.preflight import check_profile
+from m3cvcav.preflight import check_profile, check_stream_models
 
 log = get_logger("api")
 
@@ -408,6 +408,7 @@ class Decoder:
             name = profile or self.tags.get("M3CV_PROFILE") or _profile_name(self.header.profile_id)
             self.engines = engines_for(name, engine, offload)
             check_profile(self.engines.profile, self.engines.profile.decoder_roles())
+            check_stream_models(self.engines.profile, self.header.models)
             check_mode(self.engines, mode)
             self.generate = Generate(profile=self.engines, mode=mode)
             self.generate.configure(self.header)
