@@ -219,3 +219,14 @@ def test_keyframe_prompt_fits_the_text_window(keyframes):
     fitted = keyframes.prompt(long)
     assert fitted.startswith("Dusk, warm light.") and len(fitted) < len(long)
     assert len(tok(fitted, add_special_tokens=False).input_ids) <= tok.model_max_length - 2
+
+
+def test_flf2v_image_encoder_and_vae_stay_float32(tiny_wan):
+    """In bf16 the transformer and text encoder run in bf16; the CLIP image encoder and the Wan VAE in float32, as
+    diffusers' FLF2V example loads them."""
+    gen = load_clip_generator(_settings(tiny_wan, "clip_generator", dtype="bfloat16", height=16, width=16, window=5,
+                                        max_sequence_length=16))
+    assert gen.pipe.transformer.dtype == torch.bfloat16
+    assert gen.pipe.image_encoder.dtype == torch.float32 and gen.pipe.vae.dtype == torch.float32
+    first, last = synthetic_images(2, size=32)
+    assert len(gen.generate(first, last, 4, "x", seed=1)) == 4

@@ -110,17 +110,15 @@ class WanClipGenerator:
         # The Wan VAE and (FLF2V) the CLIP image encoder run in float32, as diffusers' examples load them; the
         # transformer and the text encoder in ``dtype``.
         vae = load(settings, ROLE, AutoencoderKLWan.from_pretrained, subfolder="vae", dtype=torch.float32)
-        extra: dict[str, Any] = {"vae": vae}
-        index = load(settings, ROLE, DiffusionPipeline.load_config, use_safetensors=None)
-        if (index.get("image_encoder") or [None])[0] is not None and self.dtype != torch.float32:
-            from transformers import CLIPVisionModel
-
-            extra["image_encoder"] = load(settings, ROLE, CLIPVisionModel.from_pretrained, subfolder="image_encoder",
-                                          dtype=torch.float32)
-        self.pipe = load(settings, ROLE, DiffusionPipeline.from_pretrained, dtype=self.dtype, **extra)
+        self.pipe = load(settings, ROLE, DiffusionPipeline.from_pretrained, vae=vae, dtype=self.dtype)
         if not isinstance(self.pipe, (WanImageToVideoPipeline, WanVACEPipeline)):
             raise ModelError(f"clip generator {settings['repo']!r} is a {type(self.pipe).__name__}; the m3cvc clip "
                              "generator runs WanImageToVideoPipeline (FLF2V) or WanVACEPipeline models")
+        encoder = getattr(self.pipe, "image_encoder", None)
+        if encoder is not None and encoder.dtype != torch.float32:
+            # from_pretrained does not keep a passed image encoder, so the float32 one replaces the cast one here
+            self.pipe.register_modules(image_encoder=load(settings, ROLE, type(encoder).from_pretrained,
+                                                          subfolder="image_encoder", dtype=torch.float32))
         self.vace = isinstance(self.pipe, WanVACEPipeline)
         self.backends = {"transformer": self._place_transformer(settings)}
         place_pipeline(self.pipe, settings, self.device, ROLE)
