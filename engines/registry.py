@@ -22,7 +22,7 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.errors import ModelError, UsageError, missing_package
 from m3cvcav.log import get_logger
 
 from .backends.config import parse_backends
@@ -140,6 +140,11 @@ class Profile:
         module_name, attr = factory_name.split(":")
         try:
             return getattr(importlib.import_module(module_name), attr)
+        except ModuleNotFoundError as err:
+            if err.name and not err.name.startswith("m3cvcav"):  # an optional package: name the extra that brings it
+                raise missing_package(err.name, f"profile {self.name!r} role {role}") from err
+            raise ModelError(f"profile {self.name!r} role {role}: factory {factory_name} is not available "
+                             f"({err}); install what it needs or use -profile lite") from err
         except (ImportError, AttributeError) as err:
             raise ModelError(f"profile {self.name!r} role {role}: factory {factory_name} is not available "
                              f"({err}); install what it needs or use -profile lite") from err

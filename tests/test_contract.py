@@ -348,3 +348,15 @@ def test_probe_json_separates_audio(clip):
                           text=True)
     report = json.loads(done.stdout)
     assert report["audio_bytes"] > 0 and report["video_bytes"] + report["audio_bytes"] < report["file_size"]
+
+
+def test_registry_names_the_extra_of_a_missing_package(monkeypatch):
+    from m3cvcav.engines import registry
+
+    def missing(name):
+        raise ModuleNotFoundError("No module named 'diffusers'", name="diffusers")
+
+    profile = registry.load_profile("m3cvc")
+    monkeypatch.setattr(registry.importlib, "import_module", missing)
+    with pytest.raises(m3cvcav.EngineError, match=r"diffusers from the optional \[m3cvc\] extra"):
+        profile._factory("keyframe_generator")
