@@ -12,12 +12,12 @@ from pathlib import Path
 from .containers import open_reader
 from .containers.base import decode_packet
 from .framing import iter_units
-from .units import (FRAME_PTS, GEN_PARAMS, KEYFRAME_TOKENS, MOTION, PADDING, SEGMENT_HEADER, SEQUENCE_HEADER, TEXT,
-                    CorruptSegment, token_descriptor_size)
+from .units import (FRAME_PTS, GEN_PARAMS, KEYFRAME_RESIDUAL, KEYFRAME_TOKENS, MOTION, PADDING, SEGMENT_HEADER,
+                    SEQUENCE_HEADER, TEXT, CorruptSegment, token_descriptor_size)
 
-LAYERS = ("headers", "framing", "tokens", "text", "motion", "params", "timestamps", "padding", "unknown")
+LAYERS = ("headers", "framing", "tokens", "residual", "text", "motion", "params", "timestamps", "padding", "unknown")
 _LAYER_OF = {SEQUENCE_HEADER: "headers", SEGMENT_HEADER: "headers", TEXT: "text", MOTION: "motion",
-             GEN_PARAMS: "params", FRAME_PTS: "timestamps", PADDING: "padding"}
+             KEYFRAME_RESIDUAL: "residual", GEN_PARAMS: "params", FRAME_PTS: "timestamps", PADDING: "padding"}
 
 
 def unit_layers(data: bytes) -> dict[str, int]:

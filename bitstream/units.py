@@ -14,6 +14,7 @@ from m3cvcav.errors import BitstreamError, UnsupportedVersionError
 
 from .framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
 from .motion import SegmentMotion, decode_motion, encode_motion
+from .residual import KeyframeResidual, decode_residual, encode_residual
 
 VERSION = (1, 1)  # 1.1: the motion layer (MOTION kind 2)
 
@@ -21,11 +22,12 @@ SEQUENCE_HEADER = 0x01
 SEGMENT_HEADER = 0x02
 KEYFRAME_TOKENS = 0x03
 TEXT = 0x04
+KEYFRAME_RESIDUAL = 0x05
 MOTION = 0x06
 GEN_PARAMS = 0x07
 FRAME_PTS = 0x08
 PADDING = 0x7F
-ONCE_PER_SEGMENT = (GEN_PARAMS, KEYFRAME_TOKENS, TEXT, MOTION, FRAME_PTS)
+ONCE_PER_SEGMENT = (GEN_PARAMS, KEYFRAME_TOKENS, KEYFRAME_RESIDUAL, TEXT, MOTION, FRAME_PTS)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Segment:
     frame_text: str = ""
     clip_text: str = ""
     motion: SegmentMotion | None = None  # bitstream.motion: every frame after the keyframe
+    residual: KeyframeResidual | None = None  # bitstream.residual: what the keyframe tokens left
     params: GenerationParams | None = None
     frame_pts: list[int] | None = None  # per-frame pts for VFR; None = constant rate from first_pts
 
@@ -386,6 +389,8 @@ def encode_segment(segment: Segment) -> bytes:
         units.append(pack_unit(GEN_PARAMS, _params_payload(segment.params)))
     if segment.tokens is not None:
         units.append(pack_unit(KEYFRAME_TOKENS, token_descriptor(segment.tokens) + bytes(segment.tokens.payload)))
+    if segment.residual is not None:
+        units.append(pack_unit(KEYFRAME_RESIDUAL, encode_residual(segment.residual)))
     if segment.frame_text or segment.clip_text:
         units.append(pack_unit(TEXT, text_payload(segment.frame_text, segment.clip_text)))
     if segment.motion is not None:
@@ -424,6 +429,8 @@ def decode_segment(data: bytes) -> Segment:
         seen.add(t)
         if t == KEYFRAME_TOKENS:
             segment.tokens = _decode_tokens(p)[0]
+        elif t == KEYFRAME_RESIDUAL:
+            segment.residual = decode_residual(p)
         elif t == TEXT:
             segment.frame_text, segment.clip_text = decode_text(p)
         elif t == MOTION:

@@ -22,6 +22,7 @@ from m3cvcav.log import get_logger
 
 from .items import Frame
 from .node import Node
+from . import residual
 from .prediction import Warper
 
 log = get_logger("filters.generate")
@@ -94,6 +95,8 @@ class Generate(Node):
             indices = decode_tokens(t.payload, t.shape, model)
             grid = TokenGrid(indices, t.codebook_id, t.rate_point, self.tokenizer.vocab, tuple(t.image_size))
             image = self.tokenizer.decode(grid)
+            if seg.residual is not None:
+                image = residual.apply(image, seg.residual)
             if self.keyframe_generator is not None:
                 image = self.keyframe_generator.generate(image, seg.frame_text, size, seg.header.index)
         if image.shape[:2] != size:

@@ -16,13 +16,17 @@ class Level:
     rate_point: int
     refresh: float
     lam: float
+    step: int = 0  # keyframe residual quantiser step (1/4 code value); 0: no residual
 
 
-# -q 0 .. -q 11: every step up spends more bits where the eye sees them (a better keyframe, or more refreshes).
-LEVELS: tuple[Level, ...] = tuple(Level(rp, refresh, 4e-4 * 0.7 ** i) for i, (rp, refresh) in enumerate((
-    (0, 0.30), (0, 0.20), (1, 0.20), (1, 0.14), (2, 0.14), (2, 0.10), (3, 0.10), (3, 0.07), (3, 0.05), (3, 0.035),
-    (3, 0.025), (3, 0.015))))
+# -q 0 .. -q 15: every step up spends more bits where the eye sees them (a better keyframe, more refreshes, a finer
+# keyframe residual).
+LEVELS: tuple[Level, ...] = tuple(Level(rp, refresh, 4e-4 * 0.75 ** i, step) for i, (rp, refresh, step) in enumerate((
+    (0, 0.30, 0), (0, 0.20, 0), (1, 0.20, 0), (1, 0.14, 0), (2, 0.14, 0), (2, 0.10, 0), (3, 0.10, 0), (3, 0.09, 480),
+    (3, 0.08, 300), (3, 0.07, 190), (3, 0.06, 120), (3, 0.05, 76), (3, 0.04, 48), (3, 0.03, 30), (3, 0.02, 18),
+    (3, 0.012, 10))))
 DEFAULT_LEVEL = 6
+RESIDUAL_STEPS = tuple(sorted({round(8 * 1.1 ** i) for i in range(61)}))  # 8 .. ~2400: what -b:v chooses from
 
 
 @dataclass
@@ -43,42 +47,38 @@ class RateControl:
     _cheapest: float = 0.0
     _dearest: float = 0.0
 
-    _level: float = float(DEFAULT_LEVEL)
+    _pixel_rate: float = 0.0  # pixels per second of the stream
+    HORIZON = 2.0  # seconds of budget a segment's level is planned over
 
     @property
     def active(self) -> bool:
         return self.target_bps > 0
 
-    def level(self) -> Level:
-        """The ladder rung for the next segment: fixed by ``quality``, else steered by the budget."""
+    def start(self, width: int, height: int, fps: float) -> None:
+        self._pixel_rate = float(width * height * fps)
+
+    def level(self, now: float = 0.0, committed: float = 0.0) -> Level:
+        """The ladder rung for a segment starting at ``now``: fixed by ``quality``; under -b:v, the rung whose rate
+        matches what the budget of the next ``HORIZON`` seconds leaves after the ``committed`` bytes (measured on the
+        corpus: -q 6 ≈ 0.004 bits per pixel, one rung more per doubling of the rate)."""
         if not self.active:
             return LEVELS[DEFAULT_LEVEL if self.quality is None else self.quality]
-        return LEVELS[int(round(self._level))]
-
-    def steer(self, committed: float, end_time: float) -> None:
-        """After a segment is coded: move along the ladder by how far ``committed`` bytes are from the budget earned
-        by ``end_time`` (over budget: down, fewer refreshes; under: up)."""
-        if not self.active or end_time <= 0:
-            return
-        ratio = max(committed, 1.0) / max(self.budget(end_time), 1.0)
-        self._level = min(len(LEVELS) - 1.0, max(0.0, self._level - max(-2.0, min(2.0, 3.0 * math.log2(ratio)))))
-
-    def start(self, width: int, height: int, fps: float) -> None:
-        """First rung from the target's bits per pixel (measured ladder: level ≈ 3.2·log2(bpp·1e4) − 2)."""
-        if self.active:
-            bpp = self.target_bps / max(width * height * fps, 1.0)
-            self._level = min(len(LEVELS) - 1.0, max(0.0, 3.2 * math.log2(max(bpp * 1e4, 1e-3)) - 2.0))
+        available = max(self.budget(now + self.HORIZON) - committed, 1.0)
+        bpp = 8 * available / (max(self._pixel_rate, 1.0) * self.HORIZON)
+        rung = DEFAULT_LEVEL + math.log2(max(bpp, 1e-9) / 0.004)
+        return LEVELS[int(min(len(LEVELS) - 1, max(0, math.floor(rung))))]
 
     def budget(self, time: float) -> float:
         """Bytes earned by ``time`` seconds."""
         return self.target_bps * max(time, 0.0) / 8
 
-    def choose(self, sizes: dict[int, int], end_time: float) -> int:
-        """Pick a rate point from {rate point: coded bytes of this segment at it}."""
+    def choose(self, sizes: dict[int, int], end_time: float, committed: float = 0.0) -> int:
+        """Pick a rate point from {rate point: coded bytes of this keyframe at it}: the level's, or under -b:v the
+        largest that the budget earned by ``end_time`` (at most a ``HORIZON`` ahead) pays for after ``committed``."""
         if not self.active:
             wanted = self.level().rate_point
             return max((rp for rp in sizes if rp <= wanted), default=min(sizes))
-        allowed = self.budget(end_time) - self.spent
+        allowed = self.budget(end_time) - committed
         fitting = [rp for rp, size in sizes.items() if size <= allowed]
         return max(fitting) if fitting else min(sizes, key=sizes.get)
 
@@ -100,6 +100,11 @@ class RateControl:
         earned = self.budget(now)
         ratio = (self.spent - earned) / max(earned, self._cheapest, 1.0)
         return base * math.exp(max(-2.0, min(2.0, 2.0 * ratio)))
+
+    def can_refresh(self, now: float, committed: float) -> bool:
+        """Under -b:v, whether the budget earned by ``now`` (with a second's slack) pays for one more keyframe at
+        the cheapest rate point after the ``committed`` bytes."""
+        return not self.active or committed + self._cheapest <= self.budget(now + 1.0)
 
     def may_cut(self, now: float) -> bool:
         if not self.active or self.segments == 0:

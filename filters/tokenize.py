@@ -15,8 +15,10 @@ import cv2
 import numpy as np
 
 from m3cvcav.bitstream.entropy import encode_tokens
-from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion, encode_motion
-from m3cvcav.bitstream.units import SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, frame_pts_cfr
+from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
+from m3cvcav.bitstream.residual import KeyframeResidual, encode_residual
+from m3cvcav.bitstream.units import (SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, encode_segment, frame_pts_cfr,
+                                    text_payload)
 from m3cvcav.errors import UsageError
 from m3cvcav.log import get_logger
 
@@ -25,7 +27,8 @@ from .items import ClipSegment, VideoInfo
 from .motion_search import Choice, MotionSearch
 from .node import Node
 from .options import Option
-from .ratecontrol import LEVELS, Level, RateControl
+from .ratecontrol import LEVELS, RESIDUAL_STEPS, Level, RateControl
+from .residual import ResidualCoder, apply
 
 log = get_logger("filters.tokenize")
 GRID_CELLS = 16  # motion grid columns (rows follow the aspect); cells of at least 16 px
@@ -44,6 +47,8 @@ class _Part:
     decoded: np.ndarray  # the keyframe as the decoder will see it (full size)
     analysed: list[dict] = field(default_factory=list)  # work-size analysis of every frame
     forward: list[Choice] = field(default_factory=list)  # motion to this keyframe, frames 1..n-1
+    residual: KeyframeResidual | None = None
+    coder: ResidualCoder | None = None  # to re-code the residual at another step (-b:v)
 
 
 class Tokenize(Node):
@@ -73,6 +78,7 @@ class Tokenize(Node):
         self._held: _Part | None = None
         self._index = 0
         self._pending = 0  # bytes of parts coded but not yet handed on
+        self._handed = 0  # bytes of segments handed on but not yet counted by rate control
         self._last_text = 0  # bytes the texts added to the last segment (estimate for the next)
         self._unaccounted: list[ClipSegment] = []  # handed on, bytes not yet counted by rate control
 
@@ -88,19 +94,16 @@ class Tokenize(Node):
         return info
 
     # -- keyframes ------------------------------------------------------------------------------------------------
-    def _keyframe(self, image: np.ndarray, level: Level, end_time: float) -> tuple[KeyframeTokens | None, np.ndarray]:
-        """Tokens at the level's rate point (or the largest the budget allows) and the decoded keyframe."""
+    def _keyframe(self, image: np.ndarray, level: Level, now: float, end_time: float):
+        """Tokens at the level's rate point (or the largest the budget allows), the residual at the level's step,
+        the decoded keyframe and the residual coder: (tokens, residual, decoded, coder)."""
         if self.tokenizer is None:  # tt2v: the decoder generates keyframes; motion is measured against the source
-            return None, image
+            return None, None, image, None
         wanted = min(level.rate_point, max(self.points))
         if self.rate.active:
             grids = {rp: self.tokenizer.encode(image, rp) for rp in self.points}
             payloads = {rp: encode_tokens(g.indices, self.tokenizer.token_model(rp)) for rp, g in grids.items()}
-            self.rate.spent += self._pending
-            try:
-                rp = self.rate.choose({p: len(b) for p, b in payloads.items()}, end_time)
-            finally:
-                self.rate.spent -= self._pending
+            rp = self.rate.choose({p: len(b) for p, b in payloads.items()}, end_time, self._committed(now))
             self.rate.note_keyframes([len(b) for b in payloads.values()])
             grid, payload = grids[rp], payloads[rp]
         else:
@@ -111,7 +114,9 @@ class Tokenize(Node):
         decoded = self.tokenizer.decode(grid)
         if decoded.shape[:2] != image.shape[:2]:
             decoded = cv2.resize(decoded, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
-        return tokens, decoded
+        coder = ResidualCoder(image, decoded) if level.step or self.rate.active else None
+        residual = coder.code(level.step) if level.step else None
+        return tokens, residual, decoded if residual is None else apply(decoded, residual), coder
 
     # -- splitting and coding -------------------------------------------------------------------------------------
     def _code(self, seg: ClipSegment) -> list[_Part]:
@@ -119,9 +124,11 @@ class Tokenize(Node):
         parts: list[_Part] = []
         start = 0
         while start < len(seg.frames):
-            level = self.rate.level()
+            now = float(seg.pts[start] * seg.time_base)
+            level = self.rate.level(now, self._committed(now))
             end_time = seg.end_time
-            tokens, decoded = self._keyframe(seg.frames[start], level, end_time)
+            tokens, residual, decoded, coder = self._keyframe(seg.frames[start], level, now,
+                                                              min(end_time, now + self.rate.HORIZON))
             search = self.search[level]
             ref = search.analyse(seg.frames[start])
             ref["decoded"] = search.analyse(decoded)["rgb"]
@@ -129,13 +136,14 @@ class Tokenize(Node):
             # prediction is worse than the keyframe by more than the level's margin
             limit = search.distortion(ref["decoded"], ref) + level.refresh
             part = _Part([seg.frames[start]], [seg.pts[start]], seg.scene_cut and start == 0, end_time, level,
-                         tokens, decoded, [ref])
+                         tokens, decoded, [ref], residual=residual, coder=coder)
             history = []
             t = start + 1
             while t < len(seg.frames):
                 frame = search.analyse(seg.frames[t])
                 choice = search.choose(frame, ref, history, search.moved(frame, part.analysed[-1]))
-                if self.opts["refresh"] and choice.distortion > limit:
+                if self.opts["refresh"] and choice.distortion > limit and self.rate.can_refresh(
+                        float(seg.pts[t] * seg.time_base), self._committed(now) + _estimate(part, False)):
                     log.debug("frame %d: prediction distortion %.3f over %.3f: refresh", t, choice.distortion, limit)
                     break
                 part.frames.append(seg.frames[t])
@@ -146,9 +154,7 @@ class Tokenize(Node):
                 t += 1
             if t < len(seg.frames):
                 part.end_time = float(seg.pts[t] * seg.time_base)
-            self._pending += len(tokens.payload) if tokens is not None else 0
-            self._pending += 3 * len(part.forward)  # motion, estimated until it is coded
-            self.rate.steer(self.rate.spent + self._pending + self._last_text, part.end_time)
+            self._pending += _estimate(part, not self.rate.active)
             parts.append(part)
             start = t
         return parts
@@ -176,13 +182,40 @@ class Tokenize(Node):
             m.next is not None and m.next.grid is not None for m in frames) else (0, 0)) if frames else None
         regular = part.pts == frame_pts_cfr(part.pts[0], len(part.pts), self.info)
         header = SegmentHeader(self._index, part.pts[0], len(part.pts), 0, SCENE_CUT if part.scene_cut else 0)
+        self._pending -= _estimate(part, not self.rate.active)
         unit = Segment(header, part.tokens, motion=motion, frame_pts=None if regular else list(part.pts))
-        self._pending -= (len(part.tokens.payload) if part.tokens is not None else 0) + 3 * len(part.forward)
+        if self.rate.active and part.coder is not None:
+            part.residual = self._fill(part, unit)
+        unit.residual = part.residual
+        self._handed += len(encode_segment(unit)) + self._last_text
         out = ClipSegment(self._index, part.frames[0], part.pts, time_base, samples=_samples(part.frames),
                           end_time=part.end_time, scene_cut=part.scene_cut, frames=part.frames, unit=unit)
         out.motion_words = motion_words(motion, self.info.width, self.info.height, len(part.pts))
         self._index += 1
         return out
+
+    def _committed(self, now: float) -> float:
+        """Bytes the stream holds before ``now``: what was handed on plus what is coded and waiting — and, under
+        -b:v, at least the budget earned by ``now``, since waiting segments are filled up to it (``_fill``)."""
+        known = self.rate.spent + self._handed + self._pending + self._last_text
+        return max(known, self.rate.budget(now)) if self.rate.active else known
+
+    def _fill(self, part: _Part, unit: Segment) -> KeyframeResidual | None:
+        """-b:v: the keyframe residual whose step brings the stream closest to the budget earned by the part's end
+        without passing it (none when even the coarsest does not fit): rate control's fine knob."""
+        base = len(encode_segment(unit)) + self._last_text + 3  # + the residual unit's framing
+        room = self.rate.budget(part.end_time) - self.rate.spent - self._handed - self._pending - base
+        steps = RESIDUAL_STEPS
+        best = None
+        lo, hi = 0, len(steps) - 1  # sizes fall as the step grows: find the finest step that fits
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            candidate = part.coder.code(steps[mid])
+            if len(encode_residual(candidate)) <= room:
+                best, hi = candidate, mid - 1
+            else:
+                lo = mid + 1
+        return best
 
     def process(self, seg: ClipSegment):
         self._account()
@@ -207,12 +240,22 @@ class Tokenize(Node):
 
     def _account(self) -> None:
         """Count the segments handed on once ``describe`` serialised them (their texts included), and learn what the
-        texts and framing add to a segment (estimated for the segments still being coded)."""
+        texts add to a segment (estimated for the segments still being coded)."""
         for seg in self._unaccounted:
             self.rate.record(seg.size)
-            coded = len(seg.unit.tokens.payload) if seg.unit.tokens is not None else 0
-            self._last_text = max(0, seg.size - coded - 3 * (len(seg.pts) - 1))
+            unit = seg.unit
+            if unit.frame_text or unit.clip_text:
+                self._last_text = len(text_payload(unit.frame_text, unit.clip_text)) + 6  # + the unit's framing
         self._unaccounted = []
+        self._handed = 0
+
+
+def _estimate(part: _Part, residual: bool = True) -> int:
+    """Bytes a coded part will take, as far as known before it is finished (motion: ~3 bytes a frame); without
+    the keyframe residual when it is still to be re-coded (-b:v)."""
+    tokens = len(part.tokens.payload) if part.tokens is not None else 0
+    extra = len(encode_residual(part.residual)) if residual and part.residual is not None else 0
+    return tokens + extra + 3 * len(part.forward)
 
 
 def _samples(frames: list[np.ndarray], count: int = 8) -> list[np.ndarray]:

@@ -34,7 +34,7 @@ OPTION_HELP: dict[str, tuple[str, str]] = {
     "size": ("WxH", "scale to this size"),
     "rate": ("FPS", "frame rate"),
     "bitrate": ("RATE", "encode: video bitrate target (rate control); decode: the output encoder's bitrate"),
-    "q": ("N", "encode: a fixed rate point (0 = lowest) instead of -b:v"),
+    "q": ("N", "encode: a fixed quality level 0..15 (default 6) instead of -b:v"),
     "crf": ("N", "decode: the output encoder's CRF"),
     "preset": ("P", "decode: the output encoder's preset"),
     "pix_fmt": ("F", "decode: the output pixel format"),
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
         summary = f"{result.frames} frames, {result.segments} segments: {result.summary()}"
     else:
         if "q" in args.values:
-            raise UsageError("-q picks the rate point of an encode; a decode's output encoder takes -crf or -b:v")
+            raise UsageError("-q picks the quality level of an encode; a decode's output encoder takes -crf or -b:v")
         if dst != "-":
             check_output(dst, overwrite)
         result = api.decode(src, dst, codec=codec, crf=args.number("crf", float, None), preset=args.get("preset"),

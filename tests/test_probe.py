@@ -43,7 +43,8 @@ def test_layer_accounting_is_exact():
     data = U.encode_segment(seg)
     layers = unit_layers(data + pack_unit(0x55, b"abc") + pack_unit(U.PADDING, b"zz"))
     text_len = len(U.text_payload("hi", ""))
-    assert layers == {"headers": 5 + 7, "framing": 6 * 6, "tokens": 10, "text": text_len, "motion": 0, "params": 4,
+    assert layers == {"headers": 5 + 7, "framing": 6 * 6, "tokens": 10, "residual": 0, "text": text_len, "motion": 0,
+                      "params": 4,
                       "timestamps": 0, "padding": 2, "unknown": 3}
     assert sum(layers.values()) == len(data) + 9 + 8
 
