@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from m3cvcav.bitstream.motion import (CORNER_UNIT, CORNERS, GRID_UNIT, NONE, TRANSLATION, WEIGHT_MAX, RefMotion,
-                                      _predict_corners)
+                                      predict_corners)
 
 from .prediction import Warper, homography
 
@@ -125,7 +125,7 @@ class MotionSearch:
         return np.rint(np.dstack([dx, dy]) * GRID_UNIT).astype(np.int32)
 
     def _bits(self, motion: RefMotion, history: list[RefMotion]) -> float:
-        predicted = _predict_corners(history)
+        predicted = predict_corners(history)
         bits = 2.0
         if motion.model == TRANSLATION:
             bits += value_bits(motion.corners[i] - predicted[i] for i in range(2))
