@@ -13,7 +13,7 @@ import numpy as np
 from m3cvcav.bitstream.motion import (CORNER_UNIT, CORNERS, GRID_UNIT, NONE, TRANSLATION, WEIGHT_MAX, RefMotion,
                                       predict_corners)
 
-from .prediction import Warper, homography
+from .prediction import Warper, to_uint8
 
 WORK_SIZE = 384  # longer side of the analysis resolution
 WEIGHTS = (0, 4, 8, 12, 16)  # blend weights (of 16) the encoder tries
@@ -76,7 +76,7 @@ class MotionSearch:
         return self._dis.calc(frame["gray"], ref["gray"], None)
 
     def distortion(self, prediction: np.ndarray, frame: dict) -> float:
-        return 1.0 - ssim(luma(to_u8(prediction), self.work), frame["luma"])
+        return 1.0 - ssim(luma(to_uint8(prediction), self.work), frame["luma"])
 
     # -- candidates -----------------------------------------------------------------------------------------------
     def _to_full(self, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +96,8 @@ class MotionSearch:
             # corner displacement at work size → full size (the corner pixels of both sizes line up)
             full_src = np.array([[0, 0], [self.width - 1, 0], [0, self.height - 1],
                                  [self.width - 1, self.height - 1]], np.float64)
-            full_dst = proj * [(self.width - 1) / max(self.work[0] - 1, 1), (self.height - 1) / max(self.work[1] - 1, 1)]
+            full_dst = proj * [(self.width - 1) / max(self.work[0] - 1, 1),
+                               (self.height - 1) / max(self.work[1] - 1, 1)]
             disp = np.round((full_dst - full_src) * CORNER_UNIT).astype(int).ravel()
             if np.abs(disp).max() < 64 * CORNER_UNIT * max(self.width, self.height):
                 out.append(RefMotion(CORNERS, tuple(int(v) for v in disp)))
@@ -196,7 +197,3 @@ class _FloatMotion(RefMotion):
 
     def __init__(self, model: int, corners: np.ndarray, grid: np.ndarray | None) -> None:
         super().__init__(model, tuple(corners), grid)
-
-
-def to_u8(image: np.ndarray) -> np.ndarray:
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8)

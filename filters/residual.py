@@ -25,7 +25,8 @@ def _dct_matrix() -> np.ndarray:
 
 
 DCT = _dct_matrix()
-ZIGZAG = np.array(sorted(range(64), key=lambda i: (i // 8 + i % 8, (i // 8) if (i // 8 + i % 8) % 2 else (i % 8))))  # JPEG order
+ZIGZAG = np.array(sorted(range(64), key=lambda i: (i // 8 + i % 8, (i // 8) if (i // 8 + i % 8) % 2 else (i % 8))))
+# ZIGZAG[k] is the natural (row · 8 + column) index of the k-th coefficient in JPEG's zigzag order
 WEIGHTS = (16 + 3 * (np.arange(64) // 8 + np.arange(64) % 8))[ZIGZAG] / 16.0  # per zigzag position
 
 

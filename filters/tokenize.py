@@ -53,7 +53,7 @@ class _Part:
 
 class Tokenize(Node):
     NAME = "tokenize"
-    HELP = "code each keyframe as VQ tokens and every other frame as transmitted motion, refreshing where prediction fails"
+    HELP = "code keyframes as VQ tokens (+ residual) and other frames as transmitted motion; refresh where it fails"
     OPTIONS = (
         Option("q", int, -1, f"quality level 0..{len(LEVELS) - 1} (higher: better and larger; -1: the default, or "
                "chosen by -b:v)", range=(-1, len(LEVELS) - 1)),
