@@ -154,7 +154,14 @@ class Source(Node):
                 if opts["frames"] and count >= opts["frames"]:
                     break
         finally:
-            self.container.close()
+            if self.audio_stream is None:
+                self.close()
+            # else: handed-out audio packets point into the container (their stream, the decoder's context), so it
+            # stays open until close(): after the video ends their writer still muxes and flushes them.
+
+    def close(self) -> None:
+        """Release the input (idempotent); with audio, call it once every packet handed out has been written."""
+        self.container.close()
 
     def _audio(self, packet: av.Packet, origin: float) -> Iterator[AudioPacket]:
         shift = round(origin / packet.time_base)

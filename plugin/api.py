@@ -351,6 +351,9 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        if isinstance(source, Source):
+            source.close()  # after the writer: its audio packets and decoder belong to the input container
     duration = stats.media_time + 1 / float(info.fps)
     stats.size, stats.video_size = writer.bytes_written, writer.video_bytes
     stats.media_time = duration  # the final line and Result speak of the same span
