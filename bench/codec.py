@@ -3,8 +3,11 @@
 * speed: encode and decode fps and × real time at 512x288 and on Big Buck Bunny at 1280x720, with the share of the time
   spent inside the engines (embedder, motion, describer, tokenizer, generators) versus the graph, PyAV and the containers;
 * memory: peak RSS of a fresh process encoding the first 10 s of vtest.avi versus the whole 79.5 s (flat = streaming);
-* rate control: achieved bitrate of the coded segments versus the ``-b:v`` target at 5k, 10k, 20k and 50k.
-``--quick``: speed at 512x288 only, memory on 5 s vs 20 s, rate control at 10k and 20k on 512x288.
+* rate control: achieved video bitrate versus the ``-b:v`` target at 2k … 500k on Big Buck Bunny and on the first 20 s
+  of vtest.avi, both at 512x288;
+* frozen frames: the share of decoded frames equal to their predecessor (mean |Δ luma| < 0.3) while the source moves
+  (> 1.5), at the default settings, on the README's job (Big Buck Bunny, 1280x720) and on the whole of vtest.avi.
+``--quick``: speed at 512x288 only, memory on 5 s vs 20 s, rate control at 10k and 50k, frozen frames on 10 s of vtest.
 """
 from __future__ import annotations
 
@@ -101,15 +104,41 @@ def memory(seconds: float, work: Path) -> dict:
     return {"seconds": seconds, "frames": int(frames), "peak_rss_mib": round(int(rss_kib) / 1024, 1)}
 
 
-def bitrate(src: Path, vf: str | None, target: str, work: Path) -> dict:
+def bitrate(src: Path, vf: str | None, target: str, work: Path, seconds: float | None = None) -> dict:
     import m3cvcav
     from m3cvcav.filters.options import parse_number
 
-    result = m3cvcav.encode(src, work / "b.m3cv", vf=vf, bitrate=target, overwrite=True, audio=False)
+    result = m3cvcav.encode(src, work / "b.m3cv", vf=vf, bitrate=target, t=seconds, overwrite=True, audio=False)
     goal = parse_number(target, float)
-    return {"target": target, "achieved_kbit_s": round(result.bitrate / 1000, 2),
+    return {"clip": src.name, "target": target, "achieved_kbit_s": round(result.bitrate / 1000, 2),
             "error_pct": round(100 * (result.bitrate - goal) / goal, 1), "segments": result.segments,
             "bytes": result.bytes, "size": "512x288" if vf else "1280x720"}
+
+
+def _luma(path: Path) -> list:
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+
+
+def frozen(src: Path, label: str, work: Path, seconds: float | None = None) -> dict:
+    """Frozen decoded frames at the default settings (the before-stop hook's definition)."""
+    import numpy as np
+
+    import m3cvcav
+
+    enc = m3cvcav.encode(src, work / "f.m3cv", t=seconds, overwrite=True, audio=False)
+    m3cvcav.decode(work / "f.m3cv", work / "f.y4m", overwrite=True)
+    a = _luma(src)[:enc.frames]
+    b = _luma(work / "f.y4m")
+    def change(frames, i: int) -> float:
+        return float(np.abs(frames[i].astype(np.int16) - frames[i - 1]).mean())
+
+    moving = [i for i in range(1, min(len(a), len(b))) if change(a, i) > 1.5]
+    still = [i for i in moving if change(b, i) < 0.3]
+    return {"case": label, "frames": len(b), "source_moving": len(moving), "frozen": len(still),
+            "frozen_pct": round(100 * len(still) / max(len(moving), 1), 2), "kbit_s": round(enc.bitrate / 1000, 2)}
 
 
 def run(quick: bool) -> dict:
@@ -127,10 +156,15 @@ def run(quick: bool) -> dict:
         if not quick:
             speeds.append(speed(bbb, None, "1280x720 (bbb)", work))
         mem = [memory(s, work) for s in ((5, 20) if quick else (10, 79.5))]
-        targets = ("10k", "20k") if quick else ("5k", "10k", "20k", "50k")
-        rates = [bitrate(bbb, small if quick else None, t, work) for t in targets]
+        targets = ("10k", "50k") if quick else ("2k", "5k", "10k", "20k", "50k", "100k", "200k", "500k")
+        rates = [bitrate(bbb, small, t, work) for t in targets]
+        if not quick:
+            rates += [bitrate(MEDIA / "vtest.avi", small, t, work, seconds=20) for t in targets]
+        vtest = MEDIA / "vtest.avi"
+        frozen_rows = [frozen(vtest, "vtest.avi, first 10 s", work, 10)] if quick else [
+            frozen(bbb, "bigbuckbunny.mp4 (README job)", work), frozen(vtest, "vtest.avi, all 79.5 s", work)]
     return {"machine": f"{platform.processor() or platform.machine()}, torch threads 2", "speed": speeds,
-            "memory": mem, "bitrate": rates}
+            "memory": mem, "bitrate": rates, "frozen": frozen_rows}
 
 
 def table(rows: list[dict]) -> str:
@@ -153,6 +187,8 @@ def main(argv: list[str]) -> int:
     print(table(results["speed"]))
     print("\npeak RSS of a fresh encoder process (vtest.avi at 384 px wide)")
     print(table(results["memory"]))
-    print("\nrate control: achieved bitrate of the coded segments vs -b:v")
+    print("\nrate control: achieved video bitrate vs -b:v")
     print(table(results["bitrate"]))
+    print("\nfrozen frames at the default settings (decoded frame = its predecessor while the source moves)")
+    print(table(results["frozen"]))
     return 0

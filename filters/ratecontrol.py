@@ -31,21 +31,20 @@ RESIDUAL_STEPS = tuple(sorted({round(8 * 1.1 ** i) for i in range(61)}))  # 8 ..
 
 @dataclass
 class RateControl:
-    """Tracks bytes spent against ``target_bps``·time; with ``target_bps`` 0 it only applies the fixed ``rate_point``.
+    """Tracks bytes spent against ``target_bps``·time; with ``target_bps`` 0 it only applies the fixed ``quality``.
 
-    * ``choose(sizes, end_time)``: the largest candidate whose bytes keep the running total within the budget earned up
-      to ``end_time`` (else the smallest), so each segment gets its own time's share plus what earlier ones left.
+    * ``level(now, committed)``: the ladder rung of the next segment (``tokenize`` fills each segment's keyframe
+      residual up to the budget earned by its end: the fine knob).
     * ``threshold(base, now)``: the select threshold scaled up when over budget (longer segments), down when under.
-    * ``may_cut(now)``/``must_cut(now, since)``: keyframes only when the budget can pay for the cheapest one; a new one
-      when the unspent budget would pay for the dearest one (static scenes at high rates).
+    * ``may_cut(now)``/``can_refresh(now, committed)``: keyframes only when the budget can pay for one.
     """
 
     target_bps: float = 0.0
     quality: int | None = None  # -q: a fixed level of LEVELS
     spent: int = 0
     segments: int = 0
-    _cheapest: float = 0.0
-    _dearest: float = 0.0
+    frame_overhead: int = 0  # container bytes counted as video for each frame after a keyframe (Matroska: 1)
+    _keyframe_bytes: float = 0.0  # running mean of a keyframe's token bytes
 
     _pixel_rate: float = 0.0  # pixels per second of the stream
     HORIZON = 2.0  # seconds of budget a segment's level is planned over
@@ -72,46 +71,29 @@ class RateControl:
         """Bytes earned by ``time`` seconds."""
         return self.target_bps * max(time, 0.0) / 8
 
-    def choose(self, sizes: dict[int, int], end_time: float, committed: float = 0.0) -> int:
-        """Pick a rate point from {rate point: coded bytes of this keyframe at it}: the level's, or under -b:v the
-        largest that the budget earned by ``end_time`` (at most a ``HORIZON`` ahead) pays for after ``committed``."""
-        if not self.active:
-            wanted = self.level().rate_point
-            return max((rp for rp in sizes if rp <= wanted), default=min(sizes))
-        allowed = self.budget(end_time) - committed
-        fitting = [rp for rp, size in sizes.items() if size <= allowed]
-        return max(fitting) if fitting else min(sizes, key=sizes.get)
-
     def record(self, size: int) -> None:
         """Count the bytes actually written for one segment."""
         self.spent += size
         self.segments += 1
 
-    def note_keyframes(self, sizes: list[int]) -> None:
-        """Remember what a keyframe costs at the cheapest and dearest rate point (for select's gates)."""
-        low, high = min(sizes), max(sizes)
-        first = self._cheapest == 0.0
-        self._cheapest = low if first else 0.5 * (self._cheapest + low)
-        self._dearest = high if first else 0.5 * (self._dearest + high)
+    def note_keyframe(self, size: int) -> None:
+        """Remember what keyframes cost (a running mean, for the refresh and select gates)."""
+        first = self._keyframe_bytes == 0.0
+        self._keyframe_bytes = size if first else 0.5 * (self._keyframe_bytes + size)
 
     def threshold(self, base: float, now: float) -> float:
         if not self.active or self.segments == 0:
             return base
         earned = self.budget(now)
-        ratio = (self.spent - earned) / max(earned, self._cheapest, 1.0)
+        ratio = (self.spent - earned) / max(earned, self._keyframe_bytes, 1.0)
         return base * math.exp(max(-2.0, min(2.0, 2.0 * ratio)))
 
     def can_refresh(self, now: float, committed: float) -> bool:
-        """Under -b:v, whether the budget earned by ``now`` (with a second's slack) pays for one more keyframe at
-        the cheapest rate point after the ``committed`` bytes."""
-        return not self.active or committed + self._cheapest <= self.budget(now + 1.0)
+        """Under -b:v, whether the budget earned by ``now`` (with a second's slack) pays for one more keyframe after
+        the ``committed`` bytes."""
+        return not self.active or committed + self._keyframe_bytes <= self.budget(now + 1.0)
 
     def may_cut(self, now: float) -> bool:
         if not self.active or self.segments == 0:
             return True
-        return self.spent + self._cheapest <= self.budget(now) * 1.05
-
-    def must_cut(self, now: float, since: float) -> bool:
-        if not self.active or self.segments == 0:
-            return False
-        return self.budget(now) - self.spent >= self._dearest and self.budget(now) - self.budget(since) > 0
+        return self.spent + self._keyframe_bytes <= self.budget(now) * 1.05

@@ -85,7 +85,7 @@ class Select(Node):
         now = frame.time
         decision = (self.opts["l1"] * f_sem + self.opts["l2"] * self._f_mot
                     - self.rate.threshold(self.opts["threshold"], now))
-        close = length >= self.max_len or self.rate.must_cut(now, self._start_time)
+        close = length >= self.max_len
         if length >= self.min_len and decision > 0 and self.rate.may_cut(now):
             close = True
         if close:
@@ -146,7 +146,6 @@ class Select(Node):
         self._prev_image = frame.image
         self._f_mot = 0.0
         self._stride, self._seen = 1, 1
-        self._start_time = frame.time
 
     def _sample(self, image: np.ndarray) -> None:
         """Keep at most 2·samples evenly spaced frames, however long the segment (memory stays bounded)."""

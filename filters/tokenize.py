@@ -100,12 +100,14 @@ class Tokenize(Node):
         if self.tokenizer is None:  # tt2v: the decoder generates keyframes; motion is measured against the source
             return None, None, image, None
         wanted = min(level.rate_point, max(self.points))
-        if self.rate.active:
-            grids = {rp: self.tokenizer.encode(image, rp) for rp in self.points}
-            payloads = {rp: encode_tokens(g.indices, self.tokenizer.token_model(rp)) for rp, g in grids.items()}
-            rp = self.rate.choose({p: len(b) for p, b in payloads.items()}, end_time, self._committed(now))
-            self.rate.note_keyframes([len(b) for b in payloads.values()])
-            grid, payload = grids[rp], payloads[rp]
+        if self.rate.active:  # from the level's rate point down, until one fits the budget (sizes fall with it)
+            allowed = self.rate.budget(end_time) - self._committed(now)
+            for rp in sorted((p for p in self.points if p <= wanted), reverse=True):
+                grid = self.tokenizer.encode(image, rp)
+                payload = encode_tokens(grid.indices, self.tokenizer.token_model(rp))
+                if len(payload) <= allowed:
+                    break
+            self.rate.note_keyframe(len(payload))
         else:
             grid = self.tokenizer.encode(image, wanted)
             payload = encode_tokens(grid.indices, self.tokenizer.token_model(grid.rate_point))
@@ -187,7 +189,7 @@ class Tokenize(Node):
         if self.rate.active and part.coder is not None:
             part.residual = self._fill(part, unit)
         unit.residual = part.residual
-        self._handed += len(encode_segment(unit)) + self._last_text
+        self._handed += len(encode_segment(unit)) + self._last_text + self.rate.frame_overhead * (len(part.pts) - 1)
         out = ClipSegment(self._index, part.frames[0], part.pts, time_base, samples=_samples(part.frames),
                           end_time=part.end_time, scene_cut=part.scene_cut, frames=part.frames, unit=unit)
         out.motion_words = motion_words(motion, self.info.width, self.info.height, len(part.pts))
@@ -203,7 +205,7 @@ class Tokenize(Node):
     def _fill(self, part: _Part, unit: Segment) -> KeyframeResidual | None:
         """-b:v: the keyframe residual whose step brings the stream closest to the budget earned by the part's end
         without passing it (none when even the coarsest does not fit): rate control's fine knob."""
-        base = len(encode_segment(unit)) + self._last_text + 3  # + the residual unit's framing
+        base = len(encode_segment(unit)) + self._last_text + 3 + self.rate.frame_overhead * (len(part.pts) - 1)
         room = self.rate.budget(part.end_time) - self.rate.spent - self._handed - self._pending - base
         steps = RESIDUAL_STEPS
         best = None
@@ -242,7 +244,7 @@ class Tokenize(Node):
         """Count the segments handed on once ``describe`` serialised them (their texts included), and learn what the
         texts add to a segment (estimated for the segments still being coded)."""
         for seg in self._unaccounted:
-            self.rate.record(seg.size)
+            self.rate.record(seg.size + self.rate.frame_overhead * (len(seg.pts) - 1))
             unit = seg.unit
             if unit.frame_text or unit.clip_text:
                 self._last_text = len(text_payload(unit.frame_text, unit.clip_text)) + 6  # + the unit's framing
@@ -255,7 +257,7 @@ def _estimate(part: _Part, residual: bool = True) -> int:
     the keyframe residual when it is still to be re-coded (-b:v)."""
     tokens = len(part.tokens.payload) if part.tokens is not None else 0
     extra = len(encode_residual(part.residual)) if residual and part.residual is not None else 0
-    return tokens + extra + 3 * len(part.forward)
+    return tokens + extra + 3 * len(part.forward)  # the container's per-frame bytes are counted when handed on
 
 
 def _samples(frames: list[np.ndarray], count: int = 8) -> list[np.ndarray]:

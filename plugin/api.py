@@ -294,7 +294,9 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
         source: Source | ArraySource = Source(src, ss=ss, t=t or 0.0, frames=frames, audio=audio)
     else:
         source = ArraySource(src, fps, frames)
-    rc = RateControl(_bitrate(bitrate), q)
+    rc = RateControl(target, q)
+    if (format or isinstance(dst, (str, os.PathLike))) and check_container(dst, format) == "matroska":
+        rc.frame_overhead = 1  # Matroska's 1-byte block for each frame after a keyframe counts as video bytes
     nodes = [pipeline.make("select", p, profile=engines, rate=rc),
              pipeline.make("tokenize", p, profile=engines, rate=rc, mode=mode),
              pipeline.make("describe", p, profile=engines)]
