@@ -118,6 +118,25 @@ def tokenizer_codec(tok, rp: int, img: np.ndarray) -> tuple[int, np.ndarray, flo
     return len(data), out, t1 - t0, time.perf_counter() - t1
 
 
+RESIDUAL_STEPS = (480, 190, 76, 30, 12)  # keyframe residual steps (1/4 code value) measured on top of the last rate point
+
+
+def keyframe_codec(tok, step: int, img: np.ndarray) -> tuple[int, np.ndarray, float, float]:
+    """What a keyframe of the lite profile costs at its top levels: the last rate point's tokens plus the DCT residual
+    (bitstream §5.6) at ``step``; bytes of both payloads."""
+    from m3cvcav.bitstream.residual import decode_residual, encode_residual
+    from m3cvcav.filters.residual import ResidualCoder, apply
+
+    rp = len(tok.rate_points) - 1
+    nbytes, decoded, t_enc, t_dec = tokenizer_codec(tok, rp, img)
+    t1 = time.perf_counter()
+    data = encode_residual(ResidualCoder(img, decoded).code(step))
+    t2 = time.perf_counter()
+    out = apply(decoded, decode_residual(data))
+    enc_s, dec_s = t_enc + (t2 - t1), t_dec + (time.perf_counter() - t2)
+    return nbytes + len(data), out, enc_s, dec_s
+
+
 def measure(codec, images, embed, sources) -> dict:
     """Mean metrics of ``codec`` over ``images``; with ``embed``, ``sources`` holds the images' own embeddings
     (computed once for every codec setting)."""
@@ -232,6 +251,9 @@ def main(argv: list[str]) -> int:
     results["tokenizer"] = [measure(lambda im, r=rp: tokenizer_codec(tok, r, im), images, embed, sources)
                             for rp in range(len(tok.rate_points))]
     settings["tokenizer"] = [f"rp{r.index} {r.name}" for r in tok.rate_points]
+    results["keyframe"] = [measure(lambda im, st=st: keyframe_codec(tok, st, im), images, embed, sources)
+                           for st in RESIDUAL_STEPS]
+    settings["keyframe"] = [f"rp{len(tok.rate_points) - 1} + residual step {st}" for st in RESIDUAL_STEPS]
     results["jpeg"] = [measure(lambda im, q=q: pil_codec("JPEG", im, q), images, embed, sources) for q in JPEG_Q]
     settings["jpeg"] = [f"q{q}" for q in JPEG_Q]
     results["webp"] = [measure(lambda im, q=q: pil_codec("WEBP", im, q), images, embed, sources) for q in WEBP_Q]
@@ -248,6 +270,7 @@ def main(argv: list[str]) -> int:
                           "note": (f"{base} cannot go below {lowest:.4f} bpp" if ref is None and p["bpp"] < lowest
                                    else "" if ref is not None else f"above {base}'s sweep")})
     bd, overlap = bd_rate(results["av1"], results["tokenizer"])
+    keyframe_bd, keyframe_overlap = bd_rate(results["av1"], results["tokenizer"] + results["keyframe"])
     vmaf_bd = (bd_rate(results["av1"], results["tokenizer"], "vmaf")
                if all("vmaf" in p for c in (results["av1"], results["tokenizer"]) for p in c) else None)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -256,6 +279,7 @@ def main(argv: list[str]) -> int:
     summary = {"images": [n.name for n in named], "width": WIDTH, "weights_sha256": tok.ref.sha256.hex(),
                "semantic_embedder": embed_src, "results": results, "settings": settings, "floor": floor,
                "bd_rate_msssim_vs_av1_percent": bd, "bd_overlap_msssim": overlap,
+               "keyframe_bd_rate_msssim_vs_av1_percent": keyframe_bd, "keyframe_bd_overlap_msssim": keyframe_overlap,
                "bd_rate_vmaf_vs_av1_percent": vmaf_bd[0] if vmaf_bd else None,
                "bd_overlap_vmaf": vmaf_bd[1] if vmaf_bd else None, "plots": plots,
                "token_bits": token_bits(tok, images)}
@@ -285,6 +309,15 @@ def main(argv: list[str]) -> int:
         print(f"\nMS-SSIM BD-rate vs AV1 intra: no overlapping MS-SSIM range ({overlap[0]:.4f} > {overlap[1]:.4f})")
     else:
         print(f"\nMS-SSIM BD-rate vs AV1 intra over MS-SSIM {overlap[0]:.4f}..{overlap[1]:.4f}: {bd:+.1f}%")
+    print("\nkeyframes past the last rate point (its tokens + the DCT residual), held-out means:")
+    for name, p in zip(settings["keyframe"], results["keyframe"]):
+        print(f"  {name}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB, MS-SSIM {p['msssim']:.4f}")
+    if keyframe_bd is None:
+        print(f"MS-SSIM BD-rate of tokens + residual vs AV1 intra: no overlap ({keyframe_overlap[0]:.4f} > "
+              f"{keyframe_overlap[1]:.4f})")
+    else:
+        print(f"MS-SSIM BD-rate of tokens + residual vs AV1 intra over MS-SSIM {keyframe_overlap[0]:.4f}.."
+              f"{keyframe_overlap[1]:.4f}: {keyframe_bd:+.1f}%")
     if vmaf_bd is None:
         print("VMAF: not computed (pip install vmaf-torch, in the bench extra)")
     elif vmaf_bd[0] is None:
