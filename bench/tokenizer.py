@@ -118,7 +118,7 @@ def tokenizer_codec(tok, rp: int, img: np.ndarray) -> tuple[int, np.ndarray, flo
     return len(data), out, t1 - t0, time.perf_counter() - t1
 
 
-RESIDUAL_STEPS = (480, 190, 76, 30, 12)  # keyframe residual steps (1/4 code value) measured on top of the last rate point
+RESIDUAL_STEPS = (480, 190, 76, 30, 12)  # keyframe residual steps (1/4 code value) on top of the last rate point
 
 
 def keyframe_codec(tok, step: int, img: np.ndarray) -> tuple[int, np.ndarray, float, float]:
