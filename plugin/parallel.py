@@ -72,13 +72,13 @@ DECODER_ROLES = ("tokenizer", "keyframe_generator", "clip_generator")
 
 
 def make_backend(n: int, cluster: str | None, profile: str, engine: str = "auto", offload: bool = False,
-                 roles: tuple[str, ...] = ()):
+                 roles: tuple[str, ...] = (), tasks: int | None = None):
     """The job's workers: Ray actors with ``cluster`` (a GPU each for GPU profiles, when the cluster has GPUs),
     else ``n`` local processes (0: the profile's default); each loads the profile's ``roles`` as it starts."""
     init = (load_engines, {"profile": profile, "engine": engine, "offload": offload, "roles": roles})
     if cluster:
         return workers.make_backend(n, cluster, gpus=0.0 if profile == "lite" else -1.0, init=init)
-    return workers.make_backend(n or default_workers(profile), init=init)
+    return workers.make_backend(n or default_workers(profile), init=init, tasks=tasks)
 
 
 def load_engines(job: dict) -> None:
@@ -317,7 +317,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     try:
         writer = _open_writer(dst, header, format, source, profile, tags)
         backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"), options.get("offload", False),
-                               ENCODER_ROLES)
+                               ENCODER_ROLES, stats.chunks_total)
         with workers.sigterm_interrupts():
             for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)

@@ -146,13 +146,13 @@ class LocalBackend:
 
     kind = "local"
 
-    def __init__(self, workers: int, threads: int = THREADS_PER_WORKER, init: Init = (), eager: bool = False):
+    def __init__(self, workers: int, threads: int = THREADS_PER_WORKER, init: Init = (), start: int = 0):
         self.capacity = max(1, workers)
         self._ctx = mp.get_context("spawn")
         self._threads, self._init = threads, init
         self._procs: list[_Proc] = []
-        if eager:  # start every worker now: their start-up overlaps the parent's reading
-            self._procs = [_Proc(self._ctx, threads, init) for _ in range(self.capacity)]
+        # ``start`` workers begin now (their start-up overlaps the parent's reading), the others when needed
+        self._procs = [_Proc(self._ctx, threads, init) for _ in range(min(start, self.capacity))]
 
     @property
     def partial(self) -> int:
@@ -305,15 +305,16 @@ class RayBackend:
             ray.shutdown()
 
 
-def make_backend(workers: int = 0, cluster: str | None = None, gpus: float = 0.0,
-                 init: Init = ()) -> LocalBackend | RayBackend:
-    """Ray actors with ``cluster``, else ``workers`` local processes (0: one per core), all started now, each running
-    ``init`` once as it starts."""
+def make_backend(workers: int = 0, cluster: str | None = None, gpus: float = 0.0, init: Init = (),
+                 tasks: int | None = None) -> LocalBackend | RayBackend:
+    """Ray actors with ``cluster``, else ``workers`` local processes (0: one per core), as many started now as there
+    will be ``tasks`` (when known), each running ``init`` once as it starts."""
     if workers < 0:
         raise UsageError(f"-workers {workers}: give a number of worker processes ≥ 1 (0: one per core)")
     if cluster:
         return RayBackend(cluster, workers, gpus, init=init)
-    return LocalBackend(workers or os.cpu_count() or 1, init=init, eager=True)
+    n = workers or os.cpu_count() or 1
+    return LocalBackend(n, init=init, start=n if tasks is None else tasks)
 
 
 # -- scheduling -----------------------------------------------------------------------------------------------------
