@@ -58,11 +58,13 @@ class FrameMotion:
 @dataclass
 class SegmentMotion:
     """The MOTION unit of one segment: one FrameMotion per frame after the keyframe; ``grid_shape`` (rows, cols) of
-    every grid in the unit, (0, 0) when none has one."""
+    every grid in the unit, (0, 0) when none has one; ``anchor``: in a segment whose keyframe is predicted (an inter
+    keyframe, a refresh), the keyframe's motion to the previous segment's keyframe."""
 
     frames: list[FrameMotion]
     bidirectional: bool = False
     grid_shape: tuple[int, int] = (0, 0)
+    anchor: RefMotion | None = None
 
 
 def grid_shape(width: int, height: int, cell: int) -> tuple[int, int]:
@@ -95,7 +97,9 @@ def predict_corners(history: list[RefMotion]) -> list[int]:
 
 
 def _walk(motion: SegmentMotion, visit) -> None:
-    """Visit every coded value in the normative order (docs/bitstream.md §5.5.3), keeping each reference's history."""
+    """Visit every coded value in the normative order (docs/bitstream.md §5.5), keeping each reference's history."""
+    if motion.anchor is not None:
+        visit("anchor", motion.anchor, [])
     history: dict[str, list[RefMotion]] = {"prev": [], "next": []}
     for frame in motion.frames:
         refs = [("prev", frame.prev)] + ([("next", frame.next)] if motion.bidirectional else [])
@@ -107,7 +111,8 @@ def _walk(motion: SegmentMotion, visit) -> None:
 def encode_motion(motion: SegmentMotion) -> bytes:
     """The MOTION payload (kind 2) of one segment."""
     rows, cols = motion.grid_shape
-    if not 0 < len(motion.frames) <= MAX_FRAMES or rows * cols > MAX_GRID_CELLS or (rows == 0) != (cols == 0):
+    if not (0 if motion.anchor else 1) <= len(motion.frames) <= MAX_FRAMES or rows * cols > MAX_GRID_CELLS \
+            or (rows == 0) != (cols == 0):
         raise BitstreamError(f"motion of {len(motion.frames)} frames with a {rows}x{cols} grid is outside the "
                              "limits of docs/bitstream.md §5.5")
     modes: list[int] = []
@@ -138,7 +143,8 @@ def encode_motion(motion: SegmentMotion) -> bytes:
             raise BitstreamError(f"a blend weight is outside 0..{WEIGHT_MAX}")
         modes.extend(f.weight for f in motion.frames)
     out = bytearray(write_leb128(KIND) + write_leb128(len(motion.frames)))
-    out += bytes((1 if motion.bidirectional else 0,)) + write_leb128(rows) + write_leb128(cols)
+    out += bytes((int(motion.bidirectional) | (2 if motion.anchor is not None else 0),))
+    out += write_leb128(rows) + write_leb128(cols)
     grid_values = np.concatenate(grids) if grids else np.zeros(0, np.int64)
     return bytes(out + symbols.pack([np.asarray(modes), symbols.signed(corners), symbols.signed(grid_values)]))
 
@@ -158,17 +164,22 @@ def decode_motion(payload: bytes, frame_count: int) -> SegmentMotion | None:
     kind = r.uleb("kind")
     if kind != KIND:
         return None
-    count = r.uleb("frames", 1, MAX_FRAMES)
+    count = r.uleb("frames", 0, MAX_FRAMES)
     if count != frame_count - 1:
         raise r.fail(f"{count} frames of motion for a segment of {frame_count} frames")
-    bidirectional = bool(r.u8("flags") & 1)
+    flags = r.u8("flags")
+    bidirectional, anchored = bool(flags & 1), bool(flags & 2)
+    if count == 0 and not anchored:
+        raise r.fail("a unit with no frame and no anchor")
     rows, cols = r.uleb("grid_rows", 0, MAX_GRID_CELLS), r.uleb("grid_cols", 0, MAX_GRID_CELLS)
     if rows * cols > MAX_GRID_CELLS or (rows == 0) != (cols == 0):
         raise r.fail(f"a {rows}x{cols} grid is over {MAX_GRID_CELLS} cells")
-    refs = count * (2 if bidirectional else 1)
+    refs = count * (2 if bidirectional else 1) + int(anchored)
     streams = symbols.unpack(r, (refs + (count if bidirectional else 0), refs * 8, refs * rows * cols * 2))
     values = _Values([streams[0], symbols.unsigned(streams[1]), symbols.unsigned(streams[2])])
     motion = SegmentMotion([FrameMotion() for _ in range(count)], bidirectional, (rows, cols))
+    if anchored:
+        motion.anchor = _decode_ref(values, [], rows, cols)
     history: dict[str, list[RefMotion]] = {"prev": [], "next": []}
     for frame in motion.frames:
         frame.prev = _decode_ref(values, history["prev"], rows, cols)

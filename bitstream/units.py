@@ -56,6 +56,7 @@ MAX_TEXT_BYTES = 65536
 MAX_TEXT_PLAIN = 2 * MAX_TEXT_BYTES + 3  # decompressed TEXT payload: uleb(≤ 65 536) + two texts
 MAX_STEPS = 1000
 SCENE_CUT = 0x01
+INTER_KEYFRAME = 0x02  # the keyframe is the previous keyframe moved by MOTION's anchor, plus KEYFRAME_RESIDUAL
 MODES = ("it2v", "tt2v")
 
 

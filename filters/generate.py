@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 import cv2
 import numpy as np
 
-from m3cvcav.bitstream.motion import SegmentMotion
+from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
 
 from m3cvcav.bitstream.entropy import decode_tokens
-from m3cvcav.bitstream.units import SCENE_CUT, CorruptSegment, Segment, SequenceHeader, frame_pts_cfr
+from m3cvcav.bitstream.units import INTER_KEYFRAME, SCENE_CUT, CorruptSegment, Segment, SequenceHeader, frame_pts_cfr
 from m3cvcav.engines.interfaces import TokenGrid
 from m3cvcav.errors import ModelError, UsageError
 from m3cvcav.log import get_logger
@@ -62,6 +62,7 @@ class Generate(Node):
         self._held: tuple[Segment | CorruptSegment, np.ndarray | None] | None = None
         self._last_good: np.ndarray | None = None
         self._last_pts: int | None = None
+        self._previous_key: np.ndarray | None = None  # the last segment's keyframe (what an inter keyframe moves)
         self._index = 0
 
     def configure(self, header: SequenceHeader) -> SequenceHeader:
@@ -85,9 +86,17 @@ class Generate(Node):
 
     def keyframe(self, seg: Segment) -> np.ndarray:
         """The keyframe at the stream's size: decoded (and, with a keyframe generator, restored) tokens in IT2V, or
-        generated from D^F in TT2V."""
+        generated from D^F in TT2V; an inter keyframe (a refresh) is the previous keyframe moved by the segment's
+        anchor motion, plus its residual."""
         size = (self.header.height, self.header.width)
-        if self._tt2v(seg):
+        if _inter(seg):
+            previous = self._previous_key
+            if previous is None:  # the keyframe it moves was lost: start from the last good frame, else grey
+                previous = self._last_good if self._last_good is not None else np.full((*size, 3), 128, np.uint8)
+            image = self.warper.predict(FrameMotion(seg.motion.anchor), previous, None)
+            if seg.residual is not None:
+                image = residual.apply(image, seg.residual)
+        elif self._tt2v(seg):
             image = self.keyframe_generator.generate(None, seg.frame_text, size, seg.header.index)
         else:
             t = seg.tokens
@@ -104,10 +113,11 @@ class Generate(Node):
         return np.ascontiguousarray(image, dtype=np.uint8)
 
     def process(self, seg: Segment | CorruptSegment) -> Iterator[Frame]:
-        if isinstance(seg, CorruptSegment) or (seg.tokens is None and not can_tt2v(self.profile)):
+        if isinstance(seg, CorruptSegment) or (seg.tokens is None and not _inter(seg) and not can_tt2v(self.profile)):
             image = None
         else:
             image = self.keyframe(seg)
+        self._previous_key = image
         if self._held is not None:
             cut = isinstance(seg, Segment) and bool(seg.header.flags & SCENE_CUT)
             yield from self._emit(*self._held, None if cut else image, seg)
@@ -171,6 +181,11 @@ class Generate(Node):
         step = max(1, frame_pts_cfr(0, 2, self.header)[1])
         first = 0 if self._last_pts is None else self._last_pts + step
         return first, max(0, (after.header.first_pts - first + step - 1) // step)
+
+
+def _inter(seg: Segment) -> bool:
+    """Whether the segment's keyframe is an inter keyframe (flag and anchor motion present)."""
+    return bool(seg.header.flags & INTER_KEYFRAME) and seg.motion is not None and seg.motion.anchor is not None
 
 
 class Prediction(Sequence):

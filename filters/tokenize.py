@@ -15,16 +15,17 @@ import cv2
 import numpy as np
 
 from m3cvcav.bitstream.entropy import encode_tokens
-from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
+from m3cvcav.bitstream.motion import FrameMotion, RefMotion, SegmentMotion, encode_motion
 from m3cvcav.bitstream.residual import KeyframeResidual, encode_residual
-from m3cvcav.bitstream.units import (SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, encode_segment, frame_pts_cfr,
-                                    text_payload)
+from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, KeyframeTokens, Segment, SegmentHeader,
+                                    encode_segment, frame_pts_cfr, text_payload)
 from m3cvcav.errors import UsageError
 from m3cvcav.log import get_logger
 
 from .generate import check_mode
 from .items import ClipSegment, VideoInfo
 from .motion_search import Choice, MotionSearch
+from .prediction import Warper
 from .node import Node
 from .options import Option
 from .ratecontrol import LEVELS, RESIDUAL_STEPS, Level, RateControl
@@ -32,6 +33,9 @@ from .residual import ResidualCoder, apply
 
 log = get_logger("filters.tokenize")
 GRID_CELLS = 16  # motion grid columns (rows follow the aspect); cells of at least 16 px
+INTER_MARGIN = 0.15  # a refresh whose prediction is this far past the refresh limit (1 − SSIM) gets new tokens
+INTER_STEP = 300  # residual step of an inter keyframe on levels that code keyframes without a residual
+SEGMENT_FRAMING = 24  # bytes a segment adds beyond its payloads (header unit, unit framing), for -b:v planning
 
 
 @dataclass
@@ -49,6 +53,9 @@ class _Part:
     forward: list[Choice] = field(default_factory=list)  # motion to this keyframe, frames 1..n-1
     residual: KeyframeResidual | None = None
     coder: ResidualCoder | None = None  # to re-code the residual at another step (-b:v)
+    anchor: RefMotion | None = None  # an inter keyframe's motion to the previous keyframe
+    base: np.ndarray | None = None  # what the residual corrects: the decoded tokens, or the inter prediction
+    estimate: float = 0.0  # bytes counted for it while it waits
 
 
 class Tokenize(Node):
@@ -79,6 +86,7 @@ class Tokenize(Node):
         self._index = 0
         self._pending = 0  # bytes of parts coded but not yet handed on
         self._handed = 0  # bytes of segments handed on but not yet counted by rate control
+        self._motion_scale = 1.0  # coded motion bytes / the motion search's estimate, measured so far
         self._last_text = 0  # bytes the texts added to the last segment (estimate for the next)
         self._unaccounted: list[ClipSegment] = []  # handed on, bytes not yet counted by rate control
 
@@ -87,6 +95,7 @@ class Tokenize(Node):
         self.tokenizer = None if self.mode == "tt2v" else self.profile.engine("tokenizer")
         if self.tokenizer is not None:
             self.points = [rp.index for rp in self.tokenizer.rate_points]
+        self.warper = Warper(info.width, info.height)
         cell = max(16, -(-info.width // GRID_CELLS))
         self.search = {lvl: MotionSearch(info.width, info.height, lam=lvl.lam,
                                          grid_cell=cell if self.opts["grid"] else 0) for lvl in LEVELS}
@@ -96,12 +105,13 @@ class Tokenize(Node):
     # -- keyframes ------------------------------------------------------------------------------------------------
     def _keyframe(self, image: np.ndarray, level: Level, now: float, end_time: float):
         """Tokens at the level's rate point (or the largest the budget allows), the residual at the level's step,
-        the decoded keyframe and the residual coder: (tokens, residual, decoded, coder)."""
+        the decoded keyframe, the residual coder and what the residual corrects: (tokens, residual, decoded, coder,
+        base)."""
         if self.tokenizer is None:  # tt2v: the decoder generates keyframes; motion is measured against the source
-            return None, None, image, None
+            return None, None, image, None, image
         wanted = min(level.rate_point, max(self.points))
         if self.rate.active:  # from the level's rate point down, until one fits the budget (sizes fall with it)
-            allowed = self.rate.budget(end_time) - self._committed(now)
+            allowed = self.rate.budget(end_time) - self._committed()
             for rp in sorted((p for p in self.points if p <= wanted), reverse=True):
                 grid = self.tokenizer.encode(image, rp)
                 payload = encode_tokens(grid.indices, self.tokenizer.token_model(rp))
@@ -118,35 +128,42 @@ class Tokenize(Node):
             decoded = cv2.resize(decoded, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
         coder = ResidualCoder(image, decoded) if level.step or self.rate.active else None
         residual = coder.code(level.step) if level.step else None
-        return tokens, residual, decoded if residual is None else apply(decoded, residual), coder
+        return tokens, residual, decoded if residual is None else apply(decoded, residual), coder, decoded
 
     # -- splitting and coding -------------------------------------------------------------------------------------
     def _code(self, seg: ClipSegment) -> list[_Part]:
-        """Code ``seg``'s keyframe and forward motion, splitting it where a frame's prediction fails."""
+        """Code ``seg``'s keyframe and forward motion, splitting it where a frame's prediction fails: the frame then
+        opens a part whose keyframe is its prediction plus a residual (an inter keyframe), or new tokens when the
+        prediction is too far off to be worth correcting."""
         parts: list[_Part] = []
-        start = 0
+        start, refresh, limit = 0, None, 0.0
         while start < len(seg.frames):
             now = float(seg.pts[start] * seg.time_base)
-            level = self.rate.level(now, self._committed(now))
-            end_time = seg.end_time
-            tokens, residual, decoded, coder = self._keyframe(seg.frames[start], level, now,
-                                                              min(end_time, now + self.rate.HORIZON))
+            level = self.rate.level(now, self._committed())
+            if refresh is not None and refresh.distortion <= limit + INTER_MARGIN and self.mode != "tt2v":
+                part = self._inter_part(seg, start, parts[-1], refresh, level)
+            else:
+                tokens, residual, decoded, coder, base = self._keyframe(seg.frames[start], level, now,
+                                                                        min(seg.end_time, now + self.rate.HORIZON))
+                part = _Part([seg.frames[start]], [seg.pts[start]], seg.scene_cut and start == 0, seg.end_time,
+                             level, tokens, decoded, residual=residual, coder=coder, base=base)
             search = self.search[level]
             ref = search.analyse(seg.frames[start])
-            ref["decoded"] = search.analyse(decoded)["rgb"]
+            ref["decoded"] = search.analyse(part.decoded)["rgb"]
+            part.analysed.append(ref)
             # a refreshed frame would cost another keyframe and look about like this one: refresh only where the
             # prediction is worse than the keyframe by more than the level's margin
             limit = search.distortion(ref["decoded"], ref) + level.refresh
-            part = _Part([seg.frames[start]], [seg.pts[start]], seg.scene_cut and start == 0, end_time, level,
-                         tokens, decoded, [ref], residual=residual, coder=coder)
-            history = []
+            history, refresh = [], None
             t = start + 1
             while t < len(seg.frames):
                 frame = search.analyse(seg.frames[t])
                 choice = search.choose(frame, ref, history, search.moved(frame, part.analysed[-1]))
                 if self.opts["refresh"] and choice.distortion > limit and self.rate.can_refresh(
-                        float(seg.pts[t] * seg.time_base), self._committed(now) + _estimate(part, False)):
+                        float(seg.pts[t] * seg.time_base), self._committed() + _estimate(part, True,
+                                                                                         self._motion_scale)):
                     log.debug("frame %d: prediction distortion %.3f over %.3f: refresh", t, choice.distortion, limit)
+                    refresh = choice
                     break
                 part.frames.append(seg.frames[t])
                 part.pts.append(seg.pts[t])
@@ -156,10 +173,21 @@ class Tokenize(Node):
                 t += 1
             if t < len(seg.frames):
                 part.end_time = float(seg.pts[t] * seg.time_base)
-            self._pending += _estimate(part, not self.rate.active)
+            if self.rate.active and part.coder is not None:
+                self._fill(part)
+            part.estimate = _estimate(part, True, self._motion_scale)
+            self._pending += part.estimate
             parts.append(part)
             start = t
         return parts
+
+    def _inter_part(self, seg: ClipSegment, start: int, previous: _Part, refresh: Choice, level: Level) -> _Part:
+        """A part whose keyframe is the previous keyframe moved by the refreshed frame's motion, plus a residual."""
+        base = self.warper.predict(FrameMotion(refresh.motion), previous.decoded, None)
+        coder = ResidualCoder(seg.frames[start], base)
+        residual = coder.code(level.step or INTER_STEP)
+        return _Part([seg.frames[start]], [seg.pts[start]], False, seg.end_time, level, None, apply(base, residual),
+                     residual=residual, coder=coder, anchor=refresh.motion, base=base)
 
     def _finish(self, part: _Part, following: _Part | None, time_base) -> ClipSegment:
         """The coded segment of a part, with motion to the following keyframe when there is one."""
@@ -179,16 +207,19 @@ class Tokenize(Node):
             if not bidirectional:
                 for m in frames:
                     m.next = None
-        motion = SegmentMotion(frames, bidirectional, search.grid_shape if any(
-            c.motion.grid is not None for c in part.forward) or any(
-            m.next is not None and m.next.grid is not None for m in frames) else (0, 0)) if frames else None
+        motions = [part.anchor] + [m.prev for m in frames] + [m.next for m in frames]
+        gridded = any(m is not None and m.grid is not None for m in motions)
+        motion = SegmentMotion(frames, bidirectional, search.grid_shape if gridded else (0, 0), part.anchor) \
+            if frames or part.anchor is not None else None
         regular = part.pts == frame_pts_cfr(part.pts[0], len(part.pts), self.info)
-        header = SegmentHeader(self._index, part.pts[0], len(part.pts), 0, SCENE_CUT if part.scene_cut else 0)
-        self._pending -= _estimate(part, not self.rate.active)
-        unit = Segment(header, part.tokens, motion=motion, frame_pts=None if regular else list(part.pts))
-        if self.rate.active and part.coder is not None:
-            part.residual = self._fill(part, unit)
-        unit.residual = part.residual
+        flags = (SCENE_CUT if part.scene_cut else 0) | (INTER_KEYFRAME if part.anchor is not None else 0)
+        header = SegmentHeader(self._index, part.pts[0], len(part.pts), 0, flags)
+        self._pending -= part.estimate
+        if motion is not None and part.forward:  # learn how coded motion compares with the estimate (running mean)
+            measured = len(encode_motion(motion)) / max(_motion_guess(part), 1.0)
+            self._motion_scale = 0.5 * (self._motion_scale + measured)
+        unit = Segment(header, part.tokens, motion=motion, frame_pts=None if regular else list(part.pts),
+                       residual=part.residual)
         self._handed += len(encode_segment(unit)) + self._last_text + self.rate.frame_overhead * (len(part.pts) - 1)
         out = ClipSegment(self._index, part.frames[0], part.pts, time_base, samples=_samples(part.frames),
                           end_time=part.end_time, scene_cut=part.scene_cut, frames=part.frames, unit=unit)
@@ -196,17 +227,18 @@ class Tokenize(Node):
         self._index += 1
         return out
 
-    def _committed(self, now: float) -> float:
-        """Bytes the stream holds before ``now``: what was handed on plus what is coded and waiting — and, under
-        -b:v, at least the budget earned by ``now``, since waiting segments are filled up to it (``_fill``)."""
-        known = self.rate.spent + self._handed + self._pending + self._last_text
-        return max(known, self.rate.budget(now)) if self.rate.active else known
+    def _committed(self) -> float:
+        """Bytes the stream holds so far: counted, handed on, and coded but waiting (texts estimated)."""
+        return self.rate.spent + self._handed + self._pending + self._last_text
 
-    def _fill(self, part: _Part, unit: Segment) -> KeyframeResidual | None:
-        """-b:v: the keyframe residual whose step brings the stream closest to the budget earned by the part's end
-        without passing it (none when even the coarsest does not fit): rate control's fine knob."""
-        base = len(encode_segment(unit)) + self._last_text + 3 + self.rate.frame_overhead * (len(part.pts) - 1)
-        room = self.rate.budget(part.end_time) - self.rate.spent - self._handed - self._pending - base
+    def _fill(self, part: _Part) -> None:
+        """-b:v, once a part's frames are known: the keyframe residual whose step brings the stream closest to the
+        budget earned by the part's end without passing it (rate control's fine knob); none when even the coarsest
+        does not fit, except for an inter keyframe, which keeps the coarsest."""
+        frames = len(part.pts)
+        fixed = _estimate(part, False, self._motion_scale) + SEGMENT_FRAMING + self._last_text + \
+            self.rate.frame_overhead * (frames - 1)
+        room = self.rate.budget(part.end_time) - self._committed() - fixed
         steps = RESIDUAL_STEPS
         best = None
         lo, hi = 0, len(steps) - 1  # sizes fall as the step grows: find the finest step that fits
@@ -217,7 +249,11 @@ class Tokenize(Node):
                 best, hi = candidate, mid - 1
             else:
                 lo = mid + 1
-        return best
+        if best is None and part.anchor is not None:
+            best = part.coder.code(steps[-1])
+        part.residual = best
+        part.decoded = part.base if best is None else apply(part.base, best)
+        part.analysed[0]["decoded"] = self.search[part.level].analyse(part.decoded)["rgb"]
 
     def process(self, seg: ClipSegment):
         self._account()
@@ -252,12 +288,18 @@ class Tokenize(Node):
         self._handed = 0
 
 
-def _estimate(part: _Part, residual: bool = True) -> int:
-    """Bytes a coded part will take, as far as known before it is finished (motion: ~3 bytes a frame); without
-    the keyframe residual when it is still to be re-coded (-b:v)."""
+def _estimate(part: _Part, residual: bool = True, motion_scale: float = 1.0) -> float:
+    """Bytes a coded part will take, as far as known before it is finished: tokens, the keyframe residual (unless
+    ``residual`` is False) and the motion, estimated from the forward choices' bits for both references times
+    ``motion_scale`` (what coded motion measured against that estimate so far)."""
     tokens = len(part.tokens.payload) if part.tokens is not None else 0
     extra = len(encode_residual(part.residual)) if residual and part.residual is not None else 0
-    return tokens + extra + 3 * len(part.forward)  # the container's per-frame bytes are counted when handed on
+    return tokens + extra + motion_scale * _motion_guess(part)  # the container's per-frame bytes: when handed on
+
+
+def _motion_guess(part: _Part) -> float:
+    """Bytes of a part's motion as the motion search's bit estimates see it (both references)."""
+    return 2 * sum(c.bits for c in part.forward) / 8
 
 
 def _samples(frames: list[np.ndarray], count: int = 8) -> list[np.ndarray]:

@@ -1,5 +1,5 @@
 """A frozen conformance stream (CompressAI's tests/expected): a small committed ``.m3cv`` using every layer of bitstream
-1.1 (keyframe tokens, keyframe residual, bidirectional motion with grids, texts) and what it decodes to, as per-frame
+1.1 (keyframe tokens, keyframe residual, inter keyframes, bidirectional motion, texts) and what it decodes to, as per-frame
 16×9 luma thumbnails. A change that alters parsing or decoding shows here. After an intended change, regenerate with
 ``M3CVC_REGEN_EXPECTED=1 python -m pytest -q tests/test_conformance.py`` and say why in the commit."""
 from __future__ import annotations
@@ -51,6 +51,7 @@ def test_conformance_stream_parses_and_decodes_as_recorded():
     assert [U.decode_segment(p) == s for p, s in zip(packets, segments)] == [True] * len(segments)
     assert any(s.residual is not None for s in segments) and any(
         s.motion is not None and s.motion.bidirectional for s in segments)
+    assert any(s.header.flags & U.INTER_KEYFRAME and s.tokens is None for s in segments)  # a refresh
     expected = json.loads(FRAMES.read_text())["thumbnails"]
     got = _thumbnails(STREAM)
     assert len(got) == len(expected)
