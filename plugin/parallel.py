@@ -28,7 +28,7 @@ import numpy as np
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
-from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader, decode_sequence_header,
+from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, SequenceHeader, decode_sequence_header,
                                      peek_segment_header)
 from m3cvcav.errors import BitstreamError, InputError, ModelError, OutputError
 from m3cvcav.filters import pipeline
@@ -441,13 +441,14 @@ class ParallelDecoder:
         return VideoInfo(h.width, h.height, h.fps, h.time_base, h.color)
 
     def _runs(self) -> Iterator[tuple[list, bytes | None]]:
-        """(run of packets, lookahead packet or None). A run closes only before an intact packet, so no run starts
-        with a damaged segment (whose concealment needs the frames before it)."""
+        """(run of packets, lookahead packet or None). A run closes only before an intact packet with a keyframe of
+        its own, so no run starts with a damaged segment (whose concealment needs the frames before it) or an inter
+        keyframe (the previous keyframe moved)."""
         run: list = []
         count = 0
         for packet in self.reader.packets():
             head = peek_segment_header(packet) if isinstance(packet, bytes) and units_intact(packet) else None
-            if run and count >= self.run_frames and head is not None:
+            if run and count >= self.run_frames and head is not None and not head.flags & INTER_KEYFRAME:
                 yield run, None if head.flags & SCENE_CUT else packet
                 run, count = [], 0
             run.append(packet)
