@@ -16,7 +16,7 @@ from m3cvcav.bitstream.motion import (CORNER_UNIT, CORNERS, GRID_UNIT, NONE, TRA
 from .prediction import Warper, to_uint8
 
 WORK_SIZE = 384  # longer side of the analysis resolution
-WEIGHTS = (0, 4, 8, 12, 16)  # blend weights (of 16) the encoder tries
+WEIGHTS = (0, 4, 8, 12)  # blend weights (of 16) the encoder tries: never the next keyframe alone (no repeated frames)
 
 
 def luma(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -25,7 +25,8 @@ LEVELS: tuple[Level, ...] = tuple(Level(rp, refresh, 4e-4 * 0.75 ** i, step) for
     (0, 0.30, 0), (0, 0.20, 0), (1, 0.20, 0), (1, 0.14, 0), (2, 0.14, 0), (2, 0.10, 0), (3, 0.10, 0), (3, 0.09, 480),
     (3, 0.08, 300), (3, 0.07, 190), (3, 0.06, 120), (3, 0.05, 76), (3, 0.04, 48), (3, 0.03, 30), (3, 0.02, 18),
     (3, 0.012, 10))))
-DEFAULT_LEVEL = 6
+REFERENCE_LEVEL = 6  # the rung the rate model and inter steps are anchored on
+DEFAULT_QUALITY = 4
 RESIDUAL_STEPS = tuple(sorted({round(8 * 1.1 ** i) for i in range(61)}))  # 8 .. ~2400: what -b:v chooses from
 
 
@@ -61,10 +62,10 @@ class RateControl:
         matches what the budget of the next ``HORIZON`` seconds leaves after the ``committed`` bytes (measured on the
         corpus: -q 6 ≈ 0.004 bits per pixel, one rung more per doubling of the rate)."""
         if not self.active:
-            return LEVELS[DEFAULT_LEVEL if self.quality is None else self.quality]
+            return LEVELS[DEFAULT_QUALITY if self.quality is None else self.quality]
         available = max(self.budget(now + self.HORIZON) - committed, 1.0)
         bpp = 8 * available / (max(self._pixel_rate, 1.0) * self.HORIZON)
-        rung = DEFAULT_LEVEL + math.log2(max(bpp, 1e-9) / 0.004)
+        rung = REFERENCE_LEVEL + math.log2(max(bpp, 1e-9) / 0.004)
         return LEVELS[int(min(len(LEVELS) - 1, max(0, math.floor(rung))))]
 
     def budget(self, time: float) -> float:

@@ -28,13 +28,15 @@ from .motion_search import Choice, MotionSearch
 from .prediction import Warper
 from .node import Node
 from .options import Option
-from .ratecontrol import LEVELS, RESIDUAL_STEPS, Level, RateControl
+from .ratecontrol import REFERENCE_LEVEL, LEVELS, RESIDUAL_STEPS, Level, RateControl
 from .residual import ResidualCoder, apply
 
 log = get_logger("filters.tokenize")
 GRID_CELLS = 16  # motion grid columns (rows follow the aspect); cells of at least 16 px
+FROZEN = 0.4  # mean |Δ| (work size, code values) below which a predicted frame shows the previous picture again
+FROZEN_COARSER = 2  # residual step factor of a refresh made only to keep the picture moving
 INTER_MARGIN = 0.15  # a refresh whose prediction is this far past the refresh limit (1 − SSIM) gets new tokens
-INTER_STEP = 300  # residual step of an inter keyframe on levels that code keyframes without a residual
+INTER_STEP = 300  # residual step of an inter keyframe at -q 6, 1.5 times coarser a level down (levels without a step)
 SEGMENT_FRAMING = 24  # bytes a segment adds beyond its payloads (header unit, unit framing), for -b:v planning
 
 
@@ -136,12 +138,12 @@ class Tokenize(Node):
         opens a part whose keyframe is its prediction plus a residual (an inter keyframe), or new tokens when the
         prediction is too far off to be worth correcting."""
         parts: list[_Part] = []
-        start, refresh, limit = 0, None, 0.0
+        start, refresh, limit, refresh_frozen = 0, None, 0.0, False
         while start < len(seg.frames):
             now = float(seg.pts[start] * seg.time_base)
             level = self.rate.level(now, self._committed())
             if refresh is not None and refresh.distortion <= limit + INTER_MARGIN and self.mode != "tt2v":
-                part = self._inter_part(seg, start, parts[-1], refresh, level)
+                part = self._inter_part(seg, start, parts[-1], refresh, level, refresh_frozen)
             else:
                 tokens, residual, decoded, coder, base = self._keyframe(seg.frames[start], level, now,
                                                                         min(seg.end_time, now + self.rate.HORIZON))
@@ -154,17 +156,24 @@ class Tokenize(Node):
             # a refreshed frame would cost another keyframe and look about like this one: refresh only where the
             # prediction is worse than the keyframe by more than the level's margin
             limit = search.distortion(ref["decoded"], ref) + level.refresh
-            history, refresh = [], None
+            history, refresh, refresh_frozen = [], None, False
+            shown = ref["decoded"].astype(np.float32)  # the picture the decoder shows before frame t
             t = start + 1
             while t < len(seg.frames):
                 frame = search.analyse(seg.frames[t])
-                choice = search.choose(frame, ref, history, search.moved(frame, part.analysed[-1]))
-                if self.opts["refresh"] and choice.distortion > limit and self.rate.can_refresh(
+                moved = search.moved(frame, part.analysed[-1])
+                choice = search.choose(frame, ref, history, moved)
+                # refresh where the prediction fails, or where it would show the same picture again while the
+                # source moves (local motion the global model and grid do not carry: no frozen frames)
+                frozen = moved and float(np.abs(choice.prediction - shown).mean()) < FROZEN
+                if self.opts["refresh"] and (choice.distortion > limit or frozen) and self.rate.can_refresh(
                         float(seg.pts[t] * seg.time_base), self._committed() + _estimate(part, True,
                                                                                          self._motion_scale)):
-                    log.debug("frame %d: prediction distortion %.3f over %.3f: refresh", t, choice.distortion, limit)
-                    refresh = choice
+                    log.debug("frame %d: prediction distortion %.3f over %.3f%s: refresh", t, choice.distortion,
+                              limit, " (it would freeze)" if frozen else "")
+                    refresh, refresh_frozen = choice, frozen and choice.distortion <= limit
                     break
+                shown = choice.prediction
                 part.frames.append(seg.frames[t])
                 part.pts.append(seg.pts[t])
                 part.analysed.append(frame)
@@ -181,11 +190,13 @@ class Tokenize(Node):
             start = t
         return parts
 
-    def _inter_part(self, seg: ClipSegment, start: int, previous: _Part, refresh: Choice, level: Level) -> _Part:
-        """A part whose keyframe is the previous keyframe moved by the refreshed frame's motion, plus a residual."""
+    def _inter_part(self, seg: ClipSegment, start: int, previous: _Part, refresh: Choice, level: Level,
+                    frozen: bool) -> _Part:
+        """A part whose keyframe is the previous keyframe moved by the refreshed frame's motion, plus a residual
+        (a coarse one when the refresh only keeps the picture from freezing)."""
         base = self.warper.predict(FrameMotion(refresh.motion), previous.decoded, None)
         coder = ResidualCoder(seg.frames[start], base)
-        residual = coder.code(level.step or INTER_STEP)
+        residual = coder.code(inter_step(level) * (FROZEN_COARSER if frozen else 1))
         return _Part([seg.frames[start]], [seg.pts[start]], False, seg.end_time, level, None, apply(base, residual),
                      residual=residual, coder=coder, anchor=refresh.motion, base=base)
 
@@ -286,6 +297,11 @@ class Tokenize(Node):
                 self._last_text = len(text_payload(unit.frame_text, unit.clip_text)) + 6  # + the unit's framing
         self._unaccounted = []
         self._handed = 0
+
+
+def inter_step(level: Level) -> int:
+    """The residual step of an inter keyframe: the level's keyframe step, else ``INTER_STEP`` scaled down the ladder."""
+    return level.step or round(INTER_STEP * 1.5 ** max(0, REFERENCE_LEVEL - LEVELS.index(level)))
 
 
 def _estimate(part: _Part, residual: bool = True, motion_scale: float = 1.0) -> float:

@@ -34,7 +34,7 @@ OPTION_HELP: dict[str, tuple[str, str]] = {
     "size": ("WxH", "scale to this size"),
     "rate": ("FPS", "frame rate"),
     "bitrate": ("RATE", "encode: video bitrate target (rate control); decode: the output encoder's bitrate"),
-    "q": ("N", "encode: a fixed quality level 0..15 (default 6) instead of -b:v"),
+    "q": ("N", "encode: a fixed quality level 0..15 (default 4) instead of -b:v"),
     "crf": ("N", "decode: the output encoder's CRF"),
     "preset": ("P", "decode: the output encoder's preset"),
     "pix_fmt": ("F", "decode: the output pixel format"),

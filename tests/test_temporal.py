@@ -191,3 +191,25 @@ def test_refresh_inserts_a_keyframe_where_prediction_fails(photo, tmp_path, medi
         with open_reader(tmp_path / "r.m3cv") as reader:
             counts[refresh] = [s.header.first_pts for s in reader.segments()]
     assert counts[0] == [0] and 6 in counts[1]
+
+
+def test_local_motion_is_refreshed_not_frozen(photo, tmp_path):
+    """A static shot with one object moving across it: no global motion carries it, so inter keyframes (the previous
+    keyframe plus a residual) must, and the decoded object follows its source instead of freezing."""
+    background = np.ascontiguousarray(photo[200:344, 100:356])
+    patch = photo[20:68, 180:228]
+    frames = []
+    for i in range(16):
+        f = background.copy()
+        f[50:98, 20 + 8 * i:68 + 8 * i] = patch
+        frames.append(f)
+    m3cvcav.encode(iter(frames), tmp_path / "l.m3cv", fps=8, q=6)
+    with m3cvcav.open(tmp_path / "l.m3cv") as stream:
+        decoded = [f.to_ndarray() for f in stream.decode()]
+    with open_reader(tmp_path / "l.m3cv") as reader:
+        segments = list(reader.segments())
+    assert any(s.header.flags & U.INTER_KEYFRAME for s in segments)
+    assert all(np.abs(decoded[i].astype(int) - decoded[i - 1]).mean() > 0.3 for i in range(1, len(decoded)))
+    for i in (8, 15):  # where the object is now looks like the object, not like the background it covered at first
+        box = (slice(50, 98), slice(20 + 8 * i, 68 + 8 * i))
+        assert psnr(decoded[i][box], frames[i][box]) > psnr(decoded[i][box], frames[0][box]) + 3
