@@ -1,14 +1,15 @@
 """``python -m m3cvcav bench scale``: how chunked encoding scales (docs/parallel.md).
 
-In one run, on this machine (``--rounds`` interleaved rounds, 2 by default: each configuration's fastest run counts,
-as other processes share the CPUs): wall time to encode ``--seconds`` (60) of vtest.avi at ``--size`` (512x288) with 1 and 2
-local worker processes and with ``-cluster local`` (2 Ray actors, the private Ray instance's start timed apart), the
+In one run, on this machine (``--rounds`` interleaved rounds, 2 by default: each configuration's fastest run
+counts, as other processes share the CPUs): wall time to encode ``--seconds`` (60) of vtest.avi at ``--size``
+(512x288) with 1 and 2 local worker processes and with ``-cluster local`` (2 Ray actors, the private Ray instance's
+start timed apart), the
 ratios to 1 worker (target: 2 workers ≤ 0.6×), byte identity of the three streams, the per-chunk overhead of Ray versus
 local processes (a chunk's frames to a warm worker and a reply back, no encoding), peak RSS per worker, and a scaling
 model for N workers:
 
     T(N) = S + ⌈K/N⌉ · (W/K + c)        (and never below R, the parent's own read + plan pass)
-    T'(N) = T(N) + R/N                  (on exactly N cores: the parent's reading takes its share of the workers' cores)
+    T'(N) = T(N) + R/N                  (on exactly N cores: the parent's reading takes its share of theirs)
 
 with K chunks, W the summed encode time of the chunks on their workers (1-worker run), c the per-chunk overhead, and
 S = T(1) − W − K·c the serial rest (worker start and model loading, the parent's work not hidden behind the workers,

@@ -28,8 +28,8 @@ import numpy as np
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
-from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, SequenceHeader, decode_sequence_header,
-                                     peek_segment_header)
+from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, SequenceHeader,
+                                     decode_sequence_header, peek_segment_header)
 from m3cvcav.errors import BitstreamError, InputError, ModelError, OutputError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.generate import Generate, check_mode
@@ -316,8 +316,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
 
     try:
         writer = _open_writer(dst, header, format, source, profile, tags)
-        backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"), options.get("offload", False),
-                               ENCODER_ROLES, stats.chunks_total)
+        backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"),
+                               options.get("offload", False), ENCODER_ROLES, stats.chunks_total)
         with workers.sigterm_interrupts():
             for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)

@@ -236,7 +236,8 @@ class _RayWorker:
 class RayBackend:
     """Ray actors, one task each at a time. ``address``: ``local`` starts (and on close stops) a private Ray instance,
     ``auto`` joins the running cluster, ``ray://HOST:PORT`` connects a Ray client. Payloads travel through Ray's
-    object store, so workers need no shared filesystem. ``gpus``: GPUs each actor asks for (negative: one where the cluster has any)."""
+    object store, so workers need no shared filesystem. ``gpus``: GPUs each actor asks for (negative: one where the
+    cluster has any)."""
 
     kind = "ray"
 
