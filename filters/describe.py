@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 
-from m3cvcav.bitstream.units import encode_segment
+from m3cvcav.bitstream.units import INTER_KEYFRAME, encode_segment
 
 from .items import ClipSegment
 from .node import Node
@@ -32,6 +32,9 @@ class Describe(Node):
         return info
 
     def process(self, seg: ClipSegment):
+        if seg.unit is not None and seg.unit.header.flags & INTER_KEYFRAME:  # a refresh continues the scene: its
+            seg.size = len(encode_segment(seg.unit))                     # segment carries no TEXT (inherited)
+            return (seg,)
         if self.opts["frame"]:
             seg.frame_text = self.describer.describe_frame(seg.keyframe)
         if self.opts["clip"]:

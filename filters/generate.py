@@ -63,6 +63,7 @@ class Generate(Node):
         self._last_good: np.ndarray | None = None
         self._last_pts: int | None = None
         self._previous_key: np.ndarray | None = None  # the last segment's keyframe (what an inter keyframe moves)
+        self._texts = ("", "")  # the last segment's D^F and D^C
         self._index = 0
 
     def configure(self, header: SequenceHeader) -> SequenceHeader:
@@ -113,6 +114,10 @@ class Generate(Node):
         return np.ascontiguousarray(image, dtype=np.uint8)
 
     def process(self, seg: Segment | CorruptSegment) -> Iterator[Frame]:
+        if isinstance(seg, Segment):  # an inter keyframe's segment without TEXT continues the previous texts
+            if _inter(seg) and not (seg.frame_text or seg.clip_text):
+                seg.frame_text, seg.clip_text = self._texts
+            self._texts = (seg.frame_text, seg.clip_text)
         if isinstance(seg, CorruptSegment) or (seg.tokens is None and not _inter(seg) and not can_tt2v(self.profile)):
             image = None
         else:

@@ -89,9 +89,11 @@ class RateControl:
         ratio = (self.spent - earned) / max(earned, self._keyframe_bytes, 1.0)
         return base * math.exp(max(-2.0, min(2.0, 2.0 * ratio)))
 
-    def can_refresh(self, now: float, committed: float) -> bool:
-        """Under -b:v, whether the budget earned by ``now`` (with a second's slack) pays for one more keyframe after
-        the ``committed`` bytes."""
+    def can_refresh(self, now: float, committed: float, cost: float | None = None) -> bool:
+        """Under -b:v, whether the budget earned by ``now`` (with a second's slack) pays for one more keyframe (or
+        a refresh of ``cost`` bytes) after the ``committed`` bytes."""
+        if cost is not None:  # a refresh that only keeps the picture moving: from what is earned, no slack
+            return not self.active or committed + cost <= self.budget(now)
         return not self.active or committed + self._keyframe_bytes <= self.budget(now + 1.0)
 
     def may_cut(self, now: float) -> bool:

@@ -34,6 +34,7 @@ from .residual import ResidualCoder, apply
 log = get_logger("filters.tokenize")
 GRID_CELLS = 16  # motion grid columns (rows follow the aspect); cells of at least 16 px
 FROZEN = 0.4  # mean |Δ| (work size, code values) below which a predicted frame shows the previous picture again
+INTER_REFRESH_BYTES = 160  # what -b:v expects a refresh that only keeps the picture moving to cost
 FROZEN_COARSER = 2  # residual step factor of a refresh made only to keep the picture moving
 INTER_MARGIN = 0.15  # a refresh whose prediction is this far past the refresh limit (1 − SSIM) gets new tokens
 INTER_STEP = 300  # residual step of an inter keyframe at -q 6, 1.5 times coarser a level down (levels without a step)
@@ -166,9 +167,11 @@ class Tokenize(Node):
                 # refresh where the prediction fails, or where it would show the same picture again while the
                 # source moves (local motion the global model and grid do not carry: no frozen frames)
                 frozen = moved and float(np.abs(choice.prediction - shown).mean()) < FROZEN
-                if self.opts["refresh"] and (choice.distortion > limit or frozen) and self.rate.can_refresh(
+                failed = choice.distortion > limit
+                if self.opts["refresh"] and (failed or frozen) and self.rate.can_refresh(
                         float(seg.pts[t] * seg.time_base), self._committed() + _estimate(part, True,
-                                                                                         self._motion_scale)):
+                                                                                         self._motion_scale),
+                        None if failed else INTER_REFRESH_BYTES):
                     log.debug("frame %d: prediction distortion %.3f over %.3f%s: refresh", t, choice.distortion,
                               limit, " (it would freeze)" if frozen else "")
                     refresh, refresh_frozen = choice, frozen and choice.distortion <= limit
@@ -277,8 +280,9 @@ class Tokenize(Node):
         self._unaccounted += out
         self._time_base = seg.time_base
         for o in out:
-            log.debug("segment %d: %d frames, keyframe rate point %s", o.index, len(o.pts),
-                      "none (tt2v)" if o.unit.tokens is None else o.unit.tokens.rate_point)
+            kind = "inter keyframe" if o.unit.header.flags & INTER_KEYFRAME else "no tokens (tt2v)" \
+                if o.unit.tokens is None else f"keyframe rate point {o.unit.tokens.rate_point}"
+            log.debug("segment %d: %d frames, %s", o.index, len(o.pts), kind)
         return out
 
     def flush(self):
