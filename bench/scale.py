@@ -152,8 +152,8 @@ def model(t1: float, w: float, k: int, c: float, read_s: float, n: int) -> float
     return max(read_s, s + math.ceil(k / n) * (w / k + c))
 
 
-def run(seconds: float, size: str, ray: bool, repeats: int, serial: bool = False, rounds: int = 2) -> dict:
-    src = MEDIA
+def run(seconds: float, size: str, ray: bool, repeats: int, serial: bool = False, rounds: int = 2,
+        src: Path = MEDIA) -> dict:
     if not src.exists():
         raise SystemExit(f"bench scale needs {src} (../shared/media beside the checkout)")
     out: dict = {"input": f"{src.name}, {seconds:g} s at {size}", "cpus": os.cpu_count(),
@@ -215,6 +215,7 @@ def run(seconds: float, size: str, ray: bool, repeats: int, serial: bool = False
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m m3cvcav bench scale", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of vtest.avi to encode (default 60)")
+    parser.add_argument("--input", type=Path, default=MEDIA, help="the clip (default ../shared/media/clips/vtest.avi)")
     parser.add_argument("--size", default="512x288")
     parser.add_argument("--no-ray", action="store_true", help="skip -cluster local")
     parser.add_argument("--repeats", type=int, default=5, help="overhead probes per backend (median)")
@@ -228,7 +229,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         has_ray = False
         print("ray is not installed (pip install 'm3cvcav[cluster]'): -cluster local is skipped")
-    r = run(args.seconds, args.size, has_ray, args.repeats, args.serial, args.rounds)
+    r = run(args.seconds, args.size, has_ray, args.repeats, args.serial, args.rounds, args.input)
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
