@@ -57,17 +57,6 @@ def best_decay(symbols: np.ndarray) -> int:
     return int(np.argmin(_COSTS @ counts)) + 1
 
 
-def estimate_bits(values: np.ndarray) -> float:
-    """Bits the values would take as one stream (ideal code length under the best table, escapes included)."""
-    v = np.asarray(values, dtype=np.int64)
-    if v.size == 0:
-        return 0.0
-    symbols = np.minimum(v, ESCAPE)
-    counts = np.bincount(symbols, minlength=ALPHABET).astype(np.float64)
-    escapes = v[v >= ESCAPE] - ESCAPE
-    return float((_COSTS @ counts).min()) + 8.0 * float(np.sum(np.ceil((np.log2(escapes + 1) + 1) / 7)))
-
-
 def pack(streams: Sequence[np.ndarray]) -> bytes:
     """The streams and their shared escape tail."""
     out, tail = bytearray(), bytearray()

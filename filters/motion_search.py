@@ -1,5 +1,5 @@
 """Encoder-side motion: estimate where each pixel of a frame lies in a reference keyframe (DIS optical flow on the
-sources, a RANSAC homography for the global model, per-cell medians of what the homography leaves for the grid) and
+sources, a RANSAC homography for the global model, per-cell means of what the homography leaves for the grid) and
 choose what to transmit by rate and distortion: J = D + λ·R with D = 1 − SSIM of the prediction (the fast proxy of
 MS-SSIM, measured on luma at a working size) and R the estimated bits of the coded residuals."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from m3cvcav.bitstream.motion import (CORNER_UNIT, CORNERS, GRID_UNIT, NONE, TRANSLATION, WEIGHT_MAX, RefMotion,
                                       predict_corners)
 
-from .prediction import Warper, to_uint8
+from .prediction import Warper, corner_points, to_uint8
 
 WORK_SIZE = 384  # longer side of the analysis resolution
 WEIGHTS = (0, 4, 8, 12)  # blend weights (of 16) the encoder tries: never the next keyframe alone (no repeated frames)
@@ -90,12 +90,9 @@ class MotionSearch:
         out = [RefMotion(NONE), RefMotion(TRANSLATION, t * 4)]
         m, _ = cv2.findHomography(pts, moved, cv2.RANSAC, 1.0, maxIters=400)
         if m is not None and np.isfinite(m).all():
-            src = np.array([[0, 0], [self.work[0] - 1, 0], [0, self.work[1] - 1], [self.work[0] - 1, self.work[1] - 1]],
-                           np.float64)
-            proj = cv2.perspectiveTransform(src[None].astype(np.float64), m)[0]
+            proj = cv2.perspectiveTransform(corner_points(*self.work)[None], m)[0]
             # corner displacement at work size → full size (the corner pixels of both sizes line up)
-            full_src = np.array([[0, 0], [self.width - 1, 0], [0, self.height - 1],
-                                 [self.width - 1, self.height - 1]], np.float64)
+            full_src = corner_points(self.width, self.height)
             full_dst = proj * [(self.width - 1) / max(self.work[0] - 1, 1),
                                (self.height - 1) / max(self.work[1] - 1, 1)]
             disp = np.round((full_dst - full_src) * CORNER_UNIT).astype(int).ravel()

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import abc
 import builtins
 import contextlib
 import errno
@@ -247,9 +248,9 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
 
     Options, as on the command line: ``vf``/``filter_complex`` (-vf/-filter_complex; FFmpeg filters and the nodes
     select/describe/tokenize), ``ss``/``t``/``frames`` (-ss/-t/-frames:v), ``size`` (-s WxH), ``rate`` (-r),
-    ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: fixed rate point), ``profile`` (-profile),
-    ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``offload`` (-offload: the profile's models go to the GPU only
-    while they run; a no-op on the CPU), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
+    ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: a fixed quality level 0..15), ``profile``
+    (-profile), ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``offload`` (-offload: the profile's models go
+    to the GPU only while they run; a no-op on the CPU), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
     ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes keyframe tokens, "tt2v" none: text only,
     the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is
     called with a :class:`Stats` after each frame. ``workers`` (-workers N, 0: one per core) or ``cluster``
@@ -262,7 +263,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     >>> encode("in.mp4", "out.mkv", bitrate="20k", overwrite=True).bitrate   # about 20000 bits/s
     """
     if q is not None and bitrate:
-        raise UsageError("give either -q (a fixed rate point) or -b:v (a bitrate target), not both")
+        raise UsageError("give either -q (a fixed quality level) or -b:v (a bitrate target), not both")
     target = _bitrate(bitrate)
     _check_cut(ss, t, frames)
     audio_opts = audio_options(audio_codec, audio_bitrate, channels, sample_rate)
@@ -399,7 +400,41 @@ def _open_writer(dst, header, format, source, engines: Engines, tags, pending_au
     return writer
 
 
-class Decoder:
+class StreamDecoder(abc.ABC):
+    """What every decoder of an m3cvc stream offers (serial or on workers): ``reader``, ``header``, ``info``,
+    ``frames()`` (from the subclass), ``decode()`` yielding ``av.VideoFrame`` (rgb24), ``close()``, ``with``."""
+
+    reader: Any
+    header: SequenceHeader
+    segments_read = 0
+
+    @property
+    def info(self) -> VideoInfo:
+        h = self.header
+        return VideoInfo(h.width, h.height, h.fps, h.time_base, h.color)
+
+    @abc.abstractmethod
+    def frames(self) -> Iterator[Frame]:
+        """Decoded frames as :class:`m3cvcav.filters.items.Frame` (RGB numpy + pts), in order."""
+
+    def decode(self) -> Iterator[av.VideoFrame]:
+        """``av.VideoFrame``s in rgb24 with ``pts`` and ``time_base`` of the stream."""
+        for frame in self.frames():
+            out = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
+            out.pts, out.time_base = frame.pts, frame.time_base
+            yield out
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Decoder(StreamDecoder):
     """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24).
     ``mode`` is CMVC's: "it2v" decodes the keyframe tokens (segments without any are generated from text), "tt2v"
     ignores the token layer and generates every keyframe from D^F."""
@@ -422,13 +457,6 @@ class Decoder:
             self.reader.close()
             raise
 
-    @property
-    def info(self) -> VideoInfo:
-        h = self.header
-        return VideoInfo(h.width, h.height, h.fps, h.time_base, h.color)
-
-    segments_read = 0
-
     def frames(self) -> Iterator[Frame]:
         """Decoded frames as :class:`m3cvcav.filters.items.Frame` (RGB numpy + pts)."""
         return run_chain([self.generate], self._counted(self.reader.segments()))
@@ -437,22 +465,6 @@ class Decoder:
         for seg in segments:
             self.segments_read += 1
             yield seg
-
-    def decode(self) -> Iterator[av.VideoFrame]:
-        """``av.VideoFrame``s in rgb24 with ``pts`` and ``time_base`` of the stream."""
-        for frame in self.frames():
-            out = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
-            out.pts, out.time_base = frame.pts, frame.time_base
-            yield out
-
-    def close(self) -> None:
-        self.reader.close()
-
-    def __enter__(self) -> "Decoder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _profile_name(profile_id: int) -> str:

@@ -33,12 +33,13 @@ from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, 
 from m3cvcav.errors import BitstreamError, InputError, ModelError, OutputError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.generate import Generate, check_mode
-from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
+from m3cvcav.filters.items import AudioPacket, Frame
 from m3cvcav.filters.progress import ProgressCallback, Stats
 from m3cvcav.filters.sink import check_output
 from m3cvcav.log import get_logger
 
 from . import chunks, workers
+from .api import StreamDecoder
 
 log = get_logger("parallel")
 
@@ -410,7 +411,7 @@ class _Counts:
     corrupt: int = 0
 
 
-class ParallelDecoder:
+class ParallelDecoder(StreamDecoder):
     """What :class:`m3cvcav.api.Decoder` offers to ``api.decode`` (``reader``, ``header``, ``tags``, ``info``,
     ``frames()``, ``close()``, ``generate.corrupt``), with the segments decoded on workers in runs: a run closes
     after ``run_frames`` frames (0: 10 s) at the next intact segment, and carries that segment as its lookahead unless
@@ -434,11 +435,6 @@ class ParallelDecoder:
         self.run_frames = run_frames or max(1, round(self.header.fps * 10))
         self.generate = _Counts()
         self.segments_read = 0
-
-    @property
-    def info(self) -> VideoInfo:
-        h = self.header
-        return VideoInfo(h.width, h.height, h.fps, h.time_base, h.color)
 
     def _runs(self) -> Iterator[tuple[list, bytes | None]]:
         """(run of packets, lookahead packet or None). A run closes only before an intact packet with a keyframe of
@@ -474,12 +470,3 @@ class ParallelDecoder:
                 for i, pts in enumerate(result["pts"]):
                     yield Frame(result["images"][i], pts, tb, index)
                     index += 1
-
-    def close(self) -> None:
-        self.reader.close()
-
-    def __enter__(self) -> "ParallelDecoder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
