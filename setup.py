@@ -5,11 +5,12 @@ from setuptools import setup
 
 HERE = Path(__file__).parent
 FFI_BUILDER = "bitstream/native/build_ffi.py:ffibuilder"
-VERSION = (HERE / "plugin" / "VERSION").read_text().strip()
+VERSION = (HERE / "core" / "VERSION").read_text().strip()
 
 PACKAGES = {
     "m3cvcav": "plugin",
     "m3cvcav.filters": "filters",
+    "m3cvcav.core": "core",
     "m3cvcav.bitstream": "bitstream",
     "m3cvcav.engines": "engines",
     "m3cvcav.bench": "bench",
@@ -34,7 +35,7 @@ setup(
     packages=sorted(packages),
     package_dir=packages,
     package_data={
-        "m3cvcav": ["VERSION"],
+        "m3cvcav.core": ["VERSION"],
         "m3cvcav.engines": ["profiles/*.toml", "data/*"],
         "m3cvcav.engines.tokenizer": ["weights/*"],
     },

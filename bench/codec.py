@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from m3cvcav.errors import EngineError, InputError
+from m3cvcav.core.errors import EngineError, InputError
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips"
 TIMED = {"embed", "magnitude", "flow", "describe_frame", "describe_clip", "encode", "decode", "generate",

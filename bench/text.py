@@ -23,7 +23,7 @@ import numpy as np
 import zstandard
 
 from m3cvcav.bitstream.units import text_plaintext
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from ._vlm_descriptions import PAIRS as VLM_PAIRS
 

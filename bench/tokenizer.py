@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 os.environ.setdefault("SVT_LOG", "1")
 WIDTH = 512

@@ -5,8 +5,8 @@ import os
 from functools import lru_cache
 from typing import Any
 
-from m3cvcav.errors import EngineError, UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import EngineError, UsageError
+from m3cvcav.core.log import get_logger
 
 ABI_VERSION = 2  # M3CV_ABI_VERSION of bitstream/native/m3cvcore.h
 log = get_logger(__name__)

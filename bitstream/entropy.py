@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from m3cvcav.errors import BitstreamError, ModelError, UsageError
+from m3cvcav.core.errors import BitstreamError, ModelError, UsageError
 
 from ._native import core
 

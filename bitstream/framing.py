@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
-from m3cvcav.errors import BitstreamError
+from m3cvcav.core.errors import BitstreamError
 
 from .crc import crc32c
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from m3cvcav.errors import BitstreamError
+from m3cvcav.core.errors import BitstreamError
 
 from . import symbols
 from .framing import write_leb128

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from m3cvcav.errors import BitstreamError, M3cvError
+from m3cvcav.core.errors import BitstreamError, M3cvError
 
 from .entropy import decode_symbols, encode_symbols, quantize
 from .framing import read_leb128, write_leb128

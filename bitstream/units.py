@@ -10,7 +10,7 @@ from fractions import Fraction
 import brotli
 import numpy as np
 
-from m3cvcav.errors import BitstreamError, UnsupportedVersionError
+from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError
 
 from .framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
 from .motion import SegmentMotion, decode_motion, encode_motion

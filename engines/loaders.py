@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from m3cvcav.errors import ModelError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import ModelError
+from m3cvcav.core.log import get_logger
 
 T = TypeVar("T")
 log = get_logger("engines.loaders")

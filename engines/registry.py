@@ -22,8 +22,8 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from m3cvcav.errors import ModelError, UsageError, missing_package
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import ModelError, UsageError, missing_package
+from m3cvcav.core.log import get_logger
 
 from .backends.config import parse_backends
 from .interfaces import (ClipGenerator, Describer, KeyframeGenerator, KeyframeTokenizer, ModelRef, MotionEstimator,

@@ -7,7 +7,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from .graph import FilterSpec
 from .items import Frame, VideoInfo

@@ -17,8 +17,8 @@ from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
 from m3cvcav.bitstream.entropy import decode_tokens
 from m3cvcav.bitstream.units import INTER_KEYFRAME, SCENE_CUT, CorruptSegment, Segment, SequenceHeader, frame_pts_cfr
 from m3cvcav.engines.interfaces import TokenGrid
-from m3cvcav.errors import ModelError, UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import ModelError, UsageError
+from m3cvcav.core.log import get_logger
 
 from .items import Frame
 from .node import Node

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 _WS = " \n\t\r"
 

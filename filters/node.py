@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from .options import Option, bind
 

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from . import describe, generate, select, tokenize  # noqa: F401  (registers the nodes)
 from .ffmpeg import FFmpegChain

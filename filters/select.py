@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from m3cvcav.log import get_logger
+from m3cvcav.core.log import get_logger
 
 from .items import ClipSegment, Frame, VideoInfo
 from .node import Node

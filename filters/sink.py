@@ -1,7 +1,7 @@
 """sink: PyAV encode of RGB frames to any format FFmpeg writes (codec by extension or ``codec``), y4m to stdout, still
 images or ``%04d`` sequences. Audio is copied when the container takes its codec and no audio option asks otherwise,
 else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio codec: Opus for .webm); it stops with
-the video. Files are written through :class:`m3cvcav.atomic.AtomicPath` and renamed only when complete."""
+the video. Files are written through :class:`m3cvcav.core.atomic.AtomicPath` and renamed only when complete."""
 from __future__ import annotations
 
 import errno
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import av
 
-from m3cvcav.atomic import AtomicPath
+from m3cvcav.core.atomic import AtomicPath
 from m3cvcav.bitstream.containers.audio import ENCODER_ALIASES, AudioConverter, AudioOptions, configure_encoder
-from m3cvcav.errors import OutputError, UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import OutputError, UsageError
+from m3cvcav.core.log import get_logger
 
 from . import colour
 from .items import Color, Frame, VideoInfo

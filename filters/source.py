@@ -13,7 +13,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from m3cvcav.errors import InputError
+from m3cvcav.core.errors import InputError
 
 from . import colour
 from .items import AudioPacket, Frame, VideoInfo

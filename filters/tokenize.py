@@ -19,8 +19,8 @@ from m3cvcav.bitstream.motion import FrameMotion, RefMotion, SegmentMotion, enco
 from m3cvcav.bitstream.residual import KeyframeResidual, encode_residual
 from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, KeyframeTokens, Segment, SegmentHeader,
                                     encode_segment, frame_pts_cfr, text_payload)
-from m3cvcav.errors import UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import UsageError
+from m3cvcav.core.log import get_logger
 
 from .generate import check_mode
 from .items import ClipSegment, VideoInfo

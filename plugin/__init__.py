@@ -4,9 +4,8 @@ Public API (see README): :func:`encode`, :func:`decode`, :func:`open`.
 """
 from __future__ import annotations
 
-from importlib import resources as _resources
-
-from .errors import (  # noqa: F401  (re-exported)
+from .core import __version__
+from .core.errors import (  # noqa: F401  (re-exported)
     BitstreamError,
     EngineError,
     InputError,
@@ -16,8 +15,6 @@ from .errors import (  # noqa: F401  (re-exported)
     UnsupportedVersionError,
     UsageError,
 )
-
-__version__ = _resources.files(__name__).joinpath("VERSION").read_text().strip()
 
 __all__ = ["__version__", "encode", "decode", "open", "Result", "M3cvError", "UsageError", "InputError", "OutputError",
            "BitstreamError", "UnsupportedVersionError", "ModelError", "EngineError"]

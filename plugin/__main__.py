@@ -10,8 +10,8 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from . import __version__
-from .errors import M3cvError, missing_package
-from .log import is_debug, set_level
+from m3cvcav.core.errors import M3cvError, missing_package
+from m3cvcav.core.log import is_debug, set_level
 
 # Subcommand name -> module (inside m3cvcav) exposing ``main(argv: list[str]) -> int``.
 SUBCOMMANDS = {

@@ -31,7 +31,7 @@ from m3cvcav.bitstream.containers import check_container, open_reader, open_writ
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.engines.registry import load_profile, shared_profile
-from m3cvcav.errors import BitstreamError, InputError, M3cvError, OutputError, UsageError
+from m3cvcav.core.errors import BitstreamError, InputError, M3cvError, OutputError, UsageError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.generate import Generate, check_mode
 from m3cvcav.filters.items import AudioPacket, Color, Frame, VideoInfo
@@ -41,7 +41,7 @@ from m3cvcav.filters.progress import ProgressCallback, Stats
 from m3cvcav.filters.ratecontrol import RateControl
 from m3cvcav.filters.sink import Sink, check_output, is_single_image, output_format
 from m3cvcav.filters.source import Source
-from m3cvcav.log import get_logger
+from m3cvcav.core.log import get_logger
 from m3cvcav.preflight import check_profile, check_stream_models
 
 log = get_logger("api")

@@ -17,7 +17,7 @@ import numpy as np
 from m3cvcav.bitstream.framing import iter_units
 from m3cvcav.bitstream.units import (FRAME_PTS, SCENE_CUT, SEGMENT_HEADER, Segment, SegmentHeader, decode_segment,
                                      encode_segment, peek_segment_header)
-from m3cvcav.errors import BitstreamError, UsageError
+from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.filters.items import Frame
 
 THUMB = (64, 36)  # width, height of the grey thumbnail the cut detector compares

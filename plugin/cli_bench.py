@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .errors import UsageError, missing_package
+from m3cvcav.core.errors import UsageError, missing_package
 
 
 def available() -> list[str]:

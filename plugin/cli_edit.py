@@ -12,9 +12,9 @@ import av
 from m3cvcav.bitstream.containers import CONTAINERS, open_reader, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import MAX_TEXT_BYTES, CorruptSegment, decode_segment, encode_segment
-from m3cvcav.errors import BitstreamError, UsageError
+from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.filters.sink import check_output
-from m3cvcav.log import get_logger
+from m3cvcav.core.log import get_logger
 
 log = get_logger("edit")
 

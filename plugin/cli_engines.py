@@ -14,8 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
-from .errors import M3cvError, OutputError, UsageError
-from .log import get_logger
+from m3cvcav.core.errors import M3cvError, OutputError, UsageError
+from m3cvcav.core.log import get_logger
 
 log = get_logger("cli.engines")
 DEFAULT_SIZES = ("256x256", "512x512")

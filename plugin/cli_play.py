@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from m3cvcav.errors import EngineError, InputError, UsageError
+from m3cvcav.core.errors import EngineError, InputError, UsageError
 
 USAGE = """usage: python -m m3cvcav play FILE
 Decode an m3cvc stream (.mkv or .m3cv) and show it with ffplay or mpv (whichever is installed), through a y4m pipe.

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from .bitstream.probe import format_report, probe
-from .errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):

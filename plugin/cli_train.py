@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):

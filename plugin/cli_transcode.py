@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from m3cvcav.bitstream.containers import CONTAINERS
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 from m3cvcav.filters.options import parse_number
 
 USAGE = """usage: python -m m3cvcav [options] -i INPUT [options] OUTPUT
@@ -243,7 +243,7 @@ def main(argv: list[str]) -> int:
                    + (f", {result.corrupt} corrupt segment(s) concealed" if result.corrupt else ""))
     if reporter is not None:
         reporter(final=True)
-    from m3cvcav.log import get_logger
+    from m3cvcav.core.log import get_logger
 
     get_logger("cli").info("%s -> %s: %s", src, dst, summary)
     return 0

@@ -30,13 +30,13 @@ from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
 from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, SequenceHeader,
                                      decode_sequence_header, peek_segment_header)
-from m3cvcav.errors import BitstreamError, InputError, ModelError, OutputError
+from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.generate import Generate, check_mode
 from m3cvcav.filters.items import AudioPacket, Frame
 from m3cvcav.filters.progress import ProgressCallback, Stats
 from m3cvcav.filters.sink import check_output
-from m3cvcav.log import get_logger
+from m3cvcav.core.log import get_logger
 
 from . import chunks, workers
 from .api import StreamDecoder

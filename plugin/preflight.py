@@ -11,8 +11,8 @@ import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import ModelError, missing_package
-from .log import get_logger
+from m3cvcav.core.errors import ModelError, missing_package
+from m3cvcav.core.log import get_logger
 
 log = get_logger("preflight")
 

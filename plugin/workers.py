@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from m3cvcav.errors import M3cvError, UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import M3cvError, UsageError
+from m3cvcav.core.log import get_logger
 
 log = get_logger("workers")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 
 def sleepy(payload: dict) -> int:

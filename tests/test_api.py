@@ -11,7 +11,7 @@ import pytest
 
 import m3cvcav
 from m3cvcav.bitstream.containers import open_reader
-from m3cvcav.errors import InputError, OutputError, UsageError
+from m3cvcav.core.errors import InputError, OutputError, UsageError
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -4,7 +4,7 @@ import pytest
 from m3cvcav.bench import text as bench
 from m3cvcav.bench._vlm_descriptions import PAIRS
 from m3cvcav.bitstream.units import decode_text, text_payload
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 
 @pytest.fixture(scope="module")

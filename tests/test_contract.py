@@ -20,7 +20,7 @@ from conftest import media_path
 from m3cvcav.__main__ import main
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.probe import probe
-from m3cvcav.errors import BitstreamError, ModelError, OutputError, UsageError
+from m3cvcav.core.errors import BitstreamError, ModelError, OutputError, UsageError
 
 
 def run(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
@@ -276,7 +276,7 @@ def test_play_checks_before_the_player(tmp_path, monkeypatch, capsys):
 
 def test_logger_names_are_not_doubled():
     from m3cvcav.bitstream.containers import m3cv
-    from m3cvcav.log import get_logger
+    from m3cvcav.core.log import get_logger
 
     assert m3cv.log.name == "m3cvcav.bitstream.containers.m3cv" and get_logger("api").name == "m3cvcav.api"
 
@@ -323,7 +323,7 @@ def test_missing_extra_is_named(monkeypatch):
                         lambda name, *a: None if name == "transformers" else real(name, *a))
     with pytest.raises(m3cvcav.EngineError, match=r"transformers from the optional \[m3cvc\] extra.*-profile lite"):
         preflight.check_profile(load_profile("m3cvc"), ["describer"])
-    from m3cvcav.errors import missing_package
+    from m3cvcav.core.errors import missing_package
 
     assert "[bench] extra" in str(missing_package("matplotlib", "bench rd"))
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from m3cvcav.bitstream import crc
 from m3cvcav.bitstream.framing import MAX_UNIT_PAYLOAD, RawUnit, iter_units, pack_unit, read_leb128, write_leb128
-from m3cvcav.errors import BitstreamError
+from m3cvcav.core.errors import BitstreamError
 
 
 def test_crc32c_check_values():

@@ -13,7 +13,7 @@ import torch
 from m3cvcav.engines.backends import (EngineCache, ExportSpec, ShapeProfile, TensorSpec, backends_used,
                                       bucket_profiles, create_engine, onnx_for, pick_profile, select_backend,
                                       trt_engine_key)
-from m3cvcav.errors import EngineError, UsageError
+from m3cvcav.core.errors import EngineError, UsageError
 
 torch.set_num_threads(1)
 

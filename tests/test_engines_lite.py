@@ -12,7 +12,7 @@ from m3cvcav.engines.interfaces import ClipGenerator, Describer, KeyframeGenerat
 from m3cvcav.engines.lite import (DisMotion, PredictedClips, load_describer, load_embedder,
                                   load_keyframe_generator)
 from m3cvcav.engines.lite.embedder import class_names
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from m3cvcav.engines.loaders import load_pretrained, weight_files, weights_sha256
-from m3cvcav.errors import ModelError
+from m3cvcav.core.errors import ModelError
 
 torch.set_num_threads(1)
 
@@ -21,7 +21,7 @@ def test_missing_hub_model_offline_gives_one_clear_line(tmp_path):
     script = (
         "import transformers\n"
         "from m3cvcav.engines.loaders import load_pretrained\n"
-        "from m3cvcav.errors import ModelError\n"
+        "from m3cvcav.core.errors import ModelError\n"
         "try:\n"
         "    load_pretrained(transformers.AutoConfig.from_pretrained, 'Qwen/Qwen2.5-VL-3B-Instruct', role='describer',"
         " profile='m3cvc', revision='66285546d2b821cf421d4f5eb2576359d3770cd3', use_safetensors=None)\n"

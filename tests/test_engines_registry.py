@@ -5,7 +5,7 @@ import pytest
 
 from m3cvcav.engines.interfaces import ModelRef, MotionEstimator
 from m3cvcav.engines.registry import ROLES, available_profiles, load_profile
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 
 def test_packaged_profiles():

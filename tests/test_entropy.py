@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from m3cvcav.bitstream import _native, entropy
 from m3cvcav.bitstream.entropy import TokenModel, decode_tokens, encode_tokens, quantize
-from m3cvcav.errors import BitstreamError, EngineError, ModelError, UsageError
+from m3cvcav.core.errors import BitstreamError, EngineError, ModelError, UsageError
 
 HAS_NATIVE = not isinstance(_native._import(), str)
 needs_native = pytest.mark.skipif(not HAS_NATIVE, reason="native core not built (pip install -e . with a C compiler)")

@@ -20,7 +20,7 @@ from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.motion import CORNERS, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams
-from m3cvcav.errors import BitstreamError
+from m3cvcav.core.errors import BitstreamError
 
 EXAMPLES = int(os.environ.get("M3CVC_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 40,

@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.ffmpeg import FFmpegChain
 from m3cvcav.filters.graph import FilterSpec, get_token, linearize, parse_graph

@@ -17,7 +17,7 @@ from m3cvcav.bitstream.crc import crc32c
 from m3cvcav.bitstream.framing import write_leb128
 from m3cvcav.bitstream.motion import TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams
-from m3cvcav.errors import BitstreamError, UnsupportedVersionError, UsageError
+from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError, UsageError
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 from m3cvcav.engines.interfaces import Describer
 from m3cvcav.engines.m3cvc.describer import clean_text, load_describer, sample_frames, video_metadata
 from m3cvcav.engines.m3cvc.prompts import DEFAULT_PROMPTS, load_prompts
-from m3cvcav.errors import InputError, ModelError, UsageError
+from m3cvcav.core.errors import InputError, ModelError, UsageError
 from tiny_models import synthetic_images, tiny_root, tiny_vlm  # noqa: F401  (fixtures)
 
 torch.set_num_threads(1)

@@ -12,7 +12,7 @@ from m3cvcav.engines.m3cvc.codebook import (Codebook, attach_entropy_model, fit_
                                             save_codebook)
 from m3cvcav.engines.m3cvc.tokenizer import load_tokenizer
 from m3cvcav.engines.m3cvc.vae import load_vae
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 from tiny_models import synthetic_images, tiny_codebook, tiny_root, tiny_sd  # noqa: F401  (fixtures)
 
 torch.set_num_threads(1)

@@ -19,7 +19,7 @@ from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.mkv import bitmapinfoheader
 from m3cvcav.bitstream.probe import probe
-from m3cvcav.errors import BitstreamError
+from m3cvcav.core.errors import BitstreamError
 
 FPS = 24
 
@@ -336,7 +336,7 @@ def test_audio_options_encode(tmp_path, stream, media):
                                              (dict(codec="copy", bitrate=32000), "need an encoder"),
                                              (dict(channels=0), "-ac 0")])
 def test_bad_audio_options(kwargs, message):
-    from m3cvcav.errors import UsageError
+    from m3cvcav.core.errors import UsageError
 
     with pytest.raises(UsageError, match=message):
         AudioOptions(**kwargs)

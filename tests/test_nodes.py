@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from m3cvcav.errors import InputError, OutputError, UsageError
+from m3cvcav.core.errors import InputError, OutputError, UsageError
 from m3cvcav.filters.items import AudioPacket, Color, Frame, VideoInfo
 from m3cvcav.filters.sink import Sink, check_output
 from m3cvcav.filters.source import Source

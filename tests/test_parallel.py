@@ -22,7 +22,7 @@ from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.containers.m3cv import read_seek_index
 from m3cvcav.bitstream.units import (SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, decode_segment,
                                      encode_segment)
-from m3cvcav.errors import M3cvError, UsageError
+from m3cvcav.core.errors import M3cvError, UsageError
 from m3cvcav.filters.items import Frame
 from parallel_tasks import always_dies, bad_option, dies_once, sleepy
 

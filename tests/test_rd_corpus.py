@@ -8,7 +8,7 @@ import pytest
 
 from m3cvcav.bench.rd import corpus
 from m3cvcav.bench.rd.video import read_video, write_y4m
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 
 def test_quick_corpus_is_cut_cached_and_described(media, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from m3cvcav.bitstream.framing import pack_unit
 from m3cvcav.bitstream.motion import (CORNERS, NONE, TRANSLATION, FrameMotion, RefMotion, SegmentMotion,
                                       decode_motion, encode_motion)
 from m3cvcav.bitstream.residual import decode_residual, encode_residual
-from m3cvcav.errors import BitstreamError
+from m3cvcav.core.errors import BitstreamError
 from m3cvcav.filters.motion_search import MotionSearch
 from m3cvcav.filters.prediction import Warper
 from m3cvcav.filters.residual import ResidualCoder, apply

@@ -12,7 +12,7 @@ from m3cvcav.bitstream.entropy import backend, decode_tokens, encode_tokens
 from m3cvcav.engines.interfaces import KeyframeTokenizer, TokenGrid
 from m3cvcav.engines.tokenizer import CODEBOOK_ID, MODEL_ID, WEIGHTS, load_lite
 from m3cvcav.engines.tokenizer.rates import grid_shape
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 torch.set_num_threads(1)
 

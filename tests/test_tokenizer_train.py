@@ -9,7 +9,7 @@ from safetensors import safe_open
 from m3cvcav.cli_train import main as train_main
 from m3cvcav.engines.tokenizer.model import STRIDE, NetConfig, TokenizerNet, pad_to_stride
 from m3cvcav.engines.tokenizer.train import TrainOptions, lr_at, train
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 torch.set_num_threads(1)
 SMALL = NetConfig(latent_dim=8, vocab=32, levels=2, widths=(8, 8, 16, 16))
@@ -107,7 +107,7 @@ def test_codebook_only_mode_over_tiny_vae(tmp_path):
 
 def test_codebook_only_mode_reports_missing_vae(tmp_path):
     from m3cvcav.engines.tokenizer.vae_codebook import CodebookOptions, train_codebook
-    from m3cvcav.errors import ModelError
+    from m3cvcav.core.errors import ModelError
 
     with pytest.raises(ModelError, match="cannot load VAE"):
         train_codebook(CodebookOptions(out=tmp_path, vae=str(tmp_path / "nope"), steps=1, pool=_pool()))

@@ -12,7 +12,7 @@ from m3cvcav.bitstream.framing import iter_units, pack_unit
 from m3cvcav.bitstream.motion import CORNERS, TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.bitstream.motion import CORNERS, TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams, ModelRef
-from m3cvcav.errors import BitstreamError, UnsupportedVersionError
+from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError
 
 
 def seq_header(**kw) -> U.SequenceHeader:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 DEFAULT_KBPS = (2, 5, 10, 20, 50, 100, 200, 500)
 QUICK_KBPS = (5, 20, 100)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from m3cvcav.errors import InputError, UsageError
+from m3cvcav.core.errors import InputError, UsageError
 
 from .colour import Colour
 from .video import read_video

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from m3cvcav.errors import InputError
+from m3cvcav.core.errors import InputError
 
 from .colour import Colour, colour_of_stream
 

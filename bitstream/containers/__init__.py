@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from m3cvcav.errors import BitstreamError, InputError, UsageError
+from m3cvcav.core.errors import BitstreamError, InputError, UsageError
 
 from ..units import SequenceHeader
 from .base import AtomicOutput, StreamReader, StreamWriter

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import av
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 DEFAULT_CODEC = "libopus"
 DEFAULT_BITRATE = 24_000

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from m3cvcav.atomic import AtomicPath
-from m3cvcav.errors import BitstreamError, OutputError
-from m3cvcav.log import get_logger
+from m3cvcav.core.atomic import AtomicPath
+from m3cvcav.core.errors import BitstreamError, OutputError
+from m3cvcav.core.log import get_logger
 
 from ..units import CorruptSegment, Segment, SequenceHeader, decode_segment, peek_segment_header
 
@@ -16,7 +16,7 @@ log = get_logger(__name__)
 
 
 class AtomicOutput:
-    """A path written through :class:`m3cvcav.atomic.AtomicPath` (renamed on ``commit()``), or a caller's binary
+    """A path written through :class:`m3cvcav.core.atomic.AtomicPath` (renamed on ``commit()``), or a caller's binary
     stream written as is. ``written`` counts the bytes handed to ``write``."""
 
     def __init__(self, dst: str | Path | BinaryIO):

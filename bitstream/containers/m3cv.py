@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from m3cvcav.errors import BitstreamError, UnsupportedVersionError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError
+from m3cvcav.core.log import get_logger
 
 from ..crc import crc32c
 from ..framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag

@@ -13,9 +13,9 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
-from m3cvcav import __version__
-from m3cvcav.errors import BitstreamError, UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core import __version__
+from m3cvcav.core.errors import BitstreamError, UsageError
+from m3cvcav.core.log import get_logger
 
 from ..units import Segment, SequenceHeader, decode_segment, encode_segment, encode_sequence_header
 from . import ebml as E

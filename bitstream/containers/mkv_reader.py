@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from m3cvcav.errors import BitstreamError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import BitstreamError
+from m3cvcav.core.log import get_logger
 
 from ..units import CorruptSegment, decode_sequence_header
 from . import ebml as E

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from m3cvcav.errors import EngineError, UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import EngineError, UsageError
+from m3cvcav.core.log import get_logger
 
 from .base import Engine, TensorSpec
 from .cache import EngineCache, OnnxModel, cache_root, trt_engine_key

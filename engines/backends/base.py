@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from m3cvcav.errors import EngineError
+from m3cvcav.core.errors import EngineError
 
 Array = "np.ndarray | torch.Tensor"
 

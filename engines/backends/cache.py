@@ -20,8 +20,8 @@ from typing import TypeVar
 
 from filelock import FileLock
 
-from m3cvcav.errors import EngineError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import EngineError
+from m3cvcav.core.log import get_logger
 
 from .export import ExportSpec, ShapeProfile, export_onnx_file
 

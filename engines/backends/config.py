@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from m3cvcav.errors import EngineError
+from m3cvcav.core.errors import EngineError
 
 from .base import TensorSpec
 

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from m3cvcav.errors import EngineError
+from m3cvcav.core.errors import EngineError
 
 from .base import Engine, TensorSpec, to_numpy
 

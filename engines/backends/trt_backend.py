@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from m3cvcav.errors import EngineError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import EngineError
+from m3cvcav.core.log import get_logger
 
 from .base import Engine, TensorSpec, to_torch
 from .cache import EngineCache, OnnxModel, atomic_write, trt_engine_key

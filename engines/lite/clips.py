@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from ..interfaces import Image, ModelRef
 

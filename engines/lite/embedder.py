@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 from ..backends import Engine, ExportSpec, TensorSpec, bucket_profiles, create_engine
 from ..interfaces import Image, ModelRef

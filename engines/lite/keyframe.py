@@ -9,7 +9,7 @@ import hashlib
 import cv2
 import numpy as np
 
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 from ..interfaces import Image, ModelRef
 

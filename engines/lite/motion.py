@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from ..interfaces import Image
 

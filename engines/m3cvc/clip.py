@@ -35,7 +35,7 @@ import torch
 from PIL import Image as PILImage
 
 from m3cvcav.engines.interfaces import Image, ModelRef
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_files, place_pipeline,
                      setting, to_pil)

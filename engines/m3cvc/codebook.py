@@ -21,7 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from m3cvcav.errors import ModelError
+from m3cvcav.core.errors import ModelError
 
 from .vae import Vae
 

@@ -12,8 +12,8 @@ from PIL import Image as PILImage
 
 from m3cvcav.engines.interfaces import ModelRef
 from m3cvcav.engines.loaders import load_pretrained, weights_sha256
-from m3cvcav.errors import ModelError, UsageError
-from m3cvcav.log import get_logger
+from m3cvcav.core.errors import ModelError, UsageError
+from m3cvcav.core.log import get_logger
 
 T = TypeVar("T")
 log = get_logger("engines.m3cvc")

@@ -17,7 +17,7 @@ import torch
 
 from m3cvcav.engines.backends import backends_of
 from m3cvcav.engines.interfaces import Image, ModelRef
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_files, place_pipeline,
                      round_to, setting, to_pil)

@@ -24,7 +24,7 @@ import torch
 
 from m3cvcav.engines.backends import (Backends, Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine,
                                       select_backend)
-from m3cvcav.errors import EngineError
+from m3cvcav.core.errors import EngineError
 
 from .common import log
 

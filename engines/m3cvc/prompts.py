@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from m3cvcav.errors import InputError, UsageError
+from m3cvcav.core.errors import InputError, UsageError
 
 DEFAULT_PROMPTS: dict[str, str] = {
     "scene": "Describe the global scene of this image in one sentence: the place, the time of day, the lighting and the "

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 from .codebook import Codebook, load_codebook
 from .common import from_pil, model_ref, round_to, setting, to_pil

@@ -14,7 +14,7 @@ import av
 import cv2
 import numpy as np
 
-from m3cvcav.errors import InputError
+from m3cvcav.core.errors import InputError
 
 POOL_WIDTH = 1024
 HELD_OUT_PHOTOS = ("skimage_astronaut.png", "skimage_coffee.png", "mate_Garden.jpg")

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
 from m3cvcav.engines.loaders import weights_sha256
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 from .model import NetConfig, TokenizerNet, pad_to_stride
 from .rates import RATE_SPECS, RateSpec, coded_size, grid_shape

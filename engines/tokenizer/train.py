@@ -21,7 +21,7 @@ import torch
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
-from m3cvcav.errors import UsageError
+from m3cvcav.core.errors import UsageError
 
 from .data import CropSampler, load_pool
 from .model import NetConfig, TokenizerNet

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from m3cvcav.errors import ModelError, UsageError
+from m3cvcav.core.errors import ModelError, UsageError
 
 from .data import CropSampler, load_pool
 from .model import NetConfig, ResidualVQ
