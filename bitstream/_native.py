@@ -8,7 +8,7 @@ from typing import Any
 from m3cvcav.core.errors import EngineError, UsageError
 from m3cvcav.core.log import get_logger
 
-ABI_VERSION = 2  # M3CV_ABI_VERSION of bitstream/native/m3cvcore.h
+ABI_VERSION = 3  # M3CV_ABI_VERSION of bitstream/native/m3cvcore.h
 log = get_logger(__name__)
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import brotli
-import numpy as np
 
 from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError
 
@@ -45,7 +44,7 @@ class GenerationParams:
     steps: int = 0
     scheduler_id: int = 0
     mode: str = "it2v"  # "it2v" (keyframe image + text) or "tt2v" (text only)
-    extra: dict = field(default_factory=dict)
+
 
 U32_MAX = (1 << 32) - 1
 MAX_DIMENSION = 16384

@@ -20,7 +20,7 @@ from m3cvcav.core.errors import ModelError
 from m3cvcav.core.log import get_logger
 
 T = TypeVar("T")
-log = get_logger("engines.loaders")
+log = get_logger(__name__)
 
 # Files that hold weights; everything else in a model folder (configs, tokenizers, READMEs) is not hashed.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".gguf")

@@ -29,7 +29,7 @@ from .backends.config import parse_backends
 from .interfaces import (ClipGenerator, Describer, KeyframeGenerator, KeyframeTokenizer, ModelRef, MotionEstimator,
                          SemanticEmbedder)
 
-log = get_logger("engines.registry")
+log = get_logger(__name__)
 ROLES = {"embedder": SemanticEmbedder, "motion": MotionEstimator, "describer": Describer,
          "tokenizer": KeyframeTokenizer, "keyframe_generator": KeyframeGenerator, "clip_generator": ClipGenerator}
 DEFAULT_PROFILE = "lite"

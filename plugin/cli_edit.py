@@ -16,7 +16,7 @@ from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.filters.sink import check_output
 from m3cvcav.core.log import get_logger
 
-log = get_logger("edit")
+log = get_logger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,7 +17,7 @@ from pathlib import Path
 from m3cvcav.core.errors import M3cvError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
-log = get_logger("cli.engines")
+log = get_logger(__name__)
 DEFAULT_SIZES = ("256x256", "512x512")
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from m3cvcav.core.errors import M3cvError, UsageError
 from m3cvcav.core.log import get_logger
 
-log = get_logger("workers")
+log = get_logger(__name__)
 
 THREADS_PER_WORKER = 1  # fixed, so results never depend on how many workers share the machine
 RETRIES = 2  # a task runs at most 1 + RETRIES times (Av1an: 3 tries a chunk)

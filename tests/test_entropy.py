@@ -174,9 +174,17 @@ def test_within_one_percent_of_ideal(vocab, count):
     assert model.ideal_bits(grid) <= bits <= 1.01 * model.ideal_bits(grid)
 
 
-def test_context_model_beats_order0_on_correlated_grids():
-    from m3cvcav.bench.entropy import correlated_grids
+def correlated_grids(rng: np.random.Generator, vocab: int, count: int, shape: tuple[int, int, int],
+                     bands: int = 32, block: int = 4) -> list[np.ndarray]:
+    """Grids of ``block`` x ``block`` tiles, each tile drawing its tokens from one band of vocab / bands symbols:
+    neighbours share a band, which a context model learns and an order-0 model cannot use."""
+    per, (levels, h, w) = vocab // bands, shape
+    tiles = (levels, -(-h // block), -(-w // block))
+    return [rng.integers(0, bands, tiles).repeat(block, 1).repeat(block, 2)[:, :h, :w] * per
+            + rng.integers(0, per, shape) for _ in range(count)]
 
+
+def test_context_model_beats_order0_on_correlated_grids():
     rng = np.random.default_rng(3)
     train, test = correlated_grids(rng, 1024, 8, (1, 48, 48)), correlated_grids(rng, 1024, 2, (1, 48, 48))
     order0 = TokenModel.fit(train, 1024, classes=0)

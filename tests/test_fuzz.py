@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from m3cvcav.bench.container import sequence_header, synthetic_segments
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.motion import CORNERS, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams
 from m3cvcav.core.errors import BitstreamError
+from streams import sequence_header, synthetic_segments
 
 EXAMPLES = int(os.environ.get("M3CVC_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 40,
@@ -29,7 +29,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 40
 
 def _seed_streams() -> dict[str, bytes]:
     header = sequence_header(2)
-    segments = synthetic_segments(seconds=2, segment_frames=16, levels=1)
+    segments = synthetic_segments(seconds=2, segment_frames=16)
     segments[0].motion = SegmentMotion(
         [FrameMotion(RefMotion(CORNERS, tuple(range(i, i + 8)), np.full((2, 2, 2), i, np.int32))) for i in range(15)],
         grid_shape=(2, 2))

@@ -9,7 +9,6 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from m3cvcav.bench.container import PipeSink, sequence_header, synthetic_segments
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.m3cv import MAGIC, pack_packet, read_seek_index
@@ -18,11 +17,12 @@ from m3cvcav.bitstream.framing import write_leb128
 from m3cvcav.bitstream.motion import TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams
 from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError, UsageError
+from streams import PipeSink, sequence_header, synthetic_segments
 
 
 @pytest.fixture(scope="module")
 def stream():
-    segments = synthetic_segments(seconds=4, segment_frames=24, levels=1)
+    segments = synthetic_segments(seconds=4, segment_frames=24)
     segments.append(U.Segment(U.SegmentHeader(len(segments), 96, 3), frame_text="vfr tail", frame_pts=[96, 97, 99],
                               motion=SegmentMotion([FrameMotion(RefMotion(TRANSLATION, (i, -i) * 4)) for i in (1, 2)]),
                               params=GenerationParams(seed=9, steps=2, mode="tt2v")))

@@ -12,7 +12,6 @@ import av
 import numpy as np
 import pytest
 
-from m3cvcav.bench.container import sequence_header, synthetic_segments
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import ebml as E
 from m3cvcav.bitstream.containers import open_reader, open_writer
@@ -20,6 +19,7 @@ from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.mkv import bitmapinfoheader
 from m3cvcav.bitstream.probe import probe
 from m3cvcav.core.errors import BitstreamError
+from streams import PipeSink, sequence_header, synthetic_segments
 
 FPS = 24
 
@@ -50,7 +50,7 @@ def children(data: bytes) -> dict[int, list[bytes]]:
 
 @pytest.fixture(scope="module")
 def stream():
-    return sequence_header(1), synthetic_segments(seconds=4, segment_frames=30, levels=1)
+    return sequence_header(1), synthetic_segments(seconds=4, segment_frames=30)
 
 
 @pytest.fixture(scope="module")
@@ -261,26 +261,9 @@ def test_real_tools_read_and_remux(tmp_path, stream, media, pcm_wav):
         (f"{s.header.first_pts / FPS:.6f}", f"{s.header.frame_count / FPS:.6f}") for s in segments]
 
 
-class _Pipe:
-    """A write-only, non-seekable stream like a pipe, keeping what was written (in order) for the test."""
-
-    def __init__(self):
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self.data += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def seekable(self) -> bool:
-        return False
-
-
 def test_streams_clusters_to_a_pipe(tmp_path, stream):
     header, segments = stream
-    pipe = _Pipe()
+    pipe = PipeSink()
     w = open_writer(pipe, header, container="mkv")
     sizes = []
     for s in segments:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -17,7 +18,6 @@ import pytest
 
 import m3cvcav
 from m3cvcav import chunks, parallel, workers
-from m3cvcav.bench.scale import descendants
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.containers.m3cv import read_seek_index
 from m3cvcav.bitstream.units import (SCENE_CUT, KeyframeTokens, Segment, SegmentHeader, decode_segment,
@@ -253,6 +253,23 @@ def test_many_scene_cuts_open_chunks_flagged_as_cuts(tmp_path):
     starts = {h.first_pts: h for h in heads}
     assert all(k * 5 in starts and starts[k * 5].flags & SCENE_CUT for k in range(1, 5))  # ArraySource: pts = index
     assert not heads[0].flags & SCENE_CUT
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (Linux /proc): the CLI's worker processes and whatever they started."""
+    parents: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(status.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -8,19 +8,19 @@ import sys
 
 import pytest
 
-from m3cvcav.bench.container import sequence_header, synthetic_segments
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_writer
 from m3cvcav.bitstream.probe import LAYERS, probe, unit_layers
 from m3cvcav.bitstream.framing import pack_unit
 from m3cvcav.engines.interfaces import GenerationParams
+from streams import sequence_header, synthetic_segments
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("probe")
     header = sequence_header(2)
-    segments = synthetic_segments(seconds=3, segment_frames=36, levels=1)
+    segments = synthetic_segments(seconds=3, segment_frames=36)
     segments[1].params = GenerationParams(seed=3, steps=4, scheduler_id=1, mode="it2v")
     out, written = {}, {}
     for ext in ("m3cv", "mkv"):

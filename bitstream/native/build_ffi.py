@@ -6,7 +6,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["crc32c.c", "leb128.c", "rans.c"]
+SOURCES = ["crc32c.c", "rans.c"]
 
 
 def _relative(path: Path) -> str:

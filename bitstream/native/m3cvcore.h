@@ -1,11 +1,11 @@
-/* m3cvcore: the native core of m3cvcav (CRC32C, LEB128, static-context rANS token coder). See docs/entropy.md. */
+/* m3cvcore: the native core of m3cvcav (CRC32C, static-context rANS token coder). See docs/entropy.md. */
 #ifndef M3CVCORE_H
 #define M3CVCORE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define M3CV_ABI_VERSION 2u               /* bumped whenever a declaration below changes */
+#define M3CV_ABI_VERSION 3u               /* bumped whenever a declaration below changes */
 #define M3CV_RANS_L (1u << 23)            /* lower bound of the normalised rANS state */
 #define M3CV_MAX_VOCAB 16384u             /* largest vocabulary */
 #define M3CV_MIN_PRECISION 1u             /* table precision bits: sum of every table = 2^precision */
@@ -22,8 +22,7 @@ enum {
     M3CV_ERR_SYMBOL = -3,    /* a token outside the vocabulary (encoder) */
     M3CV_ERR_CAPACITY = -4,  /* output buffer too small (encoder) */
     M3CV_ERR_TRUNCATED = -5, /* stream ends before the decoder is done */
-    M3CV_ERR_CORRUPT = -6,   /* bad initial state, final state != L, or bytes left over */
-    M3CV_ERR_LEB128 = -7     /* LEB128 truncated, non-minimal or too long */
+    M3CV_ERR_CORRUPT = -6    /* bad initial state, final state != L, or bytes left over */
 };
 
 /* A static context model. cum holds contexts() rows of vocab+1 entries: cum[0] = 0, strictly increasing,
@@ -46,10 +45,6 @@ typedef struct {
 uint32_t m3cv_abi_version(void);
 
 uint32_t m3cv_crc32c(uint32_t value, const uint8_t *data, size_t len);
-
-/* LEB128: write returns the byte count (<= 10); read returns M3CV_OK and sets *value and *used. */
-size_t m3cv_leb128_write(uint64_t value, uint8_t *out);
-int m3cv_leb128_read(const uint8_t *data, size_t len, size_t max_bytes, uint64_t *value, size_t *used);
 
 /* Number of contexts of a model: G * (K + 1)^2. */
 uint32_t m3cv_model_contexts(const m3cv_model *model);

@@ -24,7 +24,7 @@ __all__ = ["BACKENDS", "Backends", "Engine", "EngineCache", "ExportSpec", "OnnxM
            "create_engine", "default_device", "export_onnx", "onnx_for", "parse_backends", "pick_profile",
            "select_backend", "trt_engine_key"]
 
-log = get_logger("engines.backends")
+log = get_logger(__name__)
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 _USED: dict[str, str] = {}
 

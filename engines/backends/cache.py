@@ -26,7 +26,7 @@ from m3cvcav.core.log import get_logger
 from .export import ExportSpec, ShapeProfile, export_onnx_file
 
 T = TypeVar("T")
-log = get_logger("engines.cache")
+log = get_logger(__name__)
 KINDS = ("onnx", "plan")
 
 

@@ -20,7 +20,7 @@ from .cache import EngineCache, OnnxModel, atomic_write, trt_engine_key
 from .config import TrtBackend
 from .export import ShapeProfile, pick_profile
 
-log = get_logger("engines.tensorrt")
+log = get_logger(__name__)
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 

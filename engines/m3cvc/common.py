@@ -16,7 +16,7 @@ from m3cvcav.core.errors import ModelError, UsageError
 from m3cvcav.core.log import get_logger
 
 T = TypeVar("T")
-log = get_logger("engines.m3cvc")
+log = get_logger(__name__)
 
 
 def setting(settings: Mapping[str, Any], key: str, kind: type, default: Any = None, *, role: str) -> Any:

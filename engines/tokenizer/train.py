@@ -22,6 +22,7 @@ from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
 from m3cvcav.core.errors import UsageError
+from m3cvcav.core.log import get_logger
 
 from .data import CropSampler, load_pool
 from .model import NetConfig, TokenizerNet
@@ -49,7 +50,8 @@ class TrainOptions:
 
 
 def setup_logger(out: Path) -> logging.Logger:
-    logger = logging.getLogger(f"m3cvcav.train.{out}")
+    """The run's log, to ``out/train.log`` only (not propagated to the package logger)."""
+    logger = get_logger(__name__).getChild(str(out))
     logger.setLevel(logging.INFO)
     if not logger.handlers:
         handler = logging.FileHandler(out / "train.log")

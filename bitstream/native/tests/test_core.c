@@ -49,25 +49,6 @@ static void test_crc32c(void)
     }
 }
 
-static void test_leb128(void)
-{
-    uint8_t out[16];
-    uint64_t v;
-    size_t used;
-    const uint64_t values[] = {0, 1, 127, 128, 300, 16383, 16384, 1u << 24, (1u << 28) - 1, 1ull << 40};
-    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
-        size_t n = m3cv_leb128_write(values[i], out);
-        CHECK(m3cv_leb128_read(out, n, 9, &v, &used) == M3CV_OK && v == values[i] && used == n);
-        CHECK(n == 1 || m3cv_leb128_read(out, n - 1, 9, &v, &used) == M3CV_ERR_LEB128);
-    }
-    CHECK(m3cv_leb128_write(300, out) == 2 && out[0] == 0xAC && out[1] == 0x02);
-    const uint8_t nonminimal[] = {0x81, 0x00}, overlong[] = {0x80, 0x80, 0x80, 0x80, 0x01};
-    CHECK(m3cv_leb128_read(nonminimal, 2, 4, &v, &used) == M3CV_ERR_LEB128);
-    CHECK(m3cv_leb128_read(overlong, 5, 4, &v, &used) == M3CV_ERR_LEB128);
-    CHECK(m3cv_leb128_read(overlong, 5, 5, &v, &used) == M3CV_OK && v == (1ull << 28));
-    CHECK(m3cv_leb128_read(overlong, 0, 4, &v, &used) == M3CV_ERR_LEB128);
-}
-
 /* A model whose tables give symbol s of context c a frequency from `weight`, every symbol >= 1. */
 typedef struct {
     m3cv_model m;
@@ -277,7 +258,6 @@ static const struct {
     void (*fn)(void);
 } tests[] = {
     {"crc32c", test_crc32c},
-    {"leb128", test_leb128},
     {"rans_empty_and_single", test_rans_empty_and_single},
     {"rans_max_vocab", test_rans_max_vocab},
     {"rans_freq_one_symbols", test_rans_freq_one_symbols},
