@@ -49,15 +49,15 @@ class _Timed:
 
 def _timed_engines(clock: list[float]):
     """Route every engine the API builds through ``_Timed`` (the bench's own instrumentation)."""
-    from m3cvcav import api
+    from m3cvcav.engines.registry import Engines
 
-    original = api.Engines.engine
+    original = Engines.engine
 
     def engine(self, role):
         return _Timed(original(self, role), clock)
 
-    api.Engines.engine = engine
-    return lambda: setattr(api.Engines, "engine", original)
+    Engines.engine = engine
+    return lambda: setattr(Engines, "engine", original)
 
 
 def speed(src: Path, vf: str | None, label: str, work: Path) -> dict:

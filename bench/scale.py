@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from m3cvcav import api, chunks, parallel, workers
+from m3cvcav import api, chunks, workers
 from m3cvcav.filters import pipeline
-from m3cvcav.filters.items import AudioPacket
+from m3cvcav.filters.node import Chain
+from m3cvcav.filters.source import Source
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips" / "vtest.avi"
 
@@ -115,9 +116,10 @@ def read_pass(src: Path, seconds: float, size: str) -> tuple[float, int, list[np
     """The parent's own serial work: decode, scale and plan the chunks (no encoding). Returns (seconds, chunks, the
     first chunk's frames for the overhead probe)."""
     started = time.perf_counter()
-    source = api.Source(src, t=seconds, audio=False)
-    p = pipeline.plan(None, None, size=size, rate=None, ours=pipeline.ENCODER_NODES)
-    info, frames = pipeline.apply_ffmpeg(p, source.info, (f for f in source if not isinstance(f, AudioPacket)))
+    source = Source(src, t=seconds, audio=False)
+    filters = pipeline.plan(None, None, size=size, rate=None, ours=pipeline.ENCODER_NODES).filters()
+    info = filters.configure(source.info)
+    frames = Chain([source, filters]).run()
     first, count = None, 0
     for chunk in chunks.plan(frames, chunks.Bounds(0, 0, Fraction(info.fps))):
         first = chunk.images if first is None else first

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 # Defined with the bitstream, which records them; re-exported here for the engines.
-from m3cvcav.bitstream.units import GenerationParams, ModelRef  # noqa: F401
+from m3cvcav.bitstream.units import GenerationParams, KeyframeTokens, ModelRef  # noqa: F401
 
 Image = np.ndarray  # (H, W, 3) uint8 RGB
 
@@ -71,6 +71,12 @@ class KeyframeTokenizer(Protocol):
     codebook_id: int
     vocab: int
     rate_points: tuple[RatePoint, ...]
+
+    def compress(self, image: Image, rate_point: int) -> KeyframeTokens:
+        """The image's indices K* at ``rate_point``, entropy-coded (``engines.tokenizer.codec.TokenCodec``)."""
+
+    def decompress(self, tokens: KeyframeTokens) -> Image:
+        """The image ``tokens`` decode to, at their ``image_size``."""
 
     def encode(self, image: Image, rate_point: int) -> TokenGrid: ...
 

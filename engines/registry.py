@@ -22,8 +22,10 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from m3cvcav.core.errors import ModelError, UsageError, missing_package
+from m3cvcav.core.errors import InputError, ModelError, UsageError, missing_package
 from m3cvcav.core.log import get_logger
+
+from m3cvcav.bitstream.units import MODES  # CMVC's decoding modes, as the bitstream records them
 
 from .backends.config import parse_backends
 from .interfaces import (ClipGenerator, Describer, KeyframeGenerator, KeyframeTokenizer, ModelRef, MotionEstimator,
@@ -157,6 +159,8 @@ class Profile:
             if key in self._engines:
                 return self._engines[key]
             settings = self.role_settings(role, backend=backend, offload=offload)
+            # a factory may build on another role's engine (the lite describer on the embedder): the one cache's
+            settings["engine_of"] = functools.partial(self.sibling, backend=backend, offload=offload)
             factory = self._factory(role)
             engine = factory(settings)
             if not isinstance(engine, ROLES[role]):
@@ -166,6 +170,10 @@ class Profile:
             self._engines[key] = engine
             return engine
 
+    def sibling(self, role: str, *, backend: str = "auto", offload: bool = False):
+        """Another role's engine for a factory (``settings["engine_of"](role)``), or None when the profile has none."""
+        return self.engine(role, backend=backend, offload=offload) if role in self.data["roles"] else None
+
     def built(self, backend: str | None = None, offload: bool | None = None) -> dict[str, object]:
         """The engines built so far by role (of one backend / offload choice when given)."""
         return {r: e for (r, b, o), e in self._engines.items()
@@ -173,6 +181,18 @@ class Profile:
 
     def decoder_roles(self) -> list[str]:
         return [r for r in self.roles() if self.data["roles"][r].get("decoder")]
+
+    def can_tt2v(self) -> bool:
+        """Whether the keyframe generator makes images from text (``text_to_image = false`` in its settings: not)."""
+        return "keyframe_generator" in self.roles() and \
+            bool(self.data["roles"]["keyframe_generator"].get("text_to_image", True))
+
+    def check_mode(self, mode: str) -> None:
+        """Refuse a mode this profile cannot run: tt2v needs a keyframe generator that makes images from text."""
+        if mode not in MODES:
+            raise UsageError(f"-mode {mode!r}: give it2v (keyframe tokens + text) or tt2v (text only)")
+        if mode == "tt2v" and not self.can_tt2v():
+            raise ModelError(f"profile {self.name} cannot make keyframes from text (-mode tt2v): use -profile m3cvc")
 
     def _ref(self, role: str) -> ModelRef:
         """The role's ModelRef: pinned in the profile, else from an engine already built, else from the factory's
@@ -217,6 +237,65 @@ class Profile:
             if close:
                 close()
         self._engines.clear()
+
+
+class Engines:
+    """A profile's engines on one backend (``-engine``), offloaded when asked (``-offload``): what the nodes see as
+    ``profile``. A view of the process's shared :class:`Profile`, whose cache builds each engine once."""
+
+    def __init__(self, name: str = DEFAULT_PROFILE, backend: str = "auto", offload: bool = False):
+        self.profile = shared_profile(name)
+        self.name, self.profile_id = self.profile.name, self.profile.profile_id
+        self.backend, self.offload = backend, offload
+
+    def engine(self, role: str):
+        return self.profile.engine(role, backend=self.backend, offload=self.offload)
+
+    def roles(self) -> list[str]:
+        return self.profile.roles()
+
+    def optional(self, role: str):
+        """The role's engine, or None when the profile has no such role (lite: no keyframe generator)."""
+        return self.engine(role) if role in self.roles() else None
+
+    def check_mode(self, mode: str) -> None:
+        self.profile.check_mode(mode)
+
+    def can_tt2v(self) -> bool:
+        return self.profile.can_tt2v()
+
+    def backends(self) -> str:
+        """Which backend each engine used so far ran on, e.g. ``embedder=onnxruntime,motion=opencv``."""
+        built = self.profile.built(self.backend, self.offload)
+        return ",".join(f"{role}={backend_of(engine)}" for role, engine in sorted(built.items()))
+
+
+def backend_of(engine: object) -> str:
+    """The backend an engine ran on: its network engine's, its networks' (m3cvc: ``backend`` / ``backends``), a wrapped
+    engine's, torch for modules, else opencv."""
+    state = getattr(engine, "__dict__", {})
+    if isinstance(state.get("backends"), dict):
+        return "+".join(sorted(set(state["backends"].values())))
+    if isinstance(state.get("backend"), str):
+        return state["backend"]
+    if "engine" in state and getattr(state["engine"], "backend", ""):
+        return state["engine"].backend
+    for inner in ("embedder", "net", "motion"):
+        value = state.get(inner)
+        if value is None:
+            continue
+        if inner == "net":
+            return "torch"
+        return backend_of(value)
+    return "opencv" if any(type(v).__module__ == "cv2" for v in state.values()) else "none"
+
+
+def profile_named_by_id(profile_id: int) -> str:
+    """The installed profile whose ``profile_id`` a stream records; InputError when there is none."""
+    for name in available_profiles():
+        if load_profile(name).profile_id == profile_id:
+            return name
+    raise InputError(f"the stream was made with profile id {profile_id}, which is not installed: pass -profile")
 
 
 _SHARED_LOCK = threading.Lock()

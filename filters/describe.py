@@ -1,7 +1,8 @@
 """describe: the frame-level text D^F of each segment's keyframe and the clip-level text D^C of the segment, from the
 profile's describer (lite: ImageNet labels; m3cvc: a VLM dialogue), written into the coded segment, which leaves
-here complete (``size`` = its bytes). A describer whose ``describe_clip`` takes ``motion`` gets the camera motion the
-stream's motion layer carries, in words, so the text stays true to the stream."""
+here complete and serialised once (``packet``: what the muxer writes). A describer whose ``describe_clip`` takes
+``motion`` gets the camera motion the stream's motion layer carries, in words, so the text stays true to the
+stream."""
 from __future__ import annotations
 
 import inspect
@@ -33,7 +34,7 @@ class Describe(Node):
 
     def process(self, seg: ClipSegment):
         if seg.unit is not None and seg.unit.header.flags & INTER_KEYFRAME:  # a refresh continues the scene: its
-            seg.size = len(encode_segment(seg.unit))                     # segment carries no TEXT (inherited)
+            seg.packet = encode_segment(seg.unit)                          # segment carries no TEXT (inherited)
             return (seg,)
         if self.opts["frame"]:
             seg.frame_text = self.describer.describe_frame(seg.keyframe)
@@ -42,5 +43,5 @@ class Describe(Node):
             seg.clip_text = self.describer.describe_clip(seg.keyframe, seg.samples, **extra)
         if seg.unit is not None:
             seg.unit.frame_text, seg.unit.clip_text = seg.frame_text, seg.clip_text
-            seg.size = len(encode_segment(seg.unit))
+            seg.packet = encode_segment(seg.unit)  # the one serialisation of the segment: what the muxer writes
         return (seg,)

@@ -11,9 +11,7 @@ from m3cvcav.core.errors import UsageError
 
 from .graph import FilterSpec
 from .items import Frame, VideoInfo
-from .node import Node
-
-OURS = ("source", "select", "describe", "tokenize", "generate", "sink")
+from .node import REGISTRY, Node
 
 
 def is_ffmpeg_filter(name: str) -> bool:
@@ -22,15 +20,19 @@ def is_ffmpeg_filter(name: str) -> bool:
 
 
 class FFmpegChain(Node):
-    """A chain of libavfilter video filters; built at the first frame (sizes come from the frames themselves)."""
+    """A chain of libavfilter video filters (none: frames pass through); built at the first frame, since sizes come
+    from the frames themselves: ``output_info`` gives the description of what comes out."""
 
-    NAME = ""  # not addressable by name: created from FilterSpecs that libavfilter knows
+    NAME = "ffmpeg"
+    HELP = "FFmpeg's own filters (-vf scale=..., -s, -r), through PyAV's libavfilter"
+    GRAPH = False  # the user names libavfilter's filters, not this node
 
     def __init__(self, specs: list[FilterSpec]):
         super().__init__()
         for spec in specs:
             if not is_ffmpeg_filter(spec.name):
-                raise UsageError(f"unknown filter {spec.name!r}: not an m3cvcav node ({', '.join(OURS[1:-1])}) nor a "
+                ours = ", ".join(sorted(REGISTRY))
+                raise UsageError(f"unknown filter {spec.name!r}: not an m3cvcav node ({ours}) nor a "
                                  "filter of the FFmpeg that PyAV bundles (a system ffmpeg may have more, e.g. GPL "
                                  "builds' eq; av.filter.filters_available lists these): use another filter")
         self.specs = specs
@@ -69,22 +71,27 @@ class FFmpegChain(Node):
             raise UsageError(f"FFmpeg filter graph {','.join(s.name for s in self.specs)}: {err}") from None
         self._graph, self._src, self._sink = graph, src, sink
 
+    @staticmethod
+    def output_info(info: VideoInfo, first: Frame) -> VideoInfo:
+        """``configure``'s description completed with the size of the first frame out."""
+        height, width = first.image.shape[:2]
+        return info.with_(width=width, height=height)
+
     def process(self, frame: Frame) -> Iterator[Frame]:
+        if not self.specs:
+            return iter((frame,))
         if self._graph is None:
             self._build(frame)
         vf = av.VideoFrame.from_ndarray(frame.image, format="rgb24")
         vf.pts, vf.time_base = frame.pts, frame.time_base
-        self._push(vf)
+        self._src.push(vf)
         return self._pull()
 
     def flush(self) -> Iterator[Frame]:
         if self._graph is None:
             return iter(())
-        self._push(None)
+        self._src.push(None)
         return self._pull()
-
-    def _push(self, frame: av.VideoFrame | None) -> None:
-        self._src.push(frame)
 
     def _pull(self) -> Iterator[Frame]:
         while True:

@@ -11,42 +11,16 @@ from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
-
 from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
-
-from m3cvcav.bitstream.entropy import decode_tokens
 from m3cvcav.bitstream.units import INTER_KEYFRAME, SCENE_CUT, CorruptSegment, Segment, SequenceHeader, frame_pts_cfr
-from m3cvcav.engines.interfaces import TokenGrid
-from m3cvcav.core.errors import ModelError, UsageError
 from m3cvcav.core.log import get_logger
 
+from . import residual
 from .items import Frame
 from .node import Node
-from . import residual
 from .prediction import Warper
 
-log = get_logger("filters.generate")
-MODES = ("it2v", "tt2v")
-
-
-def check_mode(profile, mode: str) -> None:
-    """Refuse a mode the profile cannot run: tt2v needs a keyframe generator that makes images from text."""
-    if mode not in MODES:
-        raise UsageError(f"-mode {mode!r}: give it2v (keyframe tokens + text) or tt2v (text only)")
-    if mode == "tt2v" and not can_tt2v(profile):
-        raise ModelError(f"profile {profile.name} cannot make keyframes from text (-mode tt2v): use -profile m3cvc")
-
-
-def can_tt2v(profile) -> bool:
-    """Whether the profile's keyframe generator does text-to-image (``text_to_image = false`` in its settings: not)."""
-    profile = getattr(profile, "profile", profile)  # api.Engines wraps a registry Profile
-    return "keyframe_generator" in profile.roles() and \
-        bool(profile.settings("keyframe_generator").get("text_to_image", True))
-
-
-def optional_engine(profile, role: str):
-    """The profile's engine for ``role``, or None when the profile has no such role (lite: no keyframe generator)."""
-    return profile.engine(role) if role in profile.roles() else None
+log = get_logger(__name__)
 
 
 class Generate(Node):
@@ -67,10 +41,10 @@ class Generate(Node):
         self._index = 0
 
     def configure(self, header: SequenceHeader) -> SequenceHeader:
-        check_mode(self.profile, self.mode)
+        self.profile.check_mode(self.mode)
         self.header = header
         self.tokenizer = self.profile.engine("tokenizer")
-        self.keyframe_generator = optional_engine(self.profile, "keyframe_generator")
+        self.keyframe_generator = self.profile.optional("keyframe_generator")
         self.clip = self.profile.engine("clip_generator")
         self.warper = Warper(header.width, header.height)
         return header
@@ -100,11 +74,7 @@ class Generate(Node):
         elif self._tt2v(seg):
             image = self.keyframe_generator.generate(None, seg.frame_text, size, seg.header.index)
         else:
-            t = seg.tokens
-            model = self.tokenizer.token_model(t.rate_point)
-            indices = decode_tokens(t.payload, t.shape, model)
-            grid = TokenGrid(indices, t.codebook_id, t.rate_point, self.tokenizer.vocab, tuple(t.image_size))
-            image = self.tokenizer.decode(grid)
+            image = self.tokenizer.decompress(seg.tokens)
             if seg.residual is not None:
                 image = residual.apply(image, seg.residual)
             if self.keyframe_generator is not None:
@@ -118,7 +88,7 @@ class Generate(Node):
             if _inter(seg) and not (seg.frame_text or seg.clip_text):
                 seg.frame_text, seg.clip_text = self._texts
             self._texts = (seg.frame_text, seg.clip_text)
-        if isinstance(seg, CorruptSegment) or (seg.tokens is None and not _inter(seg) and not can_tt2v(self.profile)):
+        if isinstance(seg, CorruptSegment) or (seg.tokens is None and not _inter(seg) and not self.profile.can_tt2v()):
             image = None
         else:
             image = self.keyframe(seg)

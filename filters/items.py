@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 
 from m3cvcav.bitstream.units import ColorDescription as Color  # ITU-T H.273 code points, BT.709 limited by default
+from m3cvcav.bitstream.units import ModelRef, SequenceHeader
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,16 @@ class VideoInfo:
 
     def with_(self, **changes) -> "VideoInfo":
         return replace(self, **changes)
+
+    # The one place a stream description and a sequence header are converted.
+    @classmethod
+    def from_header(cls, header: SequenceHeader) -> "VideoInfo":
+        return cls(header.width, header.height, header.fps, header.time_base, header.color)
+
+    def header(self, profile_id: int, models: list[ModelRef]) -> SequenceHeader:
+        """The sequence header of a stream of this video, made with profile ``profile_id`` and ``models``."""
+        return SequenceHeader(self.width, self.height, Fraction(self.fps), Fraction(self.time_base), self.color,
+                              profile_id, list(models))
 
 
 @dataclass
@@ -50,7 +61,7 @@ class AudioPacket:
 class ClipSegment:
     """Encoder side: one segment closed by ``select`` — its keyframe (first frame), every frame and its pts, a few
     frames sampled for the clip description — and what later nodes add: the coded unit (``unit``, from ``tokenize``,
-    which may split a segment where prediction fails) and the texts (``describe``)."""
+    which may split a segment where prediction fails), the texts and the serialised packet (``describe``)."""
 
     index: int
     keyframe: np.ndarray
@@ -64,4 +75,9 @@ class ClipSegment:
     frames: list[np.ndarray] = field(default_factory=list)  # every frame, keyframe first
     motion_words: str = ""  # the measured motion in words (from the coded motion layer), for D^C
     unit: object = None  # m3cvcav.bitstream.units.Segment once tokenized
-    size: int = 0  # coded bytes of ``unit`` once described
+    packet: bytes = b""  # ``unit`` serialised (docs/bitstream.md §6) once described: what the muxer writes
+
+    @property
+    def size(self) -> int:
+        """Coded bytes of the segment packet."""
+        return len(self.packet)

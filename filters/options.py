@@ -25,7 +25,11 @@ def parse_number(text: str, kind: type) -> float | int:
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a node: ``type`` is int, float, str or bool; ``range`` (lo, hi) for numbers, ``choices`` for str."""
+    """One option, of a node or of the command itself: ``type`` is int, float, str or bool; ``range`` (lo, hi) for
+    numbers, ``choices`` for str. Command options also have their command-line ``flags`` (the first is the main
+    spelling), a ``metavar``, the direction they apply to (``use``: encode, decode, or both), ``switch``: the value a
+    flag without a value sets (None: the flag takes a value), ``api``: whether the Python API takes it (as the
+    keyword ``name``), and a ``hint`` that ends the error message of a bad value."""
 
     name: str
     type: type
@@ -33,9 +37,26 @@ class Option:
     help: str
     range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
+    flags: tuple[str, ...] = ()
+    metavar: str = ""
+    use: str = ""
+    switch: Any = None
+    api: bool = True
+    hint: str = ""
 
-    def parse(self, value: Any, node: str) -> Any:
-        """Convert and check one value (a string from a graph, or a Python value from the API)."""
+    def parse(self, value: Any, node: str = "") -> Any:
+        """Convert and check one value (a string from a graph or the command line, or a Python value from the API);
+        a bad one is a UsageError naming the node's option, or the command's flag."""
+        try:
+            return self._parse(value)
+        except ValueError as err:
+            if self.flags:  # "-q 99: out of range [0, 15]" or the option's own hint
+                raise UsageError(f"{self.flags[0]} {value!r}: {self.hint or err}") from None
+            raise UsageError(f"{node}: option {self.name}={value!r} {err}"
+                             + (f"; {self.describe()}" if "valid" in str(err) else "")) from None
+
+    def _parse(self, value: Any) -> Any:
+        """The value converted; ValueError saying what is wrong with it."""
         try:
             if self.type is bool:
                 if isinstance(value, str):
@@ -48,12 +69,11 @@ class Option:
             else:
                 out = str(value)
         except (TypeError, ValueError):
-            raise UsageError(f"{node}: option {self.name}={value!r} is not a valid {self.type.__name__}; "
-                             f"{self.describe()}") from None
+            raise ValueError(f"is not a valid {self.type.__name__}") from None
         if self.range is not None and not (self.range[0] <= out <= self.range[1]):
-            raise UsageError(f"{node}: option {self.name}={out} is out of range [{self.range[0]}, {self.range[1]}]")
+            raise ValueError(f"is out of range [{self.range[0]:g}, {self.range[1]:g}]")
         if self.choices is not None and out not in self.choices:
-            raise UsageError(f"{node}: option {self.name}={out!r} must be one of {', '.join(self.choices)}")
+            raise ValueError(f"must be one of {', '.join(self.choices)}")
         return out
 
     def describe(self) -> str:

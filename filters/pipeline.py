@@ -1,9 +1,8 @@
-"""Assembles the encoder and decoder graphs from the user's -vf / -filter_complex, -s and -r: FFmpeg filters run
-through PyAV before our nodes (encode) or after ``generate`` (decode); our nodes take their options from the graph."""
+"""The user's part of a graph (-vf / -filter_complex, -s, -r) checked and split: FFmpeg filters, which run through PyAV
+before our nodes (encode) or after ``generate`` (decode), and our nodes' options. The graphs themselves are
+``encoder.Encoder`` and ``decoder.decode_to``."""
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from m3cvcav.core.errors import UsageError
@@ -11,8 +10,8 @@ from m3cvcav.core.errors import UsageError
 from . import describe, generate, select, tokenize  # noqa: F401  (registers the nodes)
 from .ffmpeg import FFmpegChain
 from .graph import FilterSpec, linearize, parse_graph
-from .items import Frame, VideoInfo
 from .node import REGISTRY, Node
+from .options import bind
 
 ENCODER_NODES = ("select", "tokenize", "describe")
 DECODER_NODES = ("generate",)
@@ -24,6 +23,20 @@ class Plan:
 
     ffmpeg: list[FilterSpec] = field(default_factory=list)
     ours: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+
+    chain: FFmpegChain | None = None
+
+    def filters(self) -> FFmpegChain:
+        """The FFmpeg filters as one node (frames pass through when there are none), built once: by ``plan``, which
+        checks them."""
+        if self.chain is None:
+            self.chain = FFmpegChain(self.ffmpeg)
+        return self.chain
+
+    def make(self, name: str, **context) -> Node:
+        """Our node ``name`` with the options the graph gave it and ``context`` (profile, rate control, ...)."""
+        positional, named = self.ours.get(name, ([], {}))
+        return REGISTRY[name](positional, **named, **context)
 
 
 def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: str | None,
@@ -60,37 +73,9 @@ def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: 
         result.ffmpeg.append(FilterSpec("scale", f"{width}:{height}"))
     if rate:
         result.ffmpeg.append(FilterSpec("fps", str(rate)))
-    if result.ffmpeg:
-        FFmpegChain(result.ffmpeg)  # fails early on unknown filters
+    result.filters()  # fails early on unknown filters
     return result
 
 
 def _check(name: str, positional: list[str], named: dict[str, str]) -> None:
-    from .options import bind
-
     bind(name, REGISTRY[name].OPTIONS, positional, named)
-
-
-def make(name: str, p: Plan, **context) -> Node:
-    positional, named = p.ours.get(name, ([], {}))
-    return REGISTRY[name](positional, **named, **context)
-
-
-def apply_ffmpeg(p: Plan, info: VideoInfo, frames: Iterable[Frame]) -> tuple[VideoInfo, Iterator[Frame]]:
-    """Run the plan's FFmpeg filters (if any) over ``frames``; the output size is read from the first output frame."""
-    if not p.ffmpeg:
-        return info, iter(frames)
-    chain = FFmpegChain(p.ffmpeg)
-    info = chain.configure(info)
-
-    def run() -> Iterator[Frame]:
-        for frame in frames:
-            yield from chain.process(frame)
-        yield from chain.flush()
-
-    out = run()
-    first = next(out, None)
-    if first is None:
-        raise UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t")
-    height, width = first.image.shape[:2]
-    return info.with_(width=width, height=height), itertools.chain([first], out)

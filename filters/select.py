@@ -17,7 +17,7 @@ from .node import Node
 from .options import Option
 from .ratecontrol import RateControl
 
-log = get_logger("filters.select")
+log = get_logger(__name__)
 FRAME_BUFFER_BYTES = 384 << 20  # frames one open segment may hold (720p: 5.5 s, 1080p: 2.5 s)
 
 

@@ -1,5 +1,5 @@
-"""sink: PyAV encode of RGB frames to any format FFmpeg writes (codec by extension or ``codec``), y4m to stdout, still
-images or ``%04d`` sequences. Audio is copied when the container takes its codec and no audio option asks otherwise,
+"""sink: the decoder graph's output. PyAV encode of RGB frames to any format FFmpeg writes (codec by extension or
+``codec``), y4m to stdout, still images or ``%04d`` sequences. Audio is copied when the container takes its codec and no audio option asks otherwise,
 else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio codec: Opus for .webm); it stops with
 the video. Files are written through :class:`m3cvcav.core.atomic.AtomicPath` and renamed only when complete."""
 from __future__ import annotations
@@ -21,8 +21,9 @@ from m3cvcav.core.log import get_logger
 
 from . import colour
 from .items import Color, Frame, VideoInfo
+from .node import Node
 
-log = get_logger("filters.sink")
+log = get_logger(__name__)
 
 IMAGE_CODECS = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff",
                 ".webp": "libwebp"}
@@ -89,13 +90,19 @@ def _broken_pipe(err: OSError) -> bool:
     return isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE
 
 
-class Sink:
-    """Encodes frames into ``dst``; ``close()`` finishes and renames, ``abort()`` removes what was written."""
+class Sink(Node):
+    """Encodes frames into ``dst`` (``process``/``write``); ``close()`` finishes and renames, ``abort()`` removes what
+    was written."""
+
+    NAME = "sink"
+    HELP = "encode frames to any format FFmpeg writes"
+    GRAPH = False
 
     def __init__(self, dst: str | os.PathLike, info: VideoInfo, *, format: str | None = None,
                  codec: str | None = None, crf: float | None = None, preset: str | None = None,
                  pix_fmt: str | None = None, bitrate: int | None = None, audio: av.audio.AudioStream | None = None,
                  audio_packets: Iterator | None = None, audio_options: AudioOptions | None = None):
+        super().__init__()
         self.dst, self.info = str(dst), info
         self._atomic: AtomicPath | None = None
         if self.dst == "-" or hasattr(dst, "write"):
@@ -203,6 +210,10 @@ class Sink:
         return stream
 
     # ---- writing
+    def process(self, frame: Frame) -> tuple:
+        self.write(frame)
+        return ()
+
     def write(self, frame: Frame) -> None:
         """Encode one frame (its pts in ``frame.time_base``), after the audio that plays before it."""
         self._mux_audio_until(frame.time)

@@ -1,22 +1,23 @@
-"""source: PyAV demux + decode of anything FFmpeg reads (files, stdin ``-``, still images) into RGB frames, keeping
-timestamps (VFR too), rotation and colour metadata; audio packets are handed through for muxing."""
+"""source: the encoder graph's input. PyAV demux + decode of anything FFmpeg reads (files, stdin ``-``, still images)
+into RGB frames, keeping timestamps (VFR too), rotation and colour metadata, with audio packets handed through for
+muxing (:class:`Source`); or the API's frames: ``av.VideoFrame``s or RGB arrays (:class:`ArraySource`)."""
 from __future__ import annotations
 
 import itertools
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
 
-from m3cvcav.core.errors import InputError
+from m3cvcav.core.errors import InputError, UsageError
 
 from . import colour
-from .items import AudioPacket, Frame, VideoInfo
+from .items import AudioPacket, Color, Frame, VideoInfo
 from .node import Node
 from .options import Option
 
@@ -44,6 +45,7 @@ class Source(Node):
 
     NAME = "source"
     HELP = "decode any input FFmpeg reads into RGB frames"
+    GRAPH = False
     OPTIONS = (
         Option("ss", float, 0.0, "start at this time (seconds)", range=(0, 1e9)),
         Option("t", float, 0.0, "stop after this duration (seconds, 0 = to the end)", range=(0, 1e9)),
@@ -122,7 +124,7 @@ class Source(Node):
             count = min(count, self.opts["frames"])
         return VideoInfo(width, height, fps, time_base, colour.from_frame(first), count, duration)
 
-    def __iter__(self) -> Iterator[Frame | AudioPacket]:
+    def run(self, items: Iterable[Any] = ()) -> Iterator[Frame | AudioPacket]:
         """Frames with pts rebased so the first output frame is at 0; audio packets shifted by the same offset."""
         info, opts = self.info, self.opts
         step = 1 / (info.fps * info.time_base)  # ticks per frame, for frames without pts
@@ -174,3 +176,71 @@ class Source(Node):
             packet.dts -= shift
         yield AudioPacket(packet)
 
+
+class ArraySource(Node):
+    """Frames from an iterable of ``av.VideoFrame`` or (H, W, 3) uint8 RGB arrays, at ``fps`` (arrays) or the frames'
+    own pts/time_base (VideoFrames that have them); ``frames``: at most this many (0: all)."""
+
+    NAME = "arrays"
+    HELP = "the API's frames: av.VideoFrame or RGB arrays"
+    GRAPH = False
+    audio_stream = None
+
+    def __init__(self, frames: Iterable[Any], fps: float | Fraction = 25, limit: int = 0):
+        super().__init__()
+        self._it = iter(frames)
+        first = next(self._it, None)
+        if first is None:
+            raise InputError("the frame iterable is empty: give at least one frame")
+        self._first = first
+        self.info = describe_first(first, fps)
+        self.limit = limit
+
+    def run(self, items: Iterable[Any] = ()) -> Iterator[Frame]:
+        for i, item in enumerate(itertools.chain([self._first], self._it)):
+            if self.limit and i >= self.limit:
+                return
+            yield as_frame(item, i, self.info)
+
+    def close(self) -> None:
+        """Nothing to release (the caller owns the iterable)."""
+
+
+def describe_first(item: Any, fps: float | Fraction = 25) -> VideoInfo:
+    """The stream description of frames like ``item`` (an ``av.VideoFrame`` or an RGB array) at ``fps``."""
+    fps = Fraction(fps).limit_denominator(1001 * 1000)
+    image = rgb_image(item)
+    time_base = Fraction(item.time_base) if isinstance(item, av.VideoFrame) and item.time_base else 1 / fps
+    return VideoInfo(image.shape[1], image.shape[0], fps, time_base, Color(1, 1, 1, False))
+
+
+def rgb_image(item: Any) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB image of an ``av.VideoFrame`` or an array; UsageError for anything else."""
+    if isinstance(item, av.VideoFrame):
+        return item.to_ndarray(format="rgb24")
+    array = np.asarray(item)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise UsageError(f"frames must be av.VideoFrame or (H, W, 3) uint8 RGB arrays, got {array.shape} {array.dtype}")
+    return np.ascontiguousarray(array)
+
+
+def as_frame(item: Any, index: int, info: VideoInfo) -> Frame:
+    """Frame ``index`` of a stream described by ``info``: its pts from an ``av.VideoFrame`` that has one, else from
+    the index and the frame rate; every frame must have the first one's size."""
+    image = rgb_image(item)
+    if image.shape[:2] != (info.height, info.width):
+        raise UsageError(f"frame {index} is {image.shape[1]}x{image.shape[0]}, the first was {info.width}x"
+                         f"{info.height}: all frames need one size")
+    if isinstance(item, av.VideoFrame) and item.pts is not None:
+        pts = item.pts
+    else:
+        pts = round(index / (info.fps * info.time_base))
+    return Frame(image, int(pts), info.time_base, index)
+
+
+def open_source(src: Any, *, fps: float | Fraction = 25, ss: float = 0.0, t: float | None = None, frames: int = 0,
+                audio: bool = True) -> Source | ArraySource:
+    """The encoder's source: a path, ``-`` or a binary file object through PyAV, else an iterable of frames."""
+    if isinstance(src, (str, os.PathLike)) or hasattr(src, "read"):
+        return Source(src, ss=ss, t=t or 0.0, frames=frames, audio=audio)
+    return ArraySource(src, fps, frames)

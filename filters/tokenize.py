@@ -13,25 +13,31 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
-from m3cvcav.bitstream.entropy import encode_tokens
+from m3cvcav.bitstream.framing import iter_units
 from m3cvcav.bitstream.motion import FrameMotion, RefMotion, SegmentMotion, encode_motion
 from m3cvcav.bitstream.residual import KeyframeResidual, encode_residual
-from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, KeyframeTokens, Segment, SegmentHeader,
-                                    encode_segment, frame_pts_cfr, text_payload)
+from m3cvcav.bitstream.units import (
+    INTER_KEYFRAME,
+    SCENE_CUT,
+    TEXT,
+    KeyframeTokens,
+    Segment,
+    SegmentHeader,
+    encode_segment,
+    frame_pts_cfr,
+)
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
 
-from .generate import check_mode
 from .items import ClipSegment, VideoInfo
 from .motion_search import Choice, MotionSearch
-from .prediction import Warper
 from .node import Node
 from .options import Option
-from .ratecontrol import REFERENCE_LEVEL, LEVELS, RESIDUAL_STEPS, Level, RateControl
+from .prediction import Warper
+from .ratecontrol import LEVELS, REFERENCE_LEVEL, RESIDUAL_STEPS, Level, RateControl
 from .residual import ResidualCoder, apply
 
-log = get_logger("filters.tokenize")
+log = get_logger(__name__)
 GRID_CELLS = 16  # motion grid columns (rows follow the aspect); cells of at least 16 px
 FROZEN = 0.4  # mean |Δ| (work size, code values) below which a predicted frame shows the previous picture again
 INTER_REFRESH_BYTES = 160  # what -b:v expects a refresh that only keeps the picture moving to cost
@@ -78,7 +84,7 @@ class Tokenize(Node):
         self.profile = profile
         self.rate = rate or RateControl()
         self.mode = mode
-        check_mode(profile, mode)
+        profile.check_mode(mode)
         if mode == "tt2v" and (self.opts["q"] >= 0 or self.rate.quality is not None):
             raise UsageError("-q picks the quality of the keyframe tokens, and -mode tt2v writes none: drop one")
         if self.opts["q"] >= 0 and self.rate.quality is None:
@@ -88,7 +94,6 @@ class Tokenize(Node):
         self._held: _Part | None = None
         self._index = 0
         self._pending = 0  # bytes of parts coded but not yet handed on
-        self._handed = 0  # bytes of segments handed on but not yet counted by rate control
         self._motion_scale = 1.0  # coded motion bytes / the motion search's estimate, measured so far
         self._last_text = 0  # bytes the texts added to the last segment (estimate for the next)
         self._unaccounted: list[ClipSegment] = []  # handed on, bytes not yet counted by rate control
@@ -116,17 +121,13 @@ class Tokenize(Node):
         if self.rate.active:  # from the level's rate point down, until one fits the budget (sizes fall with it)
             allowed = self.rate.budget(end_time) - self._committed()
             for rp in sorted((p for p in self.points if p <= wanted), reverse=True):
-                grid = self.tokenizer.encode(image, rp)
-                payload = encode_tokens(grid.indices, self.tokenizer.token_model(rp))
-                if len(payload) <= allowed:
+                tokens = self.tokenizer.compress(image, rp)
+                if len(tokens.payload) <= allowed:
                     break
-            self.rate.note_keyframe(len(payload))
+            self.rate.note_keyframe(len(tokens.payload))
         else:
-            grid = self.tokenizer.encode(image, wanted)
-            payload = encode_tokens(grid.indices, self.tokenizer.token_model(grid.rate_point))
-        tokens = KeyframeTokens(grid.codebook_id, grid.rate_point, tuple(int(n) for n in grid.indices.shape),
-                                tuple(grid.image_size), payload)
-        decoded = self.tokenizer.decode(grid)
+            tokens = self.tokenizer.compress(image, wanted)
+        decoded = self.tokenizer.decompress(tokens)  # what every decoder reconstructs
         if decoded.shape[:2] != image.shape[:2]:
             decoded = cv2.resize(decoded, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
         coder = ResidualCoder(image, decoded) if level.step or self.rate.active else None
@@ -234,7 +235,6 @@ class Tokenize(Node):
             self._motion_scale = 0.5 * (self._motion_scale + measured)
         unit = Segment(header, part.tokens, motion=motion, frame_pts=None if regular else list(part.pts),
                        residual=part.residual)
-        self._handed += len(encode_segment(unit)) + self._last_text + self.rate.frame_overhead * (len(part.pts) - 1)
         out = ClipSegment(self._index, part.frames[0], part.pts, time_base, samples=_samples(part.frames),
                           end_time=part.end_time, scene_cut=part.scene_cut, frames=part.frames, unit=unit)
         out.motion_words = motion_words(motion, self.info.width, self.info.height, len(part.pts))
@@ -242,8 +242,9 @@ class Tokenize(Node):
         return out
 
     def _committed(self) -> float:
-        """Bytes the stream holds so far: counted, handed on, and coded but waiting (texts estimated)."""
-        return self.rate.spent + self._handed + self._pending + self._last_text
+        """Bytes the stream holds so far: counted, and coded but waiting (texts estimated). Segments handed on are
+        counted (``_account``) before anything is planned again: the chain runs each to the end first."""
+        return self.rate.spent + self._pending + self._last_text
 
     def _fill(self, part: _Part) -> None:
         """-b:v, once a part's frames are known: the keyframe residual whose step brings the stream closest to the
@@ -295,12 +296,12 @@ class Tokenize(Node):
         """Count the segments handed on once ``describe`` serialised them (their texts included), and learn what the
         texts add to a segment (estimated for the segments still being coded)."""
         for seg in self._unaccounted:
-            self.rate.record(seg.size + self.rate.frame_overhead * (len(seg.pts) - 1))
-            unit = seg.unit
-            if unit.frame_text or unit.clip_text:
-                self._last_text = len(text_payload(unit.frame_text, unit.clip_text)) + 6  # + the unit's framing
+            packet = seg.packet or encode_segment(seg.unit)  # serialised by describe (here only without it)
+            self.rate.record(len(packet) + self.rate.frame_overhead * (len(seg.pts) - 1))
+            text = sum(unit.size for unit in iter_units(packet) if unit.unit_type == TEXT)
+            if text:
+                self._last_text = text
         self._unaccounted = []
-        self._handed = 0
 
 
 def inter_step(level: Level) -> int:

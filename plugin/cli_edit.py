@@ -8,24 +8,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
-
 from m3cvcav.bitstream.containers import CONTAINERS, open_reader, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import MAX_TEXT_BYTES, CorruptSegment, decode_segment, encode_segment
 from m3cvcav.core.errors import BitstreamError, UsageError
-from m3cvcav.filters.sink import check_output
 from m3cvcav.core.log import get_logger
+from m3cvcav.filters.sink import check_output
+
+from .options import ArgumentParser
 
 log = get_logger(__name__)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"edit: {message} (see python -m m3cvcav edit -h)")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m m3cvcav edit", description=__doc__.split(":", 1)[1].strip())
+    p = ArgumentParser(prog="python -m m3cvcav edit", description=__doc__.split(":", 1)[1].strip())
     p.add_argument("file", help="an m3cvc stream (.mkv or .m3cv)")
     p.add_argument("--segment", type=int, required=True, help="index of the segment to edit (see `probe`)")
     p.add_argument("--frame-text", help="new frame-level description D^F of its keyframe")

@@ -17,13 +17,10 @@ from pathlib import Path
 from m3cvcav.core.errors import M3cvError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
+from .options import ArgumentParser
+
 log = get_logger(__name__)
 DEFAULT_SIZES = ("256x256", "512x512")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(f"engines: {message} (see `python -m m3cvcav engines -h`)")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -53,7 +50,6 @@ def _free_bytes(folder: Path) -> int:
 def cmd_fetch(args) -> int:
     """Say the disk needed, download every pinned model with progress, verify each file, print the offline command."""
     from huggingface_hub import constants
-
     from m3cvcav.engines.loaders import fetch, hub_models, plan_fetch, verify_snapshot
     from m3cvcav.engines.registry import load_profile
 
@@ -159,9 +155,9 @@ def cmd_purge(args) -> int:
 def main(argv: list[str]) -> int:
     from m3cvcav.engines.backends import default_device
 
-    parser = _Parser(prog="python -m m3cvcav engines", description=__doc__.split("\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = ArgumentParser(prog="python -m m3cvcav engines", description=__doc__.split("\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     p_fetch = sub.add_parser("fetch", help="download a profile's pinned hub models (says the disk needed first)")
     p_fetch.add_argument("-profile", default="m3cvc", help="profile name or .toml path (default m3cvc)")
     p_fetch.add_argument("-dry_run", "--dry-run", action="store_true", help="only say what would be downloaded")

@@ -43,9 +43,9 @@ def main(argv: list[str]) -> int:
     src = argv[0]
     if not os.path.isfile(src):
         raise InputError(f"input {src} does not exist or is not a file: check the path")
-    from m3cvcav.api import is_m3cvc
+    from m3cvcav.bitstream.containers import is_stream
 
-    if not is_m3cvc(src):
+    if not is_stream(src):
         raise InputError(f"{src} is not an m3cvc stream (.mkv/.m3cv made by m3cvcav): play it with ffplay directly")
     path, args = find_player()
     check_display()

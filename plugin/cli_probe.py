@@ -1,20 +1,15 @@
 """``python -m m3cvcav probe FILE [--json]``: what an m3cvc stream holds (docs/bitstream.md §9)."""
 from __future__ import annotations
 
-import argparse
 import json
 
 from .bitstream.probe import format_report, probe
-from m3cvcav.core.errors import UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise UsageError(f"probe: {message} (usage: python -m m3cvcav probe FILE [--json])")
+from .options import ArgumentParser
 
 
 def main(argv: list[str]) -> int:
-    parser = _Parser(prog="python -m m3cvcav probe", description="Show what an m3cvc stream (.m3cv or .mkv) holds.")
+    parser = ArgumentParser(prog="python -m m3cvcav probe",
+                            description="Show what an m3cvc stream (.m3cv or .mkv) holds.")
     parser.add_argument("file", help="an .m3cv or .mkv file")
     parser.add_argument("--json", action="store_true", help="machine-readable output (docs/bitstream.md §9)")
     args = parser.parse_args(argv)

@@ -6,14 +6,11 @@ from pathlib import Path
 
 from m3cvcav.core.errors import UsageError
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one-line UsageError instead of argparse's exit
-        raise UsageError(f"train: {message} (see python -m m3cvcav train tokenizer --help)")
+from .options import ArgumentParser
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m m3cvcav train tokenizer",
+    p = ArgumentParser(prog="python -m m3cvcav train tokenizer",
                 description="Train the VQ keyframe tokenizer on the shared media (CPU, or CUDA when present).")
     p.add_argument("--out", type=Path, default=Path("runs/tok"), help="run folder: checkpoint, log, cached pool")
     p.add_argument("--steps", type=int, default=4000, help="total optimiser steps (default 4000)")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 import logging
 import os
 import struct
 import sys
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,23 +25,29 @@ from typing import Any
 import av
 import numpy as np
 
-from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.containers import open_reader
+from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
 from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, SequenceHeader,
                                      decode_sequence_header, peek_segment_header)
-from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError
-from m3cvcav.filters import pipeline
-from m3cvcav.filters.generate import Generate, check_mode
-from m3cvcav.filters.items import AudioPacket, Frame
-from m3cvcav.filters.progress import ProgressCallback, Stats
-from m3cvcav.filters.sink import check_output
+from m3cvcav.core import __version__
+from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
+from m3cvcav.engines.registry import Engines
+from m3cvcav.filters import pipeline
+from m3cvcav.filters.decoder import StreamDecoder, stream_profile
+from m3cvcav.filters.generate import Generate
+from m3cvcav.filters.items import AudioPacket, Frame
+from m3cvcav.filters.mux import Mux
+from m3cvcav.filters.progress import ProgressCallback, Stats
+from m3cvcav.filters.result import Result
+from m3cvcav.filters.sink import check_output
+from m3cvcav.filters.source import open_source
 
 from . import chunks, workers
-from .api import StreamDecoder
 
-log = get_logger("parallel")
+log = get_logger(__name__)
 
 GPU_PROFILES_DEFAULT_WORKERS = 1  # profiles whose models want a GPU each: one local worker unless told otherwise
 
@@ -84,9 +90,7 @@ def make_backend(n: int, cluster: str | None, profile: str, engine: str = "auto"
 
 def load_engines(job: dict) -> None:
     """Worker start-up: build the profile's engines for ``roles`` (those it has), cached for every later chunk."""
-    from m3cvcav import api
-
-    engines = api.engines_for(job["profile"], job["engine"], job["offload"])
+    engines = Engines(job["profile"], job["engine"], job["offload"])
     for role in job["roles"]:
         if role in engines.roles():
             engines.engine(role)
@@ -119,8 +123,8 @@ def encode_chunk(job: dict) -> dict:
     if coded != len(pts):  # a worker-side mismatch is retried; the parent checks again
         raise RuntimeError(f"chunk {job['index']}: encoded {coded} frames, the plan has {len(pts)}")
     options = job["options"]
-    backends = api.engines_for(options.get("profile", "lite"), options.get("engine", "auto"),
-                               options.get("offload", False)).backends()
+    backends = Engines(options.get("profile", "lite"), options.get("engine", "auto"),
+                       options.get("offload", False)).backends()
     return {"header": reader.header_unit, "packets": packets, "backends": backends,
             "seconds": time.perf_counter() - started}
 
@@ -131,7 +135,7 @@ def _worker_logging(level: int) -> None:
     logger = logging.getLogger("m3cvcav")
     if logger.level != level:
         logger.setLevel(level)
-        logging.getLogger("m3cvcav.api").setLevel(max(level, logging.ERROR))
+        logging.getLogger("m3cvcav.filters.result").setLevel(max(level, logging.ERROR))
         if not logger.handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
@@ -147,9 +151,7 @@ def decode_run(job: dict) -> dict:
     """Worker: decode a run of segment packets with the profile's generator; ``lookahead`` (the next segment, or None
     after a scene cut or at the end) supplies the keyframe the run's last segment moves towards, as in a serial
     decode. Returns the frames (stacked) with their pts and the number of concealed segments."""
-    from m3cvcav import api
-
-    engines = api.engines_for(job["profile"], job["engine"], job["offload"])
+    engines = Engines(job["profile"], job["engine"], job["offload"])
     header, _ = decode_sequence_header(job["header"])
     generate = Generate(profile=engines, mode=job["mode"])
     generate.configure(header)
@@ -231,11 +233,11 @@ class ResumeStore:
 def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, overwrite: bool | None = None,
                    format: str | None = None, audio: bool = True, tags: dict[str, str] | None = None,
                    fps: float = 25, workers_n: int = 0, cluster: str | None = None, resume: str | None = None,
-                   chunk_min: int = 0, chunk_max: int = 0, progress: ProgressCallback | None = None):
+                   chunk_min: int = 0, chunk_max: int = 0, progress: ProgressCallback | None = None,
+                   audio_options: AudioOptions | None = None) -> Result:
     """Encode ``src`` in chunks on workers; the same options as :func:`m3cvcav.api.encode` (``options``: vf,
-    filter_complex, size, rate, bitrate, q, profile, engine, mode, offload; ``source_options``: ss, t, frames)."""
-    from m3cvcav import api
-
+    filter_complex, size, rate, bitrate in bits/s, q, profile, engine, mode, offload; ``source_options``: ss, t,
+    frames). The parent keeps the source, its audio, the FFmpeg filters and the mux; workers run the coding nodes."""
     if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
         check_output(str(dst), overwrite)
     elif str(dst) == "-":
@@ -243,45 +245,40 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     p = pipeline.plan(options.get("vf"), options.get("filter_complex"), size=options.get("size"),
                       rate=str(options["rate"]) if options.get("rate") else None, ours=pipeline.ENCODER_NODES)
     profile = options.get("profile", "lite")
-    check_mode(api.engines_for(profile, options.get("engine", "auto"), options.get("offload", False)),
-               options.get("mode", "it2v"))
+    engines = Engines(profile, options.get("engine", "auto"), options.get("offload", False))
+    engines.check_mode(options.get("mode", "it2v"))
     chunk_options = {k: v for k, v in options.items() if k not in ("vf", "filter_complex", "size", "rate")}
-    chunk_options["vf"] = _ours(p)
-    if chunk_options.get("bitrate"):
-        chunk_options["bitrate"] = api._bitrate(chunk_options["bitrate"])  # each chunk: its duration's share
-    identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": api_version()})
+    chunk_options["vf"] = _ours(p)  # each chunk's -b:v is the job's: each spends its duration's share
+    identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": __version__})
     store = ResumeStore(resume) if resume else None
 
-    if isinstance(src, (str, os.PathLike, io.IOBase)) or hasattr(src, "read"):
-        source = api.Source(src, audio=audio, **source_options)
-    else:
-        source = api.ArraySource(src, fps, source_options.get("frames", 0))
-    ahead: deque = deque()  # audio read but not yet handed to the writer
-    writer = None
+    source = open_source(src, fps=fps, audio=audio, **source_options)
+    mux = Mux(dst, format=format, tags=tags, profile=profile, audio_stream=source.audio_stream,
+              audio_options=audio_options)
+    filters = p.filters()
+    info = filters.configure(source.info)
 
-    def release(until: float) -> None:
-        """Audio up to ``until`` seconds goes to the writer as the frames are read (as in a serial encode: the
-        Matroska writer holds it until the video around it comes; its packets need the open input)."""
-        while ahead and float(ahead[0].pts * ahead[0].time_base) < until:
-            packet = ahead.popleft()
-            if writer is not None:
-                with api._writing(dst):
-                    writer.write_audio(packet)
-
-    def video() -> Iterator[Frame]:
-        for item in source:
+    def filtered() -> Iterator[Frame]:
+        for item in source.run():
             if isinstance(item, AudioPacket):
-                ahead.append(item.packet)
+                mux.add_audio(item.packet)
                 continue
-            yield item
+            yield from filters.process(item)
+        yield from filters.flush()
 
     def released(frames_in: Iterator[Frame]) -> Iterator[Frame]:
+        """Audio up to each frame goes to the mux as the frames are read, as in a serial encode."""
         for frame in frames_in:
-            release(frame.time + 1 / float(info.fps))
+            mux.release(frame.time + 1 / float(info.fps))
             yield frame
-        ahead.clear()  # the audio ends with the video (-frames:v, -t)
 
-    info, filtered = pipeline.apply_ffmpeg(p, source.info, video())
+    frames_in = filtered()
+    first = next(frames_in, None)
+    if first is None:
+        source.close()
+        raise (UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t") if p.ffmpeg else
+               InputError(f"no video frame was read from {src}: check -ss/-t/-frames"))
+    info = filters.output_info(info, first)
     bounds = chunks.Bounds(chunk_min, chunk_max, Fraction(info.fps))
     bounds.resolved()
     stats = ChunkStats(total_frames=source.info.frame_count, duration=source.info.duration)
@@ -290,7 +287,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     planned: dict[int, tuple[chunks.Chunk, str]] = {}
 
     def tasks() -> Iterator[workers.Task]:
-        for chunk in chunks.plan(released(filtered), bounds):
+        for chunk in chunks.plan(released(itertools.chain([first], frames_in)), bounds):
             digest = chunk.digest(identity) if store else ""
             planned[chunk.index] = (dataclasses.replace(chunk, images=np.empty(0, np.uint8)), digest)
             stored = store.load(chunk.index, digest) if store else None
@@ -303,11 +300,10 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options,
                 "loglevel": logging.getLogger("m3cvcav").getEffectiveLevel()})
 
-    engines = api.engines_for(profile, options.get("engine", "auto"), options.get("offload", False))
-    header = SequenceHeader(info.width, info.height, Fraction(info.fps), Fraction(info.time_base), info.color,
-                            engines.profile_id, list(engines.profile.model_refs()))
+    header = info.header(engines.profile_id, engines.profile.model_refs())
+    mux.configure(header)
     counters = workers.Counters()
-    segments = size = frames = 0
+    segments = frames = 0
 
     def tick(partial: int) -> None:  # frames the running chunks reported: one line for the whole job
         stats.frame, stats.retried = frames + partial, counters.retried
@@ -315,8 +311,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
         if progress and partial:
             progress(stats)
 
+    backend = None
     try:
-        writer = _open_writer(dst, header, format, source, profile, tags)
         backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"),
                                options.get("offload", False), ENCODER_ROLES, stats.chunks_total)
         with workers.sigterm_interrupts():
@@ -330,57 +326,43 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 if store and task.fn is encode_chunk:
                     store.save(chunk.index, digest, result)
                 if segments == 0 and "M3CV_BACKEND" not in (tags or {}):
-                    writer.tags["M3CV_BACKEND"] = result["backends"]  # what the workers ran on
+                    mux.tags["M3CV_BACKEND"] = result["backends"]  # what the workers ran on
                 for n, packet in enumerate(result["packets"]):
-                    packet = chunks.renumber(packet, segments, chunk.pts[0], scene_cut=True if n == 0 and chunk.cut
-                                             else None)
-                    with api._writing(dst):
-                        writer.write_packet(packet)
+                    mux.write_packet(chunks.renumber(packet, segments, chunk.pts[0],
+                                                     scene_cut=True if n == 0 and chunk.cut else None))
                     segments += 1
-                    size += len(packet)
                 frames += chunk.frames
                 stats.chunk_seconds.append(result.get("seconds", 0.0))
                 stats.frame, stats.segments = frames, segments
-                stats.size = getattr(writer, "bytes_written", size)
-                stats.video_size = getattr(writer, "video_bytes", size)
+                stats.size, stats.video_size = mux.bytes_written, mux.video_bytes
                 stats.media_time = float(chunk.pts[-1] * chunk.time_base)
                 stats.chunks_done, stats.retried = counters.done, counters.retried
                 if progress:
                     progress(stats)
-            if segments == 0:
-                raise InputError(f"no video frame was read from {src}: check -ss/-t/-frames")
-            with api._writing(dst):
-                writer.close()
+            duration = stats.media_time + 1 / float(info.fps)
+            mux.close(duration)  # the audio ends with the video (-frames:v, -t)
     except BaseException:
-        if writer is not None:
-            writer.abort()
+        mux.abort()
         raise
+    finally:
+        source.close()
     if store:
         store.clear()
     stats.chunks_total = stats.chunks_done
-    duration = stats.media_time + 1 / float(info.fps)
-    fields = api.Result.__dataclass_fields__
-    extra = {"total_bytes": getattr(writer, "bytes_written", size)} if "total_bytes" in fields else {}
-    result = api.Result(frames, segments, getattr(writer, "video_bytes", size), duration, **extra)
-    stats.size, stats.video_size = extra.get("total_bytes", size), result.bytes
+    result = Result(frames, segments, mux.video_bytes, duration, total_bytes=mux.bytes_written)
+    stats.size, stats.video_size = mux.bytes_written, result.bytes
     if progress:
         progress(stats)
-    log.log(15, "encoded %d frames in %d chunks (%d retried) into %d segments, %d bytes: %.2f kbit/s on %d %s "
-            "worker(s)", frames, counters.done, counters.retried, segments, size, result.bitrate / 1000,
-            backend.capacity, backend.kind)
+    log.log(15, "encoded %d frames in %d chunks (%d retried) into %d segments: %s on %d %s worker(s)", frames,
+            counters.done, counters.retried, segments, result.summary(), backend.capacity, backend.kind)
     return result
-
-
-def api_version() -> str:
-    from m3cvcav import __version__
-
-    return __version__
 
 
 def _check_header(unit: bytes, header: SequenceHeader, index: int) -> None:
     """A chunk's sequence header must name the stream's profile and models (a cluster node with other weights or
     another m3cvcav would otherwise mix streams)."""
     theirs, _ = decode_sequence_header(unit)
+
     def ids(h: SequenceHeader) -> tuple:
         return h.profile_id, [(m.model_id, m.sha256) for m in h.models], tuple(h.version)
 
@@ -390,50 +372,29 @@ def _check_header(unit: bytes, header: SequenceHeader, index: int) -> None:
                          "install the same m3cvcav and model weights on every worker")
 
 
-def _open_writer(dst, header: SequenceHeader, format: str | None, source, profile: str,
-                 tags: dict[str, str] | None):
-    from m3cvcav import __version__, api
-
-    all_tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE": profile}
-    all_tags.update(tags or {})
-    all_tags["ENCODER"] = f"m3cvcav {__version__}"
-    with api._writing(dst):
-        writer = open_writer(dst, header, container=format, tags=all_tags)
-    if source.audio_stream is not None:
-        writer.add_audio(source.audio_stream)
-    return writer
-
-
 # -- decode ---------------------------------------------------------------------------------------------------------
 
-@dataclass
-class _Counts:
-    corrupt: int = 0
-
-
 class ParallelDecoder(StreamDecoder):
-    """What :class:`m3cvcav.api.Decoder` offers to ``api.decode`` (``reader``, ``header``, ``tags``, ``info``,
-    ``frames()``, ``close()``, ``generate.corrupt``), with the segments decoded on workers in runs: a run closes
-    after ``run_frames`` frames (0: 10 s) at the next intact segment, and carries that segment as its lookahead unless
-    a scene cut opens it."""
+    """What :class:`m3cvcav.filters.decoder.Decoder` offers to ``decode_to`` (``reader``, ``header``, ``tags``,
+    ``info``, ``frames()``, ``segments_read``, ``corrupt``, ``close()``), with the segments decoded on workers in
+    runs: a run closes after ``run_frames`` frames (0: 10 s) at the next intact segment, and carries that segment as
+    its lookahead unless a scene cut opens it."""
 
     def __init__(self, src: Any, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v",
                  offload: bool = False, workers_n: int = 0, cluster: str | None = None, run_frames: int = 0):
-        from m3cvcav import api
-
         self.reader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
         try:
             self.header: SequenceHeader = self.reader.header
             self.tags: dict[str, str] = dict(self.reader.tags)
-            self.profile = profile or self.tags.get("M3CV_PROFILE") or api._profile_name(self.header.profile_id)
-            check_mode(api.engines_for(self.profile, engine, offload), mode)
+            self.profile = stream_profile(profile, self.tags, self.header)
+            Engines(self.profile, engine, offload).check_mode(mode)
         except BaseException:
             self.reader.close()
             raise
         self.engine, self.mode, self.offload = engine, mode, offload
         self.workers_n, self.cluster = workers_n, cluster
         self.run_frames = run_frames or max(1, round(self.header.fps * 10))
-        self.generate = _Counts()
+        self.corrupt = 0
         self.segments_read = 0
 
     def _runs(self) -> Iterator[tuple[list, bytes | None]]:
@@ -466,7 +427,7 @@ class ParallelDecoder(StreamDecoder):
         with workers.sigterm_interrupts():
             for task, result in workers.run_ordered(backend, tasks()):
                 self.segments_read += len(task.payload["packets"])
-                self.generate.corrupt += result["corrupt"]
+                self.corrupt += result["corrupt"]
                 for i, pts in enumerate(result["pts"]):
                     yield Frame(result["images"][i], pts, tb, index)
                     index += 1

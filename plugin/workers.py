@@ -3,7 +3,8 @@ feeds them, retries failed tasks (bounded), cancels everything on an error, Ctrl
 in task order whatever order they finished in.
 
 A task is ``fn(payload)`` with ``fn`` a module-level function (workers import it by name). Workers are long-lived, so
-whatever ``fn`` caches per process (the profile's engines: ``api.engines_for``) loads once per worker, not per task.
+whatever ``fn`` caches per process (the profile's engines: ``engines.registry.Engines``) loads once per worker, not
+per task.
 """
 from __future__ import annotations
 

@@ -159,3 +159,64 @@ def test_odd_size_and_single_frame_videos_keep_their_size(tmp_path, count):
     with av.open(str(tmp_path / "odd.mp4")) as c:
         s = c.streams.video[0]
         assert (s.width, s.height, s.frames) == (321, 241, count)
+
+
+# ---- one pipeline: writer push API, tokenizer compress/decompress, one serialisation ---------------------------------
+def test_a_pushed_writer_writes_what_encode_writes(tmp_path, media):
+    frames = moving_frames(media, 20)
+    pulled = m3cvcav.encode(iter(frames), tmp_path / "pulled.m3cv", fps=12, bitrate="20k")
+    with m3cvcav.open(tmp_path / "pushed.m3cv", "w", fps=12, bitrate="20k") as out:
+        for frame in frames:
+            out.write(frame)
+    assert (tmp_path / "pushed.m3cv").read_bytes() == (tmp_path / "pulled.m3cv").read_bytes()
+    assert pulled.frames == 20
+    with pytest.raises(UsageError, match="unknown option"):
+        m3cvcav.open(tmp_path / "x.m3cv", "w", crf=3)
+    with pytest.raises(UsageError, match="'r' .* or 'w'"):
+        m3cvcav.open(tmp_path / "x.m3cv", "a")
+    with pytest.raises(ValueError):  # an exception inside the block removes the output
+        with m3cvcav.open(tmp_path / "failed.m3cv", "w", fps=12) as out:
+            out.write(frames[0])
+            raise ValueError("the caller failed")
+    assert not (tmp_path / "failed.m3cv").exists()
+
+
+def test_tokenizer_compresses_to_the_bitstream_tokens_and_back(media):
+    import cv2
+
+    from m3cvcav.engines.registry import Engines
+
+    tokenizer = Engines("lite").engine("tokenizer")
+    image = cv2.cvtColor(cv2.imread(str(media("photos/skimage_astronaut.png"))), cv2.COLOR_BGR2RGB)[:144, :256]
+    tokens = tokenizer.compress(np.ascontiguousarray(image), 1)
+    assert tokens.rate_point == 1 and tokens.image_size == (144, 256) and len(tokens.payload) > 0
+    assert np.array_equal(tokenizer.decompress(tokens), tokenizer.decode(tokenizer.encode(image, 1)))
+
+
+def test_each_segment_is_serialised_once_and_its_text_compressed_once(tmp_path, media, monkeypatch):
+    from m3cvcav.bitstream import units
+    from m3cvcav.filters import describe, tokenize
+
+    calls = {"serialised": 0, "texts": 0, "tokenize": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(describe, "encode_segment", counted("serialised", units.encode_segment))
+    monkeypatch.setattr(tokenize, "encode_segment", counted("tokenize", units.encode_segment))
+    monkeypatch.setattr(units, "text_payload", counted("texts", units.text_payload))
+    result = m3cvcav.encode(iter(moving_frames(media, 24)), tmp_path / "once.mkv", fps=12, bitrate="8k")
+    with open_reader(tmp_path / "once.mkv") as reader:
+        texts = sum(1 for seg in reader.segments() if seg.frame_text or seg.clip_text)
+    assert result.segments >= 2 and calls["serialised"] == result.segments and calls["tokenize"] == 0
+    assert calls["texts"] == texts > 0
+
+
+def test_the_describer_labels_with_the_profiles_embedder():
+    from m3cvcav.engines.registry import Engines
+
+    engines = Engines("lite")
+    assert engines.engine("describer").embedder is engines.engine("embedder")  # one EfficientNet, one session

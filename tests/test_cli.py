@@ -10,6 +10,7 @@ import pytest
 from conftest import media_path
 from m3cvcav.__main__ import main
 from m3cvcav.cli_transcode import parse_args
+from m3cvcav.core.errors import UsageError
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -26,9 +27,44 @@ def test_parse_ffmpeg_style_arguments():
     args = parse_args(["-y", "-i", "in.mp4", "-c:v", "m3cvc", "-b:v", "20k", "-vf", "scale=320:-2", "-ss", "1",
                        "-frames:v", "10", "-nostats", "out.mkv"])
     assert args.inputs == ["in.mp4"] and args.output == "out.mkv"
-    assert args.values == {"codec": "m3cvc", "bitrate": "20k", "vf": "scale=320:-2", "ss": "1", "frames": "10"}
-    assert args.flags == {"overwrite", "nostats"}
-    assert args.number("frames", int) == 10 and args.number("bitrate", float) == 20000
+    # values by the API's keyword, converted by the one option table (-y: overwrite=True, -nostats: stats=False)
+    assert args.values == {"codec": "m3cvc", "bitrate": 20000.0, "vf": "scale=320:-2", "ss": 1.0, "frames": 10,
+                           "overwrite": True, "stats": False}
+    with pytest.raises(UsageError, match=r"-q '99': give a quality level from 0 to 15"):
+        parse_args(["-q", "99"])
+    with pytest.raises(UsageError, match="-y and -n contradict"):
+        parse_args(["-y", "-n"])
+    with pytest.raises(UsageError, match="-mode 'i2v': give it2v"):
+        parse_args(["-mode", "i2v"])
+
+
+def test_one_option_table_drives_cli_api_and_docs(tmp_path):
+    import inspect
+    import os
+    from pathlib import Path
+
+    import m3cvcav
+    from m3cvcav import options
+    from m3cvcav.cli_transcode import usage
+
+    text = usage()
+    keywords = set(inspect.signature(m3cvcav.encode).parameters) | set(inspect.signature(m3cvcav.decode).parameters)
+    for option in options.OPTIONS:
+        assert all(flag in text for flag in option.flags) and option.help in text
+        assert not option.api or option.name in keywords, option.name  # each API option is a keyword of the API
+    with pytest.raises(UsageError, match=r"-q 99: give a quality level from 0 to 15"):
+        m3cvcav.encode(tmp_path / "x.mp4", tmp_path / "y.mkv", q=99)
+    with pytest.raises(UsageError, match="-engine 'cuda': must be one of auto, torch"):
+        m3cvcav.decode(tmp_path / "x.mkv", tmp_path / "y.mp4", engine="cuda")
+    docs = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    begin, end = "<!-- options:begin (generated from m3cvcav.options; tests/test_cli.py checks it) -->\n", \
+        "<!-- options:end -->"
+    text = docs.read_text(encoding="utf-8")
+    if os.environ.get("M3CVC_REGEN_EXPECTED") == "1":
+        head, _, rest = text.partition(begin)
+        text = head + begin + options.markdown() + end + rest.partition(end)[2]
+        docs.write_text(text, encoding="utf-8")
+    assert begin + options.markdown() + end in text, "docs/cli.md's options are stale: rerun with M3CVC_REGEN_EXPECTED=1"
 
 
 @pytest.mark.parametrize("argv,status,message", [

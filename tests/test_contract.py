@@ -132,7 +132,7 @@ def test_rate_targets(clip, caplog, capsys, tmp_path):
     assert "positive duration" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
     fine = m3cvcav.Result(10, 1, 1000, 1.0, target_bitrate=8200)
     far = m3cvcav.Result(10, 1, 1000, 1.0, target_bitrate=100)
-    from m3cvcav.api import warn_rate
+    from m3cvcav.filters.result import warn_rate
 
     with caplog.at_level(logging.WARNING, logger="m3cvcav"):
         warn_rate(fine)
@@ -245,12 +245,12 @@ def test_edit_writes_what_the_name_says(clip, tmp_path, caplog):
 
 # ---- help, logs, play --------------------------------------------------------------------------------------------
 def test_help_is_generated_from_the_option_tables():
-    from m3cvcav.cli_transcode import OPTIONS
     from m3cvcav.filters import pipeline
     from m3cvcav.filters.node import REGISTRY
+    from m3cvcav.options import BY_FLAG
 
     text = run("-h").stdout.decode()
-    assert all(flag in text for flag in OPTIONS)
+    assert all(flag in text for flag in BY_FLAG)
     for node in pipeline.ENCODER_NODES:
         assert f"{node}=" + ":".join(o.name for o in REGISTRY[node].OPTIONS) in text
     assert "step" in text and "`" not in text
@@ -301,7 +301,7 @@ def test_m3cvc_fails_fast_offline(tmp_path):
 
 
 def test_m3cvc_fails_fast_without_a_hub(tmp_path, monkeypatch):
-    from m3cvcav import preflight
+    from m3cvcav.engines import preflight
     from m3cvcav.engines.registry import load_profile
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -315,7 +315,7 @@ def test_m3cvc_fails_fast_without_a_hub(tmp_path, monkeypatch):
 def test_missing_extra_is_named(monkeypatch):
     import importlib.util
 
-    from m3cvcav import preflight
+    from m3cvcav.engines import preflight
     from m3cvcav.engines.registry import load_profile
 
     real = importlib.util.find_spec

@@ -11,7 +11,7 @@ from m3cvcav.filters import pipeline
 from m3cvcav.filters.ffmpeg import FFmpegChain
 from m3cvcav.filters.graph import FilterSpec, get_token, linearize, parse_graph
 from m3cvcav.filters.items import Frame, VideoInfo
-from m3cvcav.filters.node import REGISTRY, create, run_chain
+from m3cvcav.filters.node import REGISTRY, Chain
 
 
 def test_get_token_quotes_escapes_and_whitespace():
@@ -52,17 +52,19 @@ def test_unconnected_filter_complex_is_rejected():
 
 
 def test_node_options_typed_ranges_and_unknowns():
-    node = create("select", ["0.5"], max="2k", l2="3")
+    select = REGISTRY["select"]
+    node = select(["0.5"], max="2k", l2="3")
     assert node.opts["threshold"] == 0.5 and node.opts["max"] == 2000 and node.opts["l2"] == 3.0
     with pytest.raises(UsageError, match="valid options: threshold, l1, l2"):
-        create("select", bogus="1")
+        select(bogus="1")
     with pytest.raises(UsageError, match="out of range"):
-        create("select", threshold="-1")
+        select(threshold="-1")
     with pytest.raises(UsageError, match="not a valid int"):
-        create("select", max="1.5")
-    with pytest.raises(UsageError, match="valid nodes: .*describe.*select"):
-        create("selekt")
-    assert "threshold (float, default 0.35" in REGISTRY["select"].help()
+        select(max="1.5")
+    with pytest.raises(UsageError, match=r"not an m3cvcav node \(describe, generate, select, tokenize\)"):
+        pipeline.plan("selekt", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
+    assert "threshold (float, default 0.35" in select.help()
+    assert sorted(REGISTRY) == ["describe", "generate", "select", "tokenize"]  # source, sink, mux...: not in graphs
 
 
 def test_plan_orders_and_checks_nodes():
@@ -90,7 +92,7 @@ def test_ffmpeg_chain_scales_crops_and_changes_rate():
     chain = FFmpegChain([FilterSpec("crop", "32:24:0:0"), FilterSpec("scale", "16:12"), FilterSpec("fps", "5")])
     info = chain.configure(VideoInfo(64, 48, Fraction(25), Fraction(1, 25)))
     assert info.fps == 5 and info.time_base == Fraction(1, 5)
-    out = list(run_chain([chain], _frames(25)))
+    out = list(Chain([chain]).run(_frames(25)))
     assert len(out) == 5 and all(f.image.shape == (12, 16, 3) for f in out)
     assert [f.pts for f in out] == [0, 1, 2, 3, 4] and out[0].time_base == Fraction(1, 5)
     values = [int(f.image[0, 0, 0]) for f in out]
@@ -100,10 +102,25 @@ def test_ffmpeg_chain_scales_crops_and_changes_rate():
 def test_ffmpeg_filter_bad_arguments_are_usage_errors():
     chain = FFmpegChain([FilterSpec("scale", "w=abc")])
     with pytest.raises(UsageError, match="scale"):
-        list(run_chain([chain], _frames(1)))
+        list(Chain([chain]).run(_frames(1)))
 
 
-def test_apply_ffmpeg_reads_the_filtered_size():
+def test_filters_read_the_size_of_the_first_frame_out():
     p = pipeline.plan("scale=32:-2", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
-    info, frames = pipeline.apply_ffmpeg(p, VideoInfo(64, 48, Fraction(25), Fraction(1, 25)), _frames(3))
-    assert (info.width, info.height) == (32, 24) and len(list(frames)) == 3
+    filters = p.filters()
+    info = filters.configure(VideoInfo(64, 48, Fraction(25), Fraction(1, 25)))
+    frames = list(Chain([filters]).run(_frames(3)))
+    info = filters.output_info(info, frames[0])
+    assert (info.width, info.height) == (32, 24) and len(frames) == 3
+    passthrough = pipeline.plan(None, None, size=None, rate=None, ours=pipeline.ENCODER_NODES).filters()
+    assert [f.pts for f in Chain([passthrough]).run(_frames(3))] == [0, 1, 2]
+
+
+def test_a_chain_pushed_gives_what_it_gives_pulled():
+    def chain():
+        return Chain([FFmpegChain([FilterSpec("fps", "10")]), FFmpegChain([FilterSpec("scale", "16:12")])])
+
+    pulled = [(f.pts, f.image.shape) for f in chain().run(_frames(25))]
+    pushed_chain = chain()
+    pushed = [out for frame in _frames(25) for out in pushed_chain.push(frame)] + pushed_chain.flush()
+    assert [(f.pts, f.image.shape) for f in pushed] == pulled and len(pulled) == 10

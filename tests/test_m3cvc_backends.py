@@ -12,6 +12,7 @@ import torch
 
 from m3cvcav.engines.backends import backends_used, onnx_for
 from m3cvcav.engines.interfaces import Exportable
+from m3cvcav.engines.registry import Engines
 from m3cvcav.engines.m3cvc.keyframe import load_keyframe_generator
 from m3cvcav.engines.m3cvc.networks import UNET, VAE_DECODER, EngineUNet, EngineVae
 from m3cvcav.engines.m3cvc.tokenizer import load_tokenizer
@@ -136,7 +137,7 @@ def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog):
     with pytest.raises(EngineError, match="recorded"):
         main(["-i", "in.mp4", "-c", "m3cvc", "-offload", "-profile", str(tiny_m3cvc.profile), "out.mkv"])
     assert seen["offload"] is True
-    engines = api.Engines(str(tiny_m3cvc.profile), "onnxruntime", offload=True)
+    engines = Engines(str(tiny_m3cvc.profile), "onnxruntime", offload=True)
     with caplog.at_level(logging.INFO, logger="m3cvcav"):
         engines.engine("keyframe_generator")
     assert engines.backends() == "keyframe_generator=onnxruntime"  # what the M3CV_BACKEND tag records

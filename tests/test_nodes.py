@@ -49,7 +49,7 @@ def write_video(path: Path, frames: list[np.ndarray], *, codec="libx264", pix_fm
 
 
 def frames_of(source: Source) -> list[Frame]:
-    return [item for item in source if isinstance(item, Frame)]
+    return [item for item in source.run() if isinstance(item, Frame)]
 
 
 def test_odd_size_4k4_roundtrip_keeps_every_pixel(tmp_path):
@@ -116,7 +116,7 @@ def test_still_image_is_a_one_frame_video(media):
 
 def test_seek_duration_and_audio_passthrough(media):
     source = Source(media("clips/bigbuckbunny.mp4"), ss=2, t=1)
-    items = list(source)
+    items = list(source.run())
     frames = [f for f in items if isinstance(f, Frame)]
     audio = [a.packet for a in items if isinstance(a, AudioPacket)]
     assert len(frames) == 25 and frames[0].pts == 0
@@ -222,20 +222,20 @@ def _photo(media, name: str) -> np.ndarray:
 def lite():
     import torch
 
-    from m3cvcav.api import engines_for
+    from m3cvcav.engines.registry import Engines
 
     torch.set_num_threads(1)
-    return engines_for("lite")
+    return Engines("lite")
 
 
 def _segments(lite, frames: list[np.ndarray], **opts):
-    from m3cvcav.filters.node import run_chain
+    from m3cvcav.filters.node import Chain
     from m3cvcav.filters.select import Select
 
     node = Select(profile=lite, **opts)
     node.configure(VideoInfo(frames[0].shape[1], frames[0].shape[0], Fraction(24), Fraction(1, 24)))
     items = (Frame(image, i, Fraction(1, 24), i) for i, image in enumerate(frames))
-    return list(run_chain([node], items))
+    return list(Chain([node]).run(items))
 
 
 def test_select_finds_the_exact_scene_cut(lite, media):

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from m3cvcav.core.errors import BitstreamError, InputError, UsageError
+from m3cvcav.core.errors import BitstreamError, InputError, M3cvError, UsageError
 
 from ..units import SequenceHeader
 from .base import AtomicOutput, StreamReader, StreamWriter
@@ -16,7 +16,28 @@ from .base import AtomicOutput, StreamReader, StreamWriter
 CONTAINERS = {".m3cv": "m3cv", ".mkv": "matroska", ".mka": "matroska", ".webm": "matroska"}
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
-__all__ = ["open_writer", "open_reader", "check_container", "StreamWriter", "StreamReader", "CONTAINERS"]
+__all__ = ["open_writer", "open_reader", "check_container", "sniff", "is_stream", "StreamWriter", "StreamReader",
+           "CONTAINERS"]
+
+
+def sniff(magic: bytes) -> str | None:
+    """The container of a stream's first four bytes: "m3cv", "matroska" (any EBML file), or None."""
+    return {b"M3CV": "m3cv", EBML_MAGIC: "matroska"}.get(bytes(magic[:4]))
+
+
+def is_stream(src: str | os.PathLike | BinaryIO) -> bool:
+    """True when ``src`` is a file holding an m3cvc stream (.m3cv, or Matroska with an m3cvc track)."""
+    if not isinstance(src, (str, os.PathLike)) or str(src) == "-" or not Path(src).is_file():
+        return False
+    with open(src, "rb") as f:
+        kind = sniff(f.read(4))
+    if kind != "matroska":
+        return kind == "m3cv"
+    try:
+        open_reader(src).close()
+        return True
+    except M3cvError:
+        return False
 
 
 def _container_for(dst: str | Path | BinaryIO, container: str | None) -> str:
@@ -53,9 +74,9 @@ def open_writer(dst: str | Path | BinaryIO, header: SequenceHeader, *, container
         raise
 
 
-def open_reader(src: str | Path | BinaryIO) -> StreamReader:
+def open_reader(src: str | os.PathLike | BinaryIO) -> StreamReader:
     """A reader for an m3cvc stream in either container (path or binary stream; streams need no seeking for .m3cv)."""
-    if isinstance(src, (str, Path)):
+    if isinstance(src, (str, os.PathLike)):
         path: Path | None = Path(src)
         try:
             f: BinaryIO = open(path, "rb")
@@ -65,10 +86,11 @@ def open_reader(src: str | Path | BinaryIO) -> StreamReader:
         path, f = None, src
     try:
         magic = f.read(4)
-        if magic == b"M3CV":
+        kind = sniff(magic)
+        if kind == "m3cv":
             from .m3cv import M3cvReader
             return M3cvReader(f, path, magic)
-        if magic == EBML_MAGIC:
+        if kind == "matroska":
             from .mkv_reader import MkvReader
             return MkvReader(f, path, magic)
         raise BitstreamError(f"{path or 'input'} is not an m3cvc stream (neither .m3cv nor Matroska); check the file")

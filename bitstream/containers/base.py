@@ -10,7 +10,7 @@ from m3cvcav.core.atomic import AtomicPath
 from m3cvcav.core.errors import BitstreamError, OutputError
 from m3cvcav.core.log import get_logger
 
-from ..units import CorruptSegment, Segment, SequenceHeader, decode_segment, peek_segment_header
+from ..units import CorruptSegment, Segment, SequenceHeader, decode_segment, encode_segment, peek_segment_header
 
 log = get_logger(__name__)
 
@@ -77,8 +77,13 @@ class StreamWriter(ABC):
         return self.out.written
 
     @abstractmethod
+    def write_packet(self, packet: bytes, segment: Segment | None = None) -> None:
+        """Append one segment packet (docs/bitstream.md §6) as it is, as ivfenc's ``write_packet``; ``segment`` is
+        the packet parsed, when the caller has it (Matroska reads its timestamps and texts; else it parses them)."""
+
     def write_segment(self, segment: Segment) -> None:
-        """Append one segment (its packet, and in Matroska its frames' blocks and subtitle)."""
+        """Serialise ``segment`` and append it."""
+        self.write_packet(encode_segment(segment), segment)
 
     def add_audio(self, stream, options=None) -> int:
         log.warning("the %s container carries no audio: the audio track is dropped (use .mkv to keep it)",
@@ -136,6 +141,19 @@ class StreamReader(ABC):
     def segments(self) -> Iterator[Segment | CorruptSegment]:
         for packet in self.packets():
             yield packet if isinstance(packet, CorruptSegment) else decode_packet(packet)
+
+    def audio_input(self):
+        """The stream's audio as a PyAV input container (``.streams.audio[0]``, ``demux``), or None when it has
+        none (or is not a file); the caller closes it."""
+        if not self.has_audio or self.path is None:
+            return None
+        import av
+
+        container = av.open(str(self.path))
+        if container.streams.audio:
+            return container
+        container.close()
+        return None
 
     def close(self) -> None:
         """Release the input."""

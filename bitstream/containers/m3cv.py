@@ -14,7 +14,7 @@ from m3cvcav.core.log import get_logger
 from ..crc import crc32c
 from ..framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
 from ..units import (SEGMENT_HEADER, CorruptSegment, Segment, SequenceHeader, decode_sequence_header,
-                     encode_segment, encode_sequence_header, peek_segment_header)
+                     encode_sequence_header, peek_segment_header)
 from .base import AtomicOutput, StreamReader, StreamWriter
 
 log = get_logger(__name__)
@@ -60,20 +60,13 @@ class M3cvWriter(StreamWriter):
         self.out.write(data)
         self._offset += len(data)
 
-    def write_segment(self, segment: Segment) -> None:
-        self._write(encode_segment(segment), segment.header.first_pts)
-
-    def write_packet(self, packet: bytes) -> None:
-        """Append an already-coded segment packet as is (e.g. stitched from chunks; plugin/parallel.py)."""
-        head = peek_segment_header(packet)
+    def write_packet(self, packet: bytes, segment: Segment | None = None) -> None:
+        head = segment.header if segment is not None else peek_segment_header(packet)
         if head is None:
             raise BitstreamError("write_packet: the packet does not start with an intact segment header")
-        self._write(packet, head.first_pts)
-
-    def _write(self, packet: bytes, first_pts: int) -> None:
-        self._index.append((self._offset, first_pts))
+        self._index.append((self._offset, head.first_pts))
         self.video_bytes += len(packet)
-        self._emit(pack_packet(packet, first_pts, FLAG_KEY))
+        self._emit(pack_packet(packet, head.first_pts, FLAG_KEY))
         if self.out.tmp is None:  # a caller's stream (e.g. a pipe): hand each segment on as soon as it is written
             self.out.file.flush()
 

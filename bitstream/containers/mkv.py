@@ -17,7 +17,7 @@ from m3cvcav.core import __version__
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
 
-from ..units import Segment, SequenceHeader, decode_segment, encode_segment, encode_sequence_header
+from ..units import Segment, SequenceHeader, decode_segment, encode_sequence_header
 from . import ebml as E
 from .audio import AudioConverter, AudioOptions, configure_encoder
 from .base import AtomicOutput, StreamWriter
@@ -142,15 +142,10 @@ class MkvWriter(StreamWriter):
         encode_sequence_header(header)  # validates the header now, not at close
 
     # -- data ------------------------------------------------------------------------------------------------------
-    def write_segment(self, segment: Segment) -> None:
-        self._write(encode_segment(segment), segment)
-
-    def write_packet(self, packet: bytes) -> None:
-        """Append an already-coded segment packet as is (e.g. stitched from chunks; plugin/parallel.py); it is parsed
-        for its timestamps and descriptions, never re-encoded."""
-        self._write(packet, decode_segment(packet))
-
-    def _write(self, packet: bytes, segment: Segment) -> None:
+    def write_packet(self, packet: bytes, segment: Segment | None = None) -> None:
+        """The packet as one block, a 1-byte block for each further frame, and the texts as a subtitle."""
+        if segment is None:
+            segment = decode_segment(packet)  # read for its timestamps and texts, never re-encoded
         times = [to_ms(p, self.header.time_base) for p in segment.pts(self.header)]
         blocks = [_Block(ms, VIDEO_TRACK, packet if i == 0 else CONTINUATION, i == 0) for i, ms in enumerate(times)]
         self.video_bytes += len(packet) + (len(times) - 1) * len(CONTINUATION)

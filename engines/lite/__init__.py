@@ -26,7 +26,11 @@ def load_motion(settings: dict) -> DisMotion:
 
 
 def load_describer(settings: dict) -> LabelDescriber:
-    embedder = load_embedder({**settings, "model_id": settings.get("embedder_model_id", 0)})
+    """Labels from the profile's own embedder when it is EfficientNet-Lite0 (one network, one session), else from
+    one of its own."""
+    shared = settings["engine_of"]("embedder") if "engine_of" in settings else None
+    embedder = shared if isinstance(shared, LiteEmbedder) else \
+        load_embedder({**settings, "model_id": settings.get("embedder_model_id", 0)})
     motion = DisMotion(work_size=settings.get("work_size", 256), preset="ultrafast")
     return LabelDescriber(embedder, motion, top_k=settings.get("top_k", 3), min_prob=settings.get("min_prob", 0.05))
 

@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from m3cvcav.bitstream.entropy import TokenModel
 from m3cvcav.core.errors import ModelError
 
 from .vae import Vae
@@ -123,8 +124,6 @@ def _latents(vae: Vae, images: Sequence[np.ndarray]) -> torch.Tensor:
 
 def fit_entropy(book: Codebook, latents: torch.Tensor) -> dict[str, np.ndarray]:
     """The static entropy model (``TokenModel`` arrays) of ``book``'s full-depth token grids of ``latents``."""
-    from m3cvcav.bitstream.entropy import TokenModel
-
     return TokenModel.fit(list(book.quantise(latents)), book.vocab).to_arrays()
 
 

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
+from m3cvcav.bitstream.entropy import TokenModel
 from m3cvcav.core.errors import ModelError, UsageError
+from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
+from m3cvcav.engines.tokenizer.codec import TokenCodec
 
 from .codebook import Codebook, load_codebook
 from .common import from_pil, model_ref, round_to, setting, to_pil
@@ -34,7 +36,7 @@ ROLE = "tokenizer"
 VQ_MODEL_ID = 17
 
 
-class VaeVqTokenizer:
+class VaeVqTokenizer(TokenCodec):
     """``KeyframeTokenizer`` over a diffusers AutoencoderKL and per-rate-point codebooks."""
 
     def __init__(self, settings: Mapping[str, Any]):
@@ -101,8 +103,6 @@ class VaeVqTokenizer:
 
     def token_model(self, rate_point: int):
         """The rate point's entropy model, built once (it keeps its coder tables across keyframes)."""
-        from m3cvcav.bitstream.entropy import TokenModel
-
         book, _ = self._point(rate_point)
         if not book.entropy:
             raise ModelError(f"the codebook of rate point {rate_point} has no entropy model: add one with "

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from m3cvcav.bitstream.entropy import TokenModel
+
 from .data import held_out_images, load_pool
 from .runtime import ENTROPY_PREFIX, LiteTokenizer, resize
 
@@ -57,8 +59,6 @@ def _usage(grids: list[np.ndarray], vocab: int) -> list[dict]:
 def export_weights(ckpt: Path, dst: Path, pool: list[np.ndarray] | None = None,
                    held_out: list[np.ndarray] | None = None, fit_opts: dict | None = None) -> Path:
     """Write ``dst`` from checkpoint ``ckpt``; ``pool``/``held_out`` default to the media pool and held-out set."""
-    from m3cvcav.bitstream.entropy import TokenModel
-
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     tensors = {k: v for k, v in state["model"].items() if not k.endswith(SHIPPED_BUFFERS_DROPPED)}
     meta = {"config": json.dumps(state["cfg"]), "steps": str(state["step"]), "seed": str(state["seed"]),

@@ -12,10 +12,12 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from m3cvcav.bitstream.entropy import TokenModel
 from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
 from m3cvcav.engines.loaders import weights_sha256
 from m3cvcav.core.errors import ModelError, UsageError
 
+from .codec import TokenCodec
 from .model import NetConfig, TokenizerNet, pad_to_stride
 from .rates import RATE_SPECS, RateSpec, coded_size, grid_shape
 
@@ -31,8 +33,9 @@ def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=interp)
 
 
-class LiteTokenizer:
-    """VQ keyframe tokenizer: ``encode(image, rate_point) -> TokenGrid``, ``decode(grid) -> image``."""
+class LiteTokenizer(TokenCodec):
+    """VQ keyframe tokenizer: ``encode(image, rate_point) -> TokenGrid``, ``decode(grid) -> image``; ``compress`` /
+    ``decompress`` to and from the bitstream's tokens."""
 
     def __init__(self, weights: Path, model_id: int, codebook_id: int, working_width: int = 512):
         if working_width < 64:
@@ -101,8 +104,6 @@ class LiteTokenizer:
     def token_model(self, rate_point: int):
         self._spec(rate_point)
         if rate_point not in self._models:
-            from m3cvcav.bitstream.entropy import TokenModel
-
             prefix = f"rp{rate_point}."
             arrays = {k[len(prefix):]: v for k, v in self.entropy_arrays.items() if k.startswith(prefix)}
             if not arrays:

@@ -14,7 +14,7 @@ from pathlib import Path
 from m3cvcav.core.errors import ModelError, missing_package
 from m3cvcav.core.log import get_logger
 
-log = get_logger("preflight")
+log = get_logger(__name__)
 
 TIMEOUT_S = 3.0
 # Engine packages -> the Python modules they import that come from an optional extra (setup.py).

@@ -1,0 +1,132 @@
+"""mux: the encoder graph's sink. Segment packets, serialised once by ``describe`` (or stitched from chunks), go into
+an m3cvc stream (.mkv or .m3cv, ``bitstream.containers``) through an atomic output renamed on ``close``, with the
+input's audio interleaved: audio demuxed ahead of the video waits until the video reaches it, and stops where the
+video ends (-t, -frames:v)."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+from m3cvcav.bitstream.containers import StreamWriter, check_container, open_writer
+from m3cvcav.bitstream.containers.audio import AudioOptions
+from m3cvcav.bitstream.units import Segment, SequenceHeader
+from m3cvcav.core import __version__
+from m3cvcav.core.errors import M3cvError, OutputError
+
+from .items import ClipSegment
+from .node import Node
+
+
+def stream_tags(profile: str, backends: str = "", tags: dict[str, str] | None = None) -> dict[str, str]:
+    """The container tags of a stream: ENCODER (always this m3cvcav), the profile, the backends the engines ran on,
+    then the caller's."""
+    out = {"ENCODER": "", "M3CV_PROFILE": profile, **({"M3CV_BACKEND": backends} if backends else {}), **(tags or {})}
+    out["ENCODER"] = f"m3cvcav {__version__}"
+    return out
+
+
+@contextlib.contextmanager
+def writing(dst: Any) -> Iterator[None]:
+    """Turn an OS error of the output (a full disk, a lost pipe target) into a one-line OutputError."""
+    try:
+        yield
+    except M3cvError:
+        raise
+    except OSError as err:
+        if isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE:
+            raise BrokenPipeError(errno.EPIPE, "the reader of the output closed it") from None
+        raise OutputError(f"cannot write {dst}: {err.strerror or err} (free some space or choose another "
+                          "output)") from None
+
+
+class Mux(Node):
+    """Writes ``ClipSegment.packet``s (``process``) or raw packets (``write_packet``) after the sequence header given
+    to ``configure``; the container opens at the first packet, tagged with ``profile``, the engines' ``backends()``
+    as they ran by then, and the caller's ``tags``. ``close(end)`` finishes, ``abort()`` removes it."""
+
+    NAME = "mux"
+    HELP = "write segment packets and audio into an m3cvc stream (.mkv or .m3cv)"
+    GRAPH = False
+
+    def __init__(self, dst: str | os.PathLike | BinaryIO, *, format: str | None = None,
+                 tags: dict[str, str] | None = None, profile: str = "", backends: Callable[[], str] | None = None,
+                 audio_stream=None, audio_options: AudioOptions | None = None):
+        super().__init__()
+        self.dst, self.format, self.tags = dst, format, dict(tags or {})
+        self.profile, self.backends = profile, backends
+        self.audio_stream, self.audio_options = audio_stream, audio_options
+        self.writer: StreamWriter | None = None
+        self.segments = 0
+        self._ahead: deque = deque()  # audio demuxed ahead of the video
+        self._due: deque = deque()  # audio the video has reached, waiting for the container to open
+
+    @property
+    def matroska(self) -> bool:
+        return check_container(self.dst, self.format) == "matroska"
+
+    def configure(self, header: SequenceHeader) -> SequenceHeader:
+        self.header = header
+        return header
+
+    # -- audio ---------------------------------------------------------------------------------------------------
+    def add_audio(self, packet) -> None:
+        """An audio packet of the input, muxed once the video reaches its time (``release``)."""
+        self._ahead.append(packet)
+
+    def release(self, until: float) -> None:
+        """The audio that plays before ``until`` seconds is due: written now, or when the container opens."""
+        while self._ahead and float(self._ahead[0].pts * self._ahead[0].time_base) < until:
+            self._due.append(self._ahead.popleft())
+        if self.writer is not None:
+            with writing(self.dst):
+                while self._due:
+                    self.writer.write_audio(self._due.popleft())
+
+    # -- video ---------------------------------------------------------------------------------------------------
+    def process(self, seg: ClipSegment) -> tuple:
+        self.write_packet(seg.packet, seg.unit)
+        return ()
+
+    def write_packet(self, packet: bytes, segment: Segment | None = None) -> None:
+        """Append one segment packet as it is (``segment``: the packet parsed, when known)."""
+        if self.writer is None:
+            self._open()
+        with writing(self.dst):
+            self.writer.write_packet(packet, segment)
+        self.segments += 1
+
+    def _open(self) -> None:
+        with writing(self.dst):
+            tags = stream_tags(self.profile, self.backends() if self.backends else "", self.tags)
+            self.writer = open_writer(self.dst, self.header, container=self.format, tags=tags)
+        if self.audio_stream is not None and self.writer.add_audio(self.audio_stream, self.audio_options) < 0:
+            self._due.clear()  # the container takes no audio (it warned)
+            self._ahead.clear()
+            self.audio_stream = None
+        self.release(0.0)
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the whole output so far."""
+        return self.writer.bytes_written if self.writer is not None else 0
+
+    @property
+    def video_bytes(self) -> int:
+        """Bytes of the video track so far (what ``ffprobe -show_packets`` sums for it)."""
+        return self.writer.video_bytes if self.writer is not None else 0
+
+    def close(self, end: float | None = None) -> None:
+        """Write the audio up to ``end`` seconds (the video's end; None: all of it), drop the rest, finish."""
+        if end is not None:
+            self.release(end)
+        self._ahead.clear()
+        with writing(self.dst):
+            self.writer.close()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
