@@ -23,7 +23,7 @@ from pathlib import Path
 from m3cvcav.core.errors import EngineError, InputError
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips"
-TIMED = {"embed", "magnitude", "flow", "describe_frame", "describe_clip", "encode", "decode", "generate",
+TIMED = {"embed", "magnitude", "flow", "describe_frame", "describe_clip", "compress", "decompress", "generate",
          "token_model"}
 
 

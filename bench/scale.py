@@ -40,23 +40,6 @@ from m3cvcav.filters.source import Source
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips" / "vtest.avi"
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process under ``pid`` (Linux /proc): local workers are children, Ray actors grandchildren."""
-    parents: dict[int, list[int]] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(status.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _proc(pid: int, name: str) -> str:
     try:
         return (Path("/proc") / str(pid) / name).read_text()
@@ -76,7 +59,7 @@ class RssSampler:
     def _run(self) -> None:
         me = os.getpid()
         while not self._stop.is_set():
-            for pid in descendants(me):
+            for pid in workers.descendants(me):
                 line = _proc(pid, "cmdline").replace("\0", " ")
                 if "spawn_main" not in line and "_RayWorker" not in line:
                     continue

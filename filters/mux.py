@@ -14,7 +14,6 @@ from typing import Any, BinaryIO
 from m3cvcav.bitstream.containers import StreamWriter, check_container, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import Segment, SequenceHeader
-from m3cvcav.core import __version__
 from m3cvcav.core.errors import M3cvError, OutputError
 
 from .items import ClipSegment
@@ -22,11 +21,9 @@ from .node import Node
 
 
 def stream_tags(profile: str, backends: str = "", tags: dict[str, str] | None = None) -> dict[str, str]:
-    """The container tags of a stream: ENCODER (always this m3cvcav), the profile, the backends the engines ran on,
-    then the caller's."""
-    out = {"ENCODER": "", "M3CV_PROFILE": profile, **({"M3CV_BACKEND": backends} if backends else {}), **(tags or {})}
-    out["ENCODER"] = f"m3cvcav {__version__}"
-    return out
+    """The container tags of a stream: the profile, the backends the engines ran on, then the caller's (the writer
+    adds ENCODER, the profile id and the models)."""
+    return {"M3CV_PROFILE": profile, **({"M3CV_BACKEND": backends} if backends else {}), **(tags or {})}
 
 
 @contextlib.contextmanager

@@ -33,8 +33,10 @@ class Node:
         if cls.NAME and cls.GRAPH:
             REGISTRY[cls.NAME] = cls
 
-    def __init__(self, positional: list[str] | None = None, **named: Any):
-        self.opts: dict[str, Any] = bind(self.NAME, self.OPTIONS, list(positional or []), named)
+    def __init__(self, positional: list[str] | None = None, *, bound: dict[str, Any] | None = None, **named: Any):
+        """Options from a graph (strings) or the API (values), bound to ``OPTIONS``; ``bound``: already bound ones."""
+        self.opts: dict[str, Any] = dict(bound) if bound is not None else \
+            bind(self.NAME, self.OPTIONS, list(positional or []), named)
 
     def configure(self, info: Any) -> Any:
         """Check the input description and return the output one (default: unchanged)."""

@@ -23,6 +23,14 @@ def parse_number(text: str, kind: type) -> float | int:
     return value
 
 
+def parse_size(text: str, low: int = 1, high: int = 65535) -> tuple[int, int]:
+    """FFmpeg's ``-s WxH`` → (width, height), each side in ``low..high``; a UsageError saying how to write it."""
+    width, _, height = text.strip().lower().partition("x")
+    if not (width.isdigit() and height.isdigit() and low <= int(width) <= high and low <= int(height) <= high):
+        raise UsageError(f"-s {text!r}: give the size as WIDTHxHEIGHT with sides in {low}..{high}, e.g. 640x360")
+    return int(width), int(height)
+
+
 @dataclass(frozen=True)
 class Option:
     """One option, of a node or of the command itself: ``type`` is int, float, str or bool; ``range`` (lo, hi) for

@@ -11,7 +11,7 @@ from . import describe, generate, select, tokenize  # noqa: F401  (registers the
 from .ffmpeg import FFmpegChain
 from .graph import FilterSpec, linearize, parse_graph
 from .node import REGISTRY, Node
-from .options import bind
+from .options import bind, parse_size
 
 ENCODER_NODES = ("select", "tokenize", "describe")
 DECODER_NODES = ("generate",)
@@ -23,6 +23,7 @@ class Plan:
 
     ffmpeg: list[FilterSpec] = field(default_factory=list)
     ours: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    bound: dict[str, dict] = field(default_factory=dict)  # our nodes' options, checked and bound once
 
     chain: FFmpegChain | None = None
 
@@ -35,8 +36,9 @@ class Plan:
 
     def make(self, name: str, **context) -> Node:
         """Our node ``name`` with the options the graph gave it and ``context`` (profile, rate control, ...)."""
-        positional, named = self.ours.get(name, ([], {}))
-        return REGISTRY[name](positional, **named, **context)
+        if name in self.bound:
+            return REGISTRY[name](bound=self.bound[name], **context)
+        return REGISTRY[name](**context)
 
 
 def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: str | None,
@@ -60,22 +62,17 @@ def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: 
             if spec.name in result.ours:
                 raise UsageError(f"node {spec.name} appears twice in the graph; give it once")
             positional, named = spec.options()
-            _check(spec.name, positional, named)
+            result.bound[spec.name] = bind(spec.name, REGISTRY[spec.name].OPTIONS, positional, named)
             result.ours[spec.name] = (positional, named)
         else:
             if result.ours and ours == ENCODER_NODES:
                 raise UsageError(f"FFmpeg filter {spec.name} comes after an m3cvcav node: put FFmpeg filters first")
             result.ffmpeg.append(spec)
     if size:
-        width, _, height = size.lower().partition("x")
-        if not (width.isdigit() and height.isdigit()):
-            raise UsageError(f"-s {size!r}: give the size as WIDTHxHEIGHT, e.g. -s 640x360")
+        width, height = parse_size(size)
         result.ffmpeg.append(FilterSpec("scale", f"{width}:{height}"))
     if rate:
         result.ffmpeg.append(FilterSpec("fps", str(rate)))
     result.filters()  # fails early on unknown filters
     return result
 
-
-def _check(name: str, positional: list[str], named: dict[str, str]) -> None:
-    bind(name, REGISTRY[name].OPTIONS, positional, named)

@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 from pathlib import Path
 
 from m3cvcav.core.errors import M3cvError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
+from m3cvcav.filters.options import parse_size
 
 from .options import ArgumentParser
 
 log = get_logger(__name__)
 DEFAULT_SIZES = ("256x256", "512x512")
-
-
-def _size(text: str) -> tuple[int, int]:
-    """FFmpeg's -s WxH → (height, width)."""
-    match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match or not all(16 <= int(v) <= 8192 for v in match.groups()):
-        raise UsageError(f"bad size {text!r}: use WxH with sides in 16..8192, e.g. 512x512")
-    return int(match.group(2)), int(match.group(1))
 
 
 def _human(n: int) -> str:
@@ -114,7 +106,7 @@ def cmd_build(args) -> int:
     if args.engine not in ("auto", "onnxruntime", "tensorrt"):
         raise UsageError(f"engines build -engine {args.engine}: use auto, onnxruntime or tensorrt "
                          "(torch needs no build)")
-    sizes = [_size(s) for s in (args.s or DEFAULT_SIZES)]
+    sizes = [parse_size(s, 16, 8192)[::-1] for s in (args.s or DEFAULT_SIZES)]  # (height, width)
     profile = load_profile(args.profile)
     cache = EngineCache()
     device = args.device

@@ -32,7 +32,7 @@ def test_engines_build_list_purge(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv, status, message", [
-    (["engines", "build", "-s", "12"], 2, "bad size '12'"),
+    (["engines", "build", "-s", "12"], 2, "-s '12': give the size as WIDTHxHEIGHT"),
     (["engines", "build", "-engine", "torch"], 2, "torch needs no build"),
     (["engines", "frobnicate"], 2, "engines:"),
     (["engines", "build", "-profile", "nope"], 2, "unknown profile 'nope'"),

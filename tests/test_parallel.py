@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
@@ -255,23 +254,6 @@ def test_many_scene_cuts_open_chunks_flagged_as_cuts(tmp_path):
     assert not heads[0].flags & SCENE_CUT
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process under ``pid`` (Linux /proc): the CLI's worker processes and whatever they started."""
-    parents: dict[int, list[int]] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-        parents.setdefault(ppid, []).append(int(status.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_cancels_every_worker_and_leaves_nothing(clip, tmp_path, sig):
     out = tmp_path / "out.m3cv"
@@ -279,9 +261,9 @@ def test_ctrl_c_or_sigterm_cancels_every_worker_and_leaves_nothing(clip, tmp_pat
            "-chunk_max", "10", "-c", "m3cvc", str(out)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while len(descendants(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+    while len(workers.descendants(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    children = descendants(proc.pid)
+    children = workers.descendants(proc.pid)
     assert len(children) >= 2, "the workers never started"
     time.sleep(1.0)
     proc.send_signal(sig)

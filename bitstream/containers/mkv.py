@@ -208,6 +208,7 @@ class MkvWriter(StreamWriter):
         tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE_ID": str(self.header.profile_id),
                 "M3CV_MODELS": ",".join(str(m.model_id) for m in self.header.models)}
         tags.update(self.tags)
+        tags["ENCODER"] = f"m3cvcav {__version__}"  # always this m3cvcav, whatever the caller's tags say
         simple = [E.master(E.SIMPLE_TAG, E.string(E.TAG_NAME, k), E.string(E.TAG_STRING, v)) for k, v in tags.items()]
         return E.master(E.TAGS, E.master(E.TAG, E.master(E.TARGETS, E.uint(E.TARGET_TYPE_VALUE, 50)), *simple))
 
