@@ -15,6 +15,7 @@ import numpy as np
 from m3cvcav.bitstream.units import GenerationParams, KeyframeTokens, ModelRef  # noqa: F401
 
 Image = np.ndarray  # (H, W, 3) uint8 RGB
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")  # -engine: where the networks run ("auto": the best present)
 
 
 @dataclass(frozen=True)

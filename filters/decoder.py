@@ -112,7 +112,7 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
     codec, crf, preset, pix_fmt, bitrate) with the stream's audio cut the same way. Writes nothing and raises
     BitstreamError when no frame can be decoded; closes ``stream``."""
     filters = (plan or Plan()).filters()
-    info = filters.configure(stream.info)
+    info = stream.info
     stats = Stats()
     sink: Sink | None = None
     audio_input = None
@@ -134,6 +134,7 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
             progress(stats)
 
     try:
+        info = filters.configure(info)
         if audio:
             audio_input = stream.reader.audio_input()
         for frame in _trim(stream.frames(), ss, t, frames, cut_short):

@@ -53,6 +53,7 @@ class Encoder:
         self.input: VideoInfo | None = None  # the input, before the FFmpeg filters
         self.info: VideoInfo | None = None  # what the coding nodes see, known at the first filtered frame
         self.stats = Stats()
+        self.result: Result | None = None  # set by the first close()
         self._received = 0
         self._what = "the input"
 
@@ -67,8 +68,8 @@ class Encoder:
         """Encode everything ``source`` yields; the source is closed after the output (its audio packets belong to
         the input container)."""
         self._what = str(getattr(source, "src", "the frames"))
-        self.start(source.info, source.audio_stream)
         try:
+            self.start(source.info, source.audio_stream)
             for item in source.run():
                 if isinstance(item, AudioPacket):
                     self.mux.add_audio(item.packet)
@@ -83,9 +84,10 @@ class Encoder:
 
     def write(self, frame: Frame | Any) -> None:
         """Encode one more frame: a :class:`Frame`, an ``av.VideoFrame`` or an (H, W, 3) uint8 RGB array."""
+        if self.input is None:  # pushed frames: the first describes the stream
+            first = describe_first(frame.image if isinstance(frame, Frame) else frame, self.fps)
+            self.start(first.with_(time_base=frame.time_base) if isinstance(frame, Frame) else first)
         if not isinstance(frame, Frame):
-            if self.input is None:
-                self.start(describe_first(frame, self.fps))
             frame = as_frame(frame, self._received, self.input)
         self._received += 1
         for out in self.filters.process(frame):
@@ -113,7 +115,10 @@ class Encoder:
 
     # -- output --------------------------------------------------------------------------------------------------
     def close(self) -> Result:
-        """Finish the stream (the audio ends with the video) and move it into place."""
+        """Finish the stream (the audio ends with the video) and move it into place; later calls return the same
+        :class:`Result`."""
+        if self.result is not None:
+            return self.result
         try:
             for out in self.filters.flush():
                 self._code(out)
@@ -138,6 +143,7 @@ class Encoder:
         log.log(15, "encoded %d frames into %d segments: %s (profile %s, %s, %s)", result.frames, result.segments,
                 result.summary(), self.engines.name, self.mode, self.engines.backends())
         warn_rate(result)
+        self.result = result
         return result
 
     def abort(self) -> None:
@@ -150,5 +156,5 @@ class Encoder:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        else:
+        elif self.result is None:
             self.abort()

@@ -60,12 +60,16 @@ class Source(Node):
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"input {src} has no video stream: m3cvcav encodes video")
-        self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
-        audio = self.container.streams.audio
-        self.audio_stream = audio[0] if audio and self.opts["audio"] else None
-        self._first = self._peek()
-        self.info = self._describe()
+        try:
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+            audio = self.container.streams.audio
+            self.audio_stream = audio[0] if audio and self.opts["audio"] else None
+            self._first = self._peek()
+            self.info = self._describe()
+        except BaseException:
+            self.container.close()
+            raise
 
     def _peek(self) -> av.VideoFrame:
         if self.opts["ss"] > 0:

@@ -126,6 +126,8 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
     frames = o["frames"]
     if isinstance(dst, (str, os.PathLike)) or str(dst) == "-":
         output_format(str(dst), format)  # a bad output name fails before any model is loaded
+    elif not format:
+        raise UsageError("writing to a file object needs a format: pass format='yuv4mpegpipe' (or 'matroska', ...)")
     if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
         check_output(str(dst), overwrite, "overwrite=True")
         if is_single_image(str(dst)):
@@ -147,27 +149,31 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
                      audio=audio, audio_options=audio_opts, progress=progress)
 
 
-def open(path: Src, mode: str = "r", **options: Any) -> Decoder | Encoder:  # noqa: A001  (PyAV's name)
+def open(path: Src, mode: str = "r", /, **options: Any) -> Decoder | Encoder:  # noqa: A001  (PyAV's name)
     """Open an m3cvc stream like ``av.open``: ``"r"`` gives a :class:`Decoder` (``decode()`` yields
-    ``av.VideoFrame``s; options ``profile``, ``engine``, ``mode``, ``offload``), ``"w"`` an :class:`Encoder` that takes
-    frames one at a time (``write(frame)``: an ``av.VideoFrame`` or an RGB array; ``close()`` returns the
-    :class:`Result`; options as :func:`encode`'s: ``fps``, ``bitrate``, ``q``, ``vf``, ``profile``, ...). Both are
-    context managers."""
+    ``av.VideoFrame``s; options ``profile``, ``engine``, ``mode`` (it2v|tt2v), ``offload``), ``"w"`` an
+    :class:`Encoder` that takes frames one at a time (``write(frame)``: an ``av.VideoFrame`` or an RGB array;
+    ``close()`` returns the :class:`Result`; options as :func:`encode`'s: ``fps``, ``bitrate``, ``q``, ``vf``,
+    ``profile``, ...). Both are context managers."""
+    if mode not in ("r", "w"):
+        raise UsageError(f"open(..., {mode!r}): the mode is 'r' (read a stream) or 'w' (write one); the decoding "
+                         "mode is the keyword mode='it2v'|'tt2v'")
+    allowed = READER_OPTIONS if mode == "r" else WRITER_OPTIONS
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise UsageError(f"open(..., {mode!r}): unknown option(s) {', '.join(sorted(unknown))}; it takes "
+                         f"{', '.join(allowed)}")
+    checked = {k: v for k, v in options.items() if k in ("bitrate", "q", "engine", "mode")}
+    o = check(DECODE if mode == "r" else ENCODE, **checked)
     if mode == "r":
-        return Decoder(path, **options)
-    if mode == "w":
-        unknown = set(options) - set(WRITER_OPTIONS)
-        if unknown:
-            raise UsageError(f"open(..., 'w'): unknown option(s) {', '.join(sorted(unknown))}; it takes "
-                             f"{', '.join(WRITER_OPTIONS)}")
-        o = check(ENCODE, **{k: v for k, v in options.items() if k in ("bitrate", "q", "engine", "mode")})
-        if options.get("q") is not None and options.get("bitrate"):
-            raise UsageError("give either -q (a fixed quality level) or -b:v (a bitrate target), not both")
-        _check_stream_output(path, options.get("format"), options.get("overwrite"))
-        return _encoder(path, **{**options, **o, "profile": options.get("profile") or DEFAULT_PROFILE})
-    raise UsageError(f"open(..., {mode!r}): the mode is 'r' (read a stream) or 'w' (write one)")
+        return Decoder(path, **{**options, **o})
+    if options.get("q") is not None and options.get("bitrate"):
+        raise UsageError("give either -q (a fixed quality level) or -b:v (a bitrate target), not both")
+    _check_stream_output(path, options.get("format"), options.get("overwrite"))
+    return _encoder(path, **{**options, **o, "profile": options.get("profile") or DEFAULT_PROFILE})
 
 
+READER_OPTIONS = ("profile", "engine", "mode", "offload")
 WRITER_OPTIONS = ("vf", "filter_complex", "size", "rate", "bitrate", "q", "profile", "engine", "offload", "mode",
                   "format", "tags", "fps", "progress", "overwrite")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from m3cvcav.bitstream.containers import CONTAINERS
-from m3cvcav.core.errors import UsageError
+from m3cvcav.core.errors import OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
 from .options import BY_FLAG, DECODE, ENCODE, usage_lines, wrong_direction
@@ -132,6 +132,8 @@ def main(argv: list[str]) -> int:
     values.pop("loglevel", None)  # set by __main__ before anything runs
     values.pop("hide_banner", None)
     stats_line, progress_file = values.pop("stats", None), values.pop("progress_file", None)
+    if progress_file not in (None, "pipe:1", "-") and not Path(progress_file).resolve().parent.is_dir():
+        raise OutputError(f"-progress {progress_file}: its folder does not exist; create it or write to pipe:1")
     reporter: Reporter | None = None
 
     def progress(stats: Stats) -> None:

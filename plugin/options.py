@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from m3cvcav.bitstream.units import MODES
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import LEVELS
+from m3cvcav.engines.interfaces import BACKENDS
 from m3cvcav.filters.options import Option
 
 ENCODE, DECODE = "encode", "decode"
@@ -49,10 +51,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("audio", bool, True, "no audio", flags=("-an",), switch=False),
     Option("profile", str, None, "codec profile: lite (default, CPU) or m3cvc (diffusion models, GPU); a decode "
            "uses the stream's", flags=("-profile",), metavar="NAME"),
-    Option("engine", str, "auto", "backend", choices=("auto", "torch", "onnxruntime", "tensorrt"),
+    Option("engine", str, "auto", "backend", choices=BACKENDS,
            flags=("-engine",), metavar="NAME"),
     Option("mode", str, "it2v", "it2v (keyframe tokens + text) or tt2v (text only; needs -profile m3cvc)",
-           choices=("it2v", "tt2v"), flags=("-mode",), metavar="MODE", hint="give it2v (keyframe tokens + text) or "
+           choices=MODES, flags=("-mode",), metavar="MODE", hint="give it2v (keyframe tokens + text) or "
            "tt2v (text only)"),
     Option("offload", bool, False, "m3cvc: models go to the GPU only while they run (less GPU memory, slower)",
            flags=("-offload",), switch=True),
@@ -97,8 +99,8 @@ def check(direction: str, **given: Any) -> dict[str, Any]:
 
 def wrong_direction(option: Option, direction: str) -> str:
     """The message for an option of the other direction (``-crf`` in an encode, ``-q`` in a decode)."""
-    other = "takes -b:v or -q" if direction == ENCODE else "takes -crf or -b:v for its output encoder"
-    return f"{option.flags[0]} is an option of an {option.use}: {option.help}; an {direction} {other}"
+    this = "an encode" if option.use == ENCODE else "a decode"
+    return f"{option.flags[0]} is an option of {this} ({option.help}): drop it from this {direction}"
 
 
 def usage_lines() -> list[str]:

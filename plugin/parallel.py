@@ -34,7 +34,7 @@ from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, 
 from m3cvcav.core import __version__
 from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
-from m3cvcav.engines.registry import Engines
+from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.decoder import StreamDecoder, stream_profile
 from m3cvcav.filters.generate import Generate
@@ -42,6 +42,7 @@ from m3cvcav.filters.items import AudioPacket, Frame
 from m3cvcav.filters.mux import Mux
 from m3cvcav.filters.progress import ProgressCallback, Stats
 from m3cvcav.filters.result import Result
+from m3cvcav.filters.result import log as result_log
 from m3cvcav.filters.sink import check_output
 from m3cvcav.filters.source import open_source
 
@@ -71,7 +72,7 @@ class ChunkStats(Stats):
 
 def default_workers(profile: str) -> int:
     """One worker per core for CPU profiles; one for profiles whose models need a GPU each."""
-    return (os.cpu_count() or 1) if profile == "lite" else GPU_PROFILES_DEFAULT_WORKERS
+    return (os.cpu_count() or 1) if profile == DEFAULT_PROFILE else GPU_PROFILES_DEFAULT_WORKERS
 
 
 ENCODER_ROLES = ("embedder", "motion", "describer", "tokenizer")
@@ -84,7 +85,7 @@ def make_backend(n: int, cluster: str | None, profile: str, engine: str = "auto"
     else ``n`` local processes (0: the profile's default); each loads the profile's ``roles`` as it starts."""
     init = (load_engines, {"profile": profile, "engine": engine, "offload": offload, "roles": roles})
     if cluster:
-        return workers.make_backend(n, cluster, gpus=0.0 if profile == "lite" else -1.0, init=init)
+        return workers.make_backend(n, cluster, gpus=0.0 if profile == DEFAULT_PROFILE else -1.0, init=init)
     return workers.make_backend(n or default_workers(profile), init=init, tasks=tasks)
 
 
@@ -123,7 +124,7 @@ def encode_chunk(job: dict) -> dict:
     if coded != len(pts):  # a worker-side mismatch is retried; the parent checks again
         raise RuntimeError(f"chunk {job['index']}: encoded {coded} frames, the plan has {len(pts)}")
     options = job["options"]
-    backends = Engines(options.get("profile", "lite"), options.get("engine", "auto"),
+    backends = Engines(options.get("profile", DEFAULT_PROFILE), options.get("engine", "auto"),
                        options.get("offload", False)).backends()
     return {"header": reader.header_unit, "packets": packets, "backends": backends,
             "seconds": time.perf_counter() - started}
@@ -135,7 +136,7 @@ def _worker_logging(level: int) -> None:
     logger = logging.getLogger("m3cvcav")
     if logger.level != level:
         logger.setLevel(level)
-        logging.getLogger("m3cvcav.filters.result").setLevel(max(level, logging.ERROR))
+        logging.getLogger(result_log.name).setLevel(max(level, logging.ERROR))
         if not logger.handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
@@ -244,7 +245,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
         dst, format = sys.stdout.buffer, format or "m3cv"
     p = pipeline.plan(options.get("vf"), options.get("filter_complex"), size=options.get("size"),
                       rate=str(options["rate"]) if options.get("rate") else None, ours=pipeline.ENCODER_NODES)
-    profile = options.get("profile", "lite")
+    profile = options.get("profile", DEFAULT_PROFILE)
     engines = Engines(profile, options.get("engine", "auto"), options.get("offload", False))
     engines.check_mode(options.get("mode", "it2v"))
     chunk_options = {k: v for k, v in options.items() if k not in ("vf", "filter_complex", "size", "rate")}
@@ -253,66 +254,65 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     store = ResumeStore(resume) if resume else None
 
     source = open_source(src, fps=fps, audio=audio, **source_options)
-    mux = Mux(dst, format=format, tags=tags, profile=profile, audio_stream=source.audio_stream,
+    mux = Mux(dst, format=format, tags=tags, profile=engines.name, audio_stream=source.audio_stream,
               audio_options=audio_options)
-    filters = p.filters()
-    info = filters.configure(source.info)
-
-    def filtered() -> Iterator[Frame]:
-        for item in source.run():
-            if isinstance(item, AudioPacket):
-                mux.add_audio(item.packet)
-                continue
-            yield from filters.process(item)
-        yield from filters.flush()
-
-    def released(frames_in: Iterator[Frame]) -> Iterator[Frame]:
-        """Audio up to each frame goes to the mux as the frames are read, as in a serial encode."""
-        for frame in frames_in:
-            mux.release(frame.time + 1 / float(info.fps))
-            yield frame
-
-    frames_in = filtered()
-    first = next(frames_in, None)
-    if first is None:
-        source.close()
-        raise (UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t") if p.ffmpeg else
-               InputError(f"no video frame was read from {src}: check -ss/-t/-frames"))
-    info = filters.output_info(info, first)
-    bounds = chunks.Bounds(chunk_min, chunk_max, Fraction(info.fps))
-    bounds.resolved()
-    stats = ChunkStats(total_frames=source.info.frame_count, duration=source.info.duration)
-    if source.info.frame_count:
-        stats.chunks_total = -(-source.info.frame_count // bounds.resolved()[1])
-    planned: dict[int, tuple[chunks.Chunk, str]] = {}
-
-    def tasks() -> Iterator[workers.Task]:
-        for chunk in chunks.plan(released(itertools.chain([first], frames_in)), bounds):
-            digest = chunk.digest(identity) if store else ""
-            planned[chunk.index] = (dataclasses.replace(chunk, images=np.empty(0, np.uint8)), digest)
-            stored = store.load(chunk.index, digest) if store else None
-            if stored is not None:
-                log.info("chunk %d: reusing %s", chunk.index, store.path(chunk.index, digest).name)
-                yield workers.Task(chunk.index, stored_chunk, {"result": stored})
-                continue
-            yield workers.Task(chunk.index, encode_chunk, {
-                "index": chunk.index, "images": chunk.images, "pts": [q - chunk.pts[0] for q in chunk.pts],
-                "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options,
-                "loglevel": logging.getLogger("m3cvcav").getEffectiveLevel()})
-
-    header = info.header(engines.profile_id, engines.profile.model_refs())
-    mux.configure(header)
-    counters = workers.Counters()
-    segments = frames = 0
-
-    def tick(partial: int) -> None:  # frames the running chunks reported: one line for the whole job
-        stats.frame, stats.retried = frames + partial, counters.retried
-        stats.media_time = max(stats.media_time, stats.frame / float(info.fps))
-        if progress and partial:
-            progress(stats)
-
     backend = None
     try:
+        filters = p.filters()
+        info = filters.configure(source.info)
+
+        def filtered() -> Iterator[Frame]:
+            for item in source.run():
+                if isinstance(item, AudioPacket):
+                    mux.add_audio(item.packet)
+                    continue
+                yield from filters.process(item)
+            yield from filters.flush()
+
+        def released(frames_in: Iterator[Frame]) -> Iterator[Frame]:
+            """Audio up to each frame goes to the mux as the frames are read, as in a serial encode."""
+            for frame in frames_in:
+                mux.release(frame.time + 1 / float(info.fps))
+                yield frame
+
+        frames_in = filtered()
+        first = next(frames_in, None)
+        if first is None:
+            raise (UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t") if p.ffmpeg else
+                   InputError(f"no video frame was read from {src}: check -ss/-t/-frames"))
+        info = filters.output_info(info, first)
+        bounds = chunks.Bounds(chunk_min, chunk_max, Fraction(info.fps))
+        bounds.resolved()
+        stats = ChunkStats(total_frames=source.info.frame_count, duration=source.info.duration)
+        if source.info.frame_count:
+            stats.chunks_total = -(-source.info.frame_count // bounds.resolved()[1])
+        planned: dict[int, tuple[chunks.Chunk, str]] = {}
+
+        def tasks() -> Iterator[workers.Task]:
+            for chunk in chunks.plan(released(itertools.chain([first], frames_in)), bounds):
+                digest = chunk.digest(identity) if store else ""
+                planned[chunk.index] = (dataclasses.replace(chunk, images=np.empty(0, np.uint8)), digest)
+                stored = store.load(chunk.index, digest) if store else None
+                if stored is not None:
+                    log.info("chunk %d: reusing %s", chunk.index, store.path(chunk.index, digest).name)
+                    yield workers.Task(chunk.index, stored_chunk, {"result": stored})
+                    continue
+                yield workers.Task(chunk.index, encode_chunk, {
+                    "index": chunk.index, "images": chunk.images, "pts": [q - chunk.pts[0] for q in chunk.pts],
+                    "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options,
+                    "loglevel": logging.getLogger("m3cvcav").getEffectiveLevel()})
+
+        header = info.header(engines.profile_id, engines.profile.model_refs())
+        mux.configure(header)
+        counters = workers.Counters()
+        segments = frames = 0
+
+        def tick(partial: int) -> None:  # frames the running chunks reported: one line for the whole job
+            stats.frame, stats.retried = frames + partial, counters.retried
+            stats.media_time = max(stats.media_time, stats.frame / float(info.fps))
+            if progress and partial:
+                progress(stats)
+
         backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"),
                                options.get("offload", False), ENCODER_ROLES, stats.chunks_total)
         with workers.sigterm_interrupts():

@@ -220,3 +220,20 @@ def test_the_describer_labels_with_the_profiles_embedder():
 
     engines = Engines("lite")
     assert engines.engine("describer").embedder is engines.engine("embedder")  # one EfficientNet, one session
+
+
+def test_open_keeps_the_decoding_mode_apart_from_the_open_mode(tmp_path, media):
+    frames = moving_frames(media, 6)
+    with m3cvcav.open(tmp_path / "s.m3cv", "w", fps=12, mode="it2v") as out:
+        for frame in frames:
+            out.write(frame)
+        first = out.close()  # an explicit close, then the with block's: one Result, one warning at most
+    assert out.close() is first and first.duration == pytest.approx(0.5)
+    with m3cvcav.open(tmp_path / "s.m3cv", mode="it2v") as stream:
+        assert sum(1 for _ in stream.decode()) == 6
+    with pytest.raises(UsageError, match="-mode 'i2v'"):
+        m3cvcav.open(tmp_path / "s.m3cv", mode="i2v")
+    with pytest.raises(UsageError, match="unknown option"):
+        m3cvcav.open(tmp_path / "s.m3cv", "r", bitrate="5k")
+    with pytest.raises(UsageError, match="-engine 'xx'"):
+        m3cvcav.open(tmp_path / "s.m3cv", engine="xx")

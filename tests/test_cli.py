@@ -54,7 +54,7 @@ def test_one_option_table_drives_cli_api_and_docs(tmp_path):
         assert not option.api or option.name in keywords, option.name  # each API option is a keyword of the API
     with pytest.raises(UsageError, match=r"-q 99: give a quality level from 0 to 15"):
         m3cvcav.encode(tmp_path / "x.mp4", tmp_path / "y.mkv", q=99)
-    with pytest.raises(UsageError, match="-engine 'cuda': must be one of auto, torch"):
+    with pytest.raises(UsageError, match="-engine .cuda.: must be one of auto, tensorrt, onnxruntime, torch"):
         m3cvcav.decode(tmp_path / "x.mkv", tmp_path / "y.mp4", engine="cuda")
     docs = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
     begin, end = "<!-- options:begin (generated from m3cvcav.options; tests/test_cli.py checks it) -->\n", \

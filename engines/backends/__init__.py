@@ -13,6 +13,7 @@ import torch
 
 from m3cvcav.core.errors import EngineError, UsageError
 from m3cvcav.core.log import get_logger
+from m3cvcav.engines.interfaces import BACKENDS
 
 from .base import Engine, TensorSpec
 from .cache import EngineCache, OnnxModel, cache_root, trt_engine_key
@@ -25,7 +26,6 @@ __all__ = ["BACKENDS", "Backends", "Engine", "EngineCache", "ExportSpec", "OnnxM
            "select_backend", "trt_engine_key"]
 
 log = get_logger(__name__)
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 _USED: dict[str, str] = {}
 
 
