@@ -8,13 +8,16 @@ into the destination folder on commit. Anything still uncommitted when the inter
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from .errors import OutputError
+from .errors import M3cvError, OutputError
 
 _LIVE: set[Path] = set()  # temporary paths neither committed nor aborted
 
@@ -82,3 +85,46 @@ class AtomicPath:
         """Remove everything written; the destination is left as it was."""
         _remove(self.tmp)
 
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a small file whole, atomically (caches, resumable chunks): the folder is created, the data synced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = AtomicPath(path)
+    try:
+        with out.open() as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+
+
+def check_output(dst: str, overwrite: bool | None, flag: str = "-y") -> None:
+    """FFmpeg's -y/-n: refuse to overwrite an existing file unless ``overwrite`` is True (``flag`` names the option
+    in the caller's words: ``-y`` on the command line, ``overwrite=True`` in the API). ``-`` and ``%d`` patterns
+    (many files) are not checked."""
+    if dst == "-" or "%" in Path(dst).name:
+        return
+    path = Path(dst)
+    if path.exists() and not overwrite:
+        raise OutputError(f"output {path} already exists: pass {flag} to overwrite it (or choose another name)")
+    if not path.parent.exists():
+        raise OutputError(f"output folder {path.parent} does not exist: create it first")
+
+
+@contextlib.contextmanager
+def output_errors(dst: Any) -> Iterator[None]:
+    """Turn an OS error of an output (a full disk, a lost pipe reader) into a one-line OutputError, or the
+    BrokenPipeError the CLI ends quietly on."""
+    try:
+        yield
+    except M3cvError:
+        raise
+    except OSError as err:
+        if isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE:
+            raise BrokenPipeError(errno.EPIPE, "the reader of the output closed it") from None
+        raise OutputError(f"cannot write {dst}: {err.strerror or err} (free some space or choose another "
+                          "output)") from None

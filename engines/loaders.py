@@ -138,7 +138,7 @@ def file_sha256(path: Path) -> bytes:
             inner.update(chunk)
     digest = inner.digest()
     if stat.st_size >= 1 << 20:  # small files are cheaper to hash than to remember
-        from m3cvcav.engines.backends.cache import atomic_write
+        from m3cvcav.core.atomic import write_bytes
 
         with _HASH_LOCK:
             try:
@@ -147,7 +147,7 @@ def file_sha256(path: Path) -> bytes:
                 known = {}
             known[str(real)] = {"stamp": stamp, "sha256": digest.hex()}
             try:
-                atomic_write(store, json.dumps(known, indent=0, sort_keys=True).encode())
+                write_bytes(store, json.dumps(known, indent=0, sort_keys=True).encode())
             except OSError as err:  # a read-only home: hashing still works, it is just not remembered
                 log.debug("cannot remember weight hashes in %s: %s", store, err)
     return digest

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import av
+
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.core.errors import BitstreamError, UsageError

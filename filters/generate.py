@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
+
 from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
 from m3cvcav.bitstream.units import INTER_KEYFRAME, SCENE_CUT, CorruptSegment, Segment, SequenceHeader, frame_pts_cfr
 from m3cvcav.core.log import get_logger

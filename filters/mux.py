@@ -4,17 +4,15 @@ input's audio interleaved: audio demuxed ahead of the video waits until the vide
 video ends (-t, -frames:v)."""
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable
+from typing import BinaryIO
 
 from m3cvcav.bitstream.containers import StreamWriter, check_container, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import Segment, SequenceHeader
-from m3cvcav.core.errors import M3cvError, OutputError
+from m3cvcav.core.atomic import output_errors
 
 from .items import ClipSegment
 from .node import Node
@@ -24,20 +22,6 @@ def stream_tags(profile: str, backends: str = "", tags: dict[str, str] | None = 
     """The container tags of a stream: the profile, the backends the engines ran on, then the caller's (the writer
     adds ENCODER, the profile id and the models)."""
     return {"M3CV_PROFILE": profile, **({"M3CV_BACKEND": backends} if backends else {}), **(tags or {})}
-
-
-@contextlib.contextmanager
-def writing(dst: Any) -> Iterator[None]:
-    """Turn an OS error of the output (a full disk, a lost pipe target) into a one-line OutputError."""
-    try:
-        yield
-    except M3cvError:
-        raise
-    except OSError as err:
-        if isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE:
-            raise BrokenPipeError(errno.EPIPE, "the reader of the output closed it") from None
-        raise OutputError(f"cannot write {dst}: {err.strerror or err} (free some space or choose another "
-                          "output)") from None
 
 
 class Mux(Node):
@@ -79,7 +63,7 @@ class Mux(Node):
         while self._ahead and float(self._ahead[0].pts * self._ahead[0].time_base) < until:
             self._due.append(self._ahead.popleft())
         if self.writer is not None:
-            with writing(self.dst):
+            with output_errors(self.dst):
                 while self._due:
                     self.writer.write_audio(self._due.popleft())
 
@@ -92,12 +76,12 @@ class Mux(Node):
         """Append one segment packet as it is (``segment``: the packet parsed, when known)."""
         if self.writer is None:
             self._open()
-        with writing(self.dst):
+        with output_errors(self.dst):
             self.writer.write_packet(packet, segment)
         self.segments += 1
 
     def _open(self) -> None:
-        with writing(self.dst):
+        with output_errors(self.dst):
             tags = stream_tags(self.profile, self.backends() if self.backends else "", self.tags)
             self.writer = open_writer(self.dst, self.header, container=self.format, tags=tags)
         if self.audio_stream is not None and self.writer.add_audio(self.audio_stream, self.audio_options) < 0:
@@ -121,7 +105,7 @@ class Mux(Node):
         if end is not None:
             self.release(end)
         self._ahead.clear()
-        with writing(self.dst):
+        with output_errors(self.dst):
             self.writer.close()
 
     def abort(self) -> None:

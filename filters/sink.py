@@ -1,10 +1,9 @@
 """sink: the decoder graph's output. PyAV encode of RGB frames to any format FFmpeg writes (codec by extension or
-``codec``), y4m to stdout, still images or ``%04d`` sequences. Audio is copied when the container takes its codec and no audio option asks otherwise,
-else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio codec: Opus for .webm); it stops with
+``codec``), y4m to stdout, still images or ``%04d`` sequences. Audio is copied when the container takes its codec and
+no audio option asks otherwise, else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio codec: Opus for .webm); it stops with
 the video. Files are written through :class:`m3cvcav.core.atomic.AtomicPath` and renamed only when complete."""
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import av
 
-from m3cvcav.core.atomic import AtomicPath
+from m3cvcav.core.atomic import AtomicPath, output_errors
 from m3cvcav.bitstream.containers.audio import ENCODER_ALIASES, AudioConverter, AudioOptions, configure_encoder
 from m3cvcav.core.errors import OutputError, UsageError
 from m3cvcav.core.log import get_logger
@@ -37,18 +36,6 @@ def is_pattern(path: str) -> bool:
 def is_single_image(path: str) -> bool:
     """An image name without a ``%d`` pattern: it takes one frame (see :class:`Sink`)."""
     return path != "-" and Path(path).suffix.lower() in IMAGE_CODECS and not is_pattern(path)
-
-
-def check_output(dst: str, overwrite: bool | None, flag: str = "-y") -> None:
-    """FFmpeg's -y/-n: refuse to overwrite an existing file unless ``overwrite`` is True (``flag`` names the option
-    in the caller's words: ``-y`` on the command line, ``overwrite=True`` in the API)."""
-    if dst == "-" or is_pattern(dst):
-        return
-    path = Path(dst)
-    if path.exists() and not overwrite:
-        raise OutputError(f"output {path} already exists: pass {flag} to overwrite it (or choose another name)")
-    if not path.parent.exists():
-        raise OutputError(f"output folder {path.parent} does not exist: create it first")
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,10 +71,6 @@ def output_format(dst: str, format: str | None) -> str:
         raise UsageError(f"cannot tell the output format of {dst}: use a known extension (.mp4, .mkv, .webm, .y4m, "
                          ".png, ...) or give -f FORMAT")
     return name
-
-
-def _broken_pipe(err: OSError) -> bool:
-    return isinstance(err, BrokenPipeError) or err.errno == errno.EPIPE
 
 
 class Sink(Node):
@@ -257,17 +240,12 @@ class Sink(Node):
             self._mux([p])
 
     def _mux(self, packets) -> None:
-        try:
+        with output_errors(self.dst):
             for packet in packets:
                 self.bytes += packet.size
                 if packet.stream is not None and packet.stream.type == "video":
                     self.video_bytes += packet.size
                 self.container.mux(packet)
-        except OSError as err:
-            if _broken_pipe(err):
-                raise BrokenPipeError(errno.EPIPE, "the reader of the output closed it") from None
-            raise OutputError(f"cannot write {self.dst}: {err.strerror or err} (free some space or choose "
-                              "another output)") from None
 
     def close(self) -> None:
         """Flush the encoder and the audio up to the video's end, close, and move the output into place."""

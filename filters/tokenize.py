@@ -13,19 +13,12 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
 from m3cvcav.bitstream.framing import iter_units
-from m3cvcav.bitstream.motion import FrameMotion, RefMotion, SegmentMotion, encode_motion
+from m3cvcav.bitstream.motion import FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.bitstream.residual import KeyframeResidual, encode_residual
-from m3cvcav.bitstream.units import (
-    INTER_KEYFRAME,
-    SCENE_CUT,
-    TEXT,
-    KeyframeTokens,
-    Segment,
-    SegmentHeader,
-    encode_segment,
-    frame_pts_cfr,
-)
+from m3cvcav.bitstream.units import (INTER_KEYFRAME, MOTION, SCENE_CUT, TEXT, KeyframeTokens, Segment,
+                                    SegmentHeader, encode_segment, frame_pts_cfr)
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
 
@@ -95,6 +88,7 @@ class Tokenize(Node):
         self._index = 0
         self._pending = 0  # bytes of parts coded but not yet handed on
         self._motion_scale = 1.0  # coded motion bytes / the motion search's estimate, measured so far
+        self._motion_guesses: dict[int, float] = {}  # segment index -> its motion estimate, until it is counted
         self._last_text = 0  # bytes the texts added to the last segment (estimate for the next)
         self._unaccounted: list[ClipSegment] = []  # handed on, bytes not yet counted by rate control
 
@@ -230,9 +224,8 @@ class Tokenize(Node):
         flags = (SCENE_CUT if part.scene_cut else 0) | (INTER_KEYFRAME if part.anchor is not None else 0)
         header = SegmentHeader(self._index, part.pts[0], len(part.pts), 0, flags)
         self._pending -= part.estimate
-        if motion is not None and part.forward:  # learn how coded motion compares with the estimate (running mean)
-            measured = len(encode_motion(motion)) / max(_motion_guess(part), 1.0)
-            self._motion_scale = 0.5 * (self._motion_scale + measured)
+        if motion is not None and part.forward:  # compared with the coded motion once serialised (_account)
+            self._motion_guesses[self._index] = _motion_guess(part)
         unit = Segment(header, part.tokens, motion=motion, frame_pts=None if regular else list(part.pts),
                        residual=part.residual)
         out = ClipSegment(self._index, part.frames[0], part.pts, time_base, samples=_samples(part.frames),
@@ -298,9 +291,14 @@ class Tokenize(Node):
         for seg in self._unaccounted:
             packet = seg.packet or encode_segment(seg.unit)  # serialised by describe (here only without it)
             self.rate.record(len(packet) + self.rate.frame_overhead * (len(seg.pts) - 1))
-            text = sum(unit.size for unit in iter_units(packet) if unit.unit_type == TEXT)
+            units = list(iter_units(packet))
+            text = sum(unit.size for unit in units if unit.unit_type == TEXT)
             if text:
                 self._last_text = text
+            guess = self._motion_guesses.pop(seg.index, None)
+            if guess is not None:  # learn how coded motion compares with the estimate (running mean)
+                coded = sum(len(unit.payload) for unit in units if unit.unit_type == MOTION)
+                self._motion_scale = 0.5 * (self._motion_scale + coded / max(guess, 1.0))
         self._unaccounted = []
 
 

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 from m3cvcav.bitstream.containers import check_container, is_stream
 from m3cvcav.bitstream.containers.audio import AudioOptions
+from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import UsageError
 from m3cvcav.engines.preflight import check_profile
 from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines
@@ -30,7 +31,7 @@ from m3cvcav.filters.encoder import Encoder
 from m3cvcav.filters.progress import ProgressCallback
 from m3cvcav.filters.ratecontrol import RateControl
 from m3cvcav.filters.result import Result, warn_rate
-from m3cvcav.filters.sink import check_output, is_single_image, output_format
+from m3cvcav.filters.sink import is_single_image, output_format
 from m3cvcav.filters.source import open_source
 
 from .options import DECODE, ENCODE, check

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
-import av
-from m3cvcav.bitstream.containers import CONTAINERS, open_reader, open_writer
+from m3cvcav.bitstream.containers import check_container, open_reader, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import MAX_TEXT_BYTES, CorruptSegment, decode_segment, encode_segment
+from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
-from m3cvcav.filters.sink import check_output
 
 from .options import ArgumentParser
 
@@ -42,16 +40,15 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
                              "holds a NUL character; shorten it")
     if segment < 0:
         raise UsageError(f"edit: --segment {segment}: segments are numbered from 0 (see probe)")
-    if Path(dst).suffix.lower() not in CONTAINERS:
-        raise UsageError(f"edit: output {dst}: name it .mkv or .m3cv (the container follows the name)")
+    check_container(dst, None, None)
     check_output(dst, overwrite)
     reader = open_reader(src)
     audio_in = None
     _say_if_texts_are_unused(reader)
     writer = open_writer(dst, reader.header, tags=reader.tags)
     try:
-        if reader.has_audio and reader.path is not None:
-            audio_in = av.open(str(reader.path))
+        audio_in = reader.audio_input()
+        if audio_in is not None:
             if writer.add_audio(audio_in.streams.audio[0], AudioOptions("copy")) >= 0:
                 for packet in audio_in.demux(audio_in.streams.audio[0]):
                     if packet.size and packet.pts is not None:
@@ -67,9 +64,10 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
                                      "copied byte for byte")
             if seg.header.index == segment:
                 found = True
-                seg = replace(seg, frame_text=seg.frame_text if frame_text is None else frame_text,
-                              clip_text=seg.clip_text if clip_text is None else clip_text)
-            writer.write_segment(seg)
+                writer.write_segment(replace(seg, frame_text=seg.frame_text if frame_text is None else frame_text,
+                                             clip_text=seg.clip_text if clip_text is None else clip_text))
+            else:
+                writer.write_packet(bytes(packet), seg)  # unchanged: the bytes as read
             count += 1
         if not found:
             raise UsageError(f"edit: {src} has no segment {segment}; it has segments 0..{count - 1}")

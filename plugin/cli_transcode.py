@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from m3cvcav.bitstream.containers import CONTAINERS
+from m3cvcav.bitstream.containers import check_container
 from m3cvcav.core.errors import OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
@@ -123,8 +123,8 @@ def main(argv: list[str]) -> int:
     if args.output is None:
         raise UsageError("no output file given: add one after the options (e.g. out.mkv, or - with -f)")
     from m3cvcav import api
+    from m3cvcav.core.atomic import check_output
     from m3cvcav.filters.progress import Reporter, Stats
-    from m3cvcav.filters.sink import check_output
 
     values = dict(args.values)
     src, dst = args.inputs[0], args.output
@@ -150,9 +150,8 @@ def main(argv: list[str]) -> int:
             any(name in values for name in ("resume", "chunk_min", "chunk_max")):
         raise UsageError("-resume/-chunk_min/-chunk_max apply to chunked jobs: add -workers N or -cluster local")
     if dst != "-":
-        if direction == ENCODE and values.get("format") is None and Path(dst).suffix.lower() not in CONTAINERS:
-            raise UsageError(f"output {dst}: m3cvc streams are written as .mkv (or .mka/.webm) or .m3cv; rename "
-                             "it or add -f mkv|m3cv")
+        if direction == ENCODE:
+            check_container(dst, values.get("format"), "-f mkv|m3cv")
         check_output(dst, values.get("overwrite"))
     if direction == ENCODE:
         result = api.encode(src, dst, progress=progress, **values)

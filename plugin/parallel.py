@@ -32,6 +32,7 @@ from m3cvcav.bitstream.containers.m3cv import units_intact
 from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, SequenceHeader,
                                      decode_sequence_header, peek_segment_header)
 from m3cvcav.core import __version__
+from m3cvcav.core.atomic import check_output, write_bytes
 from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
 from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines
@@ -43,7 +44,6 @@ from m3cvcav.filters.mux import Mux
 from m3cvcav.filters.progress import ProgressCallback, Stats
 from m3cvcav.filters.result import Result
 from m3cvcav.filters.result import log as result_log
-from m3cvcav.filters.sink import check_output
 from m3cvcav.filters.source import open_source
 
 from . import chunks, workers
@@ -217,9 +217,7 @@ class ResumeStore:
         items = [result["header"], result["backends"].encode(), *result["packets"]]
         body = self.MAGIC + b"".join(struct.pack("<I", len(i)) + bytes(i) for i in items)
         path = self.path(index, digest)
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(body)
-        os.replace(tmp, path)
+        write_bytes(path, body)
         self.written.append(path)
 
     def clear(self) -> None:

@@ -40,7 +40,7 @@ def is_stream(src: str | os.PathLike | BinaryIO) -> bool:
         return False
 
 
-def _container_for(dst: str | Path | BinaryIO, container: str | None) -> str:
+def _container_for(dst: str | Path | BinaryIO, container: str | None, flag: str | None = "format='mkv'|'m3cv'") -> str:
     if container is not None:
         name = {"mkv": "matroska", "matroska": "matroska", "m3cv": "m3cv"}.get(container.lower())
         if name is None:
@@ -49,13 +49,15 @@ def _container_for(dst: str | Path | BinaryIO, container: str | None) -> str:
     if isinstance(dst, (str, Path)) and Path(dst).suffix.lower() in CONTAINERS:
         return CONTAINERS[Path(dst).suffix.lower()]
     name = f"output {dst}" if isinstance(dst, (str, Path)) else "a stream output"
-    raise UsageError(f"{name}: m3cvc streams are written as .mkv (or .mka/.webm) or .m3cv; rename it or name the "
-                     "container (format='mkv'|'m3cv')")
+    how = f"rename it or name the container ({flag})" if flag else "rename it"
+    raise UsageError(f"{name}: m3cvc streams are written as .mkv (or .mka/.webm) or .m3cv; {how}")
 
 
-def check_container(dst: str | os.PathLike | BinaryIO, container: str | None) -> str:
-    """The container ``open_writer`` will use for ``dst``; UsageError, before anything is loaded, when there is none."""
-    return _container_for(os.fspath(dst) if isinstance(dst, os.PathLike) else dst, container)
+def check_container(dst: str | os.PathLike | BinaryIO, container: str | None,
+                    flag: str | None = "format='mkv'|'m3cv'") -> str:
+    """The container ``open_writer`` will use for ``dst``; UsageError, before anything is loaded, when there is none
+    (``flag``: how the caller names the container, ``-f mkv|m3cv`` on the command line; None: it cannot)."""
+    return _container_for(os.fspath(dst) if isinstance(dst, os.PathLike) else dst, container, flag)
 
 
 def open_writer(dst: str | Path | BinaryIO, header: SequenceHeader, *, container: str | None = None,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TypeVar
 
 from filelock import FileLock
 
+from m3cvcav.core.atomic import write_bytes
 from m3cvcav.core.errors import EngineError
 from m3cvcav.core.log import get_logger
 
@@ -32,21 +32,6 @@ KINDS = ("onnx", "plan")
 
 def cache_root() -> Path:
     return Path(os.environ.get("M3CVC_ENGINE_CACHE") or Path.home() / ".cache" / "m3cvcav" / "engines").expanduser()
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename (never a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -113,8 +98,8 @@ class EngineCache:
                 log.warning("cached %s %s failed to load; rebuilding it", kind, path.name)
                 path.unlink()
             data = build()
-            atomic_write(path, data)
-            atomic_write(self.root / f"{key}.json", json.dumps({**meta, "kind": kind, "key": key}, indent=1).encode())
+            write_bytes(path, data)
+            write_bytes(self.root / f"{key}.json", json.dumps({**meta, "kind": kind, "key": key}, indent=1).encode())
             loaded = load(data)
             if loaded is None:
                 raise EngineError(f"{meta.get('name', key)}: a freshly built {kind} does not load; "
@@ -144,7 +129,7 @@ class EngineCache:
             export_onnx_file(spec, path)
             meta = {"name": spec.name, "backend": "onnx", "opset": spec.opset, "dtype": spec.dtype,
                     "external_data": spec.external(), "inputs": [[s.name, list(s.shape), s.dtype] for s in spec.inputs]}
-            atomic_write(self.root / f"{key}.json", json.dumps({**meta, "kind": "onnx", "key": key}, indent=1).encode())
+            write_bytes(self.root / f"{key}.json", json.dumps({**meta, "kind": "onnx", "key": key}, indent=1).encode())
             model = OnnxModel(key, path, data if spec.external() else None)
             log.info("exported onnx %s (%d bytes%s)", path.name, len(model), ", external data" if model.data else "")
             return model

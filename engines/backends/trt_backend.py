@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from m3cvcav.core.atomic import write_bytes
 from m3cvcav.core.errors import EngineError
 from m3cvcav.core.log import get_logger
 
 from .base import Engine, TensorSpec, to_torch
-from .cache import EngineCache, OnnxModel, atomic_write, trt_engine_key
+from .cache import EngineCache, OnnxModel, trt_engine_key
 from .config import TrtBackend
 from .export import ShapeProfile, pick_profile
 
@@ -84,7 +85,7 @@ def build_plan(onnx: bytes | OnnxModel, profiles: tuple[ShapeProfile, ...], flag
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineError("TensorRT failed to build the engine (see the TensorRT log above); use -engine onnxruntime")
-    atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
+    write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(plan)
 
 
