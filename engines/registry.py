@@ -25,7 +25,7 @@ from pathlib import Path
 from m3cvcav.core.errors import InputError, ModelError, UsageError, missing_package
 from m3cvcav.core.log import get_logger
 
-from m3cvcav.bitstream.units import MODES  # CMVC's decoding modes, as the bitstream records them
+from m3cvcav.bitstream.units import MODES, SequenceHeader  # MODES: CMVC's decoding modes, as streams record them
 
 from .backends.config import parse_backends
 from .interfaces import (ClipGenerator, Describer, KeyframeGenerator, KeyframeTokenizer, ModelRef, MotionEstimator,
@@ -290,12 +290,16 @@ def backend_of(engine: object) -> str:
     return "opencv" if any(type(v).__module__ == "cv2" for v in state.values()) else "none"
 
 
-def profile_named_by_id(profile_id: int) -> str:
-    """The installed profile whose ``profile_id`` a stream records; InputError when there is none."""
+def stream_profile(profile: str | None, tags: dict[str, str], header: SequenceHeader) -> str:
+    """The profile that decodes a stream: the one asked for, else the one its tags name, else the installed profile
+    with its ``profile_id``; InputError when there is none."""
+    if profile or tags.get("M3CV_PROFILE"):
+        return profile or tags["M3CV_PROFILE"]
     for name in available_profiles():
-        if load_profile(name).profile_id == profile_id:
+        if load_profile(name).profile_id == header.profile_id:
             return name
-    raise InputError(f"the stream was made with profile id {profile_id}, which is not installed: pass -profile")
+    raise InputError(f"the stream was made with profile id {header.profile_id}, which is not installed: pass "
+                     "-profile")
 
 
 _SHARED_LOCK = threading.Lock()

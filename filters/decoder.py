@@ -17,7 +17,7 @@ from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.engines.preflight import check_profile, check_stream_models
-from m3cvcav.engines.registry import Engines, profile_named_by_id
+from m3cvcav.engines.registry import Engines, stream_profile
 
 from .demux import Demux
 from .generate import Generate
@@ -27,6 +27,7 @@ from .pipeline import Plan
 from .progress import ProgressCallback, Stats
 from .result import Result
 from .sink import Sink
+from .trim import Trim
 
 
 class StreamDecoder(abc.ABC):
@@ -63,12 +64,6 @@ class StreamDecoder(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def stream_profile(profile: str | None, tags: dict[str, str], header: SequenceHeader) -> str:
-    """The profile that decodes a stream: the one asked for, else the one its tags name, else the installed profile
-    with its profile id."""
-    return profile or tags.get("M3CV_PROFILE") or profile_named_by_id(header.profile_id)
 
 
 class Decoder(StreamDecoder):
@@ -117,14 +112,14 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
     stats = Stats()
     sink: Sink | None = None
     audio_input = None
-    cut_short: list[bool] = []  # the frames asked for ended before the stream did
+    trim = Trim(ss, t, frames)
     decoded = 0
 
     def emit(out: Frame) -> None:
         nonlocal sink
         if sink is None:  # the size is the first filtered frame's
             audio_stream = audio_input.streams.audio[0] if audio_input is not None else None
-            packets = _from(audio_input.demux(audio_stream), ss) if audio_stream is not None else None
+            packets = trim.audio(audio_input.demux(audio_stream)) if audio_stream is not None else None
             sink = Sink(dst, filters.output_info(info, out), audio=audio_stream, audio_packets=packets,
                         audio_options=audio_options, **(sink_options or {}))
         sink.process(out)
@@ -138,7 +133,7 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
         info = filters.configure(info)
         if audio:
             audio_input = stream.reader.audio_input()
-        for frame in _trim(stream.frames(), ss, t, frames, cut_short):
+        for frame in trim.run(stream.frames()):
             decoded += 1
             for out in filters.process(frame):
                 emit(out)
@@ -147,7 +142,7 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
         corrupt, read = stream.corrupt, stream.segments_read
         if sink is None and decoded and filters.specs:
             raise UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t")
-        if sink is None or (corrupt and corrupt >= read > 0 and not cut_short):  # nothing real: no output
+        if sink is None or (corrupt and corrupt >= read > 0 and not trim.cut_short):  # nothing real: no output
             raise BitstreamError(f"no frame could be decoded from {stream.reader.path or 'the input'}: " + (
                 f"every segment is damaged ({corrupt} corrupt); nothing was written" if corrupt else
                 "it holds no segment in the range asked for (check -ss/-t); nothing was written"))
@@ -164,30 +159,3 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
             audio_input.close()
     return Result(stats.frame, stream.segments_read, sink.video_bytes, stats.media_time, stream.corrupt,
                   total_bytes=sink.bytes)
-
-
-def _trim(frames_in: Iterator[Frame], ss: float, t: float | None, frames: int, cut_short: list[bool]
-          ) -> Iterator[Frame]:
-    """The frames from ``ss`` on (pts rebased to it), up to ``t`` seconds or ``frames`` frames; stops decoding
-    there (and says so in ``cut_short``)."""
-    count = 0
-    for frame in frames_in:
-        if frame.time < ss - 1e-6:
-            continue
-        if (frames and count >= frames) or (t is not None and frame.time - ss >= t - 1e-6):
-            cut_short.append(True)
-            return
-        count += 1
-        yield Frame(frame.image, frame.pts - round(ss / frame.time_base), frame.time_base, frame.index)
-
-
-def _from(packets: Iterator[av.Packet], ss: float) -> Iterator[av.Packet]:
-    """The audio from ``ss`` on, shifted like the video (the sink stops it where the video ends)."""
-    for packet in packets:
-        if not packet.size or packet.pts is None or float(packet.pts * packet.time_base) < ss - 1e-6:
-            continue
-        shift = round(ss / packet.time_base)
-        packet.pts -= shift
-        if packet.dts is not None:
-            packet.dts -= shift
-        yield packet

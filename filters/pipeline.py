@@ -19,10 +19,9 @@ DECODER_NODES = ("generate",)
 
 @dataclass
 class Plan:
-    """The user's graph split into FFmpeg filters and option sets of our nodes (positional, named)."""
+    """The user's graph split into FFmpeg filters and our nodes' options (bound: name -> value)."""
 
     ffmpeg: list[FilterSpec] = field(default_factory=list)
-    ours: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
     bound: dict[str, dict] = field(default_factory=dict)  # our nodes' options, checked and bound once
 
     chain: FFmpegChain | None = None
@@ -59,13 +58,12 @@ def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: 
             raise UsageError(f"node {spec.name} cannot be used here; this direction takes {', '.join(ours)} "
                              "and FFmpeg filters")
         if spec.name in ours:
-            if spec.name in result.ours:
+            if spec.name in result.bound:
                 raise UsageError(f"node {spec.name} appears twice in the graph; give it once")
             positional, named = spec.options()
             result.bound[spec.name] = bind(spec.name, REGISTRY[spec.name].OPTIONS, positional, named)
-            result.ours[spec.name] = (positional, named)
         else:
-            if result.ours and ours == ENCODER_NODES:
+            if result.bound and ours == ENCODER_NODES:
                 raise UsageError(f"FFmpeg filter {spec.name} comes after an m3cvcav node: put FFmpeg filters first")
             result.ffmpeg.append(spec)
     if size:
@@ -76,3 +74,14 @@ def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: 
     result.filters()  # fails early on unknown filters
     return result
 
+
+def graph_text(bound: dict[str, dict]) -> str | None:
+    """Our nodes' options as -vf text (the values that differ from the defaults), e.g. ``select=max=48,tokenize=q=6``:
+    what a chunk's worker is given (its FFmpeg filters ran in the parent)."""
+    parts = []
+    for name, values in bound.items():
+        defaults = {o.name: o.default for o in REGISTRY[name].OPTIONS}
+        changed = [f"{k}={int(v) if isinstance(v, bool) else v!r}" if not isinstance(v, str) else f"{k}='{v}'"
+                   for k, v in values.items() if v != defaults[k]]
+        parts.append(name + ("=" + ":".join(changed) if changed else ""))
+    return ",".join(parts) or None

@@ -35,9 +35,10 @@ from m3cvcav.core import __version__
 from m3cvcav.core.atomic import check_output, write_bytes
 from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
-from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines
+from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines, stream_profile
 from m3cvcav.filters import pipeline
-from m3cvcav.filters.decoder import StreamDecoder, stream_profile
+from m3cvcav.filters.decoder import StreamDecoder
+from m3cvcav.filters.demux import Demux
 from m3cvcav.filters.generate import Generate
 from m3cvcav.filters.items import AudioPacket, Frame
 from m3cvcav.filters.mux import Mux
@@ -170,15 +171,6 @@ def decode_run(job: dict) -> dict:
 
 # -- encode ---------------------------------------------------------------------------------------------------------
 
-def _ours(p: pipeline.Plan) -> str | None:
-    """The graph of our nodes alone (FFmpeg filters ran in the parent), as -vf text for the chunk encoder."""
-    parts = []
-    for name, (positional, named) in p.ours.items():
-        values = list(positional) + [f"{k}={v}" for k, v in named.items()]
-        parts.append(name + ("=" + ":".join(values) if values else ""))
-    return ",".join(parts) or None
-
-
 class ResumeStore:
     """``-resume WORKDIR``: each finished chunk is kept as ``chunk_NNNNN.<digest>.bin`` (written atomically); a rerun
     of the same job reuses every chunk whose digest (options + pts + pixels) matches. Removed when the job succeeds."""
@@ -247,7 +239,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     engines = Engines(profile, options.get("engine", "auto"), options.get("offload", False))
     engines.check_mode(options.get("mode", "it2v"))
     chunk_options = {k: v for k, v in options.items() if k not in ("vf", "filter_complex", "size", "rate")}
-    chunk_options["vf"] = _ours(p)  # each chunk's -b:v is the job's: each spends its duration's share
+    chunk_options["vf"] = pipeline.graph_text(p.bound)  # our nodes only: FFmpeg filters run here
     identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": __version__})
     store = ResumeStore(resume) if resume else None
 
@@ -380,14 +372,13 @@ class ParallelDecoder(StreamDecoder):
 
     def __init__(self, src: Any, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v",
                  offload: bool = False, workers_n: int = 0, cluster: str | None = None, run_frames: int = 0):
-        self.reader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
+        demux = Demux(src)
+        self.reader, self.header, self.tags = demux.reader, demux.header, demux.tags
         try:
-            self.header: SequenceHeader = self.reader.header
-            self.tags: dict[str, str] = dict(self.reader.tags)
             self.profile = stream_profile(profile, self.tags, self.header)
             Engines(self.profile, engine, offload).check_mode(mode)
         except BaseException:
-            self.reader.close()
+            demux.close()
             raise
         self.engine, self.mode, self.offload = engine, mode, offload
         self.workers_n, self.cluster = workers_n, cluster

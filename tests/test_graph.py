@@ -71,7 +71,10 @@ def test_plan_orders_and_checks_nodes():
     p = pipeline.plan("scale=320:-2,select=0.5,tokenize=q=1", None, size="160x90", rate="10",
                       ours=pipeline.ENCODER_NODES)
     assert [s.name for s in p.ffmpeg] == ["scale", "scale", "fps"]
-    assert p.ours == {"select": (["0.5"], {}), "tokenize": ([], {"q": "1"})}
+    assert p.bound["select"]["threshold"] == 0.5 and p.bound["tokenize"]["q"] == 1
+    assert pipeline.graph_text(p.bound) == "select=threshold=0.5,tokenize=q=1"  # what a chunk's worker is given
+    again = pipeline.plan(pipeline.graph_text(p.bound), None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
+    assert again.bound == p.bound
     with pytest.raises(UsageError, match="FFmpeg filters first"):
         pipeline.plan("select,scale=2:2", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
     with pytest.raises(UsageError, match="cannot be used here"):
