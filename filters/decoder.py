@@ -80,7 +80,7 @@ class Decoder(StreamDecoder):
             self.engines = Engines(stream_profile(profile, self.tags, self.header), engine, offload)
             check_profile(self.engines.profile, self.engines.profile.decoder_roles())
             check_stream_models(self.engines.profile, self.header.models)
-            self.generate = Generate(profile=self.engines, mode=mode)
+            self.generate = Generate(engines=self.engines, mode=mode)
             self.generate.configure(self.header)
             self.engines.profile.verify(self.header.models)  # after configure: reuses the engines it built
         except BaseException:

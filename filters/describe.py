@@ -22,13 +22,13 @@ class Describe(Node):
         Option("clip", bool, True, "describe each segment's motion (D^C)"),
     )
 
-    def __init__(self, positional=None, *, profile=None, **named):
+    def __init__(self, positional=None, *, engines=None, **named):
         super().__init__(positional, **named)
-        self.profile = profile
+        self.engines = engines
 
     def configure(self, info):
         if self.opts["frame"] or self.opts["clip"]:
-            self.describer = self.profile.engine("describer")
+            self.describer = self.engines.engine("describer")
             self._takes_motion = "motion" in inspect.signature(self.describer.describe_clip).parameters
         return info
 

@@ -43,11 +43,10 @@ class Encoder:
         self.filters = plan.filters()
         self.mux = Mux(dst, format=format, tags=tags, profile=engines.name, backends=engines.backends,
                        audio_options=audio_options)
-        if self.mux.matroska:
-            self.rate.frame_overhead = 1  # Matroska's 1-byte block for each frame after a keyframe is video bytes
-        self.chain = Chain([plan.make("select", profile=engines, rate=self.rate),
-                            plan.make("tokenize", profile=engines, rate=self.rate, mode=mode),
-                            plan.make("describe", profile=engines),
+        self.rate.frame_overhead = self.mux.frame_overhead  # container bytes per frame count as video bytes
+        self.chain = Chain([plan.make("select", engines=engines, rate=self.rate),
+                            plan.make("tokenize", engines=engines, rate=self.rate, mode=mode),
+                            plan.make("describe", engines=engines),
                             self.mux])
         self.mode = mode
         self.input: VideoInfo | None = None  # the input, before the FFmpeg filters

@@ -28,9 +28,9 @@ class Generate(Node):
     NAME = "generate"
     HELP = "decode keyframes and generate every frame of each segment (decoder side)"
 
-    def __init__(self, positional=None, *, profile=None, mode: str = "it2v", **named):
+    def __init__(self, positional=None, *, engines=None, mode: str = "it2v", **named):
         super().__init__(positional, **named)
-        self.profile = profile
+        self.engines = engines
         self.mode = mode
         self._told = False
         self.corrupt = 0
@@ -42,11 +42,11 @@ class Generate(Node):
         self._index = 0
 
     def configure(self, header: SequenceHeader) -> SequenceHeader:
-        self.profile.check_mode(self.mode)
+        self.engines.check_mode(self.mode)
         self.header = header
-        self.tokenizer = self.profile.engine("tokenizer")
-        self.keyframe_generator = self.profile.optional("keyframe_generator")
-        self.clip = self.profile.engine("clip_generator")
+        self.tokenizer = self.engines.engine("tokenizer")
+        self.keyframe_generator = self.engines.optional("keyframe_generator")
+        self.clip = self.engines.engine("clip_generator")
         self.warper = Warper(header.width, header.height)
         return header
 
@@ -89,7 +89,7 @@ class Generate(Node):
             if _inter(seg) and not (seg.frame_text or seg.clip_text):
                 seg.frame_text, seg.clip_text = self._texts
             self._texts = (seg.frame_text, seg.clip_text)
-        if isinstance(seg, CorruptSegment) or (seg.tokens is None and not _inter(seg) and not self.profile.can_tt2v()):
+        if isinstance(seg, CorruptSegment) or (seg.tokens is None and not _inter(seg) and not self.engines.can_tt2v()):
             image = None
         else:
             image = self.keyframe(seg)

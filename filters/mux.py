@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
-from m3cvcav.bitstream.containers import StreamWriter, check_container, open_writer
+from m3cvcav.bitstream.containers import StreamWriter, check_container, frame_overhead, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import Segment, SequenceHeader
 from m3cvcav.core.atomic import output_errors
@@ -46,8 +46,9 @@ class Mux(Node):
         self._due: deque = deque()  # audio the video has reached, waiting for the container to open
 
     @property
-    def matroska(self) -> bool:
-        return check_container(self.dst, self.format) == "matroska"
+    def frame_overhead(self) -> int:
+        """Video bytes the container adds for each frame after a segment's first (rate control counts them)."""
+        return frame_overhead(check_container(self.dst, self.format))
 
     def configure(self, header: SequenceHeader) -> SequenceHeader:
         self.header = header

@@ -37,9 +37,9 @@ class Select(Node):
                "is located exactly", range=(0, 1000)),
     )
 
-    def __init__(self, positional=None, *, profile=None, rate: RateControl | None = None, **named):
+    def __init__(self, positional=None, *, engines=None, rate: RateControl | None = None, **named):
         super().__init__(positional, **named)
-        self.profile = profile
+        self.engines = engines
         self.rate = rate or RateControl()
         self._open: ClipSegment | None = None
         self._index = 0
@@ -51,8 +51,8 @@ class Select(Node):
         buffered = max(1, FRAME_BUFFER_BYTES // (3 * info.width * info.height))
         self.max_len = min(self.opts["max"] or max(self.min_len, round(fps * 10)), max(self.min_len, buffered))
         self.step = self.opts["step"] or max(1, round(fps / 8))
-        self.embedder = self.profile.engine("embedder")
-        self.motion = self.profile.engine("motion")
+        self.embedder = self.engines.engine("embedder")
+        self.motion = self.engines.engine("motion")
         self._recent: list[Frame] = []  # frames since the last analysed one, not yet assigned to a segment
         return info
 

@@ -1,7 +1,8 @@
 """sink: the decoder graph's output. PyAV encode of RGB frames to any format FFmpeg writes (codec by extension or
 ``codec``), y4m to stdout, still images or ``%04d`` sequences. Audio is copied when the container takes its codec and
-no audio option asks otherwise, else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio codec: Opus for .webm); it stops with
-the video. Files are written through :class:`m3cvcav.core.atomic.AtomicPath` and renamed only when complete."""
+no audio option asks otherwise, else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio
+codec: Opus for .webm); it stops with the video. Files are written through :class:`m3cvcav.core.atomic.AtomicPath`
+and renamed only when complete."""
 from __future__ import annotations
 
 import functools

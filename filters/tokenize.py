@@ -71,13 +71,13 @@ class Tokenize(Node):
         Option("bidir", bool, True, "predict frames from the next keyframe too (blended)"),
     )
 
-    def __init__(self, positional=None, *, profile=None, rate: RateControl | None = None, mode: str = "it2v",
+    def __init__(self, positional=None, *, engines=None, rate: RateControl | None = None, mode: str = "it2v",
                  **named):
         super().__init__(positional, **named)
-        self.profile = profile
+        self.engines = engines
         self.rate = rate or RateControl()
         self.mode = mode
-        profile.check_mode(mode)
+        engines.check_mode(mode)
         if mode == "tt2v" and (self.opts["q"] >= 0 or self.rate.quality is not None):
             raise UsageError("-q picks the quality of the keyframe tokens, and -mode tt2v writes none: drop one")
         if self.opts["q"] >= 0 and self.rate.quality is None:
@@ -94,7 +94,7 @@ class Tokenize(Node):
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         self.info = info
-        self.tokenizer = None if self.mode == "tt2v" else self.profile.engine("tokenizer")
+        self.tokenizer = None if self.mode == "tt2v" else self.engines.engine("tokenizer")
         if self.tokenizer is not None:
             self.points = [rp.index for rp in self.tokenizer.rate_points]
         self.warper = Warper(info.width, info.height)

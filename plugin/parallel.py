@@ -155,7 +155,7 @@ def decode_run(job: dict) -> dict:
     decode. Returns the frames (stacked) with their pts and the number of concealed segments."""
     engines = Engines(job["profile"], job["engine"], job["offload"])
     header, _ = decode_sequence_header(job["header"])
-    generate = Generate(profile=engines, mode=job["mode"])
+    generate = Generate(engines=engines, mode=job["mode"])
     generate.configure(header)
     engines.profile.verify(header.models)
     out: list[Frame] = []

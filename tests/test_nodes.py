@@ -10,9 +10,10 @@ import av
 import numpy as np
 import pytest
 
+from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import InputError, OutputError, UsageError
 from m3cvcav.filters.items import AudioPacket, Color, Frame, VideoInfo
-from m3cvcav.filters.sink import Sink, check_output
+from m3cvcav.filters.sink import Sink
 from m3cvcav.filters.source import Source
 
 
@@ -232,7 +233,7 @@ def _segments(lite, frames: list[np.ndarray], **opts):
     from m3cvcav.filters.node import Chain
     from m3cvcav.filters.select import Select
 
-    node = Select(profile=lite, **opts)
+    node = Select(engines=lite, **opts)
     node.configure(VideoInfo(frames[0].shape[1], frames[0].shape[0], Fraction(24), Fraction(1, 24)))
     items = (Frame(image, i, Fraction(1, 24), i) for i, image in enumerate(frames))
     return list(Chain([node]).run(items))
@@ -261,7 +262,7 @@ def test_describe_adds_both_texts(lite, media):
     from m3cvcav.filters.describe import Describe
 
     seg = _segments(lite, _pan(_photo(media, "skimage_chelsea.png"), 6))[0]
-    node = Describe(profile=lite)
+    node = Describe(engines=lite)
     node.configure(None)
     (out,) = node.process(seg)
     assert out.frame_text and out.clip_text and "cat" in (out.frame_text + out.clip_text).lower()

@@ -16,7 +16,7 @@ from .base import AtomicOutput, StreamReader, StreamWriter
 CONTAINERS = {".m3cv": "m3cv", ".mkv": "matroska", ".mka": "matroska", ".webm": "matroska"}
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
-__all__ = ["open_writer", "open_reader", "check_container", "sniff", "is_stream", "StreamWriter", "StreamReader",
+__all__ = ["open_writer", "open_reader", "check_container", "frame_overhead", "sniff", "is_stream", "StreamWriter", "StreamReader",
            "CONTAINERS"]
 
 
@@ -51,6 +51,16 @@ def _container_for(dst: str | Path | BinaryIO, container: str | None, flag: str 
     name = f"output {dst}" if isinstance(dst, (str, Path)) else "a stream output"
     how = f"rename it or name the container ({flag})" if flag else "rename it"
     raise UsageError(f"{name}: m3cvc streams are written as .mkv (or .mka/.webm) or .m3cv; {how}")
+
+
+def frame_overhead(container: str) -> int:
+    """Video bytes a container adds for each frame after a segment's first: what ``ffprobe -show_packets`` counts
+    beyond the segment packets (Matroska: a 1-byte block per frame, §8; .m3cv: none)."""
+    if container == "matroska":
+        from .mkv import CONTINUATION
+
+        return len(CONTINUATION)
+    return 0
 
 
 def check_container(dst: str | os.PathLike | BinaryIO, container: str | None,
