@@ -1,6 +1,6 @@
 """demux: the decoder graph's source. Reads an m3cvc stream (.mkv or .m3cv, ``bitstream.containers``): its sequence
-header, tags, segments (damaged ones as ``CorruptSegment``, concealed by ``generate``) and, through the reader, its
-audio."""
+header, tags and segments (damaged ones as ``CorruptSegment``, concealed by ``generate``). Its audio is the reader's
+(``reader.audio_input()``), cut by ``trim`` and muxed by the sink."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,6 @@ from typing import Any, BinaryIO
 from m3cvcav.bitstream.containers import StreamReader, open_reader
 from m3cvcav.bitstream.units import CorruptSegment, Segment, SequenceHeader
 
-from .items import VideoInfo
 from .node import Node
 
 
@@ -27,7 +26,6 @@ class Demux(Node):
         self.reader: StreamReader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
         self.header: SequenceHeader = self.reader.header
         self.tags: dict[str, str] = dict(self.reader.tags)
-        self.info = VideoInfo.from_header(self.header)
         self.segments_read = 0
 
     def run(self, items: Iterable[Any] = ()) -> Iterator[Segment | CorruptSegment]:

@@ -16,7 +16,7 @@ from .core.errors import (  # noqa: F401  (re-exported)
     UsageError,
 )
 
-__all__ = ["__version__", "encode", "decode", "open", "Result", "M3cvError", "UsageError", "InputError", "OutputError",
+__all__ = ["__version__", "encode", "decode", "open", "Result", "Encoder", "Decoder", "M3cvError", "UsageError", "InputError", "OutputError",
            "BitstreamError", "UnsupportedVersionError", "ModelError", "EngineError"]
 
 
@@ -26,7 +26,7 @@ def __dir__() -> list[str]:
 
 def __getattr__(name: str):
     # The API pulls in PyAV, numpy and the engines: import it only when used, so `--version` stays instant.
-    if name in ("encode", "decode", "open", "Result"):
+    if name in ("encode", "decode", "open", "Result", "Encoder", "Decoder"):
         from . import api
 
         return getattr(api, name)

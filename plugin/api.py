@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from m3cvcav.bitstream.containers import check_container, is_stream
+from m3cvcav.bitstream.containers import check_container
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import UsageError
@@ -36,10 +36,9 @@ from m3cvcav.filters.source import open_source
 
 from .options import DECODE, ENCODE, check
 
-__all__ = ["encode", "decode", "open", "Result", "Encoder", "Decoder", "is_m3cvc"]
+__all__ = ["encode", "decode", "open", "Result", "Encoder", "Decoder"]
 
 Src = str | os.PathLike | BinaryIO
-is_m3cvc = is_stream  # True when a path holds an m3cvc stream (.m3cv, or Matroska with an m3cvc track)
 
 
 def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: str | None = None,

@@ -44,15 +44,16 @@ def usage() -> str:
 def filter_help(name: str) -> str:
     """``-h filter=NAME``: a node's option table, or what PyAV's FFmpeg says of one of its filters."""
     import av
+
     from m3cvcav.filters import pipeline  # noqa: F401  (registers the nodes)
     from m3cvcav.filters.node import REGISTRY
 
-    if name in REGISTRY and REGISTRY[name].OPTIONS is not None and name not in ("source",):
+    if name in REGISTRY:
         return REGISTRY[name].help() + "\n"
     if name in av.filter.filters_available:
         return (f"{name}: FFmpeg filter: {av.filter.Filter(name).description}\n"
                 f"  its options: ffmpeg -h filter={name} (m3cvcav runs it through PyAV's libavfilter)\n")
-    nodes = ", ".join(sorted(n for n in REGISTRY if n != "source"))
+    nodes = ", ".join(sorted(REGISTRY))
     raise UsageError(f"-h filter={name}: no such filter; nodes: {nodes}; FFmpeg filters: those of PyAV's libavfilter "
                      "(av.filter.filters_available)")
 
