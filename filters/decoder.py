@@ -81,7 +81,7 @@ class Decoder(StreamDecoder):
             check_profile(self.engines.profile, self.engines.profile.decoder_roles())
             check_stream_models(self.engines.profile, self.header.models)
             self.generate = Generate(engines=self.engines, mode=mode)
-            self.generate.configure(self.header)
+            self.generate.configure(self.info)
             self.engines.profile.verify(self.header.models)  # after configure: reuses the engines it built
         except BaseException:
             self.demux.close()

@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 
 from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
-from m3cvcav.bitstream.units import INTER_KEYFRAME, SCENE_CUT, CorruptSegment, Segment, SequenceHeader, frame_pts_cfr
+from m3cvcav.bitstream.units import INTER_KEYFRAME, SCENE_CUT, CorruptSegment, Segment, frame_pts_cfr
 from m3cvcav.core.log import get_logger
 
 from . import residual
-from .items import Frame
+from .items import Frame, VideoInfo
 from .node import Node
 from .prediction import Warper
 
@@ -41,14 +41,14 @@ class Generate(Node):
         self._texts = ("", "")  # the last segment's D^F and D^C
         self._index = 0
 
-    def configure(self, header: SequenceHeader) -> SequenceHeader:
+    def configure(self, info: VideoInfo) -> VideoInfo:
         self.engines.check_mode(self.mode)
-        self.header = header
+        self.info = info
         self.tokenizer = self.engines.engine("tokenizer")
         self.keyframe_generator = self.engines.optional("keyframe_generator")
         self.clip = self.engines.engine("clip_generator")
-        self.warper = Warper(header.width, header.height)
-        return header
+        self.warper = Warper(info.width, info.height)
+        return info
 
     def _tt2v(self, seg: Segment) -> bool:
         """TT2V for this segment: asked for, recorded in its GEN_PARAMS, or forced by a missing token layer."""
@@ -64,7 +64,7 @@ class Generate(Node):
         """The keyframe at the stream's size: decoded (and, with a keyframe generator, restored) tokens in IT2V, or
         generated from D^F in TT2V; an inter keyframe (a refresh) is the previous keyframe moved by the segment's
         anchor motion, plus its residual."""
-        size = (self.header.height, self.header.width)
+        size = (self.info.height, self.info.width)
         if _inter(seg):
             previous = self._previous_key
             if previous is None:  # the keyframe it moves was lost: start from the last good frame, else grey
@@ -112,13 +112,13 @@ class Generate(Node):
         if image is None:
             yield from self._conceal(seg, following, after)
             return
-        pts = seg.pts(self.header)
+        pts = seg.pts(self.info)
         prediction = Prediction(self.warper, seg.motion, image, following, len(pts))
         frames = self.clip.generate(image, following, len(pts), seg.clip_text, seg.header.index,
                                     prediction=prediction)
         last = None
         for image_i, pts_i in zip(frames, pts):
-            yield Frame(image_i, pts_i, self.header.time_base, self._index)
+            yield Frame(image_i, pts_i, self.info.time_base, self._index)
             self._index += 1
             last, self._last_pts = image_i, pts_i
         self._last_good = last
@@ -137,15 +137,15 @@ class Generate(Node):
             first, count = self._gap(after)
         if count <= 0:
             return
-        size = (self.header.height, self.header.width, 3)
+        size = (self.info.height, self.info.width, 3)
         start = self._last_good if self._last_good is not None else following
         end = following if following is not None else start
         if start is None:
             start = end = np.full(size, 128, np.uint8)
-        for i, pts in enumerate(frame_pts_cfr(first, count, self.header)):
+        for i, pts in enumerate(frame_pts_cfr(first, count, self.info)):
             t = i / count
             image = start if t == 0 else cv2.addWeighted(start, 1.0 - t, end, t, 0.0)
-            yield Frame(image, pts, self.header.time_base, self._index)
+            yield Frame(image, pts, self.info.time_base, self._index)
             self._index += 1
             self._last_pts = pts
         self._last_good = end
@@ -154,7 +154,7 @@ class Generate(Node):
         """(first pts, frame count) of the frames between the last emitted one and the next segment's first."""
         if not isinstance(after, Segment):
             return None, 0
-        step = max(1, frame_pts_cfr(0, 2, self.header)[1])
+        step = max(1, frame_pts_cfr(0, 2, self.info)[1])
         first = 0 if self._last_pts is None else self._last_pts + step
         return first, max(0, (after.header.first_pts - first + step - 1) // step)
 

@@ -16,8 +16,8 @@ from .core.errors import (  # noqa: F401  (re-exported)
     UsageError,
 )
 
-__all__ = ["__version__", "encode", "decode", "open", "Result", "Encoder", "Decoder", "M3cvError", "UsageError", "InputError", "OutputError",
-           "BitstreamError", "UnsupportedVersionError", "ModelError", "EngineError"]
+__all__ = ["__version__", "encode", "decode", "open", "Result", "Encoder", "Decoder", "M3cvError", "UsageError",
+           "InputError", "OutputError", "BitstreamError", "UnsupportedVersionError", "ModelError", "EngineError"]
 
 
 def __dir__() -> list[str]:

@@ -40,7 +40,7 @@ from m3cvcav.filters import pipeline
 from m3cvcav.filters.decoder import StreamDecoder
 from m3cvcav.filters.demux import Demux
 from m3cvcav.filters.generate import Generate
-from m3cvcav.filters.items import AudioPacket, Frame
+from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
 from m3cvcav.filters.mux import Mux
 from m3cvcav.filters.progress import ProgressCallback, Stats
 from m3cvcav.filters.result import Result
@@ -156,7 +156,7 @@ def decode_run(job: dict) -> dict:
     engines = Engines(job["profile"], job["engine"], job["offload"])
     header, _ = decode_sequence_header(job["header"])
     generate = Generate(engines=engines, mode=job["mode"])
-    generate.configure(header)
+    generate.configure(VideoInfo.from_header(header))
     engines.profile.verify(header.models)
     out: list[Frame] = []
     for packet in job["packets"]:

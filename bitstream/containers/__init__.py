@@ -40,7 +40,8 @@ def is_stream(src: str | os.PathLike | BinaryIO) -> bool:
         return False
 
 
-def _container_for(dst: str | Path | BinaryIO, container: str | None, flag: str | None = "format='mkv'|'m3cv'") -> str:
+def _container_for(dst: str | Path | BinaryIO, container: str | None,
+                   flag: str | None = "format='mkv'|'m3cv'") -> str:
     if container is not None:
         name = {"mkv": "matroska", "matroska": "matroska", "m3cv": "m3cv"}.get(container.lower())
         if name is None:
