@@ -51,7 +51,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("audio", bool, True, "no audio", flags=("-an",), switch=False),
     Option("profile", str, None, "codec profile: lite (default, CPU) or m3cvc (diffusion models, GPU); a decode "
            "uses the stream's", flags=("-profile",), metavar="NAME"),
-    Option("engine", str, "auto", "backend", choices=BACKENDS,
+    Option("engine", str, "auto", "where the networks run (auto: the best present)", choices=BACKENDS,
            flags=("-engine",), metavar="NAME"),
     Option("mode", str, "it2v", "it2v (keyframe tokens + text) or tt2v (text only; needs -profile m3cvc)",
            choices=MODES, flags=("-mode",), metavar="MODE", hint="give it2v (keyframe tokens + text) or "
@@ -113,6 +113,8 @@ def usage_lines() -> list[str]:
         seen.add(key)
         flags = ", ".join(option.flags)
         text = f"{option.use}: {option.help}" if option.use else option.help
+        if option.choices and not all(choice in option.help for choice in option.choices):
+            text += f": {'|'.join(option.choices)}"
         lines.append(f"  {(flags + ' ' + option.metavar).strip():<40} {text}")
     return lines
 
