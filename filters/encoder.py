@@ -106,10 +106,8 @@ class Encoder:
 
     def _configure(self, first: Frame) -> None:
         """Configure the coding nodes (which builds their engines) and the mux, with the stream's sequence header."""
-        info = self.filters.output_info(self.input, first)
-        nodes, mux = self.chain.nodes[:-1], self.chain.nodes[-1]
-        info = Chain(nodes).configure(info)
-        mux.configure(info.header(self.engines.profile_id, self.engines.profile.model_refs()))
+        info = Chain(self.chain.nodes[:-1]).configure(self.filters.output_info(self.input, first))  # all but the mux
+        self.mux.configure(info.header(self.engines.profile_id, self.engines.profile.model_refs()))
         self.info = info
 
     # -- output --------------------------------------------------------------------------------------------------

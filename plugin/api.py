@@ -169,7 +169,7 @@ def open(path: Src, mode: str = "r", /, **options: Any) -> Decoder | Encoder:  #
         return Decoder(path, **{**options, **o})
     if options.get("q") is not None and options.get("bitrate"):
         raise UsageError("give either -q (a fixed quality level) or -b:v (a bitrate target), not both")
-    _check_stream_output(path, options.get("format"), options.get("overwrite"))
+    _check_stream_output(path, options.get("format"), options.pop("overwrite", None))
     return _encoder(path, **{**options, **o, "profile": options.get("profile") or DEFAULT_PROFILE})
 
 
@@ -181,7 +181,7 @@ WRITER_OPTIONS = ("vf", "filter_complex", "size", "rate", "bitrate", "q", "profi
 def _encoder(dst, *, vf=None, filter_complex=None, size=None, rate=None, bitrate=None, q=None,
              profile: str = DEFAULT_PROFILE, engine: str = "auto", offload: bool = False, mode: str = "it2v",
              format=None, tags=None, audio_options: AudioOptions | None = None, fps: float = 25,
-             progress: ProgressCallback | None = None, overwrite: bool | None = None) -> Encoder:
+             progress: ProgressCallback | None = None) -> Encoder:
     """The encoder graph for ``dst``, everything checked before any engine is built or downloaded."""
     if str(dst) == "-":
         dst, format = sys.stdout.buffer, format or "m3cv"

@@ -17,6 +17,21 @@ def media_path(relative: str) -> Path:
     return path
 
 
+def require_lite_weights() -> None:
+    """Skip the test, saying why, when the lite tokenizer's shipped weights are not installed."""
+    from m3cvcav.engines import tokenizer
+
+    if not tokenizer.WEIGHTS.exists():
+        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+
+
+def error_line(stderr: bytes) -> str:
+    """The one ``m3cvcav:`` line a failing command prints (asserting there is exactly one)."""
+    lines = [line for line in stderr.decode().splitlines() if line.startswith("m3cvcav:")]
+    assert len(lines) == 1, stderr.decode()
+    return lines[0]
+
+
 @pytest.fixture
 def media():
     return media_path

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import m3cvcav
+from conftest import require_lite_weights
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.core.errors import InputError, OutputError, UsageError
 
@@ -19,10 +20,7 @@ def lite_codec():
     """The lite profile end to end needs the tokenizer's shipped weights."""
     import torch
 
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    require_lite_weights()
     torch.set_num_threads(1)
 
 

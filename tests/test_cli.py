@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import media_path
+from conftest import error_line, media_path, require_lite_weights
 from m3cvcav.__main__ import main
 from m3cvcav.cli_transcode import parse_args
 from m3cvcav.core.errors import UsageError
@@ -15,12 +15,6 @@ from m3cvcav.core.errors import UsageError
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "m3cvcav", *args], capture_output=True, timeout=300, **kw)
-
-
-def one_line(stderr: bytes) -> str:
-    lines = [line for line in stderr.decode().splitlines() if line.startswith("m3cvcav:")]
-    assert len(lines) == 1, stderr.decode()
-    return lines[0]
 
 
 def test_parse_ffmpeg_style_arguments():
@@ -85,14 +79,14 @@ def test_errors_exit_codes(argv, status, message, capsys, tmp_path, monkeypatch)
 def test_bad_graph_and_non_video_inputs(tmp_path, media):
     src = str(media("photos/skimage_chelsea.png"))
     r = run("-i", src, "-c", "m3cvc", "-vf", "select=nope=1", str(tmp_path / "o.mkv"))
-    assert r.returncode == 2 and "valid options: threshold" in one_line(r.stderr)
+    assert r.returncode == 2 and "valid options: threshold" in error_line(r.stderr)
     r = run("-i", src, "-c", "m3cvc", "-vf", "scalee=2:2", str(tmp_path / "o.mkv"))
-    assert r.returncode == 2 and "unknown filter 'scalee'" in one_line(r.stderr)
+    assert r.returncode == 2 and "unknown filter 'scalee'" in error_line(r.stderr)
     (tmp_path / "notes.txt").write_text("hello")
     r = run("-i", str(tmp_path / "notes.txt"), "-c", "m3cvc", str(tmp_path / "o.mkv"))
-    assert r.returncode == 1 and "cannot read" in one_line(r.stderr)
+    assert r.returncode == 1 and "cannot read" in error_line(r.stderr)
     r = run("-i", src, str(tmp_path / "o.mp4"))
-    assert r.returncode == 2 and "add -c m3cvc" in one_line(r.stderr)
+    assert r.returncode == 2 and "add -c m3cvc" in error_line(r.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
@@ -117,10 +111,7 @@ def test_play_says_what_to_install(stream, monkeypatch, capsys):
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory):
     """A small real stream made by the CLI (needs the tokenizer's shipped weights)."""
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    require_lite_weights()
     import torch
 
     torch.set_num_threads(1)
@@ -180,10 +171,7 @@ def test_ctrl_c_leaves_no_output(tmp_path):
     import signal
     import time
 
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    require_lite_weights()
     src = media_path("clips/vtest.avi")
     proc = subprocess.Popen([sys.executable, "-m", "m3cvcav", "-i", str(src), "-c", "m3cvc", "-q", "0", "-vf",
                              "scale=128:-2,select=max=5", str(tmp_path / "out.m3cv")], stderr=subprocess.PIPE)
@@ -193,15 +181,12 @@ def test_ctrl_c_leaves_no_output(tmp_path):
     assert list(tmp_path.glob(".out.*part*")), "the encoder never started writing"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
-    assert "interrupted" in one_line(proc.stderr.read())
+    assert "interrupted" in error_line(proc.stderr.read())
     assert list(tmp_path.iterdir()) == []
 
 
 def test_size_and_rate_options_and_pipes(tmp_path):
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    require_lite_weights()
     out = tmp_path / "sr.m3cv"
     assert main(["-nostats", "-i", str(media_path("clips/bigbuckbunny.mp4")), "-t", "1", "-s", "64x48", "-r", "5",
                  "-q", "0", str(out)]) == 0

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import m3cvcav
-from conftest import media_path
+from conftest import error_line, media_path, require_lite_weights
 from m3cvcav.__main__ import main
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.probe import probe
@@ -27,19 +27,10 @@ def run(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "m3cvcav", *args], capture_output=True, timeout=timeout, **kw)
 
 
-def error_line(stderr: bytes) -> str:
-    lines = [line for line in stderr.decode().splitlines() if line.startswith("m3cvcav:")]
-    assert len(lines) == 1, stderr.decode()
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """1.2 s of Big Buck Bunny at 192x108, with its (5.1 AAC, ~385 kbit/s) audio, encoded by the API."""
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    require_lite_weights()
     import torch
 
     torch.set_num_threads(1)
@@ -145,10 +136,7 @@ def test_rate_targets(clip, caplog, capsys, tmp_path):
 @pytest.mark.parametrize("sig, status, words", [(signal.SIGTERM, 143, "received SIGTERM"),
                                                 (signal.SIGHUP, 129, "received SIGHUP")])
 def test_termination_signals_leave_nothing(tmp_path, sig, status, words):
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip("the lite tokenizer weights are not installed")
+    require_lite_weights()
     proc = subprocess.Popen([sys.executable, "-m", "m3cvcav", "-i", str(media_path("clips/vtest.avi")), "-c", "m3cvc",
                              "-q", "0", "-vf", "scale=128:-2,select=max=5", str(tmp_path / "out.mkv")],
                             stderr=subprocess.PIPE)

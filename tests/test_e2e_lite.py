@@ -13,7 +13,7 @@ import av
 import pytest
 
 import m3cvcav
-from conftest import media_path
+from conftest import media_path, require_lite_weights
 from m3cvcav.__main__ import main
 
 FRAMES = 30  # 1.2 s at 25 fps
@@ -21,10 +21,7 @@ FRAMES = 30  # 1.2 s at 25 fps
 
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory):
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
+    require_lite_weights()
     import torch
 
     torch.set_num_threads(1)
