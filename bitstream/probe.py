@@ -12,12 +12,12 @@ from pathlib import Path
 from .containers import open_reader
 from .containers.base import decode_packet
 from .framing import iter_units
-from .units import (FRAME_PTS, GEN_PARAMS, KEYFRAME_RESIDUAL, KEYFRAME_TOKENS, MOTION, PADDING, SEGMENT_HEADER,
-                    SEQUENCE_HEADER, TEXT, CorruptSegment, token_descriptor_size)
+from .units import (BASE, FRAME_PTS, GEN_PARAMS, KEYFRAME_TOKENS, PADDING, SEGMENT_HEADER, SEQUENCE_HEADER, TEXT,
+                    CorruptSegment, token_descriptor_size)
 
-LAYERS = ("headers", "framing", "tokens", "residual", "text", "motion", "params", "timestamps", "padding", "unknown")
-_LAYER_OF = {SEQUENCE_HEADER: "headers", SEGMENT_HEADER: "headers", TEXT: "text", MOTION: "motion",
-             KEYFRAME_RESIDUAL: "residual", GEN_PARAMS: "params", FRAME_PTS: "timestamps", PADDING: "padding"}
+LAYERS = ("headers", "framing", "base", "tokens", "text", "params", "timestamps", "padding", "unknown")
+_LAYER_OF = {SEQUENCE_HEADER: "headers", SEGMENT_HEADER: "headers", BASE: "base", TEXT: "text", GEN_PARAMS: "params",
+             FRAME_PTS: "timestamps", PADDING: "padding"}
 
 
 def unit_layers(data: bytes) -> dict[str, int]:
@@ -62,7 +62,8 @@ def probe(src: str | Path) -> dict:
                 "index": seg.header.index, "first_pts": seg.header.first_pts,
                 "frame_count": seg.header.frame_count, "keyframe_pos": seg.header.keyframe_pos,
                 "flags": seg.header.flags,
-                "mode": seg.params.mode if seg.params else ("it2v" if seg.tokens else "tt2v"),
+                "mode": seg.params.mode if seg.params else ("it2v" if seg.base or seg.tokens else "tt2v"),
+                "base_size": f"{seg.base.size[0]}x{seg.base.size[1]}" if seg.base else None,
                 "layers": seg_layers, "frame_text": seg.frame_text, "clip_text": seg.clip_text})
         tags = dict(reader.tags)
         container, has_audio = reader.container, reader.has_audio
@@ -80,7 +81,7 @@ def probe(src: str | Path) -> dict:
         "bitrate_bps": round(8 * file_size / duration) if duration else 0,
         "video_bytes": video_bytes, "video_bitrate_bps": round(8 * video_bytes / duration) if duration else 0,
         "audio_bytes": tracks.get("audio", 0), "subtitle_bytes": tracks.get("subtitle", 0),
-        "total_bytes": total, "corrupt_segments": corrupt, "audio": has_audio, "layers": layers, "segments": segments,
+        "unit_bytes": total, "corrupt_segments": corrupt, "audio": has_audio, "layers": layers, "segments": segments,
         "tags": tags}
 
 
@@ -97,20 +98,20 @@ def format_report(report: dict) -> str:
         f"bitrate     video {r['video_bitrate_bps'] / 1000:.2f} kbit/s ({r['video_bytes']} bytes), total "
         f"{r['bitrate_bps'] / 1000:.2f} kbit/s ({r['file_size']} bytes: audio {r['audio_bytes']}, subtitles "
         f"{r['subtitle_bytes']}, container {overhead})",
-        f"units       {r['total_bytes']} bytes (segments and the sequence header): "
+        f"units       {r['unit_bytes']} bytes (segments and the sequence header): "
         + ", ".join(f"{k} {v}" for k, v in r["layers"].items() if v),
         f"segments    {len(r['segments'])} ({r['corrupt_segments']} corrupt)",
-        f"{'index':>6} {'first_pts':>10} {'frames':>7} {'tokens':>7} {'text':>6} {'other':>6}  descriptions",
+        f"{'index':>6} {'first_pts':>10} {'frames':>7} {'base':>9} {'bytes':>7} {'text':>6} {'other':>6}  descriptions",
     ]
     for s in r["segments"]:
         if "corrupt" in s:
             lines.append(f"{s['index']:>6} {s['first_pts']!s:>10} {s['frame_count']:>7}  CORRUPT: {s['corrupt']}")
             continue
         lay = s["layers"]
-        other = sum(lay.values()) - lay["tokens"] - lay["text"]
+        other = sum(lay.values()) - lay["base"] - lay["text"]
         text = " | ".join(t for t in (s["frame_text"], s["clip_text"]) if t)
-        lines.append(f"{s['index']:>6} {s['first_pts']:>10} {s['frame_count']:>7} {lay['tokens']:>7} {lay['text']:>6} "
-                     f"{other:>6}  {text}")
+        lines.append(f"{s['index']:>6} {s['first_pts']:>10} {s['frame_count']:>7} {s['base_size'] or '-':>9} "
+                     f"{lay['base']:>7} {lay['text']:>6} {other:>6}  {text}")
     if r["tags"]:
         lines.append("tags        " + ", ".join(f"{k}={v}" for k, v in r["tags"].items()))
     return "\n".join(lines)

@@ -11,22 +11,19 @@ import brotli
 
 from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError
 
-from .framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
-from .motion import SegmentMotion, decode_motion, encode_motion
-from .residual import KeyframeResidual, decode_residual, encode_residual
+from .framing import MAX_UNIT_PAYLOAD, iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
 
-VERSION = (1, 1)  # 1.1: the motion layer (MOTION kind 2)
+VERSION = (2, 0)  # 2.0: every frame's pixels in the AV1 base layer (BASE units)
 
 SEQUENCE_HEADER = 0x01
 SEGMENT_HEADER = 0x02
 KEYFRAME_TOKENS = 0x03
 TEXT = 0x04
-KEYFRAME_RESIDUAL = 0x05
-MOTION = 0x06
 GEN_PARAMS = 0x07
 FRAME_PTS = 0x08
+BASE = 0x0A
 PADDING = 0x7F
-ONCE_PER_SEGMENT = (GEN_PARAMS, KEYFRAME_TOKENS, KEYFRAME_RESIDUAL, TEXT, MOTION, FRAME_PTS)
+ONCE_PER_SEGMENT = (GEN_PARAMS, KEYFRAME_TOKENS, TEXT, FRAME_PTS)
 
 
 @dataclass(frozen=True)
@@ -54,8 +51,9 @@ MAX_TOKENS = 1 << 20
 MAX_TEXT_BYTES = 65536
 MAX_TEXT_PLAIN = 2 * MAX_TEXT_BYTES + 3  # decompressed TEXT payload: uleb(≤ 65 536) + two texts
 MAX_STEPS = 1000
+MAX_ENHANCEMENT = 255
+BASE_UNIT_BYTES = 1 << 16  # an encoder starts a new BASE unit past this many bytes (finer concealment)
 SCENE_CUT = 0x01
-INTER_KEYFRAME = 0x02  # the keyframe is the previous keyframe moved by MOTION's anchor, plus KEYFRAME_RESIDUAL
 MODES = ("it2v", "tt2v")
 
 
@@ -100,13 +98,29 @@ class KeyframeTokens:
 
 
 @dataclass
+class BaseLayer:
+    """A segment's pixels (§5.10): one closed AV1 sequence at the coded ``size`` (width, height), a temporal unit
+    per frame (``bitstream.av1``), and the decoder-side ``enhancement`` the encoder chose (0: bicubic).
+    ``complete`` is False when a reader dropped the units from a damaged BASE unit on: ``units`` then holds the
+    frames before the damage."""
+
+    size: tuple[int, int]
+    units: list[bytes]
+    enhancement: int = 0
+    complete: bool = True
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(u) for u in self.units)
+
+
+@dataclass
 class Segment:
     header: SegmentHeader
     tokens: KeyframeTokens | None = None
     frame_text: str = ""
     clip_text: str = ""
-    motion: SegmentMotion | None = None  # bitstream.motion: every frame after the keyframe
-    residual: KeyframeResidual | None = None  # bitstream.residual: what the keyframe tokens left
+    base: BaseLayer | None = None  # every frame's pixels; None in a text-only (tt2v) stream
     params: GenerationParams | None = None
     frame_pts: list[int] | None = None  # per-frame pts for VFR; None = constant rate from first_pts
 
@@ -217,11 +231,12 @@ def encode_sequence_header_payload(h: SequenceHeader) -> bytes:
 def decode_sequence_header_payload(data: bytes) -> SequenceHeader:
     r = _Reader(data, "sequence header")
     major, minor = r.u8("version_major"), r.u8("version_minor")
-    if major > VERSION[0]:
-        raise UnsupportedVersionError(f"stream is m3cvc {major}.{minor}; this decoder reads {VERSION[0]}.x: "
-                                      "upgrade m3cvcav")
     if major == 0:
         raise r.fail("version_major 0 is invalid")
+    if major != VERSION[0]:
+        advice = "upgrade m3cvcav" if major > VERSION[0] else \
+            "decode it with the m3cvcav release that wrote it (pixels moved to an AV1 base in 2.0)"
+        raise UnsupportedVersionError(f"stream is m3cvc {major}.{minor}; this decoder reads {VERSION[0]}.x: {advice}")
     width = r.uleb("width", 1, MAX_DIMENSION)
     height = r.uleb("height", 1, MAX_DIMENSION)
     fps = Fraction(r.uleb("fps_num", 1), r.uleb("fps_den", 1))
@@ -389,12 +404,10 @@ def encode_segment(segment: Segment) -> bytes:
         units.append(pack_unit(GEN_PARAMS, _params_payload(segment.params)))
     if segment.tokens is not None:
         units.append(pack_unit(KEYFRAME_TOKENS, token_descriptor(segment.tokens) + bytes(segment.tokens.payload)))
-    if segment.residual is not None:
-        units.append(pack_unit(KEYFRAME_RESIDUAL, encode_residual(segment.residual)))
     if segment.frame_text or segment.clip_text:
         units.append(pack_unit(TEXT, text_payload(segment.frame_text, segment.clip_text)))
-    if segment.motion is not None:
-        units.append(pack_unit(MOTION, encode_motion(segment.motion)))
+    if segment.base is not None:
+        units += [pack_unit(BASE, payload) for payload in base_payloads(segment.base, h.frame_count)]
     if segment.frame_pts is not None:
         units.append(pack_unit(FRAME_PTS, _pts_payload(list(segment.frame_pts), h)))
     return b"".join(units)
@@ -411,11 +424,59 @@ def peek_segment_header(data: bytes) -> SegmentHeader | None:
     return None
 
 
+def base_payloads(base: BaseLayer, frame_count: int, unit_bytes: int = BASE_UNIT_BYTES) -> list[bytes]:
+    """The BASE payloads of a segment's base (§5.10): runs of temporal units, a new unit once one holds
+    ``unit_bytes``."""
+    width, height = base.size
+    if len(base.units) != frame_count or not (2 <= width <= MAX_DIMENSION and 2 <= height <= MAX_DIMENSION) \
+            or width % 2 or height % 2 or not 0 <= base.enhancement <= MAX_ENHANCEMENT:
+        raise BitstreamError(f"base layer of {len(base.units)} frames at {width}x{height}, enhancement "
+                             f"{base.enhancement}, for a segment of {frame_count}: out of range")
+    if any(not 1 <= len(u) <= MAX_UNIT_PAYLOAD // 2 for u in base.units):
+        raise BitstreamError("a base temporal unit is empty or over 8 MiB")
+    runs, start, size = [], 0, 0
+    for i, tu in enumerate(base.units):
+        size += len(tu)
+        if size >= unit_bytes or i == len(base.units) - 1:
+            runs.append((start, i + 1))
+            start, size = i + 1, 0
+    head = write_leb128(width) + write_leb128(height) + write_leb128(base.enhancement)
+    return [head + write_leb128(a) + write_leb128(b - a)
+            + b"".join(write_leb128(len(tu)) + tu for tu in base.units[a:b]) for a, b in runs]
+
+
+def _decode_base(payload: bytes, frame_count: int, base: BaseLayer | None) -> BaseLayer:
+    """Add one BASE unit's temporal units to the segment's ``base`` (None before its first)."""
+    r = _Reader(payload, "base")
+    size = (r.uleb("width", 2, MAX_DIMENSION), r.uleb("height", 2, MAX_DIMENSION))
+    enhancement = r.uleb("enhancement", 0, MAX_ENHANCEMENT)
+    first = r.uleb("first_frame", 0, frame_count - 1)
+    count = r.uleb("count", 1, frame_count - first)
+    if size[0] % 2 or size[1] % 2:
+        raise r.fail(f"coded size {size[0]}x{size[1]} is not even")
+    if base is None:
+        base = BaseLayer(size, [], enhancement)
+    if (size, enhancement) != (base.size, base.enhancement) or first != len(base.units):
+        raise r.fail(f"unit for frames {first}.. at {size[0]}x{size[1]} does not continue the segment's base "
+                     f"({len(base.units)} frames at {base.size[0]}x{base.size[1]})")
+    for _ in range(count):
+        base.units.append(r.raw(r.uleb("unit_size", 1, MAX_UNIT_PAYLOAD), "temporal unit"))
+    if r.pos != len(payload):
+        raise r.fail(f"{len(payload) - r.pos} bytes after the last temporal unit")
+    return base
+
+
 def decode_segment(data: bytes) -> Segment:
-    """Parse one segment packet; raises BitstreamError on a CRC failure or any violation of docs/bitstream.md."""
+    """Parse one segment packet; raises BitstreamError on a CRC failure or any violation of docs/bitstream.md, except
+    that a BASE unit failing its CRC ends the segment's base there (``base.complete`` False: the decoder conceals
+    the frames from it on)."""
     seen: set[int] = set()
     segment: Segment | None = None
+    damaged = False
     for unit in iter_units(data):
+        if not unit.crc_ok and unit.unit_type == BASE and segment is not None:
+            damaged = True
+            continue
         if not unit.crc_ok:
             raise BitstreamError(f"unit type {unit.unit_type:#04x} at offset {unit.offset} fails its CRC")
         t, p = unit.unit_type, unit.payload
@@ -429,16 +490,20 @@ def decode_segment(data: bytes) -> Segment:
         seen.add(t)
         if t == KEYFRAME_TOKENS:
             segment.tokens = _decode_tokens(p)[0]
-        elif t == KEYFRAME_RESIDUAL:
-            segment.residual = decode_residual(p)
         elif t == TEXT:
             segment.frame_text, segment.clip_text = decode_text(p)
-        elif t == MOTION:
-            segment.motion = decode_motion(p, segment.header.frame_count)
+        elif t == BASE and not damaged:
+            segment.base = _decode_base(p, segment.header.frame_count, segment.base)
         elif t == GEN_PARAMS:
             segment.params = _decode_params(p)
         elif t == FRAME_PTS:
             segment.frame_pts = _decode_pts(p, segment.header)
     if segment is None:
         raise BitstreamError("empty segment packet")
+    if segment.base is not None and len(segment.base.units) != segment.header.frame_count and not damaged:
+        raise BitstreamError(f"segment {segment.header.index}: the base holds {len(segment.base.units)} of "
+                             f"{segment.header.frame_count} frames")
+    if damaged:
+        segment.base = segment.base or BaseLayer((2, 2), [])
+        segment.base.complete = False
     return segment

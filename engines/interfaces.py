@@ -106,8 +106,8 @@ class ClipGenerator(Protocol):
     def generate(self, first: Image, last: Image | None, count: int, text: str, seed: int,
                  prediction: Sequence[Image] | None = None) -> Sequence[Image]:
         """``count`` frames; frame 0 is ``first``; ``last`` is the next keyframe (None across a scene cut or at the
-        end). ``prediction``: ``count`` frames, the motion-compensated prediction of each frame from the stream's
-        motion layer (frame 0 = ``first``), computed when read; generators follow it instead of inventing motion."""
+        end). ``prediction``: ``count`` frames, the stream's base layer upscaled to the display size (frame 0 = the
+        base keyframe), computed when read; generators follow it instead of inventing motion."""
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-"""The encoder graph: source → FFmpeg filters → select → tokenize → describe → mux.
+"""The encoder graph: source → FFmpeg filters → select → tokenize → describe → base → mux.
 
 ``Encoder.run(source)`` pulls a whole input through it (``m3cvcav.encode``); ``write(frame)`` … ``close()`` pushes
 frames one at a time (``m3cvcav.open(path, "w")``). The nodes after the FFmpeg filters are configured at the first
@@ -45,8 +45,9 @@ class Encoder:
                        audio_options=audio_options)
         self.rate.frame_overhead = self.mux.frame_overhead  # container bytes per frame count as video bytes
         self.chain = Chain([plan.make("select", engines=engines, rate=self.rate),
-                            plan.make("tokenize", engines=engines, rate=self.rate, mode=mode),
+                            plan.make("tokenize", engines=engines, mode=mode),
                             plan.make("describe", engines=engines),
+                            plan.make("base", engines=engines, rate=self.rate, mode=mode),
                             self.mux])
         self.mode = mode
         self.input: VideoInfo | None = None  # the input, before the FFmpeg filters

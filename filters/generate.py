@@ -1,10 +1,11 @@
-"""generate (decoder): KeyframeTokens → keyframe image (tokenizer decode, then the profile's keyframe generator when it
-has one; CMVC's IT2V) or, in TT2V (``mode="tt2v"``, or a segment without a token layer), the keyframe generated from
-D^F alone → every frame of the segment: the motion-compensated prediction from the transmitted motion layer (from this
-keyframe and, in a bidirectional segment, the next one; ``prediction``), handed with the texts to the profile's clip
-generator (lite: the prediction itself; m3cvc: a video model conditioned on it), at the stream's frame rate, count
-and size. A corrupt segment is concealed with all its frames (a cross-fade from the last good frame to the next
-keyframe), and counted."""
+"""generate (decoder): every frame of each segment from its base layer (AV1, ``bitstream.av1``) upscaled to the
+stream's display size, then the profile's generators on top: the keyframe generator restores the keyframe (from the
+base's first picture, or the keyframe tokens K* where the stream has them, and D^F; CMVC's IT2V) and the clip
+generator makes the segment's frames from the keyframes, D^C and the base pictures (lite: the base pictures
+themselves). In TT2V (``mode="tt2v"``, or a stream without a base) the keyframe is generated from D^F alone and the
+clip from the keyframes and D^C. A corrupt segment is concealed with all its frames (a cross-fade from the last good
+frame to the next keyframe); a damaged base unit, from the frame it starts on to the segment's end (the next AV1 key
+frame), by holding the last picture it decoded. Both are counted and said."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -12,21 +13,20 @@ from collections.abc import Iterator, Sequence
 import cv2
 import numpy as np
 
-from m3cvcav.bitstream.motion import FrameMotion, SegmentMotion
-from m3cvcav.bitstream.units import INTER_KEYFRAME, SCENE_CUT, CorruptSegment, Segment, frame_pts_cfr
+from m3cvcav.bitstream import av1
+from m3cvcav.bitstream.units import SCENE_CUT, CorruptSegment, Segment, frame_pts_cfr
+from m3cvcav.core.errors import BitstreamError
 from m3cvcav.core.log import get_logger
 
-from . import residual
 from .items import Frame, VideoInfo
 from .node import Node
-from .prediction import Warper
 
 log = get_logger(__name__)
 
 
 class Generate(Node):
     NAME = "generate"
-    HELP = "decode keyframes and generate every frame of each segment (decoder side)"
+    HELP = "decode the base layer and generate every frame of each segment (decoder side)"
 
     def __init__(self, positional=None, *, engines=None, mode: str = "it2v", **named):
         super().__init__(positional, **named)
@@ -34,50 +34,61 @@ class Generate(Node):
         self.mode = mode
         self._told = False
         self.corrupt = 0
-        self._held: tuple[Segment | CorruptSegment, np.ndarray | None] | None = None
+        self._held: tuple[Segment | CorruptSegment, np.ndarray | None, Sequence | None] | None = None
         self._last_good: np.ndarray | None = None
         self._last_pts: int | None = None
-        self._previous_key: np.ndarray | None = None  # the last segment's keyframe (what an inter keyframe moves)
-        self._texts = ("", "")  # the last segment's D^F and D^C
         self._index = 0
 
     def configure(self, info: VideoInfo) -> VideoInfo:
         self.engines.check_mode(self.mode)
         self.info = info
-        self.tokenizer = self.engines.engine("tokenizer")
+        self.tokenizer = self.engines.optional("tokenizer")
         self.keyframe_generator = self.engines.optional("keyframe_generator")
         self.clip = self.engines.engine("clip_generator")
-        self.warper = Warper(info.width, info.height)
         return info
 
     def _tt2v(self, seg: Segment) -> bool:
-        """TT2V for this segment: asked for, recorded in its GEN_PARAMS, or forced by a missing token layer."""
+        """TT2V for this segment: asked for, recorded in its GEN_PARAMS, or forced by a stream without pixels."""
         if self.mode == "tt2v" or (seg.params is not None and seg.params.mode == "tt2v"):
             return True
-        if seg.tokens is None and not self._told:
-            log.info("segment %d has no token layer (a tt2v stream), so it cannot be decoded in it2v: generating its "
+        if seg.base is None and seg.tokens is None and not self._told:
+            log.info("segment %d has no base layer (a tt2v stream), so it cannot be decoded in it2v: generating its "
                      "keyframes from D^F (tt2v)", seg.header.index)
             self._told = True
-        return seg.tokens is None
+        return seg.base is None and seg.tokens is None
 
-    def keyframe(self, seg: Segment) -> np.ndarray:
-        """The keyframe at the stream's size: decoded (and, with a keyframe generator, restored) tokens in IT2V, or
-        generated from D^F in TT2V; an inter keyframe (a refresh) is the previous keyframe moved by the segment's
-        anchor motion, plus its residual."""
+    def _base(self, seg: Segment) -> Sequence | None:
+        """The segment's base pictures at the display size (None when it has none, or they do not decode)."""
+        if seg.base is None or self.mode == "tt2v":
+            return None
+        try:
+            pictures = av1.decode(seg.base.units) if seg.base.units else []
+        except BitstreamError as err:
+            log.warning("segment %d: %s", seg.header.index, err)
+            return None
+        if not pictures:
+            return None
+        if not seg.base.complete:
+            self.corrupt += 1
+            log.warning("segment %d: its base is damaged from frame %d of %d: the last picture is held until the "
+                        "next key frame", seg.header.index, len(pictures), seg.header.frame_count)
+        return Upscaled(pictures, (self.info.width, self.info.height), seg.header.frame_count)
+
+    def keyframe(self, seg: Segment, base: Sequence | None) -> np.ndarray | None:
+        """The keyframe at the stream's size: the base's first picture (or the decoded tokens), restored by the
+        keyframe generator when the profile has one; in TT2V generated from D^F; None when it cannot be made."""
         size = (self.info.height, self.info.width)
-        if _inter(seg):
-            previous = self._previous_key
-            if previous is None:  # the keyframe it moves was lost: start from the last good frame, else grey
-                previous = self._last_good if self._last_good is not None else np.full((*size, 3), 128, np.uint8)
-            image = self.warper.predict(FrameMotion(seg.motion.anchor), previous, None)
-            if seg.residual is not None:
-                image = residual.apply(image, seg.residual)
-        elif self._tt2v(seg):
+        if self._tt2v(seg):
+            if not self.engines.can_tt2v():
+                return None
             image = self.keyframe_generator.generate(None, seg.frame_text, size, seg.header.index)
         else:
-            image = self.tokenizer.decompress(seg.tokens)
-            if seg.residual is not None:
-                image = residual.apply(image, seg.residual)
+            if seg.tokens is not None and self.tokenizer is not None:
+                image = self.tokenizer.decompress(seg.tokens)
+            elif base is not None:
+                image = base[0]
+            else:
+                return None
             if self.keyframe_generator is not None:
                 image = self.keyframe_generator.generate(image, seg.frame_text, size, seg.header.index)
         if image.shape[:2] != size:
@@ -85,19 +96,14 @@ class Generate(Node):
         return np.ascontiguousarray(image, dtype=np.uint8)
 
     def process(self, seg: Segment | CorruptSegment) -> Iterator[Frame]:
-        if isinstance(seg, Segment):  # an inter keyframe's segment without TEXT continues the previous texts
-            if _inter(seg) and not (seg.frame_text or seg.clip_text):
-                seg.frame_text, seg.clip_text = self._texts
-            self._texts = (seg.frame_text, seg.clip_text)
-        if isinstance(seg, CorruptSegment) or (seg.tokens is None and not _inter(seg) and not self.engines.can_tt2v()):
-            image = None
-        else:
-            image = self.keyframe(seg)
-        self._previous_key = image
+        image = base = None
+        if isinstance(seg, Segment):
+            base = self._base(seg)
+            image = self.keyframe(seg, base)
         if self._held is not None:
             cut = isinstance(seg, Segment) and bool(seg.header.flags & SCENE_CUT)
             yield from self._emit(*self._held, None if cut else image, seg)
-        self._held = (seg, image)
+        self._held = (seg, image, base)
 
     def flush(self) -> Iterator[Frame]:
         if self._held is not None:
@@ -106,16 +112,15 @@ class Generate(Node):
         if self.corrupt:
             log.warning("%d corrupt segment(s) concealed", self.corrupt)
 
-    def _emit(self, seg, image: np.ndarray | None, following: np.ndarray | None, after) -> Iterator[Frame]:
+    def _emit(self, seg, image: np.ndarray | None, base: Sequence | None, following: np.ndarray | None,
+              after) -> Iterator[Frame]:
         """Every frame of ``seg``; ``following`` is the next keyframe (None across a scene cut or at the end) and
         ``after`` the next segment (for the timing of a corrupt one)."""
         if image is None:
             yield from self._conceal(seg, following, after)
             return
         pts = seg.pts(self.info)
-        prediction = Prediction(self.warper, seg.motion, image, following, len(pts))
-        frames = self.clip.generate(image, following, len(pts), seg.clip_text, seg.header.index,
-                                    prediction=prediction)
+        frames = self.clip.generate(image, following, len(pts), seg.clip_text, seg.header.index, prediction=base)
         last = None
         for image_i, pts_i in zip(frames, pts):
             yield Frame(image_i, pts_i, self.info.time_base, self._index)
@@ -128,7 +133,7 @@ class Generate(Node):
         (either alone when the other is missing; mid-grey when both are). Its timing comes from its header, else
         from the segments around it."""
         self.corrupt += 1
-        log.warning("segment %s is corrupt (%s): concealed", seg.index, getattr(seg, "reason", "no keyframe"))
+        log.warning("segment %s is corrupt (%s): concealed", seg.index, getattr(seg, "reason", "no picture"))
         if isinstance(seg, CorruptSegment):
             first, count = seg.first_pts, seg.frame_count
         else:
@@ -142,7 +147,8 @@ class Generate(Node):
         end = following if following is not None else start
         if start is None:
             start = end = np.full(size, 128, np.uint8)
-        for i, pts in enumerate(frame_pts_cfr(first, count, self.info)):
+        pts_list = seg.pts(self.info) if isinstance(seg, Segment) else frame_pts_cfr(first, count, self.info)
+        for i, pts in enumerate(pts_list):
             t = i / count
             image = start if t == 0 else cv2.addWeighted(start, 1.0 - t, end, t, 0.0)
             yield Frame(image, pts, self.info.time_base, self._index)
@@ -159,19 +165,13 @@ class Generate(Node):
         return first, max(0, (after.header.first_pts - first + step - 1) // step)
 
 
-def _inter(seg: Segment) -> bool:
-    """Whether the segment's keyframe is an inter keyframe (flag and anchor motion present)."""
-    return bool(seg.header.flags & INTER_KEYFRAME) and seg.motion is not None and seg.motion.anchor is not None
+class Upscaled(Sequence):
+    """A segment's base pictures at the display size, upscaled when a frame is read (memory: the coded pictures);
+    frames past a damaged base hold its last picture."""
 
-
-class Prediction(Sequence):
-    """The motion-compensated prediction of every frame of a segment, computed when a frame is read (memory stays at
-    one frame): frame 0 is the keyframe; without a motion layer (a 1.0 stream) every frame is the keyframe."""
-
-    def __init__(self, warper: Warper, motion: SegmentMotion | None, keyframe: np.ndarray,
-                 following: np.ndarray | None, count: int) -> None:
-        self.warper, self.motion, self.keyframe, self.count = warper, motion, keyframe, count
-        self.following = following if motion is not None and motion.bidirectional else None
+    def __init__(self, pictures: list[np.ndarray], size: tuple[int, int], count: int) -> None:
+        self.pictures, self.size, self.count = pictures, size, count
+        self._cache: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.count
@@ -181,7 +181,7 @@ class Prediction(Sequence):
             return [self[j] for j in range(*i.indices(self.count))]
         if not -self.count <= i < self.count:
             raise IndexError(i)
-        i %= self.count
-        if i == 0 or self.motion is None:
-            return self.keyframe
-        return self.warper.predict(self.motion.frames[i - 1], self.keyframe, self.following)
+        i = min(i % self.count, len(self.pictures) - 1)
+        if self._cache is None or self._cache[0] != i:
+            self._cache = (i, av1.upscale(self.pictures[i], self.size))
+        return self._cache[1]

@@ -60,8 +60,8 @@ class AudioPacket:
 @dataclass
 class ClipSegment:
     """Encoder side: one segment closed by ``select`` — its keyframe (first frame), every frame and its pts, a few
-    frames sampled for the clip description — and what later nodes add: the coded unit (``unit``, from ``tokenize``,
-    which may split a segment where prediction fails), the texts and the serialised packet (``describe``)."""
+    frames sampled for the clip description — and what later nodes add: the keyframe tokens (``tokenize``), the texts
+    (``describe``), the coded unit with its base layer and its serialised packet (``base``)."""
 
     index: int
     keyframe: np.ndarray
@@ -73,9 +73,8 @@ class ClipSegment:
     frame_text: str = ""
     clip_text: str = ""
     frames: list[np.ndarray] = field(default_factory=list)  # every frame, keyframe first
-    motion_words: str = ""  # the measured motion in words (from the coded motion layer), for D^C
-    unit: object = None  # m3cvcav.bitstream.units.Segment once tokenized
-    packet: bytes = b""  # ``unit`` serialised (docs/bitstream.md §6) once described: what the muxer writes
+    unit: object = None  # m3cvcav.bitstream.units.Segment: started by tokenize (K*), completed by base
+    packet: bytes = b""  # ``unit`` serialised (docs/bitstream.md §6) by base: what the muxer writes
 
     @property
     def size(self) -> int:

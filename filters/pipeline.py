@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 from m3cvcav.core.errors import UsageError
 
-from . import describe, generate, select, tokenize  # noqa: F401  (registers the nodes)
+from . import base, describe, generate, select, tokenize  # noqa: F401  (registers the nodes)
 from .ffmpeg import FFmpegChain
 from .graph import FilterSpec, linearize, parse_graph
 from .node import REGISTRY, Node
 from .options import bind, parse_size
 
-ENCODER_NODES = ("select", "tokenize", "describe")
+ENCODER_NODES = ("select", "tokenize", "describe", "base")
 DECODER_NODES = ("generate",)
 
 

@@ -1,6 +1,7 @@
-"""Rate control: per segment, the keyframe rate point, the refresh threshold and the motion trade-off that keep the
-stream on a bitrate target (``-b:v``), counting the real bytes of every coded segment; or a fixed quality level
-(``-q``) on a monotone ladder."""
+"""Rate control: the bytes every segment may spend under a bitrate target (``-b:v``), counting the real bytes of
+every coded segment and the container's per-frame bytes; or a fixed quality level (``-q``) on a monotone ladder of
+(coded size, AV1 CRF) pairs. The base node (``filters.base``) turns a segment's budget into a CRF and a coded
+size."""
 from __future__ import annotations
 
 import math
@@ -9,35 +10,27 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Level:
-    """One rung of the quality ladder: the keyframe rate point; ``refresh``, how much worse than its keyframe (in
-    1 − SSIM) a frame's motion-compensated prediction may be before the frame becomes a new keyframe; and λ, the
-    distortion one bit of motion must buy."""
+    """One rung of the quality ladder: the base's coded size as a share of the display size, and its SVT-AV1 CRF."""
 
-    rate_point: int
-    refresh: float
-    lam: float
-    step: int = 0  # keyframe residual quantiser step (1/4 code value); 0: no residual
+    scale: float
+    crf: float
 
 
-# -q 0 .. -q 15: every step up spends more bits where the eye sees them (a better keyframe, more refreshes, a finer
-# keyframe residual).
-LEVELS: tuple[Level, ...] = tuple(Level(rp, refresh, 4e-4 * 0.75 ** i, step) for i, (rp, refresh, step) in enumerate((
-    (0, 0.30, 0), (0, 0.20, 0), (1, 0.20, 0), (1, 0.14, 0), (2, 0.14, 0), (2, 0.10, 0), (3, 0.10, 0), (3, 0.09, 480),
-    (3, 0.08, 300), (3, 0.07, 190), (3, 0.06, 120), (3, 0.05, 76), (3, 0.04, 48), (3, 0.03, 30), (3, 0.02, 18),
-    (3, 0.012, 10))))
-REFERENCE_LEVEL = 6  # the rung the rate model and inter steps are anchored on
+# -q 0 .. -q 15: every step up codes a larger picture (×2 in area every five steps, 1/8 → 1/1 of the side) at a
+# finer CRF (58 → 34), so quality and rate both grow with q.
+LEVELS: tuple[Level, ...] = tuple(Level(round(0.125 * 2 ** (q / 5), 4), 58 - 1.6 * q) for q in range(16))
 DEFAULT_QUALITY = 4
-RESIDUAL_STEPS = tuple(sorted({round(8 * 1.1 ** i) for i in range(61)}))  # 8 .. ~2400: what -b:v chooses from
+BUDGET_SWING = 2.0  # a segment spends at most this many times (at least its inverse) its own share of the rate
 
 
 @dataclass
 class RateControl:
     """Tracks bytes spent against ``target_bps``·time; with ``target_bps`` 0 it only applies the fixed ``quality``.
 
-    * ``level(now, committed)``: the ladder rung of the next segment (``tokenize`` fills each segment's keyframe
-      residual up to the budget earned by its end: the fine knob).
-    * ``threshold(base, now)``: the select threshold scaled up when over budget (longer segments), down when under.
-    * ``may_cut(now)``/``can_refresh(now, committed)``: keyframes only when the budget can pay for one.
+    * ``level()``: the ladder rung of -q (or the default);
+    * ``allowance(start, end, fixed)``: the bytes a segment's base may spend (what is earned by its end, less what
+      was spent and its ``fixed`` bytes), kept within ``BUDGET_SWING`` of its own share;
+    * ``threshold(base, now)``/``may_cut(now)``: ``select`` opens fewer segments when over budget.
     """
 
     target_bps: float = 0.0
@@ -45,32 +38,26 @@ class RateControl:
     spent: int = 0
     segments: int = 0
     frame_overhead: int = 0  # container bytes counted as video for each frame after a keyframe (Matroska: 1)
-    _keyframe_bytes: float = 0.0  # running mean of a keyframe's token bytes
-
-    _pixel_rate: float = 0.0  # pixels per second of the stream
-    HORIZON = 2.0  # seconds of budget a segment's level is planned over
+    _keyframe_bytes: float = 0.0  # running mean of a key frame's base bytes
 
     @property
     def active(self) -> bool:
         return self.target_bps > 0
 
-    def start(self, width: int, height: int, fps: float) -> None:
-        self._pixel_rate = float(width * height * fps)
-
-    def level(self, now: float = 0.0, committed: float = 0.0) -> Level:
-        """The ladder rung for a segment starting at ``now``: fixed by ``quality``; under -b:v, the rung whose rate
-        matches what the budget of the next ``HORIZON`` seconds leaves after the ``committed`` bytes (measured on the
-        corpus: -q 6 ≈ 0.004 bits per pixel, one rung more per doubling of the rate)."""
-        if not self.active:
-            return LEVELS[DEFAULT_QUALITY if self.quality is None else self.quality]
-        available = max(self.budget(now + self.HORIZON) - committed, 1.0)
-        bpp = 8 * available / (max(self._pixel_rate, 1.0) * self.HORIZON)
-        rung = REFERENCE_LEVEL + math.log2(max(bpp, 1e-9) / 0.004)
-        return LEVELS[int(min(len(LEVELS) - 1, max(0, math.floor(rung))))]
+    def level(self) -> Level:
+        return LEVELS[DEFAULT_QUALITY if self.quality is None else self.quality]
 
     def budget(self, time: float) -> float:
         """Bytes earned by ``time`` seconds."""
         return self.target_bps * max(time, 0.0) / 8
+
+    def allowance(self, start: float, end: float, fixed: float) -> float:
+        """Bytes the pixels of the segment from ``start`` to ``end`` seconds may take, after its ``fixed`` bytes."""
+        share = self.budget(end) - self.budget(start) - fixed
+        room = self.budget(end) - self.spent - fixed
+        if share <= 0:
+            return max(room, 1.0)
+        return min(max(room, share / BUDGET_SWING), share * BUDGET_SWING)
 
     def record(self, size: int) -> None:
         """Count the bytes actually written for one segment."""
@@ -78,7 +65,7 @@ class RateControl:
         self.segments += 1
 
     def note_keyframe(self, size: int) -> None:
-        """Remember what keyframes cost (a running mean, for the refresh and select gates)."""
+        """Remember what key frames cost (a running mean, for the select gates)."""
         first = self._keyframe_bytes == 0.0
         self._keyframe_bytes = size if first else 0.5 * (self._keyframe_bytes + size)
 
@@ -88,13 +75,6 @@ class RateControl:
         earned = self.budget(now)
         ratio = (self.spent - earned) / max(earned, self._keyframe_bytes, 1.0)
         return base * math.exp(max(-2.0, min(2.0, 2.0 * ratio)))
-
-    def can_refresh(self, now: float, committed: float, cost: float | None = None) -> bool:
-        """Under -b:v, whether the budget earned by ``now`` (with a second's slack) pays for one more keyframe (or
-        a refresh of ``cost`` bytes) after the ``committed`` bytes."""
-        if cost is not None:  # a refresh that only keeps the picture moving: from what is earned, no slack
-            return not self.active or committed + cost <= self.budget(now)
-        return not self.active or committed + self._keyframe_bytes <= self.budget(now + 1.0)
 
     def may_cut(self, now: float) -> bool:
         if not self.active or self.segments == 0:

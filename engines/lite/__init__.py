@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from .describer import LabelDescriber
 from .embedder import LiteEmbedder
-from .clips import PredictedClips
+from .clips import BaseClips
 from .keyframe import PassthroughKeyframes
 from .motion import DisMotion
 
-__all__ = ["DisMotion", "PredictedClips", "LabelDescriber", "LiteEmbedder", "PassthroughKeyframes",
+__all__ = ["DisMotion", "BaseClips", "LabelDescriber", "LiteEmbedder", "PassthroughKeyframes",
            "load_clip_generator", "load_describer", "load_embedder", "load_keyframe_generator", "load_motion"]
 
 
@@ -35,8 +35,8 @@ def load_describer(settings: dict) -> LabelDescriber:
     return LabelDescriber(embedder, motion, top_k=settings.get("top_k", 3), min_prob=settings.get("min_prob", 0.05))
 
 
-def load_clip_generator(settings: dict) -> PredictedClips:
-    return PredictedClips(model_id=settings["model_id"])
+def load_clip_generator(settings: dict) -> BaseClips:
+    return BaseClips(model_id=settings["model_id"])
 
 
 def load_keyframe_generator(settings: dict) -> PassthroughKeyframes:

@@ -1,0 +1,215 @@
+"""base: every frame's pixels, coded as AV1 at a reduced size (``bitstream.av1``), one closed AV1 sequence per
+segment so that a segment decodes alone and its first frame is an AV1 key frame. It completes each segment's unit
+(header, the texts and tokens of the nodes before it, the base) and serialises it once: what the muxer writes.
+
+The coded size and the CRF come from the quality ladder (``-q``) or, under ``-b:v``, from rate and distortion: the
+coded size is measured (candidates around the size where the budget buys about ``BPP_GUESS`` bits a pixel, each
+coded at the budget, upscaled and compared with the source by MS-SSIM) at the first segment and at every scene cut,
+and each segment's CRF is searched until its bytes land on what the budget allows. With ``mode="tt2v"`` no base is
+written (CMVC's text-only stream)."""
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+import numpy as np
+
+from m3cvcav.bitstream import av1
+from m3cvcav.bitstream.units import SCENE_CUT, BaseLayer, Segment, SegmentHeader, encode_segment, frame_pts_cfr
+from m3cvcav.core.errors import UsageError
+from m3cvcav.core.log import get_logger
+
+from .items import ClipSegment, VideoInfo
+from .node import Node
+from .options import Option
+from .quality import mean_ms_ssim
+from .ratecontrol import LEVELS, RateControl
+
+log = get_logger(__name__)
+SCALES = (1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # coded sizes -b:v chooses from
+BPP_GUESS = 0.02  # bits per coded pixel and frame around which the best coded size tends to lie (first candidate)
+RATE_TOLERANCE = 0.03  # a segment's base within 3 % of its allowance is accepted
+MAX_PASSES = 6
+SLOPE = -math.log(2) / 8  # d ln(bytes) / d CRF before two encodes measure it: half the rate every 8 CRF steps
+PROBE_SECONDS = 2.0  # frames of a segment the coded-size choice encodes
+QUALITY_FRAMES = 4  # frames of the probe compared with the source
+BASE_FRAMING = 12  # bytes of the BASE unit beyond its temporal units (framing, coded size, counts), plus 1 a frame
+
+
+class Base(Node):
+    NAME = "base"
+    HELP = "code every frame's pixels as AV1 (libsvtav1) at the coded size rate and distortion pick"
+    OPTIONS = (
+        Option("q", int, -1, f"quality level 0..{len(LEVELS) - 1} (higher: larger picture, finer CRF; -1: the "
+               "default, or chosen by -b:v)", range=(-1, len(LEVELS) - 1)),
+        Option("size", str, "auto", "coded size: auto (the ladder, or measured under -b:v), a share of the display "
+               "size (1/4, 0.5) or WxH"),
+        Option("preset", int, av1.DEFAULT_PRESET, "SVT-AV1 preset 0..13 (higher: faster, larger at equal quality)",
+               range=(0, 13)),
+    )
+
+    def __init__(self, positional=None, *, engines=None, rate: RateControl | None = None, mode: str = "it2v",
+                 **named):
+        super().__init__(positional, **named)
+        self.engines = engines
+        self.rate = rate or RateControl()
+        self.mode = mode
+        if self.opts["q"] >= 0 and self.rate.quality is None:
+            self.rate.quality = self.opts["q"]
+        if self.rate.quality is not None and not 0 <= self.rate.quality < len(LEVELS):
+            raise UsageError(f"-q {self.rate.quality}: give a quality level from 0 to {len(LEVELS) - 1}")
+        if mode == "tt2v" and self.rate.quality is not None:
+            raise UsageError("-q picks the quality of the base pictures, and -mode tt2v writes none: drop one")
+        self._size: tuple[int, int] | None = None
+        self._model: tuple[tuple[int, int], float, float] | None = None  # (size, crf, bytes a frame) last coded
+
+    def configure(self, info: VideoInfo) -> VideoInfo:
+        self.info = info
+        self._fixed_size = parse_coded_size(self.opts["size"], info.width, info.height)
+        return info
+
+    # -- segments -------------------------------------------------------------------------------------------------
+    def process(self, seg: ClipSegment):
+        unit = seg.unit if isinstance(seg.unit, Segment) else Segment(SegmentHeader(seg.index, seg.pts[0], 0))
+        unit.header = SegmentHeader(seg.index, seg.pts[0], len(seg.pts), 0, SCENE_CUT if seg.scene_cut else 0)
+        unit.frame_text, unit.clip_text = seg.frame_text, seg.clip_text
+        if seg.pts != frame_pts_cfr(seg.pts[0], len(seg.pts), self.info):
+            unit.frame_pts = list(seg.pts)
+        if self.mode != "tt2v":
+            unit.base = self._code(seg, unit)
+            self.rate.note_keyframe(len(unit.base.units[0]))
+        seg.unit = unit
+        seg.packet = encode_segment(unit)  # the one serialisation of the segment: what the muxer writes
+        self.rate.record(len(seg.packet) + self.rate.frame_overhead * (len(seg.pts) - 1))
+        log.debug("segment %d: %d frames, base %dx%d, %d bytes", seg.index, len(seg.pts),
+                  *(unit.base.size if unit.base else (0, 0)), len(seg.packet))
+        return (seg,)
+
+    def _code(self, seg: ClipSegment, unit: Segment) -> BaseLayer:
+        frames = seg.frames
+        if not self.rate.active:
+            level = self.rate.level()
+            size = self._fixed_size or av1.coded_size(self.info.width, self.info.height, level.scale)
+            return BaseLayer(size, av1.encode(frames, size, self.info.fps, level.crf, self.opts["preset"]))
+        start = float(seg.pts[0] * seg.time_base)
+        fixed = len(encode_segment(unit)) + BASE_FRAMING + len(frames) * (1 + self.rate.frame_overhead)
+        allowance = self.rate.allowance(start, seg.end_time, fixed)
+        if self._fixed_size is not None:
+            self._size = self._fixed_size
+        elif self._size is None or seg.scene_cut:
+            self._size = self._choose_size(frames, allowance)
+        units, _ = self._fit(frames, self._size, allowance)
+        return BaseLayer(self._size, units)
+
+    # -- rate: the CRF that lands on a byte allowance ------------------------------------------------------------
+    def _fit(self, frames: list[np.ndarray], size: tuple[int, int], allowance: float) -> tuple[list[bytes], float]:
+        """The temporal units of ``frames`` at ``size`` whose bytes come closest to ``allowance`` without passing
+        it by more than the tolerance (the smallest when none fits), and their CRF: secant steps on ln(bytes)."""
+        tried: dict[float, list[bytes]] = {}
+        crf = self._first_crf(size, allowance / len(frames))
+        for _ in range(MAX_PASSES):
+            units = av1.encode(frames, size, self.info.fps, crf, self.opts["preset"])
+            tried[crf] = units
+            nbytes = sum(map(len, units))
+            if abs(nbytes / allowance - 1) <= RATE_TOLERANCE:
+                break
+            crf = self._next_crf(tried, allowance)
+            if crf is None:
+                break
+        fitting = [c for c, u in tried.items() if sum(map(len, u)) <= allowance * (1 + RATE_TOLERANCE)]
+        chosen = min(fitting) if fitting else max(tried)
+        units = tried[chosen]
+        self._model = (size, chosen, sum(map(len, units)) / len(frames))
+        return units, chosen
+
+    def _first_crf(self, size: tuple[int, int], per_frame: float) -> float:
+        """The CRF the last coded segment's rate predicts for ``per_frame`` bytes a frame (a mid-scale guess first)."""
+        if self._model is None:
+            return _quarter(45 + math.log(max(per_frame, 1.0) / (size[0] * size[1] * BPP_GUESS / 8)) / SLOPE)
+        model_size, crf, rate = self._model
+        rate *= size[0] * size[1] / (model_size[0] * model_size[1])
+        return _quarter(crf + math.log(max(per_frame, 1.0) / max(rate, 1.0)) / SLOPE)
+
+    @staticmethod
+    def _next_crf(tried: dict[float, list[bytes]], allowance: float) -> float | None:
+        """The next CRF to try (None when the search is done: the CRF scale's end, or a step already taken)."""
+        points = sorted((c, math.log(max(sum(map(len, u)), 1))) for c, u in tried.items())
+        last = next(reversed(tried))  # the latest encode
+        nbytes = sum(map(len, tried[last]))
+        slope = SLOPE
+        below = [p for p in points if p[1] > math.log(allowance)]  # CRFs too large in bytes
+        above = [p for p in points if p[1] <= math.log(allowance)]
+        if below and above:  # bracketed: interpolate between the closest pair
+            (c0, l0), (c1, l1) = below[-1], above[0]
+            if c1 - c0 <= 0.25:
+                return None
+            slope = (l1 - l0) / (c1 - c0) if l1 != l0 else SLOPE
+            crf = _quarter(c0 + (math.log(allowance) - l0) / slope)
+            crf = min(max(crf, c0 + 0.25), c1 - 0.25)
+        else:
+            if len(points) >= 2 and points[-1][1] != points[0][1]:
+                slope = min(-0.02, (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0]))
+            crf = _quarter(last + (math.log(allowance) - math.log(max(nbytes, 1))) / slope)
+        crf = min(max(crf, av1.CRF_RANGE[0]), av1.CRF_RANGE[1])
+        return None if crf in tried else crf
+
+    # -- distortion: the coded size --------------------------------------------------------------------------------
+    def _choose_size(self, frames: list[np.ndarray], allowance: float) -> tuple[int, int]:
+        """The coded size whose base, at the allowance, looks most like the source once upscaled (MS-SSIM on a
+        probe of the segment's first ``PROBE_SECONDS``): candidates from the ``BPP_GUESS`` size outwards while
+        quality rises."""
+        width, height = self.info.width, self.info.height
+        probe = frames[:max(1, round(PROBE_SECONDS * float(self.info.fps)))]
+        budget = allowance * len(probe) / len(frames)
+        pixels = 8 * budget / len(probe) / BPP_GUESS
+        guess = min(range(len(SCALES)), key=lambda i: abs(math.log(SCALES[i] ** 2 * width * height / pixels)))
+        picks = np.linspace(0, len(probe) - 1, min(QUALITY_FRAMES, len(probe))).round().astype(int)
+        scored: dict[int, float] = {}
+
+        def score(i: int) -> float:
+            if i not in scored:
+                size = av1.coded_size(width, height, SCALES[i])
+                units, _ = self._fit(probe, size, budget)
+                pictures = av1.decode(units)
+                scored[i] = mean_ms_ssim([probe[k] for k in picks],
+                                         [av1.upscale(pictures[k], (width, height)) for k in picks])
+            return scored[i]
+
+        best = guess
+        for step in (-1, 1):  # walk each way while the picture gets better
+            i = guess
+            while 0 <= i + step < len(SCALES) and score(i + step) > score(i):
+                i += step
+            if score(i) > score(best):
+                best = i
+        self._model = None  # the probe's rate says little about the whole segment at another size
+        size = av1.coded_size(width, height, SCALES[best])
+        log.debug("coded size %dx%d (MS-SSIM %s)", *size,
+                  ", ".join(f"{SCALES[i]:.3g}: {q:.4f}" for i, q in sorted(scored.items())))
+        return size
+
+
+def _quarter(crf: float) -> float:
+    return min(max(round(crf * 4) / 4, av1.CRF_RANGE[0]), av1.CRF_RANGE[1])
+
+
+def parse_coded_size(text: str, width: int, height: int) -> tuple[int, int] | None:
+    """``auto`` → None; a share of the display size (``1/4``, ``0.5``) or ``WxH`` → an even size no larger than
+    the display's."""
+    text = text.strip().lower()
+    if text == "auto":
+        return None
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if match:
+        w, h = int(match[1]), int(match[2])
+        if not (2 <= w <= width and 2 <= h <= height):
+            raise UsageError(f"base=size={text}: give a size from 2x2 to the picture's {width}x{height}")
+        return av1.even(w, width), av1.even(h, height)
+    try:
+        scale = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"base=size={text!r}: give auto, a share of the picture such as 1/4, or WxH") from None
+    if not 0 < scale <= 1:
+        raise UsageError(f"base=size={text}: a share of the picture must be above 0 and at most 1")
+    return av1.coded_size(width, height, scale)

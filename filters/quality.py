@@ -1,0 +1,51 @@
+"""The encoder's own measure of a picture: MS-SSIM (Wang et al. 2003, five scales, 11-tap Gaussian σ = 1.5, the
+standard exponents) on BT.709 luma, with OpenCV filters. It is what the encoder compares candidates with (coded size,
+enhancement variant), never what feeds the bitstream's decoder; ``bench rd`` measures with its own reference
+implementation."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """BT.709 luma of an RGB picture, float32 0..255."""
+    return image.astype(np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def _blur(x: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+
+def _ssim_terms(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(mean SSIM, mean contrast-structure term) of two luma planes."""
+    mu_a, mu_b = _blur(a), _blur(b)
+    var_a = _blur(a * a) - mu_a * mu_a
+    var_b = _blur(b * b) - mu_b * mu_b
+    cov = _blur(a * b) - mu_a * mu_b
+    cs = (2 * cov + _C2) / (var_a + var_b + _C2)
+    lum = (2 * mu_a * mu_b + _C1) / (mu_a * mu_a + mu_b * mu_b + _C1)
+    return float((lum * cs).mean()), float(cs.mean())
+
+
+def ms_ssim(reference: np.ndarray, picture: np.ndarray) -> float:
+    """MS-SSIM of two RGB pictures of one size (as many scales as the size allows, weights renormalised)."""
+    a, b = luma(reference), luma(picture)
+    scales = max(1, min(len(WEIGHTS), int(np.log2(max(min(a.shape) / 11, 1))) + 1))
+    weights = np.array(WEIGHTS[:scales]) / sum(WEIGHTS[:scales])
+    value = 1.0
+    for i, w in enumerate(weights):
+        ssim, cs = _ssim_terms(a, b)
+        value *= max(ssim if i == scales - 1 else cs, 1e-6) ** w
+        if i < scales - 1:
+            a, b = cv2.pyrDown(a), cv2.pyrDown(b)
+    return float(value)
+
+
+def mean_ms_ssim(references: Sequence[np.ndarray], pictures: Sequence[np.ndarray]) -> float:
+    return float(np.mean([ms_ssim(r, p) for r, p in zip(references, pictures)]))
