@@ -1,7 +1,7 @@
 """``python -m m3cvcav bench engines [--json] [--quick]``: the lite engines on this machine.
 
-EfficientNet-Lite0 (run at the input resolution) on torch and onnxruntime side by side, DIS flow and flow interpolation
-(OpenCV), at 256×256 and 512×512, batch 1 and 8 where batching applies. Each cell reports the median latency per call,
+EfficientNet-Lite0 (run at the input resolution) on torch and onnxruntime side by side, and OpenCV's DIS optical flow
+(the lite motion engine: its statistics at the work size, and the dense field at the frame size), at 256×256 and 512×512, batch 1 and 8 where batching applies. Each cell reports the median latency per call,
 throughput in frames per second, and the share of time spent outside the model (pre/post-processing). All backends
 run with one intra-op thread so the comparison is per core; input frames are Sintel frames (../shared/media) resized,
 or seeded noise when the media is absent.
@@ -23,7 +23,6 @@ import torch
 
 from m3cvcav.engines.backends import EngineCache, create_engine
 from m3cvcav.engines.lite.embedder import export_spec, load_network, preprocess
-from m3cvcav.engines.lite.interpolator import FlowInterpolator
 from m3cvcav.engines.lite.motion import DisMotion
 
 SINTEL = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "frames" / "sintel"
@@ -90,14 +89,13 @@ def bench_embedder(budget: float) -> list[dict]:
 
 def bench_opencv(budget: float) -> list[dict]:
     rows = []
-    motion, interp = DisMotion(work_size=320, preset="fast"), FlowInterpolator(model_id=4)
+    motion = DisMotion(work_size=320, preset="fast")
     for size in SIZES:
         (a, b), _ = frames(size, 2)
-        rows.append(row("motion DIS flow (pair)", "opencv", size, 1, timed(lambda: motion.stats(a, b), budget), None))
-        total = timed(lambda: interp.interpolate(a, b, [0.5]), budget)
-        rows.append(row("clip flow interpolator (1 frame)", "opencv", size, 1, total, None))
-        total = timed(lambda: interp.interpolate(a, b, [i / 8 for i in range(1, 8)]), budget)
-        rows.append(row("clip flow interpolator (7 frames)", "opencv", size, 7, total, None))
+        rows.append(row("motion DIS flow stats (pair)", "opencv", size, 1, timed(lambda: motion.stats(a, b), budget),
+                        None))
+        rows.append(row("motion DIS dense flow (pair)", "opencv", size, 1, timed(lambda: motion.flow(a, b), budget),
+                        None))
     return rows
 
 
