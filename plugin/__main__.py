@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from m3cvcav.core.errors import M3cvError, missing_package
 from m3cvcav.core.log import is_debug, set_level
+
+from .workers import Terminated, signals_as_interrupts
 
 # Subcommand name -> module (inside m3cvcav) exposing ``main(argv: list[str]) -> int``.
 SUBCOMMANDS = {
@@ -32,43 +34,12 @@ def _loglevel_from(argv: Sequence[str]) -> str:
     return "info"
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C so every output is aborted the same way."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-def _stop(signum: int, frame) -> None:
-    for sig in _STOP_SIGNALS + (signal.SIGINT,):  # a second signal must not cut the clean-up short
-        signal.signal(sig, signal.SIG_IGN)
-    raise Terminated(signum)
-
-
-@contextlib.contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM/SIGHUP end the run like Ctrl-C (outputs removed, one line, exit 128 + signal), as in FFmpeg."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("--version", "-version"):
         print(f"m3cvcav {__version__}")
         return 0
-    with _signals_as_interrupts():
+    with signals_as_interrupts():
         return _run(argv)
 
 
@@ -97,16 +68,34 @@ def _run(argv: list[str]) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 0
     except ModuleNotFoundError as err:  # an optional dependency: say which extra brings it
-        if is_debug() or not err.name:
+        if is_debug():
             raise
+        if not _is_missing_package(err.name):
+            return _internal_error(err)
         print(f"m3cvcav: {missing_package(err.name, 'this command')}", file=sys.stderr)
         return 1
     except Exception as err:  # an unexpected failure: one line, the traceback only with -loglevel debug
         if is_debug():
             raise
-        print(f"m3cvcav: internal error: {type(err).__name__}: {err} (rerun with -loglevel debug for details "
-              "and report it)", file=sys.stderr)
-        return 1
+        return _internal_error(err)
+
+
+def _is_missing_package(name: str | None) -> bool:
+    """True when ``name`` is a third-party package that is not installed; a module of m3cvcav itself that fails to
+    import (a bug, not a missing install) is not one."""
+    top = (name or "").split(".")[0]
+    if not top or top == "m3cvcav":
+        return False
+    try:
+        return importlib.util.find_spec(top) is None
+    except (ImportError, ValueError):
+        return True
+
+
+def _internal_error(err: BaseException) -> int:
+    print(f"m3cvcav: internal error: {type(err).__name__}: {err} (rerun with -loglevel debug for details "
+          "and report it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
-from m3cvcav.bitstream.units import (INTER_KEYFRAME, SCENE_CUT, CorruptSegment, SequenceHeader,
+from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader,
                                      decode_sequence_header, peek_segment_header)
 from m3cvcav.core import __version__
 from m3cvcav.core.atomic import check_output, write_bytes
@@ -305,7 +305,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
 
         backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"),
                                options.get("offload", False), ENCODER_ROLES, stats.chunks_total)
-        with workers.sigterm_interrupts():
+        with workers.signals_as_interrupts():
             for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)
                 coded = sum(chunks.packet_frames(q) for q in result["packets"])
@@ -387,14 +387,13 @@ class ParallelDecoder(StreamDecoder):
         self.segments_read = 0
 
     def _runs(self) -> Iterator[tuple[list, bytes | None]]:
-        """(run of packets, lookahead packet or None). A run closes only before an intact packet with a keyframe of
-        its own, so no run starts with a damaged segment (whose concealment needs the frames before it) or an inter
-        keyframe (the previous keyframe moved)."""
+        """(run of packets, lookahead packet or None). A run closes only before an intact packet, so no run starts
+        with a damaged segment (whose concealment needs the frames before it); every intact segment decodes alone."""
         run: list = []
         count = 0
         for packet in self.reader.packets():
             head = peek_segment_header(packet) if isinstance(packet, bytes) and units_intact(packet) else None
-            if run and count >= self.run_frames and head is not None and not head.flags & INTER_KEYFRAME:
+            if run and count >= self.run_frames and head is not None:
                 yield run, None if head.flags & SCENE_CUT else packet
                 run, count = [], 0
             run.append(packet)
@@ -413,7 +412,7 @@ class ParallelDecoder(StreamDecoder):
         backend = make_backend(self.workers_n, self.cluster, self.profile, self.engine, self.offload, DECODER_ROLES)
         index = 0
         tb = self.header.time_base
-        with workers.sigterm_interrupts():
+        with workers.signals_as_interrupts():
             for task, result in workers.run_ordered(backend, tasks()):
                 self.segments_read += len(task.payload["packets"])
                 self.corrupt += result["corrupt"]

@@ -393,22 +393,40 @@ def run_ordered(backend, tasks: Iterator[Task], *, retries: int = RETRIES, windo
     backend.close()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C so every output (and every worker) is stopped the
+    same way; the command line exits 128 + ``signum``, as FFmpeg does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _stop(signum: int, frame) -> None:
+    for sig in STOP_SIGNALS + (signal.SIGINT,):  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 @contextlib.contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Inside the block SIGTERM raises KeyboardInterrupt, so a terminated job cancels its workers and leaves no output
-    as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
+def signals_as_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM/SIGHUP raise :class:`Terminated` in the main thread, so a terminated run cancels its
+    workers and leaves no output as Ctrl-C does. The one SIGTERM path: the command line holds it for the whole run,
+    a chunked job of the API for the job; a nested block keeps the outer one. Every handler is restored on exit."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is _stop:
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS + (signal.SIGINT,)}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def descendants(pid: int) -> list[int]:
