@@ -7,7 +7,7 @@ a frame and a clip description per segment, constant frame rate, one model hash 
 decoder's other engines have no weights), no generation parameters (the lite decoder is deterministic). The "3 models"
 rows are the m3cvc profile (tokenizer codebook, keyframe and clip generators), with and without a GEN_PARAMS unit in
 every segment (the filters write none today: steps come from the profile, the seed is the segment index).
-Overhead = file size − payload, payload = token + text + motion + params + timestamp bytes (docs/bitstream.md §9 layers).
+Overhead = file size − payload, payload = base + token + text + params + timestamp bytes (docs/bitstream.md §9 layers).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from m3cvcav.bitstream.probe import probe
 from m3cvcav.bitstream.units import (GenerationParams, KeyframeTokens, ModelRef, Segment, SegmentHeader,
                                      SequenceHeader, encode_sequence_header)
 
-PAYLOAD_LAYERS = ("tokens", "text", "motion", "params", "timestamps")
+PAYLOAD_LAYERS = ("base", "tokens", "text", "params", "timestamps")
 VOCAB = 1024
 GRID = (18, 32)
 FRAME_TEXTS = ("a large white rabbit stands in a green meadow beside a tree",
@@ -102,7 +102,7 @@ def measure(segments: list[Segment], header: SequenceHeader, container: str, fol
             "payload_bytes": payload, "overhead_bytes": overhead,
             "sequence_header": len(encode_sequence_header(header)),
             "unit_headers_framing": report["layers"]["headers"] + report["layers"]["framing"],
-            "container_bytes": report["file_size"] - report["total_bytes"],
+            "container_bytes": report["file_size"] - report["unit_bytes"],
             "overhead_pct": round(100 * overhead / payload, 2), "kbps": round(report["bitrate_bps"] / 1000, 2)}
 
 
@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print("10 s, 24 fps, ~10 kbps; overhead = file − (tokens+text+motion+params+timestamps); "
+    print("10 s, 24 fps, ~10 kbps; overhead = file − (base+tokens+text+params+timestamps); "
           "m3cv-pipe = written to a non-seekable sink (no seek index)")
     cols = ("scenario", "container", "segments", "token_levels", "kbps", "file_bytes", "payload_bytes",
             "sequence_header", "unit_headers_framing", "container_bytes", "overhead_bytes", "overhead_pct")

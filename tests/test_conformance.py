@@ -1,6 +1,7 @@
 """A frozen conformance stream (CompressAI's tests/expected): a small committed ``.m3cv`` using every layer of bitstream
-1.1 (keyframe tokens, keyframe residual, inter keyframes, bidirectional motion, texts) and what it decodes to, as per-frame
-16×9 luma thumbnails. A change that alters parsing or decoding shows here. After an intended change, regenerate with
+2.0 that lite writes (AV1 base layers at a reduced coded size in segments that decode alone, texts) and what it decodes
+to, as per-frame 16×9 luma thumbnails; and a 1.1 stream, which this decoder refuses with one line naming the version. A
+change that alters parsing or decoding shows here. After an intended change, regenerate with
 ``M3CVC_REGEN_EXPECTED=1 python -m pytest -q tests/test_conformance.py`` and say why in the commit."""
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from tests.conftest import media_path
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 STREAM, FRAMES = EXPECTED / "conformance.m3cv", EXPECTED / "conformance.json"
-TOLERANCE = 2.0  # code values per thumbnail pixel: float reconstruction differs slightly across machines
+OLD = EXPECTED / "stream-1.1.m3cv"
+TOLERANCE = 2.0  # code values per thumbnail pixel: the base decode is exact, the upscale may differ across machines
 
 
 def _thumbnails(path: Path) -> list[list[float]]:
@@ -35,7 +37,7 @@ def _regenerate() -> None:
     frames = [np.ascontiguousarray(cv2.resize(photo[60 + 2 * i:60 + 2 * i + 180, 40 + 6 * i:40 + 6 * i + 320],
                                               (128, 72), interpolation=cv2.INTER_AREA)) for i in range(16)]
     EXPECTED.mkdir(exist_ok=True)
-    m3cvcav.encode(iter(frames), STREAM, fps=8, q=10, overwrite=True, vf="select=max=9")
+    m3cvcav.encode(iter(frames), STREAM, fps=8, q=10, overwrite=True, vf="select=max=9,base=size=64x36")
     FRAMES.write_text(json.dumps({"thumbnails": _thumbnails(STREAM)}) + "\n")
 
 
@@ -45,15 +47,18 @@ def test_conformance_stream_parses_and_decodes_as_recorded():
     if not STREAM.exists():
         pytest.skip(f"{STREAM} is missing: regenerate it with M3CVC_REGEN_EXPECTED=1")
     with open_reader(STREAM) as reader:
-        assert reader.header.version == (1, 1)
+        assert reader.header.version == (2, 0)
         segments = list(reader.segments())
     packets = [U.encode_segment(s) for s in segments]
     assert [U.decode_segment(p) == s for p, s in zip(packets, segments)] == [True] * len(segments)
-    assert any(s.residual is not None for s in segments) and any(
-        s.motion is not None and s.motion.bidirectional for s in segments)
-    assert any(s.header.flags & U.INTER_KEYFRAME and s.tokens is None for s in segments)  # a refresh
+    assert len(segments) >= 2 and all(s.base is not None and s.base.size == (64, 36) for s in segments)
     expected = json.loads(FRAMES.read_text())["thumbnails"]
     got = _thumbnails(STREAM)
     assert len(got) == len(expected)
     worst = max(float(np.abs(np.array(a) - np.array(b)).max()) for a, b in zip(got, expected))
     assert worst <= TOLERANCE, f"decoded frames moved by {worst:.2f} code values from tests/expected"
+
+
+def test_a_1x_stream_is_refused_in_one_line_naming_its_version(tmp_path):
+    with pytest.raises(m3cvcav.UnsupportedVersionError, match=r"m3cvc 1\.1; this decoder reads 2\.x"):
+        m3cvcav.open(OLD)

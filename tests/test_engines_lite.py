@@ -1,5 +1,5 @@
 """The offline lite engines with their real weights: EfficientNet-Lite0 labels and embeddings (torch and onnxruntime),
-DIS flow on Sintel, the label describer, and the clip generator that hands on the motion-compensated prediction."""
+DIS flow on Sintel, the label describer, and the clip generator that hands on the base layer's pictures."""
 from __future__ import annotations
 
 import cv2
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from m3cvcav.engines.interfaces import ClipGenerator, Describer, KeyframeGenerator, MotionEstimator, SemanticEmbedder
-from m3cvcav.engines.lite import (DisMotion, PredictedClips, load_describer, load_embedder,
+from m3cvcav.engines.lite import (BaseClips, DisMotion, load_describer, load_embedder,
                                   load_keyframe_generator)
 from m3cvcav.engines.lite.embedder import class_names
 from m3cvcav.core.errors import ModelError, UsageError
@@ -87,13 +87,13 @@ def test_dis_flow_lowers_warping_error_on_sintel(media):
     assert motion.magnitude(half, half_b) == pytest.approx(stats["mean"], rel=0.35)  # resolution independent
 
 
-def test_lite_clip_generator_hands_on_the_prediction(media):
+def test_lite_clip_generator_hands_on_the_base_pictures(media):
     first = sintel(media, 16)
-    gen = PredictedClips(model_id=4)
+    gen = BaseClips(model_id=4)
     assert isinstance(gen, ClipGenerator)
     prediction = [first, sintel(media, 17), sintel(media, 18)]
     assert gen.generate(first, None, 3, "any text", 0, prediction=prediction) is prediction
-    held = gen.generate(first, None, 3, "", 0)  # a stream without a motion layer: the keyframe, nothing guessed
+    held = gen.generate(first, None, 3, "", 0)  # a stream without a base: the keyframe, nothing guessed
     assert len(held) == 3 and all(f is first for f in held)
     with pytest.raises(UsageError):
         gen.generate(first, None, 0, "", 0)

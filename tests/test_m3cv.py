@@ -14,7 +14,6 @@ from m3cvcav.bitstream.containers import open_reader, open_writer
 from m3cvcav.bitstream.containers.m3cv import MAGIC, pack_packet, read_seek_index
 from m3cvcav.bitstream.crc import crc32c
 from m3cvcav.bitstream.framing import write_leb128
-from m3cvcav.bitstream.motion import TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams
 from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError, UsageError
 from streams import PipeSink, sequence_header, synthetic_segments
@@ -24,7 +23,7 @@ from streams import PipeSink, sequence_header, synthetic_segments
 def stream():
     segments = synthetic_segments(seconds=4, segment_frames=24)
     segments.append(U.Segment(U.SegmentHeader(len(segments), 96, 3), frame_text="vfr tail", frame_pts=[96, 97, 99],
-                              motion=SegmentMotion([FrameMotion(RefMotion(TRANSLATION, (i, -i) * 4)) for i in (1, 2)]),
+                              base=U.BaseLayer((32, 18), [b"key", b"b", b"c"]),
                               params=GenerationParams(seed=9, steps=2, mode="tt2v")))
     return sequence_header(2), segments
 
@@ -158,7 +157,7 @@ def test_not_m3cvc_and_newer_major(tmp_path, stream):
     with pytest.raises(BitstreamError, match="not an m3cvc"):
         open_reader(path)
     payload = bytearray(U.encode_sequence_header_payload(header))
-    payload[0] = 2
+    payload[0] = 3
     from m3cvcav.bitstream.framing import pack_unit
     path.write_bytes(MAGIC + pack_unit(U.SEQUENCE_HEADER, bytes(payload)))
     with pytest.raises(UnsupportedVersionError, match="upgrade"):

@@ -43,8 +43,7 @@ def test_layer_accounting_is_exact():
     data = U.encode_segment(seg)
     layers = unit_layers(data + pack_unit(0x55, b"abc") + pack_unit(U.PADDING, b"zz"))
     text_len = len(U.text_payload("hi", ""))
-    assert layers == {"headers": 5 + 7, "framing": 6 * 6, "tokens": 10, "residual": 0, "text": text_len, "motion": 0,
-                      "params": 4,
+    assert layers == {"headers": 5 + 7, "framing": 6 * 6, "base": 0, "tokens": 10, "text": text_len, "params": 4,
                       "timestamps": 0, "padding": 2, "unknown": 3}
     assert sum(layers.values()) == len(data) + 9 + 8
 
@@ -57,19 +56,19 @@ def test_report_contents(files):
     assert (r["frame_rate"], r["frame_count"], r["duration_s"]) == ("24/1", 72, 3.0)
     assert r["models"] == [{"id": m.model_id, "sha256": m.sha256.hex()} for m in header.models]
     assert r["file_size"] == paths["m3cv"].stat().st_size and r["bitrate_bps"] == round(8 * r["file_size"] / 3)
-    assert set(r["layers"]) == set(LAYERS) and r["total_bytes"] == sum(r["layers"].values())
+    assert set(r["layers"]) == set(LAYERS) and r["unit_bytes"] == sum(r["layers"].values())
     assert r["layers"]["tokens"] == sum(len(s.tokens.payload) for s in segments)
     assert r["layers"]["params"] == 4 and r["corrupt_segments"] == 0
     assert [(s["index"], s["first_pts"], s["frame_count"], s["frame_text"], s["clip_text"]) for s in r["segments"]] \
         == [(s.header.index, s.header.first_pts, s.header.frame_count, s.frame_text, s.clip_text) for s in segments]
     assert sum(sum(s["layers"].values()) for s in r["segments"]) + len(U.encode_sequence_header(header)) \
-        == r["total_bytes"]
+        == r["unit_bytes"]
 
 
 def test_same_segments_and_layers_in_both_containers(files):
     _, _, paths = files
     a, b = probe(paths["m3cv"]), probe(paths["mkv"])
-    assert a["segments"] == b["segments"] and a["layers"] == b["layers"] and a["total_bytes"] == b["total_bytes"]
+    assert a["segments"] == b["segments"] and a["layers"] == b["layers"] and a["unit_bytes"] == b["unit_bytes"]
     assert (a["container"], b["container"]) == ("m3cv", "matroska") and a["file_size"] < b["file_size"]
 
 

@@ -9,8 +9,6 @@ import pytest
 
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.framing import iter_units, pack_unit
-from m3cvcav.bitstream.motion import CORNERS, TRANSLATION, FrameMotion, RefMotion, SegmentMotion
-from m3cvcav.bitstream.motion import CORNERS, TRANSLATION, FrameMotion, RefMotion, SegmentMotion
 from m3cvcav.engines.interfaces import GenerationParams, ModelRef
 from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError
 
@@ -29,10 +27,7 @@ def full_segment() -> U.Segment:
         U.SegmentHeader(index=5, first_pts=-3, frame_count=4, keyframe_pos=2, flags=U.SCENE_CUT),
         tokens=U.KeyframeTokens(12, 3, (2, 9, 16), (288, 512), bytes(rng.integers(0, 256, 300, dtype=np.uint8))),
         frame_text="a rabbit in a meadow, été", clip_text="camera pans left",
-        motion=SegmentMotion([FrameMotion(RefMotion(CORNERS, tuple(int(v) for v in rng.integers(-300, 300, 8)),
-                                                  rng.integers(-9, 9, (2, 4, 2)).astype(np.int32)),
-                                        RefMotion(TRANSLATION, (5, -2) * 4), weight=i * 5) for i in range(3)],
-                             bidirectional=True, grid_shape=(2, 4)),
+        base=U.BaseLayer((128, 72), [bytes(rng.integers(0, 256, n, dtype=np.uint8)) for n in (200, 3, 150, 1)], 2),
         params=GenerationParams(seed=4242, steps=4, scheduler_id=2, mode="tt2v"),
         frame_pts=[-3, 0, 7, 8])
 
@@ -44,16 +39,18 @@ def test_sequence_header_roundtrip_and_exact_bytes():
     assert size == len(data) and back == h
     small = U.SequenceHeader(320, 240, Fraction(25), Fraction(1, 25))
     payload = U.encode_sequence_header_payload(small)
-    # version 1.0 | 320 = c0 02 | 240 = f0 01 | 25/1 | 1/25 | BT.709 limited | profile 0 | 0 models
-    assert payload == bytes([1, 1, 0xC0, 0x02, 0xF0, 0x01, 25, 1, 1, 25, 1, 1, 1, 0, 0, 0])
+    # version 2.0 | 320 = c0 02 | 240 = f0 01 | 25/1 | 1/25 | BT.709 limited | profile 0 | 0 models
+    assert payload == bytes([2, 0, 0xC0, 0x02, 0xF0, 0x01, 25, 1, 1, 25, 1, 1, 1, 0, 0, 0])
 
 
-def test_newer_minor_decodes_newer_major_refused():
+def test_newer_minor_decodes_other_majors_refused():
     payload = U.encode_sequence_header_payload(seq_header())
-    newer_minor = bytes([1, 7]) + payload[2:] + b"future fields"
-    assert U.decode_sequence_header_payload(newer_minor).version == (1, 7)
+    newer_minor = bytes([2, 7]) + payload[2:] + b"future fields"
+    assert U.decode_sequence_header_payload(newer_minor).version == (2, 7)
     with pytest.raises(UnsupportedVersionError, match="upgrade"):
-        U.decode_sequence_header_payload(bytes([2, 0]) + payload[2:])
+        U.decode_sequence_header_payload(bytes([3, 0]) + payload[2:])
+    with pytest.raises(UnsupportedVersionError, match=r"stream is m3cvc 1\.1; this decoder reads 2\.x"):
+        U.decode_sequence_header_payload(bytes([1, 1]) + payload[2:])
     with pytest.raises(BitstreamError):
         U.decode_sequence_header_payload(bytes([0, 0]) + payload[2:])
 
@@ -81,7 +78,7 @@ def test_segment_roundtrip_full_and_minimal():
 def test_segment_unit_order_and_text_compression():
     data = U.encode_segment(full_segment())
     types = [u.unit_type for u in iter_units(data)]
-    assert types == [U.SEGMENT_HEADER, U.GEN_PARAMS, U.KEYFRAME_TOKENS, U.TEXT, U.MOTION, U.FRAME_PTS]
+    assert types == [U.SEGMENT_HEADER, U.GEN_PARAMS, U.KEYFRAME_TOKENS, U.TEXT, U.BASE, U.FRAME_PTS]
     text = next(u for u in iter_units(data) if u.unit_type == U.TEXT)
     frame = "a rabbit in a meadow, été".encode()
     assert brotli.decompress(text.payload) == bytes([len(frame)]) + frame + full_segment().clip_text.encode()
@@ -161,18 +158,41 @@ def test_field_bounds_on_read():
     with pytest.raises(BitstreamError, match="mode"):
         U.decode_segment(head + pack_unit(U.GEN_PARAMS, bytes([1, 1, 1, 9])))
     three = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 3, 0, 0]))
-    with pytest.raises(BitstreamError, match="over 4096 cells"):  # kind 2, 2 frames, 128 x 64 grid
-        U.decode_segment(three + pack_unit(U.MOTION, bytes([2, 2, 0, 0x80, 0x01, 0x40])))
-    with pytest.raises(BitstreamError, match="3 frames of motion for a segment of 3"):
-        U.decode_segment(three + pack_unit(U.MOTION, bytes([2, 3, 0, 0, 0])))
+    with pytest.raises(BitstreamError, match="count=4"):  # 16x16, enhancement 0, from frame 0: 4 frames of 3
+        U.decode_segment(three + pack_unit(U.BASE, bytes([16, 16, 0, 0, 4])))
+    with pytest.raises(BitstreamError, match="not even"):
+        U.decode_segment(three + pack_unit(U.BASE, bytes([15, 16, 0, 0, 3, 1, 9, 1, 9, 1, 9])))
+    with pytest.raises(BitstreamError, match="holds 2 of 3 frames"):
+        U.decode_segment(three + pack_unit(U.BASE, bytes([16, 16, 0, 0, 2, 1, 9, 1, 9])))
+    with pytest.raises(BitstreamError, match="after the last temporal unit"):
+        U.decode_segment(three + pack_unit(U.BASE, bytes([16, 16, 0, 0, 3, 1, 9, 1, 9, 1, 9, 0])))
+    with pytest.raises(BitstreamError, match="does not continue"):  # the second unit skips a frame
+        U.decode_segment(three + pack_unit(U.BASE, bytes([16, 16, 0, 0, 1, 1, 9]))
+                         + pack_unit(U.BASE, bytes([16, 16, 0, 2, 1, 1, 9])))
     with pytest.raises(BitstreamError, match="timestamps"):
         U.decode_segment(head + pack_unit(U.FRAME_PTS, bytes([2, 0, 1])))
 
 
-def test_unknown_motion_kind_is_ignored():
+def test_base_splits_into_units_and_a_damaged_unit_ends_the_base_there():
+    units = [bytes([i]) * 40 for i in range(1, 6)]
+    seg = U.Segment(U.SegmentHeader(0, 0, 5), base=U.BaseLayer((32, 18), units))
+    payloads = U.base_payloads(seg.base, 5, unit_bytes=80)  # a new BASE unit once one holds 80 bytes
+    assert len(payloads) == 3
+    data = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 5, 0, 0])) + b"".join(pack_unit(U.BASE, p) for p in payloads)
+    assert U.decode_segment(data) == seg
+    second = [u for u in iter_units(data) if u.unit_type == U.BASE][1]
+    damaged = bytearray(data)
+    damaged[second.offset + 10] ^= 0xFF
+    back = U.decode_segment(bytes(damaged))
+    assert not back.base.complete and back.base.units == units[:2]  # the frames before the damage
+    with pytest.raises(BitstreamError, match="fails its CRC"):  # any other unit damaged: the segment is corrupt
+        U.decode_segment(bytes(damaged[:5]) + bytes([damaged[5] ^ 1]) + bytes(damaged[6:]))
+
+
+def test_units_of_1x_layers_are_skipped():
     head = pack_unit(U.SEGMENT_HEADER, bytes([0, 0, 1, 0, 0]))
-    assert U.decode_segment(head + pack_unit(U.MOTION, bytes([9, 1, 2, 3]))).motion is None
-    assert U.decode_segment(head + pack_unit(U.MOTION, bytes([1, 1, 1, 1, 0]))).motion is None  # 1.0's unused grid
+    assert U.decode_segment(head + pack_unit(0x06, bytes([2, 0, 2, 0, 0])) + pack_unit(0x05, b"\x01")) \
+        == U.Segment(U.SegmentHeader(0, 0, 1))
 
 
 def test_encoder_rejects_out_of_range():
@@ -187,3 +207,7 @@ def test_encoder_rejects_out_of_range():
         U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2), frame_pts=[0, 0]))
     with pytest.raises(BitstreamError):
         U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2), params=GenerationParams(mode="x")))
+    for base in (U.BaseLayer((33, 18), [b"a", b"b"]), U.BaseLayer((32, 18), [b"a"]),
+                 U.BaseLayer((32, 18), [b"a", b""]), U.BaseLayer((32, 18), [b"a", b"b"], 256)):
+        with pytest.raises(BitstreamError, match="base"):
+            U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2), base=base))
