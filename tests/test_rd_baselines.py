@@ -78,3 +78,72 @@ def test_targets_below_the_floor_share_one_floor_point(clip):
     floor = bl.kbps(bl.encode(svt, clip, FPS, 63).bytes, len(clip), FPS)
     got = bl.crf_search(svt, clip, FPS, [floor / 20, floor / 40, floor / 80])
     assert len(got) == 1 and got[0][2]  # one hollow point, not three near-identical ones
+
+
+@pytest.fixture(scope="module")
+def tiny() -> list[np.ndarray]:
+    """Four frames of a smooth moving pattern, 64x36."""
+    rng = np.random.default_rng(1)
+    big = (cv2.GaussianBlur(rng.random((36, 80, 3)).astype(np.float32), (0, 0), 3) * 900 - 320).clip(0, 255)
+    return [rgb_to_yuv420(np.ascontiguousarray(big[:, 2 * i: 2 * i + 64]).astype(np.uint8)) for i in range(4)]
+
+
+def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of the luma of two 64x36 I420 frames."""
+    mse = float(np.mean((a[:36].astype(float) - b[:36]) ** 2))
+    return 10 * np.log10(255 ** 2 / max(mse, 1e-9))
+
+
+def test_lookup_names_reduced_size_baselines():
+    b = bl.lookup("svtav1@1/4")
+    assert (b.name, b.encoder, b.divisor, b.vbr_below_floor) == ("svtav1@1/4", "libsvtav1", 4, True)
+    assert bl.lookup("x265") is X265 and all(bl.lookup(n).divisor in (2, 4) for n in bl.REDUCED)
+    for bad in ("x266", "x265@2", "x265@1/1", "x265@1/x", "x265@"):
+        with pytest.raises(ValueError, match="NAME@1/k"):
+            bl.lookup(bad)
+
+
+def test_coded_size_is_a_fraction_of_the_picture_rounded_to_even():
+    assert bl.coded_size(bl.lookup("x265@1/2"), 64, 36) == (32, 18)
+    assert bl.coded_size(bl.lookup("x265@1/4"), 64, 36) == (16, 8)  # 9 rounds to an even 8
+    assert bl.coded_size(bl.lookup("x265@1/4"), 1280, 720) == (320, 180)
+    assert bl.coded_size(X265, 64, 36) == (64, 36)
+
+
+def test_resize_keeps_flat_planes_flat():
+    planes = np.full((54, 64), 90, np.uint8)
+    planes[36:] = 160
+    small = bl.resize([planes], 32, 18)[0]
+    assert small.shape == (27, 32) and set(np.unique(small[:18])) == {90} and set(np.unique(small[18:])) == {160}
+    back = bl.resize([small], 64, 36)[0]
+    assert np.array_equal(back, planes)
+
+
+@pytest.mark.parametrize("name", ["x265@1/2", "svtav1@1/4"])
+def test_reduced_baseline_codes_the_small_picture_and_decodes_at_source_size(tiny, name):
+    b = bl.lookup(name)
+    w, h = bl.coded_size(b, 64, 36)
+    got = bl.crf_search(b, tiny, FPS, [30.0, 300.0])
+    assert len(got) >= 1
+    for _, enc, _ in got:
+        coded, _ = bl.decode(b, enc.packets)
+        assert [p.shape for p in coded] == [(h * 3 // 2, w)] * len(tiny)  # the stream holds the small picture
+        full, _ = bl.decode(b, enc.packets, (64, 36))
+        assert [p.shape for p in full] == [(54, 64)] * len(tiny)
+        assert all(np.array_equal(f, u) for f, u in zip(full, bl.resize(coded, 64, 36)))
+        assert all(psnr_y(f, s) > 20 for f, s in zip(full, tiny))  # a blurred copy of the source, not noise
+    best = max(got, key=lambda t: t[1].bytes)[1]
+    assert bl.encode_param(b, tiny, FPS, best.param).bytes == pytest.approx(best.bytes, rel=0.02)  # worker re-run
+
+
+def test_reduced_baseline_spends_less_than_full_size_at_the_same_crf(tiny):
+    full = bl.encode(X265, tiny, FPS, 30)
+    half = bl.encode(X265, bl.shrink(bl.lookup("x265@1/2"), tiny), FPS, 30)
+    assert half.bytes < full.bytes
+
+
+def test_svtav1_keeps_its_crf_floor_on_pictures_too_small_for_vbr(tiny):
+    svt = bl.lookup("svtav1")  # 64x36: SVT-AV1 refuses rate control under 64 px a side
+    floor = bl.kbps(bl.encode(svt, tiny, FPS, 63).bytes, len(tiny), FPS)
+    ((_, enc, is_floor),) = bl.crf_search(svt, tiny, FPS, [floor / 4])
+    assert (enc.param, is_floor) == ("crf=63", True)

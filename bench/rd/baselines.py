@@ -1,8 +1,11 @@
 """Baseline encoders through PyAV (libx264, libx265, libsvtav1; VVC when FFmpeg has libvvenc) with a CRF search that
 hits target bitrates: per target, secant steps on log(rate) over the integer CRF scale (≤ 5 encodes, results cached),
 keeping the CRF whose measured rate is closest. Below the codec's maximum CRF, SVT-AV1 switches to its VBR rate control
-at the target (its CRF 63 keeps a large keyframe; VBR reaches about half that rate); whatever rate is still above the
-target is the codec's floor, kept and flagged.
+at the target (its CRF 63 keeps a large keyframe; VBR reaches about half that rate; SVT-AV1 refuses rate control on
+pictures under 64 px a side); whatever rate is still above the target is the codec's floor, kept and flagged.
+A reduced-size baseline (``x265@1/2``, ``svtav1@1/4``: :func:`lookup`) encodes the picture scaled down to 1/k of its
+width and height (even sizes, swscale bicubic, as ``ffmpeg -vf scale`` does) and its decode is scaled back up to the
+source size (bicubic) before metrics: what a user gets by encoding a smaller picture at a low rate.
 Rate = the elementary stream's bytes (sum of packet sizes, no container; x264's informational SEI dropped, x265's
 info SEI off)."""
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import av
@@ -29,15 +32,55 @@ class Baseline:
     crf_per_halving: float  # CRF steps that roughly halve the rate: the secant search's first slope
     options: tuple[tuple[str, str], ...]
     vbr_below_floor: bool = False  # below max CRF, try the encoder's VBR at the target bitrate
+    vbr_min_side: int = 0  # ... on pictures at least this many pixels a side (smaller ones refuse rate control)
+    divisor: int = 1  # the picture is coded at 1/divisor of the source's width and height
 
 
 BASELINES = (
     Baseline("x264", "libx264", "h264", (0, 51), 6.0, (("preset", "medium"),)),
     Baseline("x265", "libx265", "hevc", (0, 51), 6.0,
              (("preset", "medium"), ("x265-params", "log-level=error:info=0"))),
-    Baseline("svtav1", "libsvtav1", "libdav1d", (1, 63), 8.0, (("preset", "8"),), vbr_below_floor=True),
+    Baseline("svtav1", "libsvtav1", "libdav1d", (1, 63), 8.0, (("preset", "8"),), vbr_below_floor=True,
+             vbr_min_side=64),  # under 64 px: "Adaptive quantization can not be turned OFF when RC ON"
     Baseline("vvc", "libvvenc", "vvc", (0, 63), 6.0, (("preset", "fast"),)),
 )
+
+
+REDUCED = ("x265@1/2", "x265@1/4", "svtav1@1/2", "svtav1@1/4")  # the reduced-size baselines of the default run
+
+
+def lookup(name: str) -> Baseline:
+    """The baseline called ``name``: one of :data:`BASELINES`, or ``NAME@1/k`` for it at 1/k of the picture size."""
+    base, at, scale = name.partition("@")
+    b = next((x for x in BASELINES if x.name == base), None)
+    k = scale[2:] if scale.startswith("1/") else ""
+    if b is None or (at and not (k.isdigit() and int(k) >= 2)):
+        raise ValueError(f"unknown baseline {name!r}: choose from {', '.join(x.name for x in BASELINES)}, "
+                         f"optionally at a reduced size as NAME@1/k (k ≥ 2, e.g. {REDUCED[0]})")
+    return replace(b, name=name, divisor=int(k)) if at else b
+
+
+def coded_size(b: Baseline, width: int, height: int) -> tuple[int, int]:
+    """The size ``b`` codes a ``width``×``height`` picture at: 1/divisor of each side, rounded to an even size."""
+    w, h = (max(2, 2 * round(n / (2 * b.divisor))) for n in (width, height))
+    return w, h
+
+
+def resize(frames: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
+    """I420 planes scaled to ``width``×``height`` with swscale's bicubic filter (``ffmpeg -vf scale``'s default)."""
+    out = []
+    for planes in frames:
+        if planes.shape != (height * 3 // 2, width):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            planes = frame.reformat(width=width, height=height, interpolation="BICUBIC").to_ndarray()
+        out.append(planes)
+    return out
+
+
+def shrink(b: Baseline, frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Source frames at the size ``b`` codes them at (unchanged for a full-size baseline)."""
+    h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
+    return resize(frames, *coded_size(b, w, h))
 
 
 def available(b: Baseline) -> str | None:
@@ -69,7 +112,8 @@ class Encoded:
 
 def encode(b: Baseline, frames: list[np.ndarray], fps: Fraction, crf: int | None = None,
            vbr_kbps: float | None = None) -> Encoded:
-    """One encode at ``crf`` or, with ``vbr_kbps``, in the encoder's VBR mode at that bitrate."""
+    """One encode of ``frames`` (at the coded size: :func:`shrink`) at ``crf`` or, with ``vbr_kbps``, in the
+    encoder's VBR mode at that bitrate."""
     if (crf is None) == (vbr_kbps is None):
         raise ValueError("give either crf or vbr_kbps")
     h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
@@ -96,12 +140,12 @@ def encode(b: Baseline, frames: list[np.ndarray], fps: Fraction, crf: int | None
 
 
 def encode_param(b: Baseline, frames: list[np.ndarray], fps: Fraction, param: str) -> Encoded:
-    """Encode with a run's ``param`` as the report writes it: ``crf=N`` or ``vbr=Xk``."""
+    """Encode source ``frames`` with a run's ``param`` as the report writes it: ``crf=N`` or ``vbr=Xk``."""
     kind, _, value = param.partition("=")
     if kind == "crf":
-        return encode(b, frames, fps, crf=int(value))
+        return encode(b, shrink(b, frames), fps, crf=int(value))
     if kind == "vbr":
-        return encode(b, frames, fps, vbr_kbps=float(value.rstrip("k")))
+        return encode(b, shrink(b, frames), fps, vbr_kbps=float(value.rstrip("k")))
     raise ValueError(f"baseline parameter {param!r}: expected crf=N or vbr=Xk")
 
 
@@ -119,13 +163,16 @@ def strip_h264_sei(packet: bytes) -> bytes:
     return b"".join(kept)
 
 
-def decode(b: Baseline, packets: list[bytes]) -> tuple[list[np.ndarray], float]:
+def decode(b: Baseline, packets: list[bytes], size: tuple[int, int] | None = None) -> tuple[list[np.ndarray], float]:
+    """Decoded I420 planes, scaled (bicubic) to ``size`` (width, height) when given, and the seconds it took."""
     start = time.perf_counter()
     cc = av.CodecContext.create(b.decoder, "r")
     out = []
     for data in packets:
         out += [f.to_ndarray() for f in cc.decode(av.Packet(data))]
     out += [f.to_ndarray() for f in cc.decode(None)]
+    if size is not None and out:
+        out = resize(out, *size)
     return out, time.perf_counter() - start
 
 
@@ -135,7 +182,10 @@ def kbps(nbytes: int, frames: int, fps: Fraction) -> float:
 
 def crf_search(b: Baseline, frames: list[np.ndarray], fps: Fraction, targets_kbps: list[float],
                max_encodes: int = 5) -> list[tuple[float, Encoded, bool]]:
-    """Per target: (target, the closest encode, whether it is the codec's floor). Distinct encodes only."""
+    """Per target: (target, the closest encode, whether it is the codec's floor) for source ``frames`` (scaled to the
+    coded size first). Distinct encodes only."""
+    frames = shrink(b, frames)
+    vbr = b.vbr_below_floor and min(frames[0].shape[1], frames[0].shape[0] * 2 // 3) >= b.vbr_min_side
     cache: dict[int, Encoded] = {}
     lo, hi = b.crf_range
 
@@ -163,7 +213,7 @@ def crf_search(b: Baseline, frames: list[np.ndarray], fps: Fraction, targets_kbp
             crf = nxt
         best = min(cache, key=lambda c: abs(math.log(rate(c) / target)))
         enc, floor = cache[best], best == hi and rate(hi) > target
-        if floor and b.vbr_below_floor:
+        if floor and vbr:
             vbr, got = vbr_search(b, frames, fps, target)
             if got < rate(hi):
                 enc, floor = vbr, got > target * VBR_TOLERANCE

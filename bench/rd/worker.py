@@ -36,11 +36,11 @@ def main(argv: list[str]) -> int:
 
     video = read_video(clip)
     if kind == "baseline":
-        from .baselines import BASELINES, decode, encode_param
+        from .baselines import decode, encode_param, lookup
 
-        b = next(x for x in BASELINES if x.name == name)
+        b = lookup(name)
         enc = encode_param(b, video.frames, video.fps, param)
-        _, dec_s = decode(b, enc.packets)
+        _, dec_s = decode(b, enc.packets, (video.width, video.height))
         result = {"encode_s": enc.encode_s, "decode_s": dec_s, "bytes": enc.bytes}
     else:
         from .profile import run
