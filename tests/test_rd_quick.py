@@ -5,6 +5,7 @@ import json
 from fractions import Fraction
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -61,6 +62,8 @@ def test_baselines_numbers_are_present_and_sane(report):
                 assert best["kbps"] > 2 * worst["kbps"] and best["metrics"]["vmaf"] > worst["metrics"]["vmaf"] + 5
         crop = result["crop"]
         assert crop["shared_kbps"] > 0 and {p["codec"] for p in crop["points"]} >= {"x264", "x265", "svtav1"}
+    for codec in REDUCED:
+        assert data["average"][codec] and data["speed"][codec]["isolated_run"]["peak_rss_mb"] > 10
     for codec in ("x264", "x265", "svtav1"):
         speed = data["speed"][codec]
         assert speed["encode_fps"] > 0 and speed["decode_fps"] > 0
@@ -74,6 +77,33 @@ def test_baselines_numbers_are_present_and_sane(report):
     for png in data["files"]["rd"] + data["files"]["crops"]:
         assert cv2.imread(str(out / png)) is not None, png
     assert "rd_average.png" in data["files"]["rd"] and len(data["files"]["crops"]) == 2
+
+
+REDUCED = ("x265@1/2", "x265@1/4", "svtav1@1/2", "svtav1@1/4")
+
+
+def test_reduced_baselines_are_measured_at_the_source_size(report):
+    _, data = report
+    clips = {c["name"]: c for c in data["corpus"]}
+    for name, result in data["clips"].items():
+        for codec in REDUCED:
+            assert result["runs"][codec], (name, codec)
+            for run in result["runs"][codec]:
+                _sane_run(run, clips[name])
+        assert {p["codec"] for p in result["crop"]["points"]} >= set(REDUCED)
+
+
+def test_the_envelope_is_above_every_baseline_point(report):
+    out, data = report
+    for result in data["clips"].values():
+        for metric in ("ms_ssim", "vmaf", "psnr_y"):
+            env = result["envelope"][metric]
+            rates, qs = np.log([p["rate"] for p in env]), [p["quality"] for p in env]
+            assert np.all(np.diff(qs) > 0)
+            for codec, runs in result["runs"].items():
+                if codec != "lite":
+                    assert all(r["metrics"][metric] <= np.interp(np.log(r["kbps"]), rates, qs) + 1e-9 for r in runs)
+    assert "## The envelope" in (out / "index.md").read_text()
 
 
 def test_profile_under_test_numbers_are_present_and_sane(report):
@@ -95,7 +125,13 @@ def test_profile_under_test_numbers_are_present_and_sane(report):
             sum(100 * (k / row["target_kbps"] - 1) for k in row["per_clip"].values()) / len(clips))
         assert set(row["per_clip"]) == set(clips)
     assert data["frozen"]["lite"]["moving"] > 0
-    for base in ("x264", "x265", "svtav1"):
+    for metric in ("ms_ssim", "vmaf"):
+        v = data["compare"]["lite"]["envelope"][metric]
+        assert list(data["compare"]["lite"])[0] == "envelope" and set(v["per_clip"]) == set(clips)
+        for c in v["per_clip"].values():
+            at = c["at_profile_points"]
+            assert at["points"] + at["outside"] == c["test_points"] and len(at["pairs"]) == at["points"]
+    for base in ("x264", "x265", "svtav1", *REDUCED):
         for metric in ("ms_ssim", "vmaf"):
             v = data["compare"]["lite"][base][metric]
             assert set(v["per_clip"]) == set(clips)

@@ -1,5 +1,6 @@
 """``python -m m3cvcav bench rd``: rate-distortion, speed and memory of the profiles under test against x264, x265,
-SVT-AV1 (and VVC when installed) on the evaluation corpus; writes ``report/index.md``, PNGs and ``results.json``."""
+SVT-AV1 (and VVC when installed), x265 and SVT-AV1 at 1/2 and 1/4 of the picture size, and the envelope of them all
+on the evaluation corpus; writes ``report/index.md``, PNGs and ``results.json``."""
 from __future__ import annotations
 
 import argparse
@@ -9,11 +10,16 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from m3cvcav.core.errors import UsageError
 
+if TYPE_CHECKING:
+    from .baselines import Baseline
+
 DEFAULT_KBPS = (2, 5, 10, 20, 50, 100, 200, 500)
 QUICK_KBPS = (5, 20, 100)
+DEFAULT_BASELINES = "x264,x265,svtav1,vvc,x265@1/2,x265@1/4,svtav1@1/2,svtav1@1/4"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="use at most this many frames of each --corpus video")
     p.add_argument("--out", type=Path, default=Path("report"), help="report folder (default: report/)")
     p.add_argument("--profiles", default="lite", help="profiles under test, comma separated; '' for none")
-    p.add_argument("--baselines", default="x264,x265,svtav1,vvc", help="baselines, comma separated")
+    p.add_argument("--baselines", default=DEFAULT_BASELINES,
+                   help="baselines, comma separated; NAME@1/k codes 1/k of the picture size and scales the decode back "
+                        f"up (default {DEFAULT_BASELINES})")
     p.add_argument("--kbps", help="the rate ladder in kbps, comma separated: the profiles' -b:v targets and the "
                                   "baselines' targets (default 2,5,10,20,50,100,200,500; --quick 5,20,100)")
     p.add_argument("--bpp", help="the rate ladder in bits per pixel instead (scaled to each clip's size and fps)")
@@ -91,18 +99,12 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     targets = _ladder(args)
     labels = [t.label for t in targets]
-    known = {b.name: b for b in bl.BASELINES}
-    wanted = [x.strip() for x in args.baselines.split(",") if x.strip()]
-    bad = [x for x in wanted if x not in known]
-    if bad:
-        raise UsageError(f"--baselines: unknown {', '.join(bad)}; choose from {', '.join(known)}")
     codecs_info, baselines = {}, []
-    for name in wanted:
-        why = bl.available(known[name])
-        codecs_info[name] = f"absent: {why}" if why else (
-            f"{known[name].encoder} ({dict(known[name].options)}), decoded with {known[name].decoder}")
+    for b in _baselines(args.baselines):
+        why = bl.available(b)
+        codecs_info[b.name] = f"absent: {why}" if why else _describe(b)
         if not why:
-            baselines.append(known[name])
+            baselines.append(b)
     profiles = [x.strip() for x in args.profiles.split(",") if x.strip()]
     missing = api_missing() if profiles else None
     qs = None if missing else _rate_points(args.q, profiles)
@@ -130,11 +132,12 @@ def main(argv: list[str]) -> int:
     results = [ev.evaluate_clip(folder, c, baselines, profiles, targets, avail, sample, qs, log) for c in clips]
     averaged = ev.average_curves(results, labels)
     unit = targets[0].unit
-    compared = ev.comparisons(results, profiles, [b.name for b in baselines], averaged, unit)
+    avg_envelope = ev.average_envelope(averaged, [b.name for b in baselines], unit)
+    compared = ev.comparisons(results, profiles, [b.name for b in baselines], averaged, unit, avg_envelope)
     rss = {} if args.no_isolated else _isolated(results, folder, baselines, profiles, labels, measure)
     speed = ev.speed_table(results, rss)
     args.out.mkdir(parents=True, exist_ok=True)
-    files = report.draw(results, averaged, profiles, args.out, unit)
+    files = report.draw(results, averaged, profiles, args.out, unit, avg_envelope)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, "
                        f"Python {platform.python_version()}",
@@ -145,7 +148,7 @@ def main(argv: list[str]) -> int:
             "metrics_not_computed": avail.not_computed, "codecs": codecs_info, "method": METHOD}
     closest = ev.closest_points(averaged, profiles, [b.name for b in baselines])
     data = report.to_json(meta, results, averaged, compared, closest, speed, files, ev.rate_accuracy(results),
-                          ev.frozen_table(results))
+                          ev.frozen_table(results), avg_envelope)
     data["meta"]["seconds"] = time.perf_counter() - started
     report.write(args.out, data)
     if args.json:
@@ -167,6 +170,18 @@ METHOD = [
     "rate kept). Below SVT-AV1's CRF 63 rate, its VBR mode is run at the rung's bitrate (it gets about half as low). "
     "A point still more than 15% above its rung (max CRF or VBR) is the codec's floor: kept and marked (hollow "
     "markers, 'floor' in tables). Duplicate encodes are kept once.",
+    "Reduced-size baselines (`x265@1/2`, `svtav1@1/4`, ...): the source scaled down to 1/2 or 1/4 of its width and "
+    "height (rounded to even sizes; swscale bicubic, ffmpeg's default), steered to the same rungs by the same CRF "
+    "search, decoded and scaled back up to the source size (swscale bicubic) before every metric; decode times include "
+    "the upscale. At low rates a user would often pick a smaller picture over a full-size one.",
+    "The envelope: per clip and metric, at each rate the best quality of any baseline at any size: each baseline's "
+    "points joined linearly in log rate, the pointwise best over the baselines that reach that rate, sampled at "
+    "every baseline point and where the best baseline changes, then made increasing (a point no better than one at a "
+    "lower rate is dropped: a bigger budget can always spend less). Where a baseline's curve starts or ends between two "
+    "envelope points, the straight line between them can only overstate what the baselines reach. On the averaged "
+    "curve: the envelope of the baselines' averaged curves. Each profile is compared with it like with a baseline "
+    "(BD-rate and equal-rate rules below), and at each profile point inside its rate range: the profile's quality "
+    "minus the envelope's at that rate.",
     "Presets: x264 medium, x265 medium, SVT-AV1 preset 8; one keyframe per clip (clips are shorter than the default "
     "GOP). x264's informational SEI (version + option string, ~700 bytes) is stripped from its stream and x265 runs "
     "with info=0: decoders do not need them and at these rates they would dominate a 2 s clip.",
@@ -193,6 +208,25 @@ METHOD = [
     "Speed: encode/decode fps and × real time summed over every run of the sweep (in process, wall clock); peak RSS "
     "from one isolated process per codec (read the clip, encode, decode) at the middle rung on the first clip.",
 ]
+
+
+def _baselines(text: str) -> list[Baseline]:
+    """The --baselines list, each through :func:`baselines.lookup`."""
+    from . import baselines as bl
+
+    try:
+        return [bl.lookup(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--baselines: {exc}") from exc
+
+
+def _describe(b: Baseline) -> str:
+    """What the report says a baseline is."""
+    text = f"{b.encoder} ({dict(b.options)}), decoded with {b.decoder}"
+    if b.divisor > 1:
+        text += (f"; coded at 1/{b.divisor} of the width and height (even sizes, swscale bicubic down), the decode "
+                 "scaled back up to the source size (bicubic) before metrics")
+    return text
 
 
 def _smoke(profile: str, folder, clip) -> str | None:
@@ -234,8 +268,16 @@ def _print(data: dict, out: Path) -> None:
     print("\n".join(report.average_table(data)))
     print()
     if data["compare"]:
-        print("Headlines: each profile against each baseline (rules in the report's Method):")
+        print("Headlines: each profile against the envelope (best baseline at each rate) and each baseline "
+              "(rules in the report's Method):")
         print("\n".join(report.headline_lines(data)))
+        print()
+        print("MS-SSIM at equal rate minus the envelope's, per clip (at the profile's points):")
+        print("\n".join(report.envelope_gap_lines(data)))
+        print()
+    if data["envelope"]:
+        print("The envelope on the averaged curves (best baseline: rate range, quality range):")
+        print("\n".join(report.envelope_lines(data)))
         print()
     if data["closest"]:
         print("Nearest points in rate (averaged; profile / baseline):")

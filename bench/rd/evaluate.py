@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from . import baselines as bl
@@ -13,6 +14,7 @@ from . import metrics as mt
 from . import profile as pf
 from .colour import yuv420_to_rgb
 from .corpus import Clip, clip_path
+from .envelope import envelopes, gap
 from .video import read_video
 
 
@@ -84,6 +86,7 @@ class ClipResult:
     rate_accuracy: dict[str, list[dict]] = field(default_factory=dict)  # profile → one row per -b:v target
     crop_kbps: float | None = None  # the shared rate of the crops
     crops: list[CropPoint] = field(default_factory=list)
+    envelope: dict[str, list[dict]] = field(default_factory=dict)  # metric → the baselines' envelope (kbps)
 
 
 def _rate(nbytes: int, frames: int, fps: Fraction, w: int, h: int) -> tuple[float, float]:
@@ -94,8 +97,9 @@ def _rate(nbytes: int, frames: int, fps: Fraction, w: int, h: int) -> tuple[floa
 def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profiles: list[str], targets: list[Target],
                   avail: mt.Availability, sample: int | None = None, qs: list[int] | None = None,
                   log=print) -> ClipResult:
-    """Every baseline over the ladder by CRF search (VBR below SVT-AV1's floor); every profile at each ladder rung as a
-    ``-b:v`` target, or at the rate points ``qs`` when given."""
+    """Every baseline over the ladder by CRF search (VBR below SVT-AV1's floor), decoded at the source size; every
+    profile at each ladder rung as a ``-b:v`` target, or at the rate points ``qs`` when given; the baselines'
+    envelope."""
     path = clip_path(folder, clip)
     video = read_video(path, clip.colour_spec())
     w, h, n, fps = video.width, video.height, len(video.frames), video.fps
@@ -103,11 +107,12 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
     result = ClipResult(clip, ref.warp_err, ref.rgb[n // 2], ref.sample)
     rates = {t.label: t.kbps(w, h, fps) for t in targets}
     for b in baselines:
-        runs = []
-        for _, enc, floor in bl.crf_search(b, video.frames, fps, list(rates.values())):
-            planes, dec_s = bl.decode(b, enc.packets)
-            runs.append(_run(b.name, enc.param, enc.bytes, floor, enc.encode_s, dec_s, planes, ref, avail, fps, w, h))
-        _assign_targets(runs, rates)
+        try:
+            runs = _baseline_runs(b, video, rates, ref, avail)
+        except av.error.FFmpegError as exc:  # e.g. a picture too small for the encoder at a reduced size
+            result.failures[b.name] = f"{type(exc).__name__}: {exc}"
+            log(f"  {clip.name} {b.name} failed: {result.failures[b.name]}")
+            continue
         result.runs[b.name] = runs
         log(f"  {clip.name} {b.name}: " + ", ".join(f"{r.param} {r.kbps:.1f} kbps" for r in runs))
     for name in profiles:
@@ -140,7 +145,20 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
         result.runs[name] = runs
         log(f"  {clip.name} {name}: " + ", ".join(f"{r.param} {r.kbps:.1f} kbps" for r in runs))
     _matched_crops(result, baselines, profiles, video)
+    result.envelope = envelopes({b.name: [(x.kbps, x.mean()) for x in result.runs.get(b.name, [])] for b in baselines})
     return result
+
+
+def _baseline_runs(b: bl.Baseline, video, rates: dict[str, float], ref: mt.Reference,
+                   avail: mt.Availability) -> list[Run]:
+    """``b`` steered to every rung, each encode decoded at the source size and measured."""
+    w, h, fps = video.width, video.height, video.fps
+    runs = []
+    for _, enc, floor in bl.crf_search(b, video.frames, fps, list(rates.values())):
+        planes, dec_s = bl.decode(b, enc.packets, (w, h))
+        runs.append(_run(b.name, enc.param, enc.bytes, floor, enc.encode_s, dec_s, planes, ref, avail, fps, w, h))
+    _assign_targets(runs, rates)
+    return runs
 
 
 def _matched_crops(result: ClipResult, baselines: list[bl.Baseline], profiles: list[str], video) -> None:
@@ -156,8 +174,10 @@ def _matched_crops(result: ClipResult, baselines: list[bl.Baseline], profiles: l
     result.crop_kbps = shared
     n = len(video.frames)
     for b in baselines:
+        if not result.runs.get(b.name):
+            continue
         (_, enc, floor), = bl.crf_search(b, video.frames, video.fps, [shared])
-        planes, _ = bl.decode(b, enc.packets)
+        planes, _ = bl.decode(b, enc.packets, (video.width, video.height))
         kbps, _ = _rate(enc.bytes, n, video.fps, video.width, video.height)
         result.crops.append(CropPoint(b.name, enc.param, kbps, floor, yuv420_to_rgb(planes[n // 2], video.colour)))
     for name in profiles:
@@ -217,32 +237,66 @@ def _codecs(results: list[ClipResult]) -> list[str]:
     return list(seen)
 
 
-def comparisons(results: list[ClipResult], profiles: list[str], baselines: list[str], averaged: dict,
-                avg_unit: str) -> dict:
-    """Each profile against each baseline, per metric: per clip (kbps) and on the averaged curve (``avg_unit``), with
-    the overlap rules of :func:`bdrate.compare`, and the aggregate over clips (:func:`headline`)."""
+ENVELOPE = "envelope"  # the baselines' envelope, as an anchor in the comparisons
+
+
+def average_envelope(averaged: dict, baselines: list[str], unit: str) -> dict[str, list[dict]]:
+    """Per metric: the envelope of the baselines' averaged curves (rates in ``unit``)."""
+    return envelopes({b: [(row[unit], row["metrics"]) for row in averaged.get(b, [])] for b in baselines})
+
+
+def _run_points(runs: list[Run], metric: str) -> list[tuple[float, float]]:
+    return [(x.kbps, x.mean()[metric]) for x in runs if metric in x.per_frame]
+
+
+def _row_points(rows: list[dict], metric: str, unit: str) -> list[tuple[float, float]]:
+    return [(p[unit], p["metrics"][metric]) for p in rows if metric in p["metrics"]]
+
+
+def _env_points(env: dict[str, list[dict]], metric: str) -> list[tuple[float, float]]:
+    return [(p["rate"], p["quality"]) for p in env.get(metric, [])]
+
+
+def _compare(a: list[tuple[float, float]], t: list[tuple[float, float]], higher: bool, unit: str = "kbps",
+             envelope: bool = False) -> dict | None:
+    """:func:`bdrate.compare` of ``t`` against ``a`` (None when a curve is empty); against the envelope also its
+    :func:`envelope.gap` at the profile's points (``at_profile_points``)."""
     from .bdrate import compare
 
+    if not (a and t):
+        return None
+    out = compare(a, t, higher, unit)
+    if envelope:
+        out["at_profile_points"] = gap(a, t)
+    return out
+
+
+def comparisons(results: list[ClipResult], profiles: list[str], baselines: list[str], averaged: dict,
+                avg_unit: str, avg_envelope: dict[str, list[dict]]) -> dict:
+    """Each profile against the baselines' envelope (``envelope``, first) and against each baseline, per metric: per
+    clip (kbps) and on the averaged curve (``avg_unit``), with the overlap rules of :func:`bdrate.compare`, and the
+    aggregate over clips (:func:`headline`)."""
     out: dict = {}
     for prof in profiles:
-        for base in baselines:
+        for base in (ENVELOPE, *baselines):
+            env = base == ENVELOPE
             for metric, higher in mt.HIGHER_IS_BETTER.items():
                 if metric in mt.REFERENCE_RELATIVE:
                     continue
                 per_clip = {}
                 for r in results:
-                    a = [(x.kbps, x.mean()[metric]) for x in r.runs.get(base, []) if metric in x.per_frame]
-                    t = [(x.kbps, x.mean()[metric]) for x in r.runs.get(prof, []) if metric in x.per_frame]
-                    if a and t:
-                        per_clip[r.clip.name] = compare(a, t, higher)
+                    a = _env_points(r.envelope, metric) if env else _run_points(r.runs.get(base, []), metric)
+                    c = _compare(a, _run_points(r.runs.get(prof, []), metric), higher, envelope=env)
+                    if c is not None:
+                        per_clip[r.clip.name] = c
                 if not per_clip:
                     continue
-                x = "kbps" if avg_unit == "kbps" else "bpp"
-                avg_a = [(p[x], p["metrics"][metric]) for p in averaged.get(base, []) if metric in p["metrics"]]
-                avg_t = [(p[x], p["metrics"][metric]) for p in averaged.get(prof, []) if metric in p["metrics"]]
+                avg_a = (_env_points(avg_envelope, metric) if env else
+                         _row_points(averaged.get(base, []), metric, avg_unit))
+                avg_t = _row_points(averaged.get(prof, []), metric, avg_unit)
                 out.setdefault(prof, {}).setdefault(base, {})[metric] = {
                     "summary": headline(per_clip, len(results)), "per_clip": per_clip,
-                    "on_average_curve": compare(avg_a, avg_t, higher, avg_unit) if avg_a and avg_t else None}
+                    "on_average_curve": _compare(avg_a, avg_t, higher, avg_unit, env)}
     return out
 
 

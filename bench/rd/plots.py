@@ -23,11 +23,20 @@ STYLES = {"lite": ("#d62728", "o"), "m3cvc": ("#ff7f0e", "P"), "x264": ("#1f77b4
 _SPARE = (("#e377c2", "X"), ("#7f7f7f", "h"), ("#bcbd22", "*"), ("#17becf", "p"))
 
 
+LINES = {"": "-", "@1/2": "--", "@1/4": ":"}  # line style by picture size (NAME, NAME@1/2, NAME@1/4)
+
+
 def style(codec: str) -> tuple[str, str]:
-    """The codec's (colour, marker), the same in every figure of every run."""
-    if codec in STYLES:
-        return STYLES[codec]
-    return _SPARE[sum(map(ord, codec)) % len(_SPARE)]
+    """The codec's (colour, marker), the same in every figure of every run; ``NAME@1/k`` (a reduced-size baseline)
+    takes NAME's (its line style tells them apart: :func:`line_style`)."""
+    base = codec.partition("@")[0]
+    return STYLES.get(base) or _SPARE[sum(map(ord, base)) % len(_SPARE)]
+
+
+def line_style(codec: str) -> str:
+    """Solid at full size; dashed at 1/2, dotted at 1/4, dash-dot at other reduced sizes."""
+    at, scale = codec.partition("@")[1:]
+    return LINES.get(at + scale, "-.")
 
 
 def _save(fig, path: Path) -> None:
@@ -51,11 +60,16 @@ def _log_rate_axis(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+ENVELOPE_STYLE = {"color": "black", "lw": 5, "alpha": 0.15, "solid_capstyle": "round"}
+
+
 def rd_figure(curves: dict[str, list[tuple[float, dict[str, float], bool]]], title: str, xlabel: str,
-              path: Path, source: dict[str, float] | None = None) -> None:
+              path: Path, source: dict[str, float] | None = None,
+              envelope: dict[str, list[tuple[float, float]]] | None = None) -> None:
     """One panel per metric on a log-rate axis; ``curves``: codec → [(rate, metrics, floor)]. Floor points (a
     baseline still above its target at its lowest setting) are drawn hollow; ``source``: metric → the source's own
-    value, drawn as a dashed line (for metrics like warp_err that an output can beat by blurring or freezing)."""
+    value, drawn as a dashed line (for metrics like warp_err that an output can beat by blurring or freezing);
+    ``envelope``: metric → the baselines' envelope [(rate, quality)], drawn as a broad grey band under the curves."""
     from matplotlib.lines import Line2D
 
     metrics = [m for m in PANEL_ORDER if any(m in p[1] for pts in curves.values() for p in pts)]
@@ -63,12 +77,14 @@ def rd_figure(curves: dict[str, list[tuple[float, dict[str, float], bool]]], tit
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.1 * rows + 0.6), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
+        if envelope and envelope.get(metric):
+            ax.plot(*zip(*envelope[metric]), "-", **ENVELOPE_STYLE)
         for codec, pts in curves.items():
             pts = sorted((p for p in pts if metric in p[1]), key=lambda p: p[0])
             if not pts:
                 continue
             colour, marker = style(codec)
-            ax.plot([p[0] for p in pts], [p[1][metric] for p in pts], "-", color=colour, lw=1.3)
+            ax.plot([p[0] for p in pts], [p[1][metric] for p in pts], line_style(codec), color=colour, lw=1.3)
             for rate, vals, floor in pts:
                 ax.plot([rate], [vals[metric]], marker, color=colour, mfc="white" if floor else colour,
                         markersize=7 if floor else 5, mew=1.3)
@@ -80,13 +96,17 @@ def rd_figure(curves: dict[str, list[tuple[float, dict[str, float], bool]]], tit
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    handles = [Line2D([], [], color=style(c)[0], marker=style(c)[1], label=c) for c in curves]
+    handles = [Line2D([], [], color=style(c)[0], marker=style(c)[1], ls=line_style(c), label=c) for c in curves]
+    if envelope:
+        handles.append(Line2D([], [], **ENVELOPE_STYLE, label="envelope (best baseline)"))
     handles.append(Line2D([], [], color="grey", marker="o", mfc="white", ls="", label="floor (cannot go lower)"))
     if source and any(m in source for m in metrics):
         handles.append(Line2D([], [], color="black", ls="--", label="source's own value"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    ncol = min(len(handles), 6)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    legend_in = 0.3 + 0.3 * math.ceil(len(handles) / ncol)  # inches under the panels for the legend
+    fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
     _save(fig, path)
 
 

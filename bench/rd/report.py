@@ -23,15 +23,20 @@ def _fmt(v, digits: int = 3) -> str:
     return str(v)
 
 
-def draw(results: list[ClipResult], averaged: dict, profiles: list[str], out: Path,
-         unit: str = "kbps") -> dict[str, list[str]]:
-    """RD PNGs per clip and averaged, and crops per clip; returns the file names by kind."""
+def _env_curves(envelope: dict[str, list[dict]]) -> dict[str, list[tuple[float, float]]]:
+    return {m: [(p["rate"], p["quality"]) for p in pts] for m, pts in envelope.items()}
+
+
+def draw(results: list[ClipResult], averaged: dict, profiles: list[str], out: Path, unit: str,
+         avg_envelope: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """RD PNGs per clip and averaged (with the baselines' envelope), and crops per clip; returns the file names by
+    kind."""
     files: dict[str, list[str]] = {"rd": [], "crops": []}
     for r in results:
         curves = {c: [(x.kbps, x.mean(), x.floor) for x in runs] for c, runs in r.runs.items() if runs}
         name = f"rd_{r.clip.name}.png"
         plots.rd_figure(curves, f"{r.clip.name} ({r.clip.width}x{r.clip.height}, {r.clip.frames} frames)", "kbps",
-                        out / name, {"warp_err": r.source_warp_err})
+                        out / name, {"warp_err": r.source_warp_err}, _env_curves(r.envelope))
         files["rd"].append(name)
         crop = crop_panels(r)
         if crop:
@@ -43,7 +48,8 @@ def draw(results: list[ClipResult], averaged: dict, profiles: list[str], out: Pa
     if curves and results:
         source = {"warp_err": sum(r.source_warp_err for r in results) / len(results)}
         title = (f"mean over {len(results)} clips per rung of the ladder (hollow: a floor on at least one clip)")
-        plots.rd_figure(curves, title, "kbps" if unit == "kbps" else "bits per pixel", out / "rd_average.png", source)
+        plots.rd_figure(curves, title, "kbps" if unit == "kbps" else "bits per pixel", out / "rd_average.png", source,
+                        _env_curves(avg_envelope))
         files["rd"].insert(0, "rd_average.png")
     return files
 
@@ -67,14 +73,15 @@ def crop_panels(r: ClipResult) -> list[tuple[str, "object"]]:
 
 
 def to_json(meta: dict, results: list[ClipResult], averaged: dict, compared: dict, closest: list, speed: dict,
-            files: dict, rate_acc: dict, frozen: dict) -> dict:
+            files: dict, rate_acc: dict, frozen: dict, avg_envelope: dict[str, list[dict]]) -> dict:
     return {"meta": meta, "corpus": [asdict(r.clip) for r in results], "files": files, "closest": closest,
             "clips": {r.clip.name: {"source_warp_err": r.source_warp_err, "sampled_frames": r.sample,
-                                    "failures": r.failures, "rate_accuracy": r.rate_accuracy,
+                                    "failures": r.failures, "rate_accuracy": r.rate_accuracy, "envelope": r.envelope,
                                     "crop": {"shared_kbps": r.crop_kbps, "points": [c.to_json() for c in r.crops]},
                                     "runs": {c: [x.to_json() for x in runs] for c, runs in r.runs.items()}}
                       for r in results},
-            "average": averaged, "compare": compared, "rate_accuracy": rate_acc, "frozen": frozen, "speed": speed}
+            "average": averaged, "envelope": avg_envelope, "compare": compared, "rate_accuracy": rate_acc,
+            "frozen": frozen, "speed": speed}
 
 
 def write(out: Path, data: dict) -> None:
@@ -138,6 +145,56 @@ def headline_lines(data: dict, metrics: tuple[str, ...] = ("ms_ssim", "vmaf", "v
                 if metric in by_metric:
                     fig, ev = _evidence(by_metric[metric]["summary"], by_metric[metric]["per_clip"])
                     lines.append(f"| {prof} | {base} | {metric} | {fig} | {ev} |")
+    return lines
+
+
+def _segments(points: list[dict]) -> list[dict]:
+    """Consecutive envelope points from the same baseline, merged into one stretch that runs to the next stretch's
+    first point: [{"from", "rates", "qualities"}]."""
+    out: list[dict] = []
+    for p in points:
+        if out:
+            out[-1]["rates"][1], out[-1]["qualities"][1] = p["rate"], p["quality"]
+        if not out or out[-1]["from"] != p["from"]:
+            out.append({"from": p["from"], "rates": [p["rate"]] * 2, "qualities": [p["quality"]] * 2})
+    return out
+
+
+def envelope_lines(data: dict, metrics: tuple[str, ...] = ("ms_ssim", "vmaf", "psnr_y")) -> list[str]:
+    """Which baseline the averaged envelope comes from, over which rates, per metric."""
+    unit = data["meta"]["ladder_unit"]
+    lines = [f"| metric | best baseline: {unit} range (quality range) |", "|---|---|"]
+    for metric in metrics:
+        if metric in data["envelope"]:
+            segs = [f"{s['from']} {_fmt(s['rates'][0], 1)}–{_fmt(s['rates'][1], 1)} "
+                    f"({_fmt(s['qualities'][0])}–{_fmt(s['qualities'][1])})"
+                    for s in _segments(data["envelope"][metric])]
+            lines.append(f"| {metric} | {'; '.join(segs)} |")
+    return lines
+
+
+def _gap_cell(g: dict | None, digits: int) -> tuple[str, str]:
+    if not g or not g["points"]:
+        return "–", f"no point inside the envelope's rate range ({g['outside'] if g else 0} outside)"
+    pts = ", ".join(f"{_fmt(p['rate'], 1)}: {p['diff']:+.{digits}f}" for p in g["pairs"])
+    out = f"; {g['outside']} outside its rate range" if g["outside"] else ""
+    return f"{g['mean_diff']:+.{digits}f}", f"{g['points']} points ({pts}){out}"
+
+
+def envelope_gap_lines(data: dict, metric: str = "ms_ssim", digits: int = 4) -> list[str]:
+    """Per profile and clip (and on the averaged curve): the profile's ``metric`` minus the envelope's at the same rate,
+    at each profile point inside the envelope's rate range, and the mean."""
+    lines = [f"| profile | clip | Δ {metric} at equal rate (mean) | at each profile point (rate: Δ) |",
+             "|---|---|---|---|"]
+    for prof, by_base in data["compare"].items():
+        v = by_base.get("envelope", {}).get(metric)
+        if not v:
+            continue
+        rows = [(clip, c.get("at_profile_points")) for clip, c in v["per_clip"].items()]
+        rows.append(("averaged curve", (v["on_average_curve"] or {}).get("at_profile_points")))
+        for clip, g in rows:
+            mean, detail = _gap_cell(g, digits)
+            lines.append(f"| {prof} | {clip} | {mean} | {detail} |")
     return lines
 
 
@@ -220,8 +277,16 @@ def markdown(data: dict) -> str:
            + (f" ({meta['ladder_unit']})" if meta["ladder_unit"] == "bpp" else "")
            + f"; took {meta['seconds']:.0f} s.", ""]
     if data["compare"]:
-        out += ["## Headlines", "", "Each profile against each baseline, with the evidence behind each figure (rules "
-                "in Method; every metric and clip in *Comparisons* below).", ""] + headline_lines(data) + [""]
+        out += ["## Headlines", "", "Each profile against the envelope (at each rate the best of every baseline at "
+                "every picture size) and against each baseline, with the evidence behind each figure (rules in Method; "
+                "every metric and clip in *Comparisons* below).", ""] + headline_lines(data) + [""]
+        out += ["## MS-SSIM at equal rate minus the envelope's", "", "At each point of the profile inside the "
+                "envelope's rate range, the profile's MS-SSIM minus the envelope's at the same rate (linear in log "
+                "rate); positive: better than anything a user could pick among the baselines.", ""]
+        out += envelope_gap_lines(data) + [""]
+    if data["envelope"]:
+        out += ["## The envelope", "", "Which baseline is best where, on the averaged curves (the per-clip envelopes "
+                "are in `results.json`, `clips.<clip>.envelope`).", ""] + envelope_lines(data) + [""]
     out += ["## Method", ""] + [f"- {line}" for line in meta["method"]] + ["", "## Corpus", "",
             "| clip | size | frames | fps | source | license | colour | sha256 | note |", "|---" * 9 + "|"]
     for c in data["corpus"]:
