@@ -318,8 +318,9 @@ def markdown(data: dict) -> str:
                 "Where the curves do not overlap, this is the measured distance between them.", ""]
         out += closest_lines(data)
     out += ["", "## Speed and memory", ""] + speed_lines(data)
-    out += ["", "## Plots", "", "One colour and marker per codec in every figure; log-rate axis; hollow markers: a "
-            "baseline's floor; dashed: the source's own warp error.", ""]
+    out += ["", "## Plots", "", "One colour and marker per codec in every figure (a reduced-size baseline: its "
+            "codec's, on a dashed line at 1/2, dotted at 1/4); log-rate axis; broad grey band: the envelope; hollow "
+            "markers: a baseline's floor; dashed black: the source's own warp error.", ""]
     out += [f"![{f}]({f})" for f in data["files"]["rd"]]
     out += ["", "## Crops at matched rates (middle frame, centre crop)", "",
             "Each codec's point nearest one shared rate, labelled with its real kbps and its distance from that rate; "
