@@ -46,9 +46,6 @@ BASELINES = (
 )
 
 
-REDUCED = ("x265@1/2", "x265@1/4", "svtav1@1/2", "svtav1@1/4")  # the reduced-size baselines of the default run
-
-
 def lookup(name: str) -> Baseline:
     """The baseline called ``name``: one of :data:`BASELINES`, or ``NAME@1/k`` for it at 1/k of the picture size."""
     base, at, scale = name.partition("@")
@@ -56,7 +53,7 @@ def lookup(name: str) -> Baseline:
     k = scale[2:] if scale.startswith("1/") else ""
     if b is None or (at and not (k.isdigit() and int(k) >= 2)):
         raise ValueError(f"unknown baseline {name!r}: choose from {', '.join(x.name for x in BASELINES)}, "
-                         f"optionally at a reduced size as NAME@1/k (k ≥ 2, e.g. {REDUCED[0]})")
+                         "optionally at a reduced size as NAME@1/k (k ≥ 2, e.g. x265@1/2)")
     return replace(b, name=name, divisor=int(k)) if at else b
 
 
