@@ -74,6 +74,26 @@ def output_format(dst: str, format: str | None) -> str:
     return name
 
 
+# Largest CRF of encoders whose range is narrower than the option table's 0..63 (x264/x265 take 0..51).
+CRF_MAX = {"libx264": 51, "libx264rgb": 51, "libx265": 51}
+
+
+def check_encoder(codec: str, crf: float | None) -> None:
+    """A UsageError, before anything is written, for a name FFmpeg has no video encoder by, or a CRF the encoder
+    does not take."""
+    try:
+        found = av.Codec(codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise UsageError(f"-c:v {codec}: FFmpeg (through PyAV) has no encoder of that name; list them with "
+                         "`ffmpeg -encoders` (e.g. libx264, libvpx-vp9, ffv1)") from None
+    if found.type != "video":
+        raise UsageError(f"-c:v {codec}: {found.name} is an {found.type} encoder; give a video encoder "
+                         "(e.g. libx264) or set the audio with -c:a")
+    top = CRF_MAX.get(found.name)
+    if crf is not None and top is not None and crf > top:
+        raise UsageError(f"-crf {crf:g}: {found.name} takes a CRF from 0 to {top}")
+
+
 class Sink(Node):
     """Encodes frames into ``dst`` (``process``/``write``); ``close()`` finishes and renames, ``abort()`` removes what
     was written."""
@@ -85,7 +105,8 @@ class Sink(Node):
     def __init__(self, dst: str | os.PathLike, info: VideoInfo, *, format: str | None = None,
                  codec: str | None = None, crf: float | None = None, preset: str | None = None,
                  pix_fmt: str | None = None, bitrate: int | None = None, audio: av.audio.AudioStream | None = None,
-                 audio_packets: Iterator | None = None, audio_options: AudioOptions | None = None):
+                 audio_packets: Iterator | None = None, audio_options: AudioOptions | None = None,
+                 metadata: dict[str, str] | None = None):
         super().__init__()
         self.dst, self.info = str(dst), info
         self._atomic: AtomicPath | None = None
@@ -104,6 +125,7 @@ class Sink(Node):
         except (av.error.FFmpegError, ValueError) as err:
             self._cleanup()
             raise OutputError(f"cannot write {self.dst}: {err} (check the extension or -f)") from None
+        self.container.metadata.update({k: v for k, v in (metadata or {}).items() if v != ""})
         self.bytes = 0  # bytes of the packets muxed so far (video and audio)
         self.video_bytes = 0  # of which video
         self._audio_converter: AudioConverter | None = None
@@ -133,10 +155,12 @@ class Sink(Node):
             codec = codec or self.container.default_video_codec
             if codec in ("h264",) and "libx264" in av.codecs_available:
                 codec = "libx264"
+        check_encoder(codec, crf)
         try:
             stream = self.container.add_stream(codec, rate=info.fps)
-        except (av.error.FFmpegError, ValueError, KeyError) as err:
-            raise UsageError(f"cannot encode with codec {codec!r} into {fmt}: {err} (choose another -c:v)") from None
+        except (av.error.FFmpegError, ValueError, KeyError):
+            raise UsageError(f"-c:v {codec}: the {fmt} format cannot carry {codec} video; choose another encoder "
+                             f"(its default: {self.container.default_video_codec})") from None
         ctx = stream.codec_context
         ctx.width, ctx.height = info.width, info.height
         formats = [f.name for f in (stream.codec.video_formats or ())]
@@ -145,8 +169,11 @@ class Sink(Node):
             if codec == "mjpeg":
                 pix_fmt = "yuvj420p"
             if (info.width % 2 or info.height % 2) and pix_fmt in CHROMA_420:
-                pix_fmt = next((p for p in ("yuv444p", "yuvj444p", "gbrp", "rgb24") if p in formats), pix_fmt)
-                log.info("odd frame size %dx%d: writing %s to keep every pixel", info.width, info.height, pix_fmt)
+                full = next((p for p in ("yuv444p", "yuvj444p", "gbrp", "rgb24") if p in formats), None)
+                if full is not None:
+                    pix_fmt = full
+                    log.info("odd frame size %dx%d: writing %s to keep every pixel", info.width, info.height,
+                             pix_fmt)
         elif formats and pix_fmt not in formats:
             raise UsageError(f"codec {codec} does not take -pix_fmt {pix_fmt}; it takes {', '.join(formats)}")
         ctx.pix_fmt = pix_fmt
@@ -206,10 +233,25 @@ class Sink(Node):
             vf.pts, vf.time_base = self.frames, 1 / Fraction(self.info.fps)
         else:
             vf.pts, vf.time_base = frame.pts, frame.time_base
-        self._mux(self.stream.encode(vf))
+        self._mux(self._encode(vf))
         self.frames += 1
         if frame.time is not None:
             self._video_end = frame.time + 1 / float(self.info.fps)
+
+    def _encode(self, frame: av.VideoFrame) -> list[av.Packet]:
+        """The packets of one frame; the encoder opens on the first, and a refusal to open is one line."""
+        if self.frames:
+            return self.stream.encode(frame)
+        try:
+            return self.stream.encode(frame)
+        except av.error.FFmpegError as err:
+            ctx = self.stream.codec_context
+            odd = (ctx.width % 2 or ctx.height % 2) and ctx.pix_fmt in CHROMA_420
+            why = (f"{ctx.pix_fmt} (4:2:0) needs an even width and height: leave -pix_fmt out (odd sizes get 4:4:4) "
+                   f"or crop, e.g. -vf crop={ctx.width // 2 * 2}:{ctx.height // 2 * 2}:0:0" if odd else
+                   "check -pix_fmt, -crf, -preset and -b:v for this encoder")
+            raise UsageError(f"{ctx.name} cannot encode {ctx.width}x{ctx.height} {ctx.pix_fmt} "
+                             f"({err.strerror or err}): {why}") from None
 
     def _mux_audio_until(self, time: float | None) -> None:
         """Mux the audio that plays before ``time`` (all of it, up to the video's end, when ``time`` is None)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -22,22 +23,58 @@ from .node import Node
 from .options import Option
 
 
-def open_input(src: str | os.PathLike | BinaryIO) -> av.container.InputContainer:
-    """Open ``src`` (a path, ``-`` for stdin, or a binary file object) with PyAV; one-line InputError on failure."""
-    target = sys.stdin.buffer if str(src) == "-" else src
-    if isinstance(target, (str, os.PathLike)):
-        path = Path(target)
-        if not path.exists():
-            raise InputError(f"input {path} does not exist: check the path")
-        if path.is_dir():
-            raise InputError(f"input {path} is a directory: give a media file")
-        if not os.access(path, os.R_OK):
-            raise InputError(f"input {path} is not readable: check its permissions")
-        target = str(path)
+SEQUENCE = re.compile(r"%0?\d*d")  # FFmpeg's image2 pattern: f_%04d.png
+SEQUENCE_START = 5  # FFmpeg's image2 looks for the first file among the numbers 0..4 (start_number_range)
+
+
+def is_sequence(path: str | os.PathLike) -> bool:
+    """True for an image sequence pattern (``f_%04d.png``) that names no file itself."""
+    return bool(SEQUENCE.search(Path(path).name)) and not Path(path).exists()
+
+
+def sequence_file(path: str | os.PathLike, number: int) -> Path | None:
+    """The file of ``number`` in the pattern ``path``, or None when the name is not a pattern Python formats."""
     try:
-        return av.open(target, "r")
+        return Path(path).parent / (Path(path).name % number)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_path(src: str | os.PathLike) -> None:
+    """InputError unless ``src`` is a readable file, or an image sequence pattern whose first file exists (the first
+    of the numbers 0..4, as FFmpeg's image2 looks)."""
+    path = Path(src)
+    if is_sequence(path):
+        if not any((f := sequence_file(path, n)) is not None and f.is_file() for n in range(SEQUENCE_START)):
+            first, last = sequence_file(path, 0), sequence_file(path, SEQUENCE_START - 1)
+            raise InputError(f"input {path}: no file of the image sequence (looked for {first} to {last}, as FFmpeg "
+                             "does): check the pattern and the numbering")
+        return
+    if not path.exists():
+        raise InputError(f"input {path} does not exist: check the path")
+    if path.is_dir():
+        raise InputError(f"input {path} is a directory: give a media file (or f_%04d.png for a sequence in it)")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input {path} is not readable: check its permissions")
+
+
+def open_input(src: str | os.PathLike | BinaryIO, framerate: float = 25.0) -> av.container.InputContainer:
+    """Open ``src`` (a path, an image sequence pattern read at ``framerate``, ``-`` for stdin, or a binary file
+    object) with PyAV; one-line InputError on failure."""
+    target = sys.stdin.buffer if str(src) == "-" else src
+    fmt, options = None, {}
+    if isinstance(target, (str, os.PathLike)):
+        check_path(target)
+        if is_sequence(target):
+            fmt, options = "image2", {"framerate": f"{framerate:g}"}
+        target = str(target)
+    try:
+        return av.open(target, "r", format=fmt, options=options)
     except av.error.FFmpegError as err:
         raise InputError(f"cannot read {src}: {err.strerror or err} (is it a media file FFmpeg can read?)") from None
+
+
+IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe")  # one still image
 
 
 class Source(Node):
@@ -51,12 +88,14 @@ class Source(Node):
         Option("t", float, 0.0, "stop after this duration (seconds, 0 = to the end)", range=(0, 1e9)),
         Option("frames", int, 0, "stop after this many frames (0 = all)", range=(0, 1 << 40)),
         Option("audio", bool, True, "hand the first audio stream's packets through"),
+        Option("framerate", float, 25.0, "frame rate of an image sequence (f_%04d.png)", range=(1e-3, 1000)),
     )
 
     def __init__(self, src: str | os.PathLike | BinaryIO, positional: list[str] | None = None, **named):
         super().__init__(positional, **named)
         self.src = src
-        self.container = open_input(src)
+        self.container = open_input(src, self.opts["framerate"])
+        self.sequence = isinstance(src, (str, os.PathLike)) and is_sequence(src)
         if not self.container.streams.video:
             self.container.close()
             raise InputError(f"input {src} has no video stream: m3cvcav encodes video")
@@ -120,7 +159,7 @@ class Source(Node):
             if self.opts["t"]:
                 duration = min(duration, self.opts["t"])
         count = stream.frames or (round(duration * fps) if duration else None)
-        if self.container.format.name in ("image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"):
+        if self.container.format.name in IMAGE_FORMATS and not self.sequence:
             count = 1
         if count is not None and self.opts["ss"] > 0 and stream.frames:
             count = max(1, round(duration * fps)) if duration else count
@@ -244,7 +283,8 @@ def as_frame(item: Any, index: int, info: VideoInfo) -> Frame:
 
 def open_source(src: Any, *, fps: float | Fraction = 25, ss: float = 0.0, t: float | None = None, frames: int = 0,
                 audio: bool = True) -> Source | ArraySource:
-    """The encoder's source: a path, ``-`` or a binary file object through PyAV, else an iterable of frames."""
+    """The encoder's source: a path (an image sequence pattern at ``fps``), ``-`` or a binary file object through
+    PyAV, else an iterable of frames (at ``fps``)."""
     if isinstance(src, (str, os.PathLike)) or hasattr(src, "read"):
-        return Source(src, ss=ss, t=t or 0.0, frames=frames, audio=audio)
+        return Source(src, ss=ss, t=t or 0.0, frames=frames, audio=audio, framerate=float(fps))
     return ArraySource(src, fps, frames)
