@@ -45,9 +45,11 @@ def downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _yuv(image: np.ndarray) -> av.VideoFrame:
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-    return frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+def pictures(images: Iterable[np.ndarray], size: tuple[int, int]) -> list[av.VideoFrame]:
+    """RGB images as the base codes them: area-scaled to ``size``, BT.709 limited-range 4:2:0 (made once, encoded
+    as often as a rate search needs)."""
+    return [av.VideoFrame.from_ndarray(np.ascontiguousarray(downscale(image, size)), format="rgb24")
+            .reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG") for image in images]
 
 
 def rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -59,10 +61,10 @@ def _strip(packet: bytes) -> bytes:
     return packet[2:] if packet.startswith(TEMPORAL_DELIMITER) else packet
 
 
-def encode(images: Iterable[np.ndarray], size: tuple[int, int], fps: Fraction, crf: float,
+def encode(images: Iterable[np.ndarray | av.VideoFrame], size: tuple[int, int], fps: Fraction, crf: float,
            preset: int = DEFAULT_PRESET) -> list[bytes]:
-    """One closed AV1 sequence of ``images`` (RGB at any size, area-scaled to ``size``) at ``crf`` (quarter steps):
-    a temporal unit per frame, the first a key frame, no other key frame."""
+    """One closed AV1 sequence of ``images`` (RGB at any size, area-scaled to ``size``, or ``pictures`` made for
+    ``size``) at ``crf`` (quarter steps): a temporal unit per frame, the first a key frame, no other key frame."""
     images = list(images)
     cc = av.CodecContext.create(ENCODER, "w")
     cc.width, cc.height = size
@@ -74,8 +76,9 @@ def encode(images: Iterable[np.ndarray], size: tuple[int, int], fps: Fraction, c
     cc.options = {"preset": str(preset), "svtav1-params": f"crf={crf:g}:keyint={len(images) + 1}:scd=0"}
     packets: list[bytes] = []
     for i, image in enumerate(images):
-        frame = _yuv(downscale(image, size))
+        frame = image if isinstance(image, av.VideoFrame) else pictures([image], size)[0]
         frame.pts = i
+        frame.pict_type = av.video.frame.PictureType.NONE
         if i == 0:
             frame.pict_type = av.video.frame.PictureType.I
         packets += [_strip(bytes(p)) for p in cc.encode(frame)]

@@ -406,11 +406,16 @@ def encode_segment(segment: Segment) -> bytes:
         units.append(pack_unit(KEYFRAME_TOKENS, token_descriptor(segment.tokens) + bytes(segment.tokens.payload)))
     if segment.frame_text or segment.clip_text:
         units.append(pack_unit(TEXT, text_payload(segment.frame_text, segment.clip_text)))
-    if segment.base is not None:
-        units += [pack_unit(BASE, payload) for payload in base_payloads(segment.base, h.frame_count)]
     if segment.frame_pts is not None:
         units.append(pack_unit(FRAME_PTS, _pts_payload(list(segment.frame_pts), h)))
+    if segment.base is not None:
+        units.append(encode_base(segment.base, h.frame_count))
     return b"".join(units)
+
+
+def encode_base(base: BaseLayer, frame_count: int) -> bytes:
+    """A segment's BASE units, framed: the end of its packet (§6)."""
+    return b"".join(pack_unit(BASE, payload) for payload in base_payloads(base, frame_count))
 
 
 def peek_segment_header(data: bytes) -> SegmentHeader | None:

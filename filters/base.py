@@ -16,7 +16,8 @@ from fractions import Fraction
 import numpy as np
 
 from m3cvcav.bitstream import av1
-from m3cvcav.bitstream.units import SCENE_CUT, BaseLayer, Segment, SegmentHeader, encode_segment, frame_pts_cfr
+from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, Segment, SegmentHeader, encode_base, encode_segment,
+                                     frame_pts_cfr)
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
 
@@ -27,7 +28,7 @@ from .quality import mean_ms_ssim
 from .ratecontrol import LEVELS, RateControl
 
 log = get_logger(__name__)
-SCALES = (1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # coded sizes -b:v chooses from
+SCALES = (1 / 16, 1 / 12, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # coded sizes -b:v chooses from
 BPP_GUESS = 0.02  # bits per coded pixel and frame around which the best coded size tends to lie (first candidate)
 RATE_TOLERANCE = 0.03  # a segment's base within 3 % of its allowance is accepted
 MAX_PASSES = 6
@@ -76,24 +77,26 @@ class Base(Node):
         unit.frame_text, unit.clip_text = seg.frame_text, seg.clip_text
         if seg.pts != frame_pts_cfr(seg.pts[0], len(seg.pts), self.info):
             unit.frame_pts = list(seg.pts)
+        packet = encode_segment(unit)  # the one serialisation of the segment (the base units close it)
         if self.mode != "tt2v":
-            unit.base = self._code(seg, unit)
+            unit.base = self._code(seg, len(packet))
             self.rate.note_keyframe(len(unit.base.units[0]))
-        seg.unit = unit
-        seg.packet = encode_segment(unit)  # the one serialisation of the segment: what the muxer writes
+            packet += encode_base(unit.base, len(seg.pts))
+        seg.unit, seg.packet = unit, packet  # what the muxer writes
         self.rate.record(len(seg.packet) + self.rate.frame_overhead * (len(seg.pts) - 1))
         log.debug("segment %d: %d frames, base %dx%d, %d bytes", seg.index, len(seg.pts),
                   *(unit.base.size if unit.base else (0, 0)), len(seg.packet))
         return (seg,)
 
-    def _code(self, seg: ClipSegment, unit: Segment) -> BaseLayer:
+    def _code(self, seg: ClipSegment, head: int) -> BaseLayer:
+        """The base of ``seg``, whose other units take ``head`` bytes."""
         frames = seg.frames
         if not self.rate.active:
             level = self.rate.level()
             size = self._fixed_size or av1.coded_size(self.info.width, self.info.height, level.scale)
             return BaseLayer(size, av1.encode(frames, size, self.info.fps, level.crf, self.opts["preset"]))
         start = float(seg.pts[0] * seg.time_base)
-        fixed = len(encode_segment(unit)) + BASE_FRAMING + len(frames) * (1 + self.rate.frame_overhead)
+        fixed = head + BASE_FRAMING + len(frames) * (1 + self.rate.frame_overhead)
         allowance = self.rate.allowance(start, seg.end_time, fixed)
         if self._fixed_size is not None:
             self._size = self._fixed_size
@@ -108,8 +111,9 @@ class Base(Node):
         it by more than the tolerance (the smallest when none fits), and their CRF: secant steps on ln(bytes)."""
         tried: dict[float, list[bytes]] = {}
         crf = self._first_crf(size, allowance / len(frames))
+        pictures = av1.pictures(frames, size)
         for _ in range(MAX_PASSES):
-            units = av1.encode(frames, size, self.info.fps, crf, self.opts["preset"])
+            units = av1.encode(pictures, size, self.info.fps, crf, self.opts["preset"])
             tried[crf] = units
             nbytes = sum(map(len, units))
             if abs(nbytes / allowance - 1) <= RATE_TOLERANCE:
@@ -168,18 +172,22 @@ class Base(Node):
         scored: dict[int, float] = {}
 
         def score(i: int) -> float:
+            """MS-SSIM of the probe at SCALES[i] and the allowance; -1 when even the coarsest CRF passes it."""
             if i not in scored:
                 size = av1.coded_size(width, height, SCALES[i])
                 units, _ = self._fit(probe, size, budget)
-                pictures = av1.decode(units)
-                scored[i] = mean_ms_ssim([probe[k] for k in picks],
-                                         [av1.upscale(pictures[k], (width, height)) for k in picks])
+                if sum(map(len, units)) > budget * (1 + RATE_TOLERANCE) and i > 0:
+                    scored[i] = -1.0
+                else:
+                    pictures = av1.decode(units)
+                    scored[i] = mean_ms_ssim([probe[k] for k in picks],
+                                             [av1.upscale(pictures[k], (width, height)) for k in picks])
             return scored[i]
 
         best = guess
         for step in (-1, 1):  # walk each way while the picture gets better
             i = guess
-            while 0 <= i + step < len(SCALES) and score(i + step) > score(i):
+            while 0 <= i + step < len(SCALES) and (score(i + step) > score(i) or step < 0 and score(i) < 0):
                 i += step
             if score(i) > score(best):
                 best = i

@@ -51,8 +51,9 @@ def warn_rate(result: Result) -> None:
     off = result.bitrate / result.target_bitrate - 1
     if abs(off) <= RATE_TOLERANCE:
         return
-    why = ("the lowest rate point cannot go lower on this content: lower the resolution (-s), use fewer keyframes "
-           "(-vf select=threshold=...) or -mode tt2v" if off > 0 else
-           "the highest rate point spends no more on this content: the stream is as good as this profile makes it")
+    why = ("the base layer cannot go lower on this content (its smallest coded size at AV1's coarsest CRF, one key "
+           "frame per segment): lower the frame rate (-r), use longer segments (-vf select=threshold=...:min=...) or "
+           "-mode tt2v" if off > 0 else
+           "the base layer spends no more on this content (full size, finest CRF): the stream is as good as it gets")
     log.warning("video rate %.2f kbit/s is %+.0f%% off the -b:v target of %.2f kbit/s: %s", result.bitrate / 1000,
                 100 * off, result.target_bitrate / 1000, why)

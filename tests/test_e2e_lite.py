@@ -35,7 +35,7 @@ def test_stream_is_matroska_with_m3cv_video_audio_and_descriptions(encoded):
     out = encoded / "out.mkv"
     with av.open(str(out)) as c:
         assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]
-        assert c.metadata.get("M3CV_PROFILE") == "lite" and "tokenizer=" in c.metadata.get("M3CV_BACKEND", "")
+        assert c.metadata.get("M3CV_PROFILE") == "lite" and "embedder=" in c.metadata.get("M3CV_BACKEND", "")
     if shutil.which("ffprobe"):
         probe = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(out)],
                                capture_output=True, check=True)

@@ -12,9 +12,10 @@ def test_packaged_profiles():
     assert {"lite", "m3cvc"} <= set(available_profiles())
     lite, m3cvc = load_profile(), load_profile("m3cvc")
     assert (lite.name, lite.profile_id, m3cvc.profile_id) == ("lite", 1, 2)
-    assert lite.roles() == list(ROLES) == m3cvc.roles()
-    assert lite.decoder_roles() == ["tokenizer"]  # weightless generators are not recorded
-    assert lite.settings("tokenizer")["factory"] == "m3cvcav.engines.tokenizer:load_lite"
+    assert m3cvc.roles() == list(ROLES)
+    assert lite.roles() == [r for r in ROLES if r != "tokenizer"]  # lite's pixels are all in the base layer
+    assert lite.decoder_roles() == []  # weightless generators are not recorded
+    assert m3cvc.settings("tokenizer")["factory"] == "m3cvcav.engines.m3cvc.tokenizer:load_tokenizer"
     for role, module in (("describer", "describer"), ("tokenizer", "tokenizer"), ("keyframe_generator", "keyframe"),
                          ("clip_generator", "clip")):
         assert m3cvc.settings(role)["factory"].startswith(f"m3cvcav.engines.m3cvc.{module}:")
@@ -22,8 +23,11 @@ def test_packaged_profiles():
             assert m3cvc.settings(role)["repo"] and len(m3cvc.settings(role)["revision"]) == 40
     ids = [m3cvc.settings(r)["model_id"] for r in m3cvc.decoder_roles()]
     assert len(set(ids)) == len(ids)
-    # a model id names one model across the shipped profiles: m3cvc's default tokenizer is the lite one (no training)
-    assert lite.settings("tokenizer")["model_id"] == m3cvc.settings("tokenizer")["model_id"] == 0x0401
+    assert m3cvc.settings("tokenizer")["model_id"] == 0x0401  # m3cvc's default K*: the shipped lite tokenizer
+
+
+# lite with keyframe tokens added: a profile with one recorded decoder model and no download
+LITE_TOKENS = {"factory": "m3cvcav.engines.tokenizer:load_lite", "model_id": 0x0401, "decoder": True}
 
 
 def test_engine_built_once_and_checked_against_role():
@@ -80,7 +84,7 @@ def test_unknown_profile_names():
 
 def test_model_refs_and_verify():
     pinned = "ab" * 32
-    profile = load_profile("lite", {"roles": {"tokenizer": {"sha256": pinned, "name": "vq-lite"}}})
+    profile = load_profile("lite", {"roles": {"tokenizer": {**LITE_TOKENS, "sha256": pinned, "name": "vq-lite"}}})
     refs = profile.model_refs()
     assert refs == [ModelRef(0x0401, bytes.fromhex(pinned), "vq-lite")]  # weightless generators are not recorded
     profile.verify(refs)  # the same models: accepted
@@ -93,7 +97,7 @@ def test_model_refs_and_verify():
 
 
 def test_model_refs_reuse_an_engine_built_on_another_backend():
-    profile = load_profile("lite")
+    profile = load_profile("lite", {"roles": {"tokenizer": LITE_TOKENS}})
     tokenizer = profile.engine("tokenizer", backend="torch", offload=True)
     assert profile.model_refs() == [tokenizer.ref]
     profile.verify([tokenizer.ref])
@@ -136,7 +140,7 @@ def test_model_refs_without_building_engines(monkeypatch):
         return real(settings).ref
 
     monkeypatch.setattr(tokenizer.load_lite, "model_ref", ref_only, raising=False)
-    profile = load_profile("lite")
+    profile = load_profile("lite", {"roles": {"tokenizer": LITE_TOKENS}})
     refs = profile.model_refs()
     assert calls == ["ref"] and profile.built() == {} and refs[0].model_id == 0x0401
     profile.verify(refs)

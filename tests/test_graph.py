@@ -61,18 +61,18 @@ def test_node_options_typed_ranges_and_unknowns():
         select(threshold="-1")
     with pytest.raises(UsageError, match="not a valid int"):
         select(max="1.5")
-    with pytest.raises(UsageError, match=r"not an m3cvcav node \(describe, generate, select, tokenize\)"):
+    with pytest.raises(UsageError, match=r"not an m3cvcav node \(base, describe, generate, select, tokenize\)"):
         pipeline.plan("selekt", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
     assert "threshold (float, default 0.35" in select.help()
-    assert sorted(REGISTRY) == ["describe", "generate", "select", "tokenize"]  # source, sink, mux...: not in graphs
+    assert sorted(REGISTRY) == ["base", "describe", "generate", "select", "tokenize"]  # not source, sink, mux...
 
 
 def test_plan_orders_and_checks_nodes():
-    p = pipeline.plan("scale=320:-2,select=0.5,tokenize=q=1", None, size="160x90", rate="10",
+    p = pipeline.plan("scale=320:-2,select=0.5,base=q=1:size=1/4", None, size="160x90", rate="10",
                       ours=pipeline.ENCODER_NODES)
     assert [s.name for s in p.ffmpeg] == ["scale", "scale", "fps"]
-    assert p.bound["select"]["threshold"] == 0.5 and p.bound["tokenize"]["q"] == 1
-    assert pipeline.graph_text(p.bound) == "select=threshold=0.5,tokenize=q=1"  # what a chunk's worker is given
+    assert p.bound["select"]["threshold"] == 0.5 and p.bound["base"]["q"] == 1 and p.bound["base"]["size"] == "1/4"
+    assert pipeline.graph_text(p.bound) == "select=threshold=0.5,base=q=1:size='1/4'"  # what a chunk's worker gets
     again = pipeline.plan(pipeline.graph_text(p.bound), None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
     assert again.bound == p.bound
     with pytest.raises(UsageError, match="FFmpeg filters first"):

@@ -123,9 +123,12 @@ def test_engines_build_exports_the_profile(tiny_m3cvc, tmp_path, monkeypatch, ca
     assert all(words[2] == "onnx" and int(words[3]) > 10_000 for words in lines.values())
 
 
-def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog):
+def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog, tmp_path):
     from m3cvcav import api
     from m3cvcav.cli_transcode import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.mp4").write_bytes(b"")  # inputs are checked before anything else
 
     seen = {}
 

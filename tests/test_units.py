@@ -78,7 +78,7 @@ def test_segment_roundtrip_full_and_minimal():
 def test_segment_unit_order_and_text_compression():
     data = U.encode_segment(full_segment())
     types = [u.unit_type for u in iter_units(data)]
-    assert types == [U.SEGMENT_HEADER, U.GEN_PARAMS, U.KEYFRAME_TOKENS, U.TEXT, U.BASE, U.FRAME_PTS]
+    assert types == [U.SEGMENT_HEADER, U.GEN_PARAMS, U.KEYFRAME_TOKENS, U.TEXT, U.FRAME_PTS, U.BASE]
     text = next(u for u in iter_units(data) if u.unit_type == U.TEXT)
     frame = "a rabbit in a meadow, été".encode()
     assert brotli.decompress(text.payload) == bytes([len(frame)]) + frame + full_segment().clip_text.encode()
