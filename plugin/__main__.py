@@ -1,4 +1,4 @@
-"""``python -m m3cvcav``: the FFmpeg-like transcoding CLI plus subcommands (probe, edit, play, engines, train, bench)."""
+"""``python -m m3cvcav``: the FFmpeg-like transcoding CLI plus subcommands (probe, edit, play, base, engines, train, bench)."""
 from __future__ import annotations
 
 import contextlib
@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "probe": "cli_probe",
     "edit": "cli_edit",
     "play": "cli_play",
+    "base": "cli_base",
     "engines": "cli_engines",
     "train": "cli_train",
     "bench": "cli_bench",
@@ -28,9 +29,13 @@ TRANSCODE_MODULE = "cli_transcode"
 
 
 def _loglevel_from(argv: Sequence[str]) -> str:
+    """The -loglevel/-v of ``argv`` as a level name (FFmpeg's numbers too: -v 40 is verbose), set before anything
+    runs."""
     for i, arg in enumerate(argv[:-1]):
         if arg in ("-loglevel", "-v", "--loglevel"):
-            return argv[i + 1]
+            from .options import loglevel_name
+
+            return loglevel_name(argv[i + 1])
     return "info"
 
 
