@@ -38,6 +38,7 @@ setup(
         "m3cvcav.core": ["VERSION"],
         "m3cvcav.engines": ["profiles/*.toml", "data/*"],
         "m3cvcav.engines.tokenizer": ["weights/*"],
+        "m3cvcav.engines.lite": ["weights/*"],
     },
     include_package_data=True,
     cffi_modules=[FFI_BUILDER],

@@ -1,4 +1,5 @@
-"""``python -m m3cvcav train tokenizer ...``: train the keyframe tokenizer (or only a codebook over a frozen VAE)."""
+"""``python -m m3cvcav train tokenizer|enhancer ...``: train the keyframe tokenizer (or only a codebook over a frozen
+VAE), or the lite enhancer (the learned restoration upscaler of the AV1 base)."""
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,60 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _enhancer_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m m3cvcav train enhancer",
+                       description="Train the lite enhancer (restoration upscaler of the AV1 base) on pairs the codec "
+                                   "makes from the shared media (CPU, or CUDA when present).")
+    p.add_argument("--out", type=Path, default=Path("runs/enhancer"), help="run folder: checkpoint, log, cached pairs")
+    p.add_argument("--steps", type=int, default=12000, help="total optimiser steps (default 12000)")
+    p.add_argument("--batch", type=int, default=3, help="frames of one coded segment a step")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--media", type=Path, default=None, help="the shared media folder (default ../shared/media)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    p.add_argument("--ckpt-every", type=float, default=120.0, help="seconds between checkpoints")
+    p.add_argument("--export", type=Path, default=None,
+                   help="write the shipped weight file (safetensors) here at every checkpoint and at the end")
+    return p
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    device = name or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("train: --device cuda but no CUDA device is available; use --device cpu")
+    return device
+
+
+def train_enhancer(argv: list[str]) -> int:
+    args = _enhancer_parser().parse_args(argv)
+    if args.steps < 1 or args.batch < 1 or args.channels < 1 or args.layers < 2:
+        raise UsageError("train: --steps, --batch and --channels must be positive and --layers at least 2")
+    from m3cvcav.engines.lite.enhancer_net import NetConfig
+    from m3cvcav.engines.lite.enhancer_train import TrainOptions, train
+
+    opts = TrainOptions(out=args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                        device=_device(args.device), threads=args.threads, resume=args.resume,
+                        ckpt_every=args.ckpt_every, media=args.media, export=args.export,
+                        cfg=NetConfig(channels=args.channels, layers=args.layers))
+    ckpt = train(opts, log=lambda line: print(line, flush=True))
+    print(f"checkpoint written to {ckpt}" + (f"; weights exported to {args.export}" if args.export else ""))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m m3cvcav train tokenizer [options]   (--help after 'tokenizer' for options)")
+        print("usage: python -m m3cvcav train tokenizer|enhancer [options]   (--help after the model for options)")
         return 0 if argv else 2
+    if argv[0] == "enhancer":
+        return train_enhancer(argv[1:])
     if argv[0] != "tokenizer":
-        raise UsageError(f"train: unknown model {argv[0]!r}: the only trainable model is 'tokenizer'")
+        raise UsageError(f"train: unknown model {argv[0]!r}: the trainable models are 'tokenizer' and 'enhancer'")
     args = _parser().parse_args(argv[1:])
     import torch
 

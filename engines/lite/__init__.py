@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from .describer import LabelDescriber
 from .embedder import LiteEmbedder
+from .enhancer import Enhancer
 from .clips import BaseClips
 from .keyframe import PassthroughKeyframes
 from .motion import DisMotion
 
-__all__ = ["DisMotion", "BaseClips", "LabelDescriber", "LiteEmbedder", "PassthroughKeyframes",
-           "load_clip_generator", "load_describer", "load_embedder", "load_keyframe_generator", "load_motion"]
+__all__ = ["DisMotion", "BaseClips", "Enhancer", "LabelDescriber", "LiteEmbedder", "PassthroughKeyframes",
+           "load_clip_generator", "load_describer", "load_embedder", "load_enhancer", "load_keyframe_generator",
+           "load_motion"]
 
 
 def load_embedder(settings: dict) -> LiteEmbedder:
@@ -41,3 +43,11 @@ def load_clip_generator(settings: dict) -> BaseClips:
 
 def load_keyframe_generator(settings: dict) -> PassthroughKeyframes:
     return PassthroughKeyframes(model_id=settings["model_id"])
+
+
+def load_enhancer(settings: dict) -> Enhancer:
+    """The learned restoration upscaler of the AV1 base (docs/models/enhancer.md); ``weights`` overrides the shipped
+    file (its hash goes into ``ref``)."""
+    return Enhancer(model_id=settings["model_id"], weights=settings.get("weights"),
+                    backend=settings.get("backend", "auto"), device=settings.get("device"),
+                    threads=settings.get("threads", 0))

@@ -1,0 +1,121 @@
+"""``python -m m3cvcav bench enhancer``: what the lite enhancer adds over bicubic, and what it costs (the model card's
+numbers, docs/models/enhancer.md).
+
+Quality: each held-out clip (``enhancer_train.HELD_OUT``: never trained on) is coded by the AV1 base at each
+(scale, CRF) of ``--points`` and decoded; the decoded pictures are upscaled to the display size by bicubic (variant 0)
+and by every model variant, and compared with the source frames by ``filters.quality.ms_ssim`` (BT.709 luma) and
+RGB PSNR. ``choose`` is the variant the encoder signals (best MS-SSIM on the segment, 0 unless a model beats
+bicubic); the table's ``chosen`` column is its MS-SSIM gain, never below 0 by construction.
+
+Speed: ms per frame of ``Enhancer.upscale`` (network + post-process) at 256×144→512×288, 640×360→1280×720 and the
+coded sizes of the default -q (scale 0.2176), on the profile's backend with ``--threads`` (2) threads, median of
+``--repeat`` runs; bicubic alone beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from m3cvcav.bitstream import av1
+from m3cvcav.filters.quality import ms_ssim
+
+DEFAULT_POINTS = "0.125:50,0.1875:45,0.25:55,0.25:45,0.25:35,0.375:50,0.5:45,0.5:35"
+SPEED_SIZES = (((256, 144), (512, 288)), ((112, 62), (512, 288)), ((640, 360), (1280, 720)),
+               ((280, 156), (1280, 720)))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def quality(enhancer, clips, points, log=print) -> list[dict]:
+    rows = []
+    for name, frames in clips:
+        h, w = frames[0].shape[:2]
+        for scale, crf in points:
+            size = av1.coded_size(w, h, scale)
+            units = av1.encode(frames, size, 25, crf)
+            pictures = av1.decode(units)
+            kbps = sum(map(len, units)) * 8 * 25 / len(units) / 1000
+            per = np.zeros((enhancer.variants + 1, 2))
+            for src, pic in zip(frames, pictures):
+                for k, out in enumerate(enhancer.candidates(pic, (w, h))):
+                    per[k] += ms_ssim(src, out), psnr(src, out)
+            per /= len(frames)
+            chosen = enhancer.choose(frames, pictures, (w, h))
+            row = {"clip": name, "display": f"{w}x{h}", "coded": f"{size[0]}x{size[1]}", "scale": scale, "crf": crf,
+                   "kbps@25": kbps, "bicubic": per[0, 0], "model": per[1, 0], "psnr_bicubic": per[0, 1],
+                   "psnr_model": per[1, 1], "chosen": chosen, "chosen_gain": per[chosen, 0] - per[0, 0]}
+            rows.append(row)
+            log(f"{name:11} {row['display']:>9} {row['coded']:>8} crf {crf:4.1f} {kbps:7.1f} kbit/s  "
+                f"MS-SSIM {per[0, 0]:.4f} → {per[1, 0]:.4f} ({per[1, 0] - per[0, 0]:+.4f})  "
+                f"PSNR {per[0, 1]:.2f} → {per[1, 1]:.2f} ({per[1, 1] - per[0, 1]:+.2f} dB)  "
+                f"chosen {chosen} ({row['chosen_gain']:+.4f})")
+    return rows
+
+
+def speed(enhancer, repeat: int, log=print) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for coded, display in SPEED_SIZES:
+        picture = rng.integers(0, 256, (coded[1], coded[0], 3), dtype=np.uint8)
+        picture = av1.upscale(av1.downscale(picture, (coded[0] // 4, coded[1] // 4)), coded)  # smooth, like a base
+        times = {}
+        for variant in (0, 1):
+            enhancer.upscale(picture, display, variant)
+            runs = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                enhancer.upscale(picture, display, variant)
+                runs.append(time.perf_counter() - t)
+            times[variant] = 1000 * float(np.median(runs))
+        rows.append({"coded": coded, "display": display, "bicubic_ms": times[0], "model_ms": times[1]})
+        log(f"{coded[0]}x{coded[1]} → {display[0]}x{display[1]}: model {times[1]:.1f} ms/frame, "
+            f"bicubic {times[0]:.1f} ms/frame")
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m m3cvcav bench enhancer", description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", type=Path, default=None, help="weight file (default: the shipped one)")
+    p.add_argument("--media", type=Path, default=None, help="the shared media folder (default ../shared/media)")
+    p.add_argument("--points", default=DEFAULT_POINTS, help="scale:crf pairs, comma separated")
+    p.add_argument("--clips", default=None, help="held-out clips to run (comma separated; default all)")
+    p.add_argument("--engine", default="auto", help="backend: auto, onnxruntime, torch, tensorrt")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=15)
+    p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--skip-speed", action="store_true")
+    args = p.parse_args(argv)
+    from m3cvcav.engines.lite.enhancer import Enhancer
+
+    enhancer = Enhancer(model_id=0, weights=args.weights, backend=args.engine, threads=args.threads)
+    cfg = enhancer.config
+    print(f"enhancer {enhancer.path.name} sha256 {enhancer.ref.sha256.hex()[:16]}…  {cfg.channels} channels, "
+          f"{cfg.layers} convolutions, {cfg.flops_per_coded_pixel()} FLOPs per coded pixel")
+    if not args.skip_quality:
+        from m3cvcav.engines.lite.enhancer_train import held_out_sources, media_root
+
+        clips = held_out_sources(media_root(args.media))
+        if args.clips:
+            keep = set(args.clips.split(","))
+            clips = [c for c in clips if c[0] in keep]
+        points = [(float(s), float(c)) for s, c in (pt.split(":") for pt in args.points.split(","))]
+        rows = quality(enhancer, clips, points)
+        gains = np.array([r["model"] - r["bicubic"] for r in rows])
+        dpsnr = np.array([r["psnr_model"] - r["psnr_bicubic"] for r in rows])
+        chosen = np.array([r["chosen_gain"] for r in rows])
+        print(f"held-out mean: MS-SSIM {gains.mean():+.4f} (variant 1; {int((gains > 0).sum())}/{len(gains)} points "
+              f"better), chosen {chosen.mean():+.4f}, PSNR {dpsnr.mean():+.2f} dB")
+        for scale in sorted({r["scale"] for r in rows}):
+            sel = [r for r in rows if r["scale"] == scale]
+            print(f"  scale {scale:<6g} MS-SSIM {np.mean([r['model'] - r['bicubic'] for r in sel]):+.4f}  "
+                  f"PSNR {np.mean([r['psnr_model'] - r['psnr_bicubic'] for r in sel]):+.2f} dB")
+    if not args.skip_speed:
+        speed(enhancer, args.repeat)
+        print(f"backend: {enhancer.engine.backend}, {args.threads} threads")
+    return 0
