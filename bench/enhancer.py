@@ -2,10 +2,11 @@
 numbers, docs/models/enhancer.md).
 
 Quality: each held-out clip (``enhancer_train.HELD_OUT``: never trained on) is coded by the AV1 base at each
-(scale, CRF) of ``--points`` and decoded; the decoded pictures are upscaled to the display size by bicubic (variant 0)
+(scale, CRF) of ``--points`` (default: the -q ladder's rungs 0..11, ``filters.ratecontrol.LEVELS``) and decoded; the decoded pictures are upscaled to the display size by bicubic (variant 0)
 and by every model variant, and compared with the source frames by ``filters.quality.ms_ssim`` (BT.709 luma) and
 RGB PSNR. ``choose`` is the variant the encoder signals (best MS-SSIM on the segment, 0 unless a model beats
-bicubic); the table's ``chosen`` column is its MS-SSIM gain, never below 0 by construction.
+bicubic); the table's ``chosen`` column is its MS-SSIM gain, never below 0 by construction. Per clip, the BD-rate
+(``bench.rd.bdrate``, PCHIP) of the chosen enhancement against bicubic on the same streams, on MS-SSIM and PSNR.
 
 Speed: ms per frame of ``Enhancer.upscale`` (network + post-process) at 256×144→512×288, 640×360→1280×720 and the
 coded sizes of the default -q (scale 0.2176), on the profile's backend with ``--threads`` (2) threads, median of
@@ -22,7 +23,7 @@ import numpy as np
 from m3cvcav.bitstream import av1
 from m3cvcav.filters.quality import ms_ssim
 
-DEFAULT_POINTS = "0.125:50,0.1875:45,0.25:55,0.25:45,0.25:35,0.375:50,0.5:45,0.5:35"
+LADDER_RUNGS = range(12)  # -q 0..11: scales 0.125..0.66, CRF 58..40.4
 SPEED_SIZES = (((256, 144), (512, 288)), ((112, 62), (512, 288)), ((640, 360), (1280, 720)),
                ((280, 156), (1280, 720)))
 
@@ -49,7 +50,8 @@ def quality(enhancer, clips, points, log=print) -> list[dict]:
             chosen = enhancer.choose(frames, pictures, (w, h))
             row = {"clip": name, "display": f"{w}x{h}", "coded": f"{size[0]}x{size[1]}", "scale": scale, "crf": crf,
                    "kbps@25": kbps, "bicubic": per[0, 0], "model": per[1, 0], "psnr_bicubic": per[0, 1],
-                   "psnr_model": per[1, 1], "chosen": chosen, "chosen_gain": per[chosen, 0] - per[0, 0]}
+                   "psnr_model": per[1, 1], "chosen": chosen, "chosen_gain": per[chosen, 0] - per[0, 0],
+                   "psnr_chosen": per[chosen, 1]}
             rows.append(row)
             log(f"{name:11} {row['display']:>9} {row['coded']:>8} crf {crf:4.1f} {kbps:7.1f} kbit/s  "
                 f"MS-SSIM {per[0, 0]:.4f} → {per[1, 0]:.4f} ({per[1, 0] - per[0, 0]:+.4f})  "
@@ -79,11 +81,29 @@ def speed(enhancer, repeat: int, log=print) -> list[dict]:
     return rows
 
 
+def bd_summary(rows: list[dict], log=print) -> None:
+    """Per clip: BD-rate of the chosen enhancement against bicubic on the same streams (MS-SSIM and PSNR)."""
+    from m3cvcav.bench.rd.bdrate import bd
+
+    for clip in dict.fromkeys(r["clip"] for r in rows):
+        sel = [r for r in rows if r["clip"] == clip]
+        if len(sel) < 2:
+            continue
+        parts = []
+        for metric, base_key, test_key in (("MS-SSIM", "bicubic", None), ("PSNR", "psnr_bicubic", "psnr_chosen")):
+            anchor = [(r["kbps@25"], r[base_key]) for r in sel]
+            test = [(r["kbps@25"], r["bicubic"] + r["chosen_gain"] if test_key is None else r[test_key]) for r in sel]
+            out = bd(anchor, test)
+            parts.append(f"{metric} {out['bd_rate_pct']:+.1f} %" if "bd_rate_pct" in out else
+                         f"{metric} n/a ({out.get('bd_rate_why', out.get('why'))})")
+        log(f"  BD-rate {clip:11} {sel[0]['kbps@25']:.0f}–{sel[-1]['kbps@25']:.0f} kbit/s: " + ", ".join(parts))
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m m3cvcav bench enhancer", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=None, help="weight file (default: the shipped one)")
     p.add_argument("--media", type=Path, default=None, help="the shared media folder (default ../shared/media)")
-    p.add_argument("--points", default=DEFAULT_POINTS, help="scale:crf pairs, comma separated")
+    p.add_argument("--points", default=None, help="scale:crf pairs, comma separated (default: -q rungs 0..11)")
     p.add_argument("--clips", default=None, help="held-out clips to run (comma separated; default all)")
     p.add_argument("--engine", default="auto", help="backend: auto, onnxruntime, torch, tensorrt")
     p.add_argument("--threads", type=int, default=2)
@@ -104,13 +124,19 @@ def main(argv: list[str]) -> int:
         if args.clips:
             keep = set(args.clips.split(","))
             clips = [c for c in clips if c[0] in keep]
-        points = [(float(s), float(c)) for s, c in (pt.split(":") for pt in args.points.split(","))]
+        if args.points:
+            points = [(float(s), float(c)) for s, c in (pt.split(":") for pt in args.points.split(","))]
+        else:
+            from m3cvcav.filters.ratecontrol import LEVELS
+
+            points = [(LEVELS[q].scale, LEVELS[q].crf) for q in LADDER_RUNGS]
         rows = quality(enhancer, clips, points)
         gains = np.array([r["model"] - r["bicubic"] for r in rows])
         dpsnr = np.array([r["psnr_model"] - r["psnr_bicubic"] for r in rows])
         chosen = np.array([r["chosen_gain"] for r in rows])
         print(f"held-out mean: MS-SSIM {gains.mean():+.4f} (variant 1; {int((gains > 0).sum())}/{len(gains)} points "
               f"better), chosen {chosen.mean():+.4f}, PSNR {dpsnr.mean():+.2f} dB")
+        bd_summary(rows)
         for scale in sorted({r["scale"] for r in rows}):
             sel = [r for r in rows if r["scale"] == scale]
             print(f"  scale {scale:<6g} MS-SSIM {np.mean([r['model'] - r['bicubic'] for r in sel]):+.4f}  "

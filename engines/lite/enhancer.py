@@ -66,14 +66,15 @@ def _check(picture: np.ndarray) -> None:
         raise UsageError(f"pictures must be (h, w, 3) uint8 RGB arrays, got {picture.shape} {picture.dtype}")
 
 
-def compose(base: np.ndarray, residual: np.ndarray, strength: float) -> np.ndarray:
-    """``base`` (H, W, 3) uint8 plus ``strength`` × the luma ``residual`` (H, W) float32 in 0..1 units, rounded and
-    clipped to uint8."""
-    delta = residual * np.float32(255 * strength)
-    out = base.astype(np.float32)
-    out += delta[..., None]
-    out += np.float32(0.5)
-    return np.clip(out, 0, 255, out=out).astype(np.uint8)
+def compose(base: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``base`` (H, W, 3) uint8 plus the luma change ``delta`` (H, W) float32 in 0..255 units on R, G and B alike,
+    rounded and saturated to uint8 (OpenCV)."""
+    return cv2.add(base, cv2.merge([delta, delta, delta]), dtype=cv2.CV_8U)
+
+
+def upscale_residual(residual: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The network's residual (2h, 2w) in 0..1 units at the display ``size`` (bicubic), in 0..255 units."""
+    return cv2.resize(residual * np.float32(255), tuple(size), interpolation=cv2.INTER_CUBIC)
 
 
 class Enhancer:
@@ -119,14 +120,15 @@ class Enhancer:
 
     @staticmethod
     def _render(base: np.ndarray, residual: np.ndarray, size: tuple[int, int], variant: int) -> np.ndarray:
-        up = cv2.resize(residual, tuple(size), interpolation=cv2.INTER_CUBIC)
-        return compose(base, up, STRENGTHS[variant - 1])
+        delta = upscale_residual(residual, size)
+        strength = STRENGTHS[variant - 1]
+        return compose(base, delta if strength == 1 else delta * np.float32(strength))
 
     def candidates(self, picture: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
         """The picture at ``size`` under every variant 0..VARIANTS (the network runs once)."""
         base = av1.upscale(picture, tuple(size))
-        up = cv2.resize(self.residual(picture), tuple(size), interpolation=cv2.INTER_CUBIC)
-        return [base] + [compose(base, up, s) for s in STRENGTHS]
+        delta = upscale_residual(self.residual(picture), size)
+        return [base] + [compose(base, delta if s == 1 else delta * np.float32(s)) for s in STRENGTHS]
 
     def choose(self, source: Sequence[np.ndarray], pictures: Sequence[np.ndarray], size: tuple[int, int]) -> int:
         """The variant whose output has the best mean MS-SSIM against ``source`` (frames at the display ``size``) for
