@@ -52,7 +52,7 @@ class Demux(Node):
         cut = matroska_cut_short(self.reader.path) if self.reader.container == "matroska" else None
         if cut is not None:
             log.warning("%s ends at byte %d of the %d its Matroska header declares: it was cut short; every "
-                        "complete segment was decoded, the rest of the video is missing", name, *cut)
+                        "complete segment was decoded, what came after (video, audio or index) is missing", name, *cut)
 
     def close(self) -> None:
         self.reader.close()

@@ -14,6 +14,7 @@ Options are the command line's (``m3cvcav.options``), as keyword arguments, chec
 """
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterable
@@ -39,6 +40,8 @@ from .options import DECODE, ENCODE, check
 __all__ = ["encode", "decode", "open", "Result", "Encoder", "Decoder"]
 
 Src = str | os.PathLike | BinaryIO
+BOTH_RATES = "give either q= (a fixed quality level) or bitrate= (a bitrate target), not both"
+NULL = "null"  # format="null" (-f null): encode or decode, count the bytes, keep none (FFmpeg's dry run)
 
 
 def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: str | None = None,
@@ -57,7 +60,8 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     select/describe/tokenize), ``ss``/``t``/``frames`` (-ss/-t/-frames:v), ``size`` (-s WxH), ``rate`` (-r),
     ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: a fixed quality level 0..15), ``profile``
     (-profile), ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``offload`` (-offload: the profile's models go
-    to the GPU only while they run; a no-op on the CPU), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv),
+    to the GPU only while they run; a no-op on the CPU), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv;
+    "null": a dry run whose .mkv bytes are counted and dropped), ``tags`` (-metadata KEY=VALUE),
     ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes keyframe tokens, "tt2v" none: text only,
     the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is
     called with a :class:`Stats` after each frame. ``workers`` (-workers N, 0: one per core) or ``cluster``
@@ -73,10 +77,12 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
               chunk_min=chunk_min, chunk_max=chunk_max, audio_bitrate=audio_bitrate, channels=channels,
               sample_rate=sample_rate)
     if q is not None and bitrate:
-        raise UsageError("give either -q (a fixed quality level) or -b:v (a bitrate target), not both")
+        raise UsageError(BOTH_RATES)
     audio_opts = _audio_options(audio_codec, o["audio_bitrate"], o["channels"], o["sample_rate"])
     _check_stream_output(dst, format, overwrite)
     profile = profile or DEFAULT_PROFILE
+    if format == NULL:
+        dst, format = Discard(), "mkv"
     if workers is not None or cluster:
         from m3cvcav.parallel import encode_chunked
 
@@ -106,7 +112,7 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
            offload: bool = False, progress: ProgressCallback | None = None, workers: int | None = None,
            cluster: str | None = None, chunk_max: int = 0, ss: float = 0.0, t: float | None = None,
            audio_codec: str | None = None, audio_bitrate: str | int | None = None, channels: int | None = None,
-           sample_rate: int | None = None) -> Result:
+           sample_rate: int | None = None, tags: dict[str, str] | None = None) -> Result:
     """Decode an m3cvc stream to any format PyAV writes (by extension, or ``format``), ``-`` with
     ``format="yuv4mpegpipe"`` for a pipe, images or ``%04d`` sequences. ``codec``/``crf``/``preset``/``pix_fmt``/
     ``bitrate`` set the output encoder (-c:v/-crf/-preset/-pix_fmt/-b:v); ``vf``/``size``/``rate`` apply FFmpeg
@@ -116,7 +122,9 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
     ``ss``/``t``/``frames`` (-ss/-t/-frames:v) pick the frames written (from ``ss`` on, rebased to 0), and the audio
     with them; decoding stops once they are written. One image name (``one.png``) takes one frame: the first, or the
     one at ``ss``. Audio options as for :func:`encode` (default: copied when the output container takes it, else the
-    container's audio codec, e.g. Opus for .webm). Fails, writing nothing, when no frame can be decoded.
+    container's audio codec, e.g. Opus for .webm). ``tags`` (-metadata KEY=VALUE): global tags of the output;
+    ``format="null"``: decode and drop the frames (FFmpeg's ``-f null -``). Fails, writing nothing, when no frame can
+    be decoded.
 
     >>> decode("out.mkv", "back.mp4", overwrite=True).frames
     """
@@ -124,6 +132,8 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
               chunk_max=chunk_max, audio_bitrate=audio_bitrate, channels=channels, sample_rate=sample_rate)
     audio_opts = _audio_options(audio_codec, o["audio_bitrate"], o["channels"], o["sample_rate"])
     frames = o["frames"]
+    if format == NULL:
+        dst = "-"  # FFmpeg's null muxer writes nothing, whatever the output is named
     if isinstance(dst, (str, os.PathLike)) or str(dst) == "-":
         output_format(str(dst), format)  # a bad output name fails before any model is loaded
     elif not format:
@@ -144,7 +154,7 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
     else:
         stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload)
     sink_options = dict(format=format, codec=codec, crf=o["crf"], preset=preset, pix_fmt=pix_fmt,
-                        bitrate=int(o["bitrate"]) if o["bitrate"] else None)
+                        bitrate=int(o["bitrate"]) if o["bitrate"] else None, metadata=tags)
     return decode_to(stream, dst, plan=plan, sink_options=sink_options, ss=o["ss"], t=o["t"], frames=frames,
                      audio=audio, audio_options=audio_opts, progress=progress)
 
@@ -168,7 +178,7 @@ def open(path: Src, mode: str = "r", /, **options: Any) -> Decoder | Encoder:  #
     if mode == "r":
         return Decoder(path, **{**options, **o})
     if options.get("q") is not None and options.get("bitrate"):
-        raise UsageError("give either -q (a fixed quality level) or -b:v (a bitrate target), not both")
+        raise UsageError(BOTH_RATES)
     _check_stream_output(path, options.get("format"), options.pop("overwrite", None))
     return _encoder(path, **{**options, **o, "profile": options.get("profile") or DEFAULT_PROFILE})
 
@@ -183,7 +193,9 @@ def _encoder(dst, *, vf=None, filter_complex=None, size=None, rate=None, bitrate
              format=None, tags=None, audio_options: AudioOptions | None = None, fps: float = 25,
              progress: ProgressCallback | None = None) -> Encoder:
     """The encoder graph for ``dst``, everything checked before any engine is built or downloaded."""
-    if str(dst) == "-":
+    if format == NULL:
+        dst, format = Discard(), "mkv"
+    elif str(dst) == "-":
         dst, format = sys.stdout.buffer, format or "m3cv"
     plan = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.ENCODER_NODES)
     engines = Engines(profile, engine, offload)
@@ -194,9 +206,32 @@ def _encoder(dst, *, vf=None, filter_complex=None, size=None, rate=None, bitrate
 
 def _check_stream_output(dst: Any, format: str | None, overwrite: bool | None) -> None:
     """A bad output name or an existing file fails before anything is read or loaded."""
-    if isinstance(dst, (str, os.PathLike)) and str(dst) != "-":
-        check_container(dst, format)
+    if isinstance(dst, (str, os.PathLike)) and str(dst) != "-" and format != NULL:
+        check_stream_container(dst, format)
         check_output(str(dst), overwrite, "overwrite=True")
+
+
+def check_stream_container(dst: Any, format: str | None, flag: str = "format='mkv'|'m3cv'") -> str:
+    """The container an m3cvc stream will be written in; UsageError for a name none takes, and for WebM, which
+    allows only VP8/VP9/AV1 video (a WebM player would refuse an m3cvc track)."""
+    suffix = os.path.splitext(str(dst))[1].lower() if isinstance(dst, (str, os.PathLike)) else ""
+    if (format or "").lower() == "webm" or (format is None and suffix == ".webm"):
+        raise UsageError(f"{dst}: WebM carries only VP8, VP9 or AV1 video, not m3cvc: write .mkv (Matroska, which "
+                         f"WebM is a subset of) or .m3cv")
+    if format is None and isinstance(dst, (str, os.PathLike)) and suffix not in (".mkv", ".mka", ".m3cv"):
+        how = f"rename it or name the container ({flag})" if flag else "rename it"
+        raise UsageError(f"output {dst}: m3cvc streams are written as .mkv or .m3cv; {how}")
+    return check_container(dst, format, flag)
+
+
+class Discard(io.RawIOBase):
+    """A write-only sink that keeps nothing (``format="null"``): the writer counts the bytes."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
 
 
 def _audio_options(codec: str | None, bitrate: float | None, channels: int | None,

@@ -111,7 +111,7 @@ def test_failures_are_one_line_errors_and_leave_nothing(tmp_path, media):
         m3cvcav.encode(tmp_path / "nope.mp4", tmp_path / "o.mkv")
     with pytest.raises(UsageError, match="unknown option"):
         m3cvcav.encode(iter(moving_frames(media, 2)), tmp_path / "o.mkv", vf="select=bogus=1")
-    with pytest.raises(UsageError, match="either -q"):
+    with pytest.raises(UsageError, match="either q="):
         m3cvcav.encode(iter(moving_frames(media, 2)), tmp_path / "o.mkv", q=1, bitrate="10k")
     (tmp_path / "keep.mkv").write_bytes(b"x")
     with pytest.raises(OutputError, match="overwrite=True"):
@@ -232,9 +232,9 @@ def test_open_keeps_the_decoding_mode_apart_from_the_open_mode(tmp_path, media):
     assert out.close() is first and first.duration == pytest.approx(0.5)
     with m3cvcav.open(tmp_path / "s.m3cv", mode="it2v") as stream:
         assert sum(1 for _ in stream.decode()) == 6
-    with pytest.raises(UsageError, match="-mode 'i2v'"):
+    with pytest.raises(UsageError, match="^mode='i2v'"):
         m3cvcav.open(tmp_path / "s.m3cv", mode="i2v")
     with pytest.raises(UsageError, match="unknown option"):
         m3cvcav.open(tmp_path / "s.m3cv", "r", bitrate="5k")
-    with pytest.raises(UsageError, match="-engine 'xx'"):
+    with pytest.raises(UsageError, match="^engine='xx'"):
         m3cvcav.open(tmp_path / "s.m3cv", engine="xx")
