@@ -217,7 +217,8 @@ def check_stream_container(dst: Any, format: str | None, flag: str = "format='mk
     suffix = os.path.splitext(str(dst))[1].lower() if isinstance(dst, (str, os.PathLike)) else ""
     if (format or "").lower() == "webm" or (format is None and suffix == ".webm"):
         raise UsageError(f"{dst}: WebM carries only VP8, VP9 or AV1 video, not m3cvc: write .mkv (Matroska, which "
-                         f"WebM is a subset of) or .m3cv")
+                         "WebM is a subset of) or .m3cv; `python -m m3cvcav base STREAM out.webm` then makes a real "
+                         "WebM of its AV1 base layer")
     if format is None and isinstance(dst, (str, os.PathLike)) and suffix not in (".mkv", ".mka", ".m3cv"):
         how = f"rename it or name the container ({flag})" if flag else "rename it"
         raise UsageError(f"output {dst}: m3cvc streams are written as .mkv or .m3cv; {how}")
