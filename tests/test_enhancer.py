@@ -90,6 +90,7 @@ def test_ref_is_the_hash_of_the_shipped_weights():
 def test_train_runs_two_steps_and_resumes(tmp_path):
     import torch
 
+    from m3cvcav.core.errors import UsageError
     from m3cvcav.engines.lite.enhancer_net import NetConfig
     from m3cvcav.engines.lite.enhancer_train import Segment, TrainOptions, train
 
@@ -110,6 +111,8 @@ def test_train_runs_two_steps_and_resumes(tmp_path):
     state = torch.load(ckpt, weights_only=False)
     assert "resumed at step 2" in lines and state["step"] == 3
     assert any(not torch.equal(first[k], state["net"][k]) for k in first)
+    with pytest.raises(UsageError, match="no checkpoint"):
+        train(TrainOptions(out=tmp_path / "empty", steps=1, pool=pool, cfg=cfg, resume=True))
     # the exported file loads as an enhancer whose ref is its hash
     e = enh.Enhancer(model_id=9, weights=tmp_path / "w.safetensors", backend="torch")
     assert e.config == cfg and e.upscale(coded[0], (80, 48), 1).shape == (48, 80, 3)

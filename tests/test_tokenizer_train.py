@@ -78,7 +78,7 @@ def test_resume_without_checkpoint_is_a_usage_error(tmp_path):
 
 
 def test_cli_rejects_unknown_model_and_bad_crop():
-    with pytest.raises(UsageError, match="only trainable model"):
+    with pytest.raises(UsageError, match="trainable models are .tokenizer. and .enhancer."):
         train_main(["vae"])
     with pytest.raises(UsageError, match="multiple of 16"):
         train_main(["tokenizer", "--crop", "100"])

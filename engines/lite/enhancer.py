@@ -30,8 +30,8 @@ NAME = "lite-enhancer"
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "enhancer.safetensors"
 STRENGTHS = (1.0, 0.5)  # variant k ≥ 1 scales the residual by STRENGTHS[k - 1]
 VARIANTS = len(STRENGTHS)
-# coded sizes the TensorRT profiles cover: 1/8 .. 1/2 of 1280×720, and full 512×288 (any size runs on ORT / torch)
-BUCKETS = ((144, 256), (368, 640), (720, 1280))
+# TensorRT shape profiles (coded sizes up to 1920×1088; ONNX Runtime and torch take any size)
+BUCKETS = ((144, 256), (368, 640), (720, 1280), (1088, 1920))
 
 
 def load_network(path: Path = WEIGHTS) -> EnhancerNet:

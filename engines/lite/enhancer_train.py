@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from m3cvcav.bitstream import av1
+from m3cvcav.core.errors import UsageError
 
 from .enhancer_net import EnhancerNet, NetConfig
 
@@ -41,7 +42,7 @@ SEGMENT = 6  # frames a training segment
 def media_root(root: Path | None = None) -> Path:
     root = Path(root) if root else MEDIA
     if not (root / "clips").is_dir():
-        raise FileNotFoundError(f"no shared media at {root}: pass --media (see the model card)")
+        raise UsageError(f"no shared media at {root}: pass --media (see docs/models/enhancer.md)")
     return root
 
 
@@ -330,10 +331,12 @@ def train(opts: TrainOptions, log=print) -> Path:
     net = EnhancerNet(opts.cfg).to(opts.device)
     optim = torch.optim.Adam(net.parameters(), lr=opts.lr)
     step, rng_state = 0, None
-    if opts.resume and ckpt_path.exists():
+    if opts.resume and not ckpt_path.exists():
+        raise UsageError(f"--resume: no checkpoint at {ckpt_path}; train without --resume first")
+    if opts.resume:
         state = torch.load(ckpt_path, map_location=opts.device, weights_only=False)
         if NetConfig(**state["cfg"]) != opts.cfg:
-            raise ValueError(f"{ckpt_path} holds a {state['cfg']} network, not {opts.cfg.to_dict()}")
+            raise UsageError(f"{ckpt_path} holds a {state['cfg']} network, not {opts.cfg.to_dict()}")
         net.load_state_dict(state["net"])
         optim.load_state_dict(state["optim"])
         step, rng_state = state["step"], state["rng"]
