@@ -114,6 +114,7 @@ def help_text(topic: str) -> str:
 
 M3CVC_CODECS = ("m3cvc", "m3cv")
 STREAM_SUFFIXES = (".mkv", ".mka", ".m3cv")  # the names an m3cvc stream is written under
+PIPES = {"pipe:": "-", "pipe:0": "-", "pipe:1": "-"}  # FFmpeg's pipe protocol: stdin for -i, stdout for the output
 
 
 @dataclass
@@ -187,7 +188,7 @@ def main(argv: list[str]) -> int:
     from m3cvcav.core.atomic import check_output
 
     values = dict(args.values)
-    src, dst = args.inputs[0], args.output
+    src, dst = PIPES.get(args.inputs[0], args.inputs[0]), PIPES.get(args.output, args.output)
     codec = values.pop("codec", None)
     for name in ("loglevel", "hide_banner", "nostdin", "subtitles"):  # set by __main__, or nothing to do here
         values.pop(name, None)

@@ -77,6 +77,9 @@ def test_audio_survives_a_pipe(stream, tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     with av.open(str(out)) as c:
         assert c.streams.video and c.streams.audio  # kept, as with -i s.mkv
+    with open(stream, "rb") as stdin:  # FFmpeg's pipe protocol names
+        done = run("-nostats", "-i", "pipe:0", "-f", "yuv4mpegpipe", "pipe:1", stdin=stdin)
+    assert done.returncode == 0 and done.stdout.count(b"FRAME") == 30
 
 
 # ---- row 5: -c copy between containers ---------------------------------------------------------------------------
