@@ -111,6 +111,22 @@ class ClipGenerator(Protocol):
 
 
 @runtime_checkable
+class PictureEnhancer(Protocol):
+    """Decoder side (and the encoder's choice): a decoded base picture at the coded size → the display size, by the
+    variant the stream signals per segment (0 = ``bitstream.av1.upscale``, bicubic, exactly)."""
+
+    ref: ModelRef
+    variants: int  # the model variants 1..variants besides bicubic
+
+    def upscale(self, picture: Image, size: tuple[int, int], variant: int) -> Image:
+        """``picture`` (h, w, 3) uint8 at the coded size → (H, W, 3) uint8 at ``size`` = (width, height)."""
+
+    def choose(self, source: Sequence[Image], pictures: Sequence[Image], size: tuple[int, int]) -> int:
+        """The variant to signal: best mean MS-SSIM of ``pictures`` (coded size) upscaled against ``source`` (display
+        size), 0 unless a model variant beats bicubic."""
+
+
+@runtime_checkable
 class Exportable(Protocol):
     """Optional, for any role's engine: the networks it runs, for ONNX/TensorRT ahead-of-time builds
     (``python -m m3cvcav engines build``). Sizes are (height, width) resolution buckets."""

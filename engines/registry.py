@@ -29,11 +29,12 @@ from m3cvcav.bitstream.units import MODES, SequenceHeader  # MODES: CMVC's decod
 
 from .backends.config import parse_backends
 from .interfaces import (ClipGenerator, Describer, KeyframeGenerator, KeyframeTokenizer, ModelRef, MotionEstimator,
-                         SemanticEmbedder)
+                         PictureEnhancer, SemanticEmbedder)
 
 log = get_logger(__name__)
 ROLES = {"embedder": SemanticEmbedder, "motion": MotionEstimator, "describer": Describer,
-         "tokenizer": KeyframeTokenizer, "keyframe_generator": KeyframeGenerator, "clip_generator": ClipGenerator}
+         "tokenizer": KeyframeTokenizer, "keyframe_generator": KeyframeGenerator, "clip_generator": ClipGenerator,
+         "enhancer": PictureEnhancer}
 DEFAULT_PROFILE = "lite"
 
 

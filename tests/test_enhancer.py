@@ -116,3 +116,18 @@ def test_train_runs_two_steps_and_resumes(tmp_path):
     # the exported file loads as an enhancer whose ref is its hash
     e = enh.Enhancer(model_id=9, weights=tmp_path / "w.safetensors", backend="torch")
     assert e.config == cfg and e.upscale(coded[0], (80, 48), 1).shape == (48, 80, 3)
+
+
+def test_profile_role_builds_the_enhancer_and_names_its_weights_without_loading():
+    from m3cvcav.engines.interfaces import PictureEnhancer
+    from m3cvcav.engines.lite import enhancer_model_ref
+    from m3cvcav.engines.registry import load_profile
+
+    _enhancer()
+    role = {"factory": "m3cvcav.engines.lite:load_enhancer", "model_id": 5, "decoder": True}
+    profile = load_profile("lite", {"roles": {"enhancer": role}, "backends": {"onnxruntime": {"threads": 1}}})
+    assert "enhancer" in profile.decoder_roles()
+    ref = enhancer_model_ref(profile.role_settings("enhancer"))
+    engine = profile.engine("enhancer")
+    assert isinstance(engine, PictureEnhancer) and engine.ref == ref and ref.model_id == 5
+    assert engine.upscale(_picture(), (96, 54), 1).shape == (54, 96, 3)

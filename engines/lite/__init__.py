@@ -48,6 +48,20 @@ def load_keyframe_generator(settings: dict) -> PassthroughKeyframes:
 def load_enhancer(settings: dict) -> Enhancer:
     """The learned restoration upscaler of the AV1 base (docs/models/enhancer.md); ``weights`` overrides the shipped
     file (its hash goes into ``ref``)."""
-    return Enhancer(model_id=settings["model_id"], weights=settings.get("weights"),
-                    backend=settings.get("backend", "auto"), device=settings.get("device"),
-                    threads=settings.get("threads", 0))
+    from ..backends import backends_of
+
+    return Enhancer(model_id=settings["model_id"], weights=settings.get("weights"), backend=backends_of(settings),
+                    device=settings.get("device"), threads=settings.get("threads"))
+
+
+def enhancer_model_ref(settings: dict):
+    """The enhancer's ``ModelRef`` without loading it (the encoder records the decoder's models)."""
+    from ..interfaces import ModelRef
+    from ..loaders import weights_sha256
+    from .enhancer import NAME, WEIGHTS
+
+    return ModelRef(model_id=int(settings["model_id"]), sha256=weights_sha256(settings.get("weights") or WEIGHTS),
+                    name=NAME)
+
+
+load_enhancer.model_ref = enhancer_model_ref

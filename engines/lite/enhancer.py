@@ -21,7 +21,7 @@ import torch
 from m3cvcav.bitstream import av1
 from m3cvcav.core.errors import ModelError, UsageError
 
-from ..backends import Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine
+from ..backends import Backends, Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine
 from ..interfaces import ModelRef
 from ..loaders import weights_sha256
 from .enhancer_net import EnhancerNet, NetConfig
@@ -82,8 +82,10 @@ class Enhancer:
 
     variants = VARIANTS
 
-    def __init__(self, *, model_id: int, weights: str | Path | None = None, backend: str = "auto",
-                 device: str | None = None, threads: int = 0) -> None:
+    def __init__(self, *, model_id: int, weights: str | Path | None = None, backend: str | Backends = "auto",
+                 device: str | None = None, threads: int | None = None) -> None:
+        """``backend``: an -engine name or the role's typed ``Backends``; ``threads``: ONNX Runtime's intra-op
+        threads (None: the backend settings', 0: all cores)."""
         self.path = Path(weights) if weights else WEIGHTS
         self._net = load_network(self.path)
         self.ref = ModelRef(model_id=int(model_id), sha256=weights_sha256(self.path), name=NAME)
