@@ -1,8 +1,9 @@
-"""``python -m m3cvcav bench engines [--json] [--quick]``: the lite engines on this machine.
+"""``python -m m3cvcav bench engines [--json] [--budget S]``: the lite engines on this machine.
 
 EfficientNet-Lite0 (run at the input resolution) on torch and onnxruntime side by side, and OpenCV's DIS optical flow
-(the lite motion engine: its statistics at the work size, and the dense field at the frame size), at 256×256 and 512×512, batch 1 and 8 where batching applies. Each cell reports the median latency per call,
-throughput in frames per second, and the share of time spent outside the model (pre/post-processing). All backends
+(the lite motion engine: its statistics at the work size, and the dense field at the frame size), at 256×256 and
+512×512, batch 1 and 8 where batching applies. Each cell reports the median latency per call, throughput in frames
+per second, and the share of time spent outside the model (pre/post-processing). All backends
 run with one intra-op thread so the comparison is per core; input frames are Sintel frames (../shared/media) resized,
 or seeded noise when the media is absent.
 """

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 from m3cvcav.core.errors import InputError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
-from .options import BY_FLAG, DECODE, ENCODE, OPTIONS, REPEATABLE, absent, usage_lines, wrong_direction
+from .options import BY_FLAG, DECODE, ENCODE, REPEATABLE, absent, usage_lines, wrong_direction
 
 log = get_logger(__name__)
 
@@ -35,6 +35,7 @@ pipe:    python -m m3cvcav -i out.mkv -f yuv4mpegpipe - | ffplay -
 dry run: python -m m3cvcav -i in.mp4 -c m3cvc -f null -   (encode, count the bytes, keep none)
 """
 HELP_FLAGS = ("-h", "-help", "--help", "-?")
+
 
 def usage() -> str:
     """-h: the usage above, every option of the one table (``m3cvcav.options``), and the graph nodes from theirs."""
@@ -79,23 +80,13 @@ def codec_help(kind: str, name: str) -> str:
         except (av.error.FFmpegError, ValueError):
             raise UsageError(f"-h {kind}={name}: no such {kind}; m3cvcav's is m3cvc, FFmpeg's are listed by "
                              f"`ffmpeg -{kind}s`") from None
-        handed = "-c:v, -crf, -preset, -pix_fmt and -b:v of a decode" if kind == "encoder" else "nothing: it reads m3cvc"
-        return (f"{name}: an FFmpeg {kind}; its options: ffmpeg -h {kind}={name} (m3cvcav hands it {handed})\n")
+        handed = ("-c:v, -crf, -preset, -pix_fmt and -b:v of a decode" if kind == "encoder" else
+                  "nothing: m3cvcav reads m3cvc")
+        return f"{name}: an FFmpeg {kind}; its options: ffmpeg -h {kind}={name} (m3cvcav hands it {handed})\n"
     use = ENCODE if kind == "encoder" else DECODE
     lines = [f"{kind} m3cvc: the options of {'an encode' if use == ENCODE else 'a decode'} (python -m m3cvcav -h "
              "lists them all):"]
-    lines += [line for option, line in zip(_listed(), usage_lines()) if option.use in ("", use)]
-    return "\n".join(lines) + "\n"
-
-
-def _listed() -> list:
-    """The options in the order ``usage_lines`` lists them (one line per name and switch value)."""
-    seen, out = set(), []
-    for option in OPTIONS:
-        if (option.name, option.switch) not in seen:
-            seen.add((option.name, option.switch))
-            out.append(option)
-    return out
+    return "\n".join(lines + usage_lines(use)) + "\n"
 
 
 def help_text(topic: str) -> str:

@@ -213,12 +213,13 @@ def wrong_direction(option: Option, direction: str) -> str:
     return f"{option.flags[0]} is an option of {this} ({option.help}): drop it from this {direction}"
 
 
-def usage_lines() -> list[str]:
-    """One help line per option: its flags, value name and help (``-h``)."""
+def usage_lines(direction: str | None = None) -> list[str]:
+    """One help line per option: its flags, value name and help (``-h``); with ``direction`` (encode or decode),
+    only the options that apply to it (``-h encoder=m3cvc``)."""
     lines, seen = [], set()
     for option in OPTIONS:
         key = (option.name, option.switch)
-        if key in seen:
+        if key in seen or (direction and option.use not in ("", direction)):
             continue
         seen.add(key)
         flags = ", ".join(option.flags)

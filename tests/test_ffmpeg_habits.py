@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import m3cvcav
-from conftest import error_line, media_path, require_lite_weights
+from conftest import media_path, require_lite_weights
 from m3cvcav.__main__ import main
 from m3cvcav.core.errors import UsageError
 
@@ -303,7 +303,8 @@ def test_damaged_streams_are_called_damaged(stream, tmp_path, capsys):
             status = main(["-nostats", "-y", "-loglevel", "error", "-i", str(path), str(tmp_path / "m.y4m")])
             err = capsys.readouterr().err
             assert status in (0, 1), (path.name, err)
-            assert "add -c m3cvc" not in err and "Traceback" not in err and "internal error" not in err, (path.name, err)
+            assert "add -c m3cvc" not in err and "Traceback" not in err, (path.name, err)
+            assert "internal error" not in err, (path.name, err)
             assert status == 0 or len([x for x in err.splitlines() if x.startswith("m3cvcav:")]) == 1, err
     shutil.rmtree(tmp_path)
 
