@@ -29,7 +29,7 @@ from .ratecontrol import LEVELS, RateControl
 
 log = get_logger(__name__)
 SCALES = (1 / 16, 1 / 12, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # coded sizes -b:v chooses from
-BPP_GUESS = 0.02  # bits per coded pixel and frame around which the best coded size tends to lie (first candidate)
+BPP_GUESS = 0.01  # bits per coded pixel and frame around which the best coded size tends to lie (first candidate)
 RATE_TOLERANCE = 0.03  # a segment's base within 3 % of its allowance is accepted
 MAX_PASSES = 6
 SLOPE = -math.log(2) / 8  # d ln(bytes) / d CRF before two encodes measure it: half the rate every 8 CRF steps
