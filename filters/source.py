@@ -40,9 +40,14 @@ def sequence_file(path: str | os.PathLike, number: int) -> Path | None:
         return None
 
 
+URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")  # a protocol FFmpeg opens itself (http://, rtmp://, ...)
+
+
 def check_path(src: str | os.PathLike) -> None:
     """InputError unless ``src`` is a readable file, or an image sequence pattern whose first file exists (the first
-    of the numbers 0..4, as FFmpeg's image2 looks)."""
+    of the numbers 0..4, as FFmpeg's image2 looks); ``-`` (stdin) and URLs are FFmpeg's to open."""
+    if str(src) == "-" or URL.match(str(src)):
+        return
     path = Path(src)
     if is_sequence(path):
         if not any((f := sequence_file(path, n)) is not None and f.is_file() for n in range(SEQUENCE_START)):
@@ -65,7 +70,7 @@ def open_input(src: str | os.PathLike | BinaryIO, framerate: float = 25.0) -> av
     fmt, options = None, {}
     if isinstance(target, (str, os.PathLike)):
         check_path(target)
-        if is_sequence(target):
+        if not URL.match(str(target)) and is_sequence(target):
             fmt, options = "image2", {"framerate": f"{framerate:g}"}
         target = str(target)
     try:

@@ -33,7 +33,7 @@ from m3cvcav.filters.progress import ProgressCallback
 from m3cvcav.filters.ratecontrol import RateControl
 from m3cvcav.filters.result import Result, warn_rate
 from m3cvcav.filters.sink import is_single_image, output_format
-from m3cvcav.filters.source import open_source
+from m3cvcav.filters.source import check_path, open_source
 
 from .options import DECODE, ENCODE, check
 
@@ -79,6 +79,8 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     if q is not None and bitrate:
         raise UsageError(BOTH_RATES)
     audio_opts = _audio_options(audio_codec, o["audio_bitrate"], o["channels"], o["sample_rate"])
+    if isinstance(src, (str, os.PathLike)):
+        check_path(src)  # a mistyped input is named before the output is judged
     _check_stream_output(dst, format, overwrite)
     profile = profile or DEFAULT_PROFILE
     if format == NULL:
@@ -132,6 +134,8 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
               chunk_max=chunk_max, audio_bitrate=audio_bitrate, channels=channels, sample_rate=sample_rate)
     audio_opts = _audio_options(audio_codec, o["audio_bitrate"], o["channels"], o["sample_rate"])
     frames = o["frames"]
+    if isinstance(src, (str, os.PathLike)):
+        check_path(src)
     if format == NULL:
         dst = "-"  # FFmpeg's null muxer writes nothing, whatever the output is named
     if isinstance(dst, (str, os.PathLike)) or str(dst) == "-":

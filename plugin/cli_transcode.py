@@ -177,6 +177,7 @@ def main(argv: list[str]) -> int:
     if args.output is None:
         raise UsageError("no output file given: add one after the options (e.g. out.mkv, or - with -f)")
     from m3cvcav.core.atomic import check_output
+    from m3cvcav.filters.source import check_path
 
     values = dict(args.values)
     src, dst = PIPES.get(args.inputs[0], args.inputs[0]), PIPES.get(args.output, args.output)
@@ -195,7 +196,7 @@ def main(argv: list[str]) -> int:
         raise UsageError("-resume/-chunk_min/-chunk_max apply to chunked jobs: add -workers N or -cluster local")
     if "q" in values and "bitrate" in values:
         raise UsageError("give either -q (a fixed quality level) or -b:v (a bitrate target), not both")
-    check_input(src)  # a mistyped input is named before the output is judged
+    check_path(src)  # a mistyped input is named before the output is judged
     fmt = values.get("format")
     if codec == "copy":
         with stdin_stream(src) as source:
@@ -301,16 +302,6 @@ class FFmpegKeys:
         clock = f"{us // 3_600_000_000:02d}:{us // 60_000_000 % 60:02d}:{us // 1_000_000 % 60:02d}.{us % 1_000_000:06d}"
         extra = {"out_time_ms": str(us), "out_time": clock, "dup_frames": "0", "drop_frames": "0"}  # ms = us in ffmpeg
         return {**pairs, **{k: v for k, v in extra.items() if k not in pairs}}
-
-
-def check_input(src: str) -> None:
-    """An input that is not there, a folder or unreadable is an InputError naming it, whatever the output; an image
-    sequence pattern (``f_%04d.png``) must match its first file."""
-    if src == "-" or re.match(r"^[a-z][a-z0-9+.-]*://", src):  # stdin, or a URL FFmpeg opens itself
-        return
-    from m3cvcav.filters.source import check_path
-
-    check_path(src)
 
 
 def _apply_to(values: dict[str, Any]) -> None:

@@ -66,6 +66,10 @@ def test_a_missing_input_is_named_before_the_output_is_judged(tmp_path, capsys, 
     assert "nope.mkv does not exist" in line and "written as" not in line
     line = fails(["-i", str(tmp_path), "x.mp4"], 1, capsys)  # a folder: not "add -c m3cvc"
     assert "is a directory" in line
+    with pytest.raises(m3cvcav.InputError, match="nope.mkv does not exist"):  # the API checks in the same order
+        m3cvcav.encode("nope.mkv", "x.mp4")
+    with pytest.raises(m3cvcav.InputError, match="nope.mkv does not exist"):
+        m3cvcav.decode("nope.mkv", "x.nosuchformat")
     assert not list(tmp_path.iterdir())
 
 
