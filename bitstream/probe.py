@@ -63,7 +63,8 @@ def probe(src: str | Path) -> dict:
                 "frame_count": seg.header.frame_count, "keyframe_pos": seg.header.keyframe_pos,
                 "flags": seg.header.flags,
                 "mode": seg.params.mode if seg.params else ("it2v" if seg.base or seg.tokens else "tt2v"),
-                "base_size": f"{seg.base.size[0]}x{seg.base.size[1]}" if seg.base else None,
+                "base_size": f"{seg.base.size[0]}x{seg.base.size[1]}" if seg.base and seg.base.units else None,
+                "base_complete": seg.base.complete if seg.base else None,
                 "layers": seg_layers, "frame_text": seg.frame_text, "clip_text": seg.clip_text})
         tags = dict(reader.tags)
         container, has_audio = reader.container, reader.has_audio

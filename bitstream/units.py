@@ -52,6 +52,7 @@ MAX_TEXT_BYTES = 65536
 MAX_TEXT_PLAIN = 2 * MAX_TEXT_BYTES + 3  # decompressed TEXT payload: uleb(≤ 65 536) + two texts
 MAX_STEPS = 1000
 MAX_ENHANCEMENT = 255
+MAX_TEMPORAL_UNIT = MAX_UNIT_PAYLOAD // 2  # one frame's AV1 temporal unit
 BASE_UNIT_BYTES = 1 << 16  # an encoder starts a new BASE unit past this many bytes (finer concealment)
 SCENE_CUT = 0x01
 MODES = ("it2v", "tt2v")
@@ -437,7 +438,7 @@ def base_payloads(base: BaseLayer, frame_count: int, unit_bytes: int = BASE_UNIT
             or width % 2 or height % 2 or not 0 <= base.enhancement <= MAX_ENHANCEMENT:
         raise BitstreamError(f"base layer of {len(base.units)} frames at {width}x{height}, enhancement "
                              f"{base.enhancement}, for a segment of {frame_count}: out of range")
-    if any(not 1 <= len(u) <= MAX_UNIT_PAYLOAD // 2 for u in base.units):
+    if any(not 1 <= len(u) <= MAX_TEMPORAL_UNIT for u in base.units):
         raise BitstreamError("a base temporal unit is empty or over 8 MiB")
     runs, start, size = [], 0, 0
     for i, tu in enumerate(base.units):
@@ -465,7 +466,7 @@ def _decode_base(payload: bytes, frame_count: int, base: BaseLayer | None) -> Ba
         raise r.fail(f"unit for frames {first}.. at {size[0]}x{size[1]} does not continue the segment's base "
                      f"({len(base.units)} frames at {base.size[0]}x{base.size[1]})")
     for _ in range(count):
-        base.units.append(r.raw(r.uleb("unit_size", 1, MAX_UNIT_PAYLOAD), "temporal unit"))
+        base.units.append(r.raw(r.uleb("unit_size", 1, MAX_TEMPORAL_UNIT), "temporal unit"))
     if r.pos != len(payload):
         raise r.fail(f"{len(payload) - r.pos} bytes after the last temporal unit")
     return base
@@ -509,6 +510,6 @@ def decode_segment(data: bytes) -> Segment:
         raise BitstreamError(f"segment {segment.header.index}: the base holds {len(segment.base.units)} of "
                              f"{segment.header.frame_count} frames")
     if damaged:
-        segment.base = segment.base or BaseLayer((2, 2), [])
+        segment.base = segment.base or BaseLayer((0, 0), [])  # damaged from its first unit: no size known
         segment.base.complete = False
     return segment

@@ -133,11 +133,12 @@ class Generate(Node):
         (either alone when the other is missing; mid-grey when both are). Its timing comes from its header, else
         from the segments around it."""
         self.corrupt += 1
-        log.warning("segment %s is corrupt (%s): concealed", seg.index, getattr(seg, "reason", "no picture"))
         if isinstance(seg, CorruptSegment):
-            first, count = seg.first_pts, seg.frame_count
+            index, first, count, reason = seg.index, seg.first_pts, seg.frame_count, seg.reason
         else:
-            first, count = seg.header.first_pts, seg.header.frame_count
+            index, first, count = seg.header.index, seg.header.first_pts, seg.header.frame_count
+            reason = "its base does not decode" if seg.base is not None else "no picture"
+        log.warning("segment %s is corrupt (%s): concealed", index, reason)
         if first is None or count <= 0:
             first, count = self._gap(after)
         if count <= 0:

@@ -152,3 +152,36 @@ def test_stream_copy_cuts_decode(tmp_path, media):
             frames = [f.to_ndarray() for f in stream.decode()]
             assert stream.corrupt == 0
         assert frames and all(float(f.std()) > 10 for f in frames), cut  # pictures, not flat grey
+
+
+def test_a_damaged_base_unit_shows_the_frames_before_it(tmp_path, caplog):
+    """A segment's base in several BASE units, the third damaged: the frames before it decode, the rest hold the
+    last picture (no frame missing), and the damage is said."""
+    from m3cvcav.bitstream.containers import open_writer
+    from streams import sequence_header
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (144, 256, 3), dtype=np.uint8) for _ in range(12)]
+    header = sequence_header(0)
+    header.width, header.height = 256, 144
+    seg = U.Segment(U.SegmentHeader(0, 0, 12), base=U.BaseLayer((256, 144), av1.encode(frames, (256, 144), 24, 4)))
+    for ext in ("m3cv", "mkv"):
+        path = tmp_path / f"n.{ext}"
+        with open_writer(path, header) as w:
+            w.write_segment(seg)
+        data = bytearray(path.read_bytes())
+        packet = U.encode_segment(seg)
+        bases = [u for u in iter_units(packet) if u.unit_type == U.BASE]
+        assert len(bases) >= 3
+        start = data.find(packet)
+        data[start + bases[2].offset + 20] ^= 0xFF
+        (tmp_path / f"bad.{ext}").write_bytes(bytes(data))
+        with m3cvcav.open(tmp_path / f"n.{ext}") as good, m3cvcav.open(tmp_path / f"bad.{ext}") as bad:
+            clean = [f.to_ndarray() for f in good.decode()]
+            got = [f.to_ndarray() for f in bad.decode()]
+        with open_reader(tmp_path / f"bad.{ext}") as reader:
+            kept = len(next(reader.segments()).base.units)
+        assert len(got) == 12 and 0 < kept < 12
+        assert all(np.array_equal(a, b) for a, b in zip(got[:kept], clean[:kept]))
+        assert all(np.array_equal(f, got[kept - 1]) for f in got[kept:])
+    assert "damaged from frame" in caplog.text

@@ -13,7 +13,7 @@ from m3cvcav.core.log import get_logger
 
 from ..crc import crc32c
 from ..framing import iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
-from ..units import (SEGMENT_HEADER, CorruptSegment, Segment, SequenceHeader, decode_sequence_header,
+from ..units import (BASE, SEGMENT_HEADER, CorruptSegment, Segment, SequenceHeader, decode_sequence_header,
                      encode_sequence_header, peek_segment_header)
 from .base import AtomicOutput, StreamReader, StreamWriter
 
@@ -45,6 +45,17 @@ def units_intact(payload: bytes | bytearray | memoryview) -> bool:
         return all(u.crc_ok for u in iter_units(payload))
     except BitstreamError:
         return False
+
+
+def base_damaged_only(payload: bytes | bytearray | memoryview) -> bool:
+    """Whether ``payload`` is a run of complete units, an intact segment header first, in which only BASE units fail
+    their CRC: the segment decodes up to the damage (§5.10), so the packet is read, not resynchronised past."""
+    try:
+        units = list(iter_units(payload))
+    except BitstreamError:
+        return False
+    return bool(units) and units[0].unit_type == SEGMENT_HEADER and units[0].crc_ok \
+        and all(u.crc_ok or u.unit_type == BASE for u in units)
 
 
 class M3cvWriter(StreamWriter):
@@ -170,7 +181,7 @@ class M3cvReader(StreamReader):
         b = self._buf
         while b.fill(1):
             found = self._packet_at(0, resync=False)
-            if found is not None and found[4]:
+            if found is not None and (found[4] or base_damaged_only(found[3])):
                 total, _, flags, payload, _ = found
                 if flags & FLAG_INDEX:
                     return
