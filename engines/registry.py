@@ -191,7 +191,7 @@ class Profile:
     def check_mode(self, mode: str) -> None:
         """Refuse a mode this profile cannot run: tt2v needs a keyframe generator that makes images from text."""
         if mode not in MODES:
-            raise UsageError(f"-mode {mode!r}: give it2v (keyframe tokens + text) or tt2v (text only)")
+            raise UsageError(f"-mode {mode!r}: give it2v (pictures + text) or tt2v (text only)")
         if mode == "tt2v" and not self.can_tt2v():
             raise ModelError(f"profile {self.name} cannot make keyframes from text (-mode tt2v): use -profile m3cvc")
 

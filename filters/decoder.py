@@ -68,8 +68,8 @@ class StreamDecoder(abc.ABC):
 
 class Decoder(StreamDecoder):
     """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24).
-    ``mode`` is CMVC's: "it2v" decodes the keyframe tokens (segments without any are generated from text), "tt2v"
-    ignores the token layer and generates every keyframe from D^F. The profile's models are checked against those
+    ``mode`` is CMVC's: "it2v" decodes the base layer (and keyframe tokens where the stream has them; segments with
+    neither are generated from text), "tt2v" ignores the pictures and generates every keyframe from D^F. The profile's models are checked against those
     the stream names before anything is decoded."""
 
     def __init__(self, src: str | os.PathLike | BinaryIO, *, profile: str | None = None, engine: str = "auto",

@@ -1,4 +1,4 @@
-"""mux: the encoder graph's sink. Segment packets, serialised once by ``describe`` (or stitched from chunks), go into
+"""mux: the encoder graph's sink. Segment packets, serialised once by ``base`` (or stitched from chunks), go into
 an m3cvc stream (.mkv or .m3cv, ``bitstream.containers``) through an atomic output renamed on ``close``, with the
 input's audio interleaved: audio demuxed ahead of the video waits until the video reaches it, and stops where the
 video ends (-t, -frames:v)."""

@@ -1,9 +1,10 @@
 """select: M3-CVC's keyframe selection. Frame F_n opens a new segment when
 ``D(F_n, F_l) = λ1·f_sem(F_n, F_l) + λ2·f_mot(F_n, F_l) − D_th > 0`` (F_l the last keyframe, f_sem = 1 − cosine of the
 profile embedder's features, f_mot = the profile motion estimator's flow magnitude accumulated since F_l), within
-min/max segment lengths; a scene cut (f_sem between consecutive frames over ``cut``) always opens one. Each segment
-carries all its frames to ``tokenize``, which codes their motion (and refreshes where prediction fails), so a segment
-is also bounded by ``FRAME_BUFFER_BYTES`` of frames."""
+min/max segment lengths; a scene cut (f_sem between consecutive frames over ``cut``) always opens one. Every keyframe
+becomes an AV1 key frame of the base layer, so each segment decodes alone. Each segment carries all its frames to the
+base node, which codes them as one closed AV1 sequence, so a segment is also bounded by ``FRAME_BUFFER_BYTES`` of
+frames."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ class Select(Node):
     OPTIONS = (
         Option("threshold", float, 0.35, "D_th: the decision threshold (higher: fewer keyframes)", range=(0, 100)),
         Option("l1", float, 1.0, "λ1: weight of the semantic distance f_sem", range=(0, 100)),
-        Option("l2", float, 1.0, "λ2: weight of the accumulated motion f_mot (motion itself is transmitted)",
+        Option("l2", float, 1.0, "λ2: weight of the accumulated motion f_mot",
                range=(0, 100)),
         Option("min", int, 0, "minimum segment length in frames (0: half a second)", range=(0, 65536)),
         Option("max", int, 0, "maximum segment length in frames (0: 10 seconds)", range=(0, 65536)),

@@ -45,6 +45,6 @@ class LabelDescriber:
         return f"moving {direction}, {speed}"
 
     def describe_clip(self, keyframe: Image, frames: Sequence[Image], motion: str | None = None) -> str:
-        """The keyframe's labels and the clip's motion: ``motion`` when the encoder measured it (the words of the
-        transmitted motion layer), else estimated from ``frames`` with DIS flow."""
+        """The keyframe's labels and the clip's motion: ``motion`` when the caller measured it, else estimated from
+        ``frames`` with DIS flow."""
         return f"{self.describe_frame(keyframe)}; {motion or self.motion_words(frames)}"
