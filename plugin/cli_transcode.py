@@ -400,12 +400,12 @@ def _encoding(src: str, dst: str, codec: str | None, fmt: str | None) -> bool:
         return True
     if src == "-":  # a pipe cannot be sniffed: an m3cvc container output means encode, anything else decode
         return Path(dst).suffix.lower() == ".mkv"
-    if not os.path.isfile(src):
-        return True  # an image sequence or a URL: FFmpeg reads it, the encoder's source opens it
-    if is_stream(src):
-        return False
-    if not _plays_as_video(src):
-        raise _unreadable(src)
+    if os.path.isfile(src):
+        if is_stream(src):
+            return False
+        if not _plays_as_video(src):
+            raise _unreadable(src)
+    # a video FFmpeg reads (a file, an image sequence or a URL)
     if Path(dst).suffix.lower() == ".mkv" and codec is None:
         return True
     raise UsageError(f"{src} is not an m3cvc stream: add -c m3cvc to encode it (decoding needs an .m3cv/.mkv made "
