@@ -9,8 +9,8 @@ bicubic); the table's ``chosen`` column is its MS-SSIM gain, never below 0 by co
 (``bench.rd.bdrate``, PCHIP) of the chosen enhancement against bicubic on the same streams, on MS-SSIM and PSNR.
 
 Speed: ms per frame of ``Enhancer.upscale`` (network + post-process) at 256×144→512×288, 640×360→1280×720 and the
-coded sizes of the default -q (scale 0.2176), on the profile's backend with ``--threads`` (2) threads, median of
-``--repeat`` runs; bicubic alone beside it.
+coded sizes of the default -q (``filters.ratecontrol.DEFAULT_QUALITY``), on the profile's backend with ``--threads``
+(2) threads, median of ``--repeat`` runs; bicubic alone beside it.
 """
 from __future__ import annotations
 
@@ -24,8 +24,15 @@ from m3cvcav.bitstream import av1
 from m3cvcav.filters.quality import ms_ssim
 
 LADDER_RUNGS = range(12)  # -q 0..11: scales 0.125..0.66, CRF 58..40.4
-SPEED_SIZES = (((256, 144), (512, 288)), ((112, 62), (512, 288)), ((640, 360), (1280, 720)),
-               ((280, 156), (1280, 720)))
+
+
+def speed_sizes() -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(coded, display) sizes the speed is measured at: half size and the default -q's coded size, 288p and 720p."""
+    from m3cvcav.filters.ratecontrol import DEFAULT_QUALITY, LEVELS
+
+    scale = LEVELS[DEFAULT_QUALITY].scale
+    return [((256, 144), (512, 288)), (av1.coded_size(512, 288, scale), (512, 288)),
+            ((640, 360), (1280, 720)), (av1.coded_size(1280, 720, scale), (1280, 720))]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,7 +70,7 @@ def quality(enhancer, clips, points, log=print) -> list[dict]:
 def speed(enhancer, repeat: int, log=print) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
-    for coded, display in SPEED_SIZES:
+    for coded, display in speed_sizes():
         picture = rng.integers(0, 256, (coded[1], coded[0], 3), dtype=np.uint8)
         picture = av1.upscale(av1.downscale(picture, (coded[0] // 4, coded[1] // 4)), coded)  # smooth, like a base
         times = {}

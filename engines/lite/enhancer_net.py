@@ -4,9 +4,10 @@ base picture. The same residual, scaled, gives the signalled strengths.
 
     x (N, 3, h, w) RGB in [0, 1]
     conv3x3 3→C, ReLU, (conv3x3 C→C, ReLU) × (layers − 2), conv3x3 C→4, pixel shuffle ×2 → r (N, 1, 2h, 2w)
+    (shipped: C = 16, layers = 3)
     output = bicubic(x → H×W) + bicubic(r → H×W)  (r added to R, G and B alike: a luma change, chroma kept)
 
-FLOPs (multiply-adds × 2) per coded pixel: 2·9·(3C + (layers − 2)·C² + 4C); with C = 16, layers = 4: 10 944.
+FLOPs (multiply-adds × 2) per coded pixel: 2·9·(3C + (layers − 2)·C² + 4C); with C = 16, layers = 3: 6 624.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from torch import nn
 @dataclass(frozen=True)
 class NetConfig:
     channels: int = 16
-    layers: int = 4  # convolutions, first and last included
+    layers: int = 3  # convolutions, first and last included
 
     def flops_per_coded_pixel(self) -> int:
         c = self.channels

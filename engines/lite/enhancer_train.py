@@ -30,9 +30,7 @@ from m3cvcav.core.errors import UsageError
 from .enhancer_net import EnhancerNet, NetConfig
 
 MEDIA = Path(__file__).resolve().parents[2].parent / "shared" / "media"
-# the decoder's ladder (filters.ratecontrol.LEVELS), repeated here so that training does not import filters
-LADDER = tuple((round(0.125 * 2 ** (q / 5), 4), 58 - 1.6 * q) for q in range(16))
-BITRATE_SCALES = (1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 1 / 2, 5 / 8)
+BITRATE_SCALES = (1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)  # filters.base.SCALES
 HELD_OUT = ("sintel frames 0016-0025", "vtest.avi from 60 s", "mate_Garden.jpg pan")
 HELD_OUT_PHOTOS = ("mate_Garden.jpg",)
 VTEST_SPLIT = 600  # vtest frames (10 fps) before this are training data, after it held out
@@ -92,11 +90,14 @@ def display(frames: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
 
 
 def pick_level(rng: random.Random) -> tuple[float, float]:
-    """(scale, crf) as the encoder picks them: a -q rung (CRF ± 4) or a -b:v scale with a CRF in 30..60."""
+    """(scale, crf) as the encoder picks them: 60 % a -q rung 0..12 of ``filters.ratecontrol.LEVELS`` (CRF ± 2),
+    40 % a -b:v coded size (``filters.base.SCALES``) with a CRF in 45..63."""
+    from m3cvcav.filters.ratecontrol import LEVELS
+
     if rng.random() < 0.6:
-        scale, crf = LADDER[rng.randrange(0, 12)]
-        return scale, crf + rng.uniform(-4, 4)
-    return rng.choice(BITRATE_SCALES), rng.uniform(30, 60)
+        level = LEVELS[rng.randrange(0, 13)]
+        return level.scale, min(av1.CRF_RANGE[1], level.crf + rng.uniform(-2, 2))
+    return rng.choice(BITRATE_SCALES), rng.uniform(45, 63)
 
 
 def code(frames: list[np.ndarray], scale: float, crf: float) -> list[np.ndarray]:
@@ -258,7 +259,7 @@ def loss_fn(out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torc
 @dataclass
 class TrainOptions:
     out: Path = Path("runs/enhancer")
-    steps: int = 12000
+    steps: int = 8000
     batch: int = 3  # frames of one segment a step
     lr: float = 2e-3
     seed: int = 0
