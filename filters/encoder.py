@@ -60,8 +60,8 @@ class Encoder:
     # -- input ---------------------------------------------------------------------------------------------------
     def start(self, info: VideoInfo, audio_stream=None) -> None:
         """Describe the input (and its audio stream, muxed with the video) before the first frame."""
-        self.input = self.filters.configure(info)
-        self.stats = Stats(total_frames=info.frame_count, duration=info.duration)
+        self.input = self.filters.configure(info)  # what will be coded: the ETA's total
+        self.stats = Stats(total_frames=self.input.frame_count, duration=self.input.duration, written_time=0.0)
         self.mux.audio_stream = audio_stream
 
     def run(self, source: Source | ArraySource) -> Result:
@@ -103,7 +103,15 @@ class Encoder:
         if self.progress:
             self.progress(stats)
         self.chain.push(frame)
-        stats.size, stats.video_size, stats.segments = self.mux.bytes_written, self.mux.video_bytes, self.mux.segments
+        if self.mux.segments != stats.segments:  # a segment was written: its bytes are live at once
+            self._written()
+            if self.progress:
+                self.progress(stats)
+
+    def _written(self) -> None:
+        stats, mux = self.stats, self.mux
+        stats.size, stats.video_size, stats.segments = mux.bytes_written, mux.video_bytes, mux.segments
+        stats.written_time = mux.video_time
 
     def _configure(self, first: Frame) -> None:
         """Configure the coding nodes (which builds their engines) and the mux, with the stream's sequence header."""
@@ -132,8 +140,9 @@ class Encoder:
             self.abort()
             raise
         stats = self.stats
-        stats.size, stats.video_size, stats.segments = self.mux.bytes_written, self.mux.video_bytes, self.mux.segments
-        stats.media_time = duration  # the final line and Result speak of the same span
+        self._written()
+        stats.media_time = stats.written_time = duration  # the final line and Result speak of the same span
+        stats.total_frames = stats.frame  # done: no time left
         if self.progress:
             self.progress(stats)
         result = Result(stats.frame, stats.segments, self.mux.video_bytes, duration,

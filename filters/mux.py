@@ -42,6 +42,7 @@ class Mux(Node):
         self.audio_stream, self.audio_options = audio_stream, audio_options
         self.writer: StreamWriter | None = None
         self.segments = 0
+        self.video_time = 0.0  # seconds of video written (the end of the last segment)
         self._ahead: deque = deque()  # audio demuxed ahead of the video
         self._due: deque = deque()  # audio the video has reached, waiting for the container to open
 
@@ -71,6 +72,7 @@ class Mux(Node):
     # -- video ---------------------------------------------------------------------------------------------------
     def process(self, seg: ClipSegment) -> tuple:
         self.write_packet(seg.packet, seg.unit)
+        self.video_time = seg.end_time
         return ()
 
     def write_packet(self, packet: bytes, segment: Segment | None = None) -> None:

@@ -166,7 +166,7 @@ class Source(Node):
         count = stream.frames or (round(duration * fps) if duration else None)
         if self.container.format.name in IMAGE_FORMATS and not self.sequence:
             count = 1
-        if count is not None and self.opts["ss"] > 0 and stream.frames:
+        if count is not None and (self.opts["ss"] > 0 or self.opts["t"]) and stream.frames:  # the frames coded
             count = max(1, round(duration * fps)) if duration else count
         if count is not None and self.opts["frames"]:
             count = min(count, self.opts["frames"])

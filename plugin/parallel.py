@@ -273,9 +273,9 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
         info = filters.output_info(info, first)
         bounds = chunks.Bounds(chunk_min, chunk_max, Fraction(info.fps))
         bounds.resolved()
-        stats = ChunkStats(total_frames=source.info.frame_count, duration=source.info.duration)
-        if source.info.frame_count:
-            stats.chunks_total = -(-source.info.frame_count // bounds.resolved()[1])
+        stats = ChunkStats(total_frames=info.frame_count, duration=info.duration, written_time=0.0)  # what is coded
+        if info.frame_count:
+            stats.chunks_total = -(-info.frame_count // bounds.resolved()[1])
         planned: dict[int, tuple[chunks.Chunk, str]] = {}
 
         def tasks() -> Iterator[workers.Task]:
@@ -326,6 +326,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 stats.frame, stats.segments = frames, segments
                 stats.size, stats.video_size = mux.bytes_written, mux.video_bytes
                 stats.media_time = float(chunk.pts[-1] * chunk.time_base)
+                stats.written_time = stats.media_time + 1 / float(info.fps)
                 stats.chunks_done, stats.retried = counters.done, counters.retried
                 if progress:
                     progress(stats)
@@ -338,7 +339,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
         source.close()
     if store:
         store.clear()
-    stats.chunks_total = stats.chunks_done
+    stats.chunks_total, stats.total_frames = stats.chunks_done, stats.frame
+    stats.media_time = stats.written_time = duration
     result = Result(frames, segments, mux.video_bytes, duration, total_bytes=mux.bytes_written)
     stats.size, stats.video_size = mux.bytes_written, result.bytes
     if progress:

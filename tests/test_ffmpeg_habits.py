@@ -222,6 +222,26 @@ def test_progress_has_ffmpegs_keys(stream, tmp_path):
     assert pairs["out_time"].startswith("00:00:01.") and pairs["frame"] == "30"
 
 
+def test_encode_progress_is_live_and_counts_what_is_coded(tmp_path):
+    """Row 11: the size and rate show as each segment is written (N/A before the first, not 0), and the ETA's total
+    is what -t / frames= leave of the input, down to 0 at the end."""
+    require_lite_weights()
+    seen = []
+    result = m3cvcav.encode(media_path("clips/bigbuckbunny.mp4"), tmp_path / "p.mkv", t=0.8, vf="scale=128:-2,select=max=6",
+                            audio=False, progress=lambda s: seen.append((s.frame, s.total_frames, s.size, s.pairs())))
+    assert result.frames == 20 and {total for _, total, _, _ in seen} == {20}
+    first = seen[0][3]
+    assert first["bitrate"] == "N/A" and first["total_size"] == "0"
+    live = [(frame, size, pairs) for frame, _, size, pairs in seen[:-1] if size]
+    assert live and live[0][0] < 20 and live[0][2]["bitrate"] != "N/A"  # bytes before the last frame was read
+    assert float(live[0][2]["video_bitrate"].removesuffix("kbits/s")) > 0
+    assert seen[-1][2] == result.total_bytes and seen[-1][0] == 20
+    frames = []
+    m3cvcav.encode(media_path("clips/bigbuckbunny.mp4"), tmp_path / "f.mkv", frames=7, vf="scale=128:-2", audio=False,
+                   progress=lambda s: frames.append((s.total_frames, s.eta)))
+    assert {total for total, _ in frames} == {7} and frames[-1][1] == 0
+
+
 # ---- row 16: range checks and clear encoder messages ---------------------------------------------------------------
 def test_crf_range_and_unknown_encoder(stream, tmp_path, capsys):
     assert "give a CRF from 0 to 63" in fails(["-i", str(stream), "-crf", "99", str(tmp_path / "a.mp4")], 2, capsys)
