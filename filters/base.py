@@ -68,6 +68,7 @@ class Base(Node):
     def configure(self, info: VideoInfo) -> VideoInfo:
         self.info = info
         self._fixed_size = parse_coded_size(self.opts["size"], info.width, info.height)
+        self.enhancer = self.engines.optional("enhancer") if self.mode != "tt2v" else None
         return info
 
     # -- segments -------------------------------------------------------------------------------------------------
@@ -94,7 +95,8 @@ class Base(Node):
         if not self.rate.active:
             level = self.rate.level()
             size = self._fixed_size or av1.coded_size(self.info.width, self.info.height, level.scale)
-            return BaseLayer(size, av1.encode(frames, size, self.info.fps, level.crf, self.opts["preset"]))
+            units = av1.encode(frames, size, self.info.fps, level.crf, self.opts["preset"])
+            return BaseLayer(size, units, self._enhancement(frames, units))
         start = float(seg.pts[0] * seg.time_base)
         fixed = head + BASE_FRAMING + len(frames) * (1 + self.rate.frame_overhead)
         allowance = self.rate.allowance(start, seg.end_time, fixed)
@@ -103,7 +105,28 @@ class Base(Node):
         elif self._size is None or seg.scene_cut:
             self._size = self._choose_size(frames, allowance)
         units, _ = self._fit(frames, self._size, allowance)
-        return BaseLayer(self._size, units)
+        return BaseLayer(self._size, units, self._enhancement(frames, units))
+
+    # -- the decoder's enhancement ----------------------------------------------------------------------------------
+    def _picks(self, count: int) -> np.ndarray:
+        return np.linspace(0, count - 1, min(QUALITY_FRAMES, count)).round().astype(int)
+
+    def _enhancement(self, frames: list[np.ndarray], units: list[bytes]) -> int:
+        """The variant of the profile's enhancer that restores this segment best (0, bicubic, without one)."""
+        if self.enhancer is None:
+            return 0
+        picks = self._picks(len(frames))
+        pictures = av1.decode([units[i] for i in range(picks[-1] + 1)])
+        return self.enhancer.choose([frames[k] for k in picks], [pictures[k] for k in picks],
+                                    (self.info.width, self.info.height))
+
+    def _quality(self, frames: list[np.ndarray], pictures: list[np.ndarray]) -> float:
+        """MS-SSIM of the decoder's best output (the enhancer's variants, or bicubic) against ``frames``."""
+        size = (self.info.width, self.info.height)
+        if self.enhancer is None:
+            return mean_ms_ssim(frames, [av1.upscale(p, size) for p in pictures])
+        outputs = [self.enhancer.candidates(p, size) for p in pictures]
+        return max(mean_ms_ssim(frames, [o[v] for o in outputs]) for v in range(len(outputs[0])))
 
     # -- rate: the CRF that lands on a byte allowance ------------------------------------------------------------
     def _fit(self, frames: list[np.ndarray], size: tuple[int, int], allowance: float) -> tuple[list[bytes], float]:
@@ -168,7 +191,7 @@ class Base(Node):
         budget = allowance * len(probe) / len(frames)
         pixels = 8 * budget / len(probe) / BPP_GUESS
         guess = min(range(len(SCALES)), key=lambda i: abs(math.log(SCALES[i] ** 2 * width * height / pixels)))
-        picks = np.linspace(0, len(probe) - 1, min(QUALITY_FRAMES, len(probe))).round().astype(int)
+        picks = self._picks(len(probe))
         scored: dict[int, float] = {}
 
         def score(i: int) -> float:
@@ -180,8 +203,7 @@ class Base(Node):
                     scored[i] = -1.0
                 else:
                     pictures = av1.decode(units)
-                    scored[i] = mean_ms_ssim([probe[k] for k in picks],
-                                             [av1.upscale(pictures[k], (width, height)) for k in picks])
+                    scored[i] = self._quality([probe[k] for k in picks], [pictures[k] for k in picks])
             return scored[i]
 
         best = guess

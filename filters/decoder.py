@@ -70,17 +70,18 @@ class Decoder(StreamDecoder):
     """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24).
     ``mode`` is CMVC's: "it2v" decodes the base layer (and keyframe tokens where the stream has them; segments with
     neither are generated from text), "tt2v" ignores the pictures and generates every keyframe from D^F. The profile's models are checked against those
-    the stream names before anything is decoded."""
+    the stream names before anything is decoded. ``enhance`` False upscales the base bicubically whatever the encoder
+    chose (-enhance none)."""
 
     def __init__(self, src: str | os.PathLike | BinaryIO, *, profile: str | None = None, engine: str = "auto",
-                 mode: str = "it2v", offload: bool = False):
+                 mode: str = "it2v", offload: bool = False, enhance: bool = True):
         self.demux = Demux(src)
         self.reader, self.header, self.tags = self.demux.reader, self.demux.header, self.demux.tags
         try:
             self.engines = Engines(stream_profile(profile, self.tags, self.header), engine, offload)
             check_profile(self.engines.profile, self.engines.profile.decoder_roles())
             check_stream_models(self.engines.profile, self.header.models)
-            self.generate = Generate(engines=self.engines, mode=mode)
+            self.generate = Generate(engines=self.engines, mode=mode, enhance=enhance)
             self.generate.configure(self.info)
             self.engines.profile.verify(self.header.models)  # after configure: reuses the engines it built
         except BaseException:

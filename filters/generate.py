@@ -28,10 +28,11 @@ class Generate(Node):
     NAME = "generate"
     HELP = "decode the base layer and generate every frame of each segment (decoder side)"
 
-    def __init__(self, positional=None, *, engines=None, mode: str = "it2v", **named):
+    def __init__(self, positional=None, *, engines=None, mode: str = "it2v", enhance: bool = True, **named):
         super().__init__(positional, **named)
         self.engines = engines
         self.mode = mode
+        self.enhance = enhance
         self._told = False
         self.corrupt = 0
         self._held: tuple[Segment | CorruptSegment, np.ndarray | None, Sequence | None] | None = None
@@ -45,6 +46,7 @@ class Generate(Node):
         self.tokenizer = self.engines.optional("tokenizer")
         self.keyframe_generator = self.engines.optional("keyframe_generator")
         self.clip = self.engines.engine("clip_generator")
+        self.enhancer = self.engines.optional("enhancer") if self.enhance else None
         return info
 
     def _tt2v(self, seg: Segment) -> bool:
@@ -72,7 +74,13 @@ class Generate(Node):
             self.corrupt += 1
             log.warning("segment %d: its base is damaged from frame %d of %d: the last picture is held until the "
                         "next key frame", seg.header.index, len(pictures), seg.header.frame_count)
-        return Upscaled(pictures, (self.info.width, self.info.height), seg.header.frame_count)
+        variant = seg.base.enhancement if self.enhancer is not None else 0
+        if variant > getattr(self.enhancer, "variants", 0):
+            log.warning("segment %d asks for enhancement variant %d, which this profile's enhancer does not have: "
+                        "bicubic", seg.header.index, variant)
+            variant = 0
+        upscale = (lambda p, size: self.enhancer.upscale(p, size, variant)) if variant else av1.upscale
+        return Upscaled(pictures, (self.info.width, self.info.height), seg.header.frame_count, upscale)
 
     def keyframe(self, seg: Segment, base: Sequence | None) -> np.ndarray | None:
         """The keyframe at the stream's size: the base's first picture (or the decoded tokens), restored by the
@@ -167,11 +175,11 @@ class Generate(Node):
 
 
 class Upscaled(Sequence):
-    """A segment's base pictures at the display size, upscaled when a frame is read (memory: the coded pictures);
-    frames past a damaged base hold its last picture."""
+    """A segment's base pictures at the display size, upscaled by ``upscale`` (bicubic, or the enhancer's variant)
+    when a frame is read (memory: the coded pictures); frames past a damaged base hold its last picture."""
 
-    def __init__(self, pictures: list[np.ndarray], size: tuple[int, int], count: int) -> None:
-        self.pictures, self.size, self.count = pictures, size, count
+    def __init__(self, pictures: list[np.ndarray], size: tuple[int, int], count: int, upscale=av1.upscale) -> None:
+        self.pictures, self.size, self.count, self.upscale = pictures, size, count, upscale
         self._cache: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -184,5 +192,5 @@ class Upscaled(Sequence):
             raise IndexError(i)
         i = min(i % self.count, len(self.pictures) - 1)
         if self._cache is None or self._cache[0] != i:
-            self._cache = (i, av1.upscale(self.pictures[i], self.size))
+            self._cache = (i, self.upscale(self.pictures[i], self.size))
         return self._cache[1]

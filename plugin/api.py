@@ -114,7 +114,8 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
            offload: bool = False, progress: ProgressCallback | None = None, workers: int | None = None,
            cluster: str | None = None, chunk_max: int = 0, ss: float = 0.0, t: float | None = None,
            audio_codec: str | None = None, audio_bitrate: str | int | None = None, channels: int | None = None,
-           sample_rate: int | None = None, tags: dict[str, str] | None = None) -> Result:
+           sample_rate: int | None = None, tags: dict[str, str] | None = None,
+           enhance: bool | str = True) -> Result:
     """Decode an m3cvc stream to any format PyAV writes (by extension, or ``format``), ``-`` with
     ``format="yuv4mpegpipe"`` for a pipe, images or ``%04d`` sequences. ``codec``/``crf``/``preset``/``pix_fmt``/
     ``bitrate`` set the output encoder (-c:v/-crf/-preset/-pix_fmt/-b:v); ``vf``/``size``/``rate`` apply FFmpeg
@@ -154,9 +155,11 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
         from m3cvcav.parallel import ParallelDecoder
 
         stream = ParallelDecoder(src, profile=profile, engine=engine, mode=mode, offload=offload,
-                                 workers_n=o["workers"] or 0, cluster=cluster, run_frames=o["chunk_max"])
+                                 workers_n=o["workers"] or 0, cluster=cluster, run_frames=o["chunk_max"],
+                                 enhance=enhance not in (False, "none"))
     else:
-        stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload)
+        stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload,
+                         enhance=enhance not in (False, "none"))
     sink_options = dict(format=format, codec=codec, crf=o["crf"], preset=preset, pix_fmt=pix_fmt,
                         bitrate=int(o["bitrate"]) if o["bitrate"] else None, metadata=tags)
     return decode_to(stream, dst, plan=plan, sink_options=sink_options, ss=o["ss"], t=o["t"], frames=frames,
@@ -187,7 +190,7 @@ def open(path: Src, mode: str = "r", /, **options: Any) -> Decoder | Encoder:  #
     return _encoder(path, **{**options, **o, "profile": options.get("profile") or DEFAULT_PROFILE})
 
 
-READER_OPTIONS = ("profile", "engine", "mode", "offload")
+READER_OPTIONS = ("profile", "engine", "mode", "offload", "enhance")
 WRITER_OPTIONS = ("vf", "filter_complex", "size", "rate", "bitrate", "q", "profile", "engine", "offload", "mode",
                   "format", "tags", "fps", "progress", "overwrite")
 
@@ -221,11 +224,8 @@ def check_stream_container(dst: Any, format: str | None, flag: str = "format='mk
     suffix = os.path.splitext(str(dst))[1].lower() if isinstance(dst, (str, os.PathLike)) else ""
     if (format or "").lower() == "webm" or (format is None and suffix == ".webm"):
         raise UsageError(f"{dst}: WebM carries only VP8, VP9 or AV1 video, not m3cvc: write .mkv (Matroska, which "
-                         "WebM is a subset of) or .m3cv; `python -m m3cvcav base STREAM out.webm` then makes a real "
+                         "WebM is a subset of) or .m3cv; python -m m3cvcav base STREAM out.webm then makes a real "
                          "WebM of its AV1 base layer")
-    if format is None and isinstance(dst, (str, os.PathLike)) and suffix not in (".mkv", ".mka", ".m3cv"):
-        how = f"rename it or name the container ({flag})" if flag else "rename it"
-        raise UsageError(f"output {dst}: m3cvc streams are written as .mkv or .m3cv; {how}")
     return check_container(dst, format, flag)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,16 +114,19 @@ OPTIONS: tuple[Option, ...] = (
            flags=("-map",), metavar="SPEC", api=False),
     Option("tags", str, None, "a global tag of the output, KEY=VALUE (repeatable; an empty VALUE drops KEY)",
            flags=("-metadata",), metavar="KEY=VALUE"),
-    Option("fps", float, 25.0, "encode: frame rate of an image sequence input (f_%04d.png; default 25) and of the "
+    Option("fps", float, 25.0, "frame rate of an image sequence input (f_%04d.png; default 25) and of the "
            "API's arrays", range=(1e-3, 1000), flags=("-framerate",), metavar="FPS", use=ENCODE,
            hint="give a positive frame rate, e.g. 25 or 30000/1001 as 29.97"),
     Option("profile", str, None, "codec profile: lite (default, CPU) or m3cvc (diffusion models, GPU); a decode "
            "uses the stream's", flags=("-profile",), metavar="NAME"),
     Option("engine", str, "auto", "where the networks run (auto: the best present)", choices=BACKENDS,
            flags=("-engine",), metavar="NAME"),
-    Option("mode", str, "it2v", "it2v (keyframe tokens + text) or tt2v (text only; needs -profile m3cvc)",
-           choices=MODES, flags=("-mode",), metavar="MODE", hint="give it2v (keyframe tokens + text) or "
+    Option("mode", str, "it2v", "it2v (pictures + text) or tt2v (text only; needs -profile m3cvc)",
+           choices=MODES, flags=("-mode",), metavar="MODE", hint="give it2v (pictures + text) or "
            "tt2v (text only)"),
+    Option("enhance", str, "auto", "the decoder's enhancement of the base: auto (the variant the encoder chose for "
+           "each segment) or none (bicubic upscale)", choices=("auto", "none"), flags=("-enhance",), metavar="E",
+           use=DECODE),
     Option("offload", bool, False, "m3cvc: models go to the GPU only while they run (less GPU memory, slower)",
            flags=("-offload",), switch=True),
     Option("workers", int, None, "encode/decode in chunks on N worker processes (0: one per core; docs/parallel.md)",
@@ -213,9 +218,36 @@ def wrong_direction(option: Option, direction: str) -> str:
     return f"{option.flags[0]} is an option of {this} ({option.help}): drop it from this {direction}"
 
 
+HELP_COLUMN = 42  # where the help text of an option starts in -h
+
+
+def help_width() -> int:
+    """Columns of the -h pages: the terminal's (or $COLUMNS), within 80..120."""
+    return min(max(shutil.get_terminal_size((100, 24)).columns, 80), 120)
+
+
+def help_entry(name: str, text: str, width: int | None = None) -> list[str]:
+    """``name`` and its ``text`` as -h lines: the text wrapped in its column (below a name too long for its own)."""
+    width = width or help_width()
+    body = textwrap.wrap(text, width - HELP_COLUMN, break_on_hyphens=False) or [""]
+    indent = " " * HELP_COLUMN
+    head = f"  {name}"
+    if len(head) > HELP_COLUMN - 1:
+        return [head] + [indent + line for line in body]
+    return [f"{head:<{HELP_COLUMN}}{body[0]}"] + [indent + line for line in body[1:]]
+
+
+def description(doc: str) -> str:
+    """A module docstring as a command's -h description: its first paragraph, without the command line it opens
+    with (``python -m m3cvcav NAME ...``: the usage line shows that) and without reStructuredText's backticks."""
+    text = " ".join(doc.strip().split("\n\n")[0].split())
+    text = re.sub(r"^``[^`]*``:\s*", "", text).replace("``", "").replace("`", "")
+    return text[:1].upper() + text[1:] if not text[1:2].isupper() else text  # rANS stays rANS
+
+
 def usage_lines(direction: str | None = None) -> list[str]:
-    """One help line per option: its flags, value name and help (``-h``); with ``direction`` (encode or decode),
-    only the options that apply to it (``-h encoder=m3cvc``)."""
+    """The help of each option: its flags, value name and help, wrapped to the terminal (``-h``); with
+    ``direction`` (encode or decode), only the options that apply to it (``-h encoder=m3cvc``)."""
     lines, seen = [], set()
     for option in OPTIONS:
         key = (option.name, option.switch)
@@ -226,7 +258,7 @@ def usage_lines(direction: str | None = None) -> list[str]:
         text = f"{option.use}: {option.help}" if option.use else option.help
         if option.choices and not all(choice in option.help for choice in option.choices):
             text += f": {'|'.join(option.choices)}"
-        lines.append(f"  {(flags + ' ' + option.metavar).strip():<40} {text}")
+        lines += help_entry((flags + " " + option.metavar).strip(), text)
     return lines
 
 

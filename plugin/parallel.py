@@ -76,8 +76,8 @@ def default_workers(profile: str) -> int:
     return (os.cpu_count() or 1) if profile == DEFAULT_PROFILE else GPU_PROFILES_DEFAULT_WORKERS
 
 
-ENCODER_ROLES = ("embedder", "motion", "describer", "tokenizer")
-DECODER_ROLES = ("tokenizer", "keyframe_generator", "clip_generator")
+ENCODER_ROLES = ("embedder", "motion", "describer", "tokenizer", "enhancer")
+DECODER_ROLES = ("tokenizer", "keyframe_generator", "clip_generator", "enhancer")
 
 
 def make_backend(n: int, cluster: str | None, profile: str, engine: str = "auto", offload: bool = False,
@@ -155,7 +155,7 @@ def decode_run(job: dict) -> dict:
     decode. Returns the frames (stacked) with their pts and the number of concealed segments."""
     engines = Engines(job["profile"], job["engine"], job["offload"])
     header, _ = decode_sequence_header(job["header"])
-    generate = Generate(engines=engines, mode=job["mode"])
+    generate = Generate(engines=engines, mode=job["mode"], enhance=job.get("enhance", True))
     generate.configure(VideoInfo.from_header(header))
     engines.profile.verify(header.models)
     out: list[Frame] = []
@@ -373,7 +373,8 @@ class ParallelDecoder(StreamDecoder):
     its lookahead unless a scene cut opens it."""
 
     def __init__(self, src: Any, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v",
-                 offload: bool = False, workers_n: int = 0, cluster: str | None = None, run_frames: int = 0):
+                 offload: bool = False, workers_n: int = 0, cluster: str | None = None, run_frames: int = 0,
+                 enhance: bool = True):
         demux = Demux(src)
         self.reader, self.header, self.tags = demux.reader, demux.header, demux.tags
         try:
@@ -382,7 +383,7 @@ class ParallelDecoder(StreamDecoder):
         except BaseException:
             demux.close()
             raise
-        self.engine, self.mode, self.offload = engine, mode, offload
+        self.engine, self.mode, self.offload, self.enhance = engine, mode, offload, enhance
         self.workers_n, self.cluster = workers_n, cluster
         self.run_frames = run_frames or max(1, round(self.header.fps * 10))
         self.corrupt = 0
@@ -405,7 +406,7 @@ class ParallelDecoder(StreamDecoder):
 
     def frames(self) -> Iterator[Frame]:
         base = {"header": self.reader.header_unit, "profile": self.profile, "engine": self.engine, "mode": self.mode,
-                "offload": self.offload}
+                "enhance": self.enhance, "offload": self.offload}
 
         def tasks() -> Iterator[workers.Task]:
             for key, (run, lookahead) in enumerate(self._runs()):

@@ -12,10 +12,9 @@ def test_packaged_profiles():
     assert {"lite", "m3cvc"} <= set(available_profiles())
     lite, m3cvc = load_profile(), load_profile("m3cvc")
     assert (lite.name, lite.profile_id, m3cvc.profile_id) == ("lite", 1, 2)
-    unwired = ("enhancer",)  # a role the profiles name once the decoder calls it (issue 20)
-    assert m3cvc.roles() == [r for r in ROLES if r not in unwired]
-    assert lite.roles() == [r for r in ROLES if r not in ("tokenizer", *unwired)]  # lite's pixels: the base layer
-    assert lite.decoder_roles() == []  # weightless generators are not recorded
+    assert m3cvc.roles() == [r for r in ROLES if r != "enhancer"]  # its generators restore the base themselves
+    assert lite.roles() == [r for r in ROLES if r != "tokenizer"]  # lite's pixels: the base layer, enhanced
+    assert lite.decoder_roles() == ["enhancer"]  # its weights are recorded; weightless generators are not
     assert m3cvc.settings("tokenizer")["factory"] == "m3cvcav.engines.m3cvc.tokenizer:load_tokenizer"
     for role, module in (("describer", "describer"), ("tokenizer", "tokenizer"), ("keyframe_generator", "keyframe"),
                          ("clip_generator", "clip")):
@@ -87,10 +86,11 @@ def test_model_refs_and_verify():
     pinned = "ab" * 32
     profile = load_profile("lite", {"roles": {"tokenizer": {**LITE_TOKENS, "sha256": pinned, "name": "vq-lite"}}})
     refs = profile.model_refs()
-    assert refs == [ModelRef(0x0401, bytes.fromhex(pinned), "vq-lite")]  # weightless generators are not recorded
+    assert [r.model_id for r in refs] == [5, 0x0401]  # the enhancer, the tokenizer; weightless generators: not
+    assert refs[1] == ModelRef(0x0401, bytes.fromhex(pinned), "vq-lite")
     profile.verify(refs)  # the same models: accepted
     with pytest.raises(ModelError, match="tokenizer model \\(id 1025\\) has weights"):
-        profile.verify([ModelRef(0x0401, b"\0" * 32, "vq-lite")])
+        profile.verify([refs[0], ModelRef(0x0401, b"\0" * 32, "vq-lite")])
     with pytest.raises(ModelError, match="model id 99"):
         profile.verify([ModelRef(99, b"\0" * 32, "other")])
     with pytest.raises(ModelError, match="model id 4"):
@@ -100,9 +100,11 @@ def test_model_refs_and_verify():
 def test_model_refs_reuse_an_engine_built_on_another_backend():
     profile = load_profile("lite", {"roles": {"tokenizer": LITE_TOKENS}})
     tokenizer = profile.engine("tokenizer", backend="torch", offload=True)
-    assert profile.model_refs() == [tokenizer.ref]
-    profile.verify([tokenizer.ref])
-    assert list(profile._engines) == [("tokenizer", "torch", True)]  # no second tokenizer built for the refs
+    refs = profile.model_refs()
+    assert refs[1] == tokenizer.ref
+    profile.verify(refs)
+    assert ("tokenizer", "torch", True) in profile._engines and not any(  # no second tokenizer built for the refs
+        key[0] == "tokenizer" and key != ("tokenizer", "torch", True) for key in profile._engines)
 
 
 def test_backend_tables_are_typed_and_reach_the_factory(tmp_path):
@@ -143,5 +145,5 @@ def test_model_refs_without_building_engines(monkeypatch):
     monkeypatch.setattr(tokenizer.load_lite, "model_ref", ref_only, raising=False)
     profile = load_profile("lite", {"roles": {"tokenizer": LITE_TOKENS}})
     refs = profile.model_refs()
-    assert calls == ["ref"] and profile.built() == {} and refs[0].model_id == 0x0401
+    assert calls == ["ref"] and profile.built() == {} and [r.model_id for r in refs] == [5, 0x0401]
     profile.verify(refs)
