@@ -20,6 +20,8 @@ from .ratecontrol import RateControl
 
 log = get_logger(__name__)
 FRAME_BUFFER_BYTES = 384 << 20  # frames one open segment may hold (720p: 5.5 s, 1080p: 2.5 s)
+MIN_SECONDS = 2.0  # default shortest segment: each opens with an AV1 key frame, which at these rates costs as much
+# as a second or more of the frames between (measured on a fast pan: 0.5 s segments cost 2-3x the rate of one)
 
 
 class Select(Node):
@@ -28,9 +30,10 @@ class Select(Node):
     OPTIONS = (
         Option("threshold", float, 0.35, "D_th: the decision threshold (higher: fewer keyframes)", range=(0, 100)),
         Option("l1", float, 1.0, "λ1: weight of the semantic distance f_sem", range=(0, 100)),
-        Option("l2", float, 1.0, "λ2: weight of the accumulated motion f_mot",
+        Option("l2", float, 0.5, "λ2: weight of the accumulated motion f_mot",
                range=(0, 100)),
-        Option("min", int, 0, "minimum segment length in frames (0: half a second)", range=(0, 65536)),
+        Option("min", int, 0, "minimum segment length in frames (0: two seconds; scene cuts still cut)",
+               range=(0, 65536)),
         Option("max", int, 0, "maximum segment length in frames (0: 10 seconds)", range=(0, 65536)),
         Option("cut", float, 0.45, "scene cut: f_sem between consecutive frames above this always cuts", range=(0, 2)),
         Option("samples", int, 4, "frames kept per segment for the clip description", range=(1, 64)),
@@ -48,7 +51,7 @@ class Select(Node):
     def configure(self, info: VideoInfo) -> VideoInfo:
         self.info = info
         fps = float(info.fps)
-        self.min_len = self.opts["min"] or max(1, round(fps / 2))
+        self.min_len = self.opts["min"] or max(1, round(fps * MIN_SECONDS))
         buffered = max(1, FRAME_BUFFER_BYTES // (3 * info.width * info.height))
         self.max_len = min(self.opts["max"] or max(self.min_len, round(fps * 10)), max(self.min_len, buffered))
         self.step = self.opts["step"] or max(1, round(fps / 8))
