@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from m3cvcav.core.errors import EngineError, InputError
+from m3cvcav.options import description
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips"
 TIMED = {"embed", "magnitude", "flow", "describe_frame", "describe_clip", "compress", "decompress", "generate",
@@ -175,7 +176,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m m3cvcav bench codec", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m m3cvcav bench codec", description=description(__doc__))
     p.add_argument("--quick", action="store_true", help="a subset that runs in about a minute")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     args = p.parse_args(argv)

@@ -26,6 +26,7 @@ from m3cvcav.bitstream.entropy import TokenModel, encode_tokens
 from m3cvcav.bitstream.probe import probe
 from m3cvcav.bitstream.units import (GenerationParams, KeyframeTokens, ModelRef, Segment, SegmentHeader,
                                      SequenceHeader, encode_sequence_header)
+from m3cvcav.options import description
 
 PAYLOAD_LAYERS = ("base", "tokens", "text", "params", "timestamps")
 VOCAB = 1024
@@ -136,7 +137,7 @@ def run() -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench container", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench container", description=description(__doc__))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     rows = run()

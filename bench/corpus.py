@@ -6,11 +6,13 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from m3cvcav.options import description
+
 from .rd.corpus import build_default, scan_folder
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m m3cvcav bench corpus", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m m3cvcav bench corpus", description=description(__doc__))
     p.add_argument("--quick", action="store_true", help="the tiny CI corpus")
     p.add_argument("--corpus", type=Path, help="describe a folder of y4m/mp4/... videos instead")
     p.add_argument("--max-frames", type=int, help="frames per --corpus video to read")

@@ -25,6 +25,7 @@ import torch
 from m3cvcav.engines.backends import EngineCache, create_engine
 from m3cvcav.engines.lite.embedder import export_spec, load_network, preprocess
 from m3cvcav.engines.lite.motion import DisMotion
+from m3cvcav.options import description
 
 SINTEL = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "frames" / "sintel"
 SIZES = (256, 512)
@@ -109,7 +110,7 @@ def row(engine: str, backend: str, size: int, batch: int, times: list[float], ou
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench engines", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench engines", description=description(__doc__))
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--budget", type=float, default=1.5, help="seconds of timed runs per cell (default 1.5)")
     args = parser.parse_args(argv)

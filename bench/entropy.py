@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from m3cvcav.bitstream import entropy
+from m3cvcav.options import description
 
 ZIPF_EXPONENT = 1.1
 
@@ -175,7 +176,7 @@ def render(order0: list[dict[str, float]], context: list[dict[str, float]]) -> s
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench entropy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench entropy", description=description(__doc__))
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and training grids")
     args = parser.parse_args(argv)

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from m3cvcav.options import description
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -162,7 +164,7 @@ def build(work: Path) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m3cvcav.bench.gpu_check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m m3cvcav.bench.gpu_check", description=description(__doc__))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reps", type=int, default=20, help="timed runs per cell (median reported)")
     parser.add_argument("--skip-e2e", action="store_true", help="networks only")

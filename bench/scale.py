@@ -36,6 +36,7 @@ from m3cvcav import api, chunks, workers
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.node import Chain
 from m3cvcav.filters.source import Source
+from m3cvcav.options import description
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "clips" / "vtest.avi"
 
@@ -198,7 +199,7 @@ def run(seconds: float, size: str, ray: bool, repeats: int, serial: bool = False
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench scale", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench scale", description=description(__doc__))
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds of vtest.avi to encode (default 60)")
     parser.add_argument("--input", type=Path, default=MEDIA, help="the clip (default ../shared/media/clips/vtest.avi)")
     parser.add_argument("--size", default="512x288")

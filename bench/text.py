@@ -24,6 +24,7 @@ import zstandard
 
 from m3cvcav.bitstream.units import text_plaintext
 from m3cvcav.core.errors import UsageError
+from m3cvcav.options import description
 
 from ._vlm_descriptions import PAIRS as VLM_PAIRS
 
@@ -157,7 +158,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench text", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m m3cvcav bench text", description=description(__doc__))
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--media", type=Path, default=MEDIA, help="the shared media folder (default ../shared/media)")
     args = parser.parse_args(argv)

@@ -57,14 +57,14 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     m3cvc stream (``.mkv`` with audio and descriptions, or ``.m3cv``).
 
     Options, as on the command line: ``vf``/``filter_complex`` (-vf/-filter_complex; FFmpeg filters and the nodes
-    select/describe/tokenize), ``ss``/``t``/``frames`` (-ss/-t/-frames:v), ``size`` (-s WxH), ``rate`` (-r),
+    select/tokenize/describe/base), ``ss``/``t``/``frames`` (-ss/-t/-frames:v), ``size`` (-s WxH), ``rate`` (-r),
     ``bitrate`` (-b:v, e.g. "20k": rate control) or ``q`` (-q: a fixed quality level 0..15), ``profile``
     (-profile), ``engine`` (-engine: auto|torch|onnxruntime|tensorrt), ``offload`` (-offload: the profile's models go
     to the GPU only while they run; a no-op on the CPU), ``overwrite`` (-y True / -n False), ``format`` (-f m3cv|mkv;
     "null": a dry run whose .mkv bytes are counted and dropped), ``tags`` (-metadata KEY=VALUE),
-    ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes keyframe tokens, "tt2v" none: text only,
-    the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is
-    called with a :class:`Stats` after each frame. ``workers`` (-workers N, 0: one per core) or ``cluster``
+    ``fps`` (frame rate of array input), ``mode`` (-mode: "it2v" writes the base pictures, and keyframe tokens where
+    the profile has a tokenizer; "tt2v" neither: text only, the lowest rate; needs a profile whose keyframe generator makes images from text, e.g. m3cvc). ``progress`` is
+    called with a :class:`Stats` after each frame read and each segment written. ``workers`` (-workers N, 0: one per core) or ``cluster``
     (-cluster local|auto|ray://HOST:PORT) encode in chunks of ``chunk_min``..``chunk_max`` frames cut at scene cuts, on
     worker processes or Ray; ``resume`` (-resume DIR) keeps finished chunks there to continue an interrupted job
     (docs/parallel.md). Audio (``audio=False``: -an): ``audio_codec`` (-c:a copy|libopus|aac|...; default Opus),

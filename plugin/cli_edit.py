@@ -1,5 +1,5 @@
 """``python -m m3cvcav edit FILE --segment N [--frame-text T] [--clip-text T] -o OUT``: rewrite a segment's
-descriptions (M3-CVC's controllability) without re-encoding its tokens; every other segment, the header, the tags and
+descriptions (M3-CVC's controllability) without re-encoding its pictures; every other segment, the header, the tags and
 the audio are copied as they are."""
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
 
-from .options import ArgumentParser
+from .options import ArgumentParser, description
 
 log = get_logger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m m3cvcav edit", description=__doc__.split(":", 1)[1].strip())
+    p = ArgumentParser(prog="python -m m3cvcav edit", description=description(__doc__))
     p.add_argument("file", help="an m3cvc stream (.mkv or .m3cv)")
-    p.add_argument("--segment", type=int, required=True, help="index of the segment to edit (see `probe`)")
+    p.add_argument("--segment", type=int, required=True, help="index of the segment to edit (see probe)")
     p.add_argument("--frame-text", help="new frame-level description D^F of its keyframe")
     p.add_argument("--clip-text", help="new clip-level description D^C of the segment")
     p.add_argument("-o", "--output", required=True, help="output path: .mkv or .m3cv (the container follows the name)")

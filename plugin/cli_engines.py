@@ -17,7 +17,7 @@ from m3cvcav.core.errors import M3cvError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
 from m3cvcav.filters.options import parse_size
 
-from .options import ArgumentParser
+from .options import ArgumentParser, description
 
 log = get_logger(__name__)
 DEFAULT_SIZES = ("256x256", "512x512")
@@ -147,7 +147,7 @@ def cmd_purge(args) -> int:
 def main(argv: list[str]) -> int:
     from m3cvcav.engines.backends import default_device
 
-    parser = ArgumentParser(prog="python -m m3cvcav engines", description=__doc__.split("\n")[0],
+    parser = ArgumentParser(prog="python -m m3cvcav engines", description=description(__doc__),
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     p_fetch = sub.add_parser("fetch", help="download a profile's pinned hub models (says the disk needed first)")

@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, BinaryIO
 from m3cvcav.core.errors import InputError, OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
-from .options import BY_FLAG, DECODE, ENCODE, REPEATABLE, absent, usage_lines, wrong_direction
+from .options import BY_FLAG, DECODE, ENCODE, REPEATABLE, absent, help_entry, help_width, usage_lines, wrong_direction
 
 log = get_logger(__name__)
 
@@ -42,7 +43,7 @@ def usage() -> str:
     from m3cvcav.filters import pipeline
     from m3cvcav.filters.node import REGISTRY
 
-    lines = [USAGE.rstrip("\n"), "options:", *usage_lines(), f"  {'-version':<40} print the version",
+    lines = [USAGE.rstrip("\n"), "options:", *usage_lines(), *help_entry("-version", "print the version"),
              "graph nodes (in -vf/-filter_complex after FFmpeg filters; -h filter=NAME for each option's help):"]
     for direction, nodes in (("encode", pipeline.ENCODER_NODES), ("decode", pipeline.DECODER_NODES)):
         for node in nodes:
@@ -60,7 +61,9 @@ def filter_help(name: str) -> str:
     from m3cvcav.filters.node import REGISTRY
 
     if name in REGISTRY:
-        return REGISTRY[name].help() + "\n"
+        width = help_width()
+        return "".join(textwrap.fill(line, width, subsequent_indent="    ", break_on_hyphens=False) + "\n"
+                       for line in REGISTRY[name].help().splitlines())
     if name in av.filter.filters_available:
         return (f"{name}: FFmpeg filter: {av.filter.Filter(name).description}\n"
                 f"  its options: ffmpeg -h filter={name} (m3cvcav runs it through PyAV's libavfilter)\n")
@@ -79,7 +82,7 @@ def codec_help(kind: str, name: str) -> str:
             av.Codec(name, "w" if kind == "encoder" else "r")
         except (av.error.FFmpegError, ValueError):
             raise UsageError(f"-h {kind}={name}: no such {kind}; m3cvcav's is m3cvc, FFmpeg's are listed by "
-                             f"`ffmpeg -{kind}s`") from None
+                             f"ffmpeg -{kind}s") from None
         handed = ("-c:v, -crf, -preset, -pix_fmt and -b:v of a decode" if kind == "encoder" else
                   "nothing: m3cvcav reads m3cvc")
         return f"{name}: an FFmpeg {kind}; its options: ffmpeg -h {kind}={name} (m3cvcav hands it {handed})\n"

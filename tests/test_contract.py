@@ -249,7 +249,11 @@ def test_help_is_generated_from_the_option_tables():
     play = run("play", "-h")
     assert play.returncode == 0 and play.stdout.startswith(b"usage: python -m m3cvcav play")
     bench = run("bench", "rd", "--help")
-    assert bench.returncode == 0 and b"rate-distortion" in bench.stdout and b"`" not in bench.stdout
+    assert bench.returncode == 0 and b"rate-distortion" in bench.stdout.lower() and b"`" not in bench.stdout
+    for argv in (["engines", "-h"], ["edit", "-h"], ["bench", "codec", "-h"], ["-h", "filter=select"], ["-h"]):
+        page = run(*argv).stdout.decode()  # no reStructuredText, no line cut off in mid-sentence or past 120 columns
+        assert "`" not in page and all(len(line) <= 120 for line in page.splitlines()), argv
+    assert "(ONNX exports and TensorRT plans)" in " ".join(run("engines", "-h").stdout.decode().split())
 
 
 def test_eq_names_pyav_ffmpeg(tmp_path, capsys):

@@ -116,6 +116,11 @@ def test_webm_is_refused_for_m3cvc(tmp_path, capsys):
     assert "WebM" in line
     with pytest.raises(UsageError, match="WebM carries only"):
         m3cvcav.encode(src, tmp_path / "api.webm")
+    from m3cvcav.bitstream.containers import CONTAINERS, check_container
+
+    with pytest.raises(UsageError, match=r"written as \.mkv or \.m3cv"):  # no writer maps .webm to Matroska
+        check_container(tmp_path / "low.webm", None)
+    assert ".webm" not in CONTAINERS
     assert not list(tmp_path.iterdir())
 
 

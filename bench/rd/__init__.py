@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from m3cvcav.core.errors import UsageError
+from m3cvcav.options import description
 
 if TYPE_CHECKING:
     from .baselines import Baseline
@@ -23,7 +24,7 @@ DEFAULT_BASELINES = "x264,x265,svtav1,vvc,x265@1/2,x265@1/4,svtav1@1/2,svtav1@1/
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m m3cvcav bench rd", description=__doc__.replace("``", ""))
+    p = argparse.ArgumentParser(prog="python -m m3cvcav bench rd", description=description(__doc__))
     p.add_argument("--quick", action="store_true", help="tiny corpus and three rates, 5k/20k/100k (CI)")
     p.add_argument("--corpus", type=Path, help="folder of y4m/mp4/... videos instead of the built-in corpus")
     p.add_argument("--max-frames", type=int, help="use at most this many frames of each --corpus video")

@@ -13,7 +13,7 @@ from m3cvcav.core.errors import BitstreamError, InputError, M3cvError, UsageErro
 from ..units import SequenceHeader
 from .base import AtomicOutput, StreamReader, StreamWriter
 
-CONTAINERS = {".m3cv": "m3cv", ".mkv": "matroska", ".mka": "matroska", ".webm": "matroska"}
+CONTAINERS = {".m3cv": "m3cv", ".mkv": "matroska", ".mka": "matroska"}  # not .webm: WebM takes VP8/VP9/AV1 only
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
 __all__ = ["open_writer", "open_reader", "check_container", "frame_overhead", "sniff", "is_stream", "StreamWriter", "StreamReader",
@@ -51,7 +51,7 @@ def _container_for(dst: str | Path | BinaryIO, container: str | None,
         return CONTAINERS[Path(dst).suffix.lower()]
     name = f"output {dst}" if isinstance(dst, (str, Path)) else "a stream output"
     how = f"rename it or name the container ({flag})" if flag else "rename it"
-    raise UsageError(f"{name}: m3cvc streams are written as .mkv (or .mka/.webm) or .m3cv; {how}")
+    raise UsageError(f"{name}: m3cvc streams are written as .mkv or .m3cv; {how}")
 
 
 def frame_overhead(container: str) -> int:
