@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
     from . import report
     from .corpus import build_default, scan_folder
     from . import evaluate as ev
-    from .profile import api_missing
+    from .profile import BICUBIC, api_missing
     from .worker import measure
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -131,6 +131,10 @@ def main(argv: list[str]) -> int:
             profiles.remove(name)
     sample = args.sample or None
     results = [ev.evaluate_clip(folder, c, baselines, profiles, targets, avail, sample, qs, log) for c in clips]
+    for name in list(profiles):  # the same streams decoded with -enhance none, reported beside
+        if any(name + BICUBIC in r.runs for r in results):
+            profiles.append(name + BICUBIC)
+            codecs_info[name + BICUBIC] = f"{name}'s streams decoded with -enhance none (the base, bicubic)"
     averaged = ev.average_curves(results, labels)
     unit = targets[0].unit
     avg_envelope = ev.average_envelope(averaged, [b.name for b in baselines], unit)

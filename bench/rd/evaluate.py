@@ -138,6 +138,10 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
                 continue
             runs.append(_run(name, res.param, res.bytes, False, res.encode_s, res.decode_s, res.planes, ref, avail,
                              fps, w, h))
+            if res.bicubic is not None:  # the same stream without the decoder's enhancement
+                result.runs.setdefault(name + pf.BICUBIC, []).append(_run(
+                    name + pf.BICUBIC, res.param, res.bytes, False, res.encode_s, res.decode_s, res.bicubic, ref,
+                    avail, fps, w, h))
             if qs is None:
                 runs[-1].targets.append(label)
         if qs is not None:

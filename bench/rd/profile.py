@@ -15,6 +15,9 @@ from .colour import Colour
 from .video import read_video
 
 
+BICUBIC = "-bicubic"  # suffix of the same streams decoded with -enhance none (the base upscaled bicubically)
+
+
 @dataclass
 class ProfileRun:
     param: str
@@ -22,6 +25,7 @@ class ProfileRun:
     planes: list[np.ndarray]
     encode_s: float
     decode_s: float
+    bicubic: list[np.ndarray] | None = None  # the same stream decoded with -enhance none, when it differs
 
 
 def api_missing() -> str | None:
@@ -64,6 +68,10 @@ def run(profile: str, src: Path, colour: Colour, frames: int, *, q: int | None =
         m3cvcav.decode(str(dst), str(back), overwrite=True)
         decode_s = time.perf_counter() - start
         video = read_video(back, colour)
+        m3cvcav.decode(str(dst), str(back), overwrite=True, enhance=False)
+        plain = read_video(back, colour).frames[:frames]
         nbytes = dst.stat().st_size
     planes = video.frames[:frames]
-    return ProfileRun(f"q={q}" if q is not None else f"b:v={bitrate}", nbytes, planes, encode_s, decode_s)
+    differs = any(not np.array_equal(a, b) for a, b in zip(planes, plain))
+    return ProfileRun(f"q={q}" if q is not None else f"b:v={bitrate}", nbytes, planes, encode_s, decode_s,
+                      plain if differs else None)
