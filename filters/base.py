@@ -73,8 +73,9 @@ class Base(Node):
 
     # -- segments -------------------------------------------------------------------------------------------------
     def process(self, seg: ClipSegment):
-        unit = seg.unit if isinstance(seg.unit, Segment) else Segment(SegmentHeader(seg.index, seg.pts[0], 0))
-        unit.header = SegmentHeader(seg.index, seg.pts[0], len(seg.pts), 0, SCENE_CUT if seg.scene_cut else 0)
+        header = SegmentHeader(seg.index, seg.pts[0], len(seg.pts), 0, SCENE_CUT if seg.scene_cut else 0)
+        unit = seg.unit if isinstance(seg.unit, Segment) else Segment(header)  # with tokenize's K*, or bare
+        unit.header = header
         unit.frame_text, unit.clip_text = seg.frame_text, seg.clip_text
         if seg.pts != frame_pts_cfr(seg.pts[0], len(seg.pts), self.info):
             unit.frame_pts = list(seg.pts)
@@ -116,7 +117,7 @@ class Base(Node):
         if self.enhancer is None:
             return 0
         picks = self._picks(len(frames))
-        pictures = av1.decode([units[i] for i in range(picks[-1] + 1)])
+        pictures = av1.decode(units)
         return self.enhancer.choose([frames[k] for k in picks], [pictures[k] for k in picks],
                                     (self.info.width, self.info.height))
 
