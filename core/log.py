@@ -33,12 +33,18 @@ def set_level(name: str) -> None:
 
         raise UsageError(f"unknown -loglevel {name!r}: use one of {', '.join(LEVELS)}")
     logger.setLevel(LEVELS[name])
-    # Our own stderr handler only when the host application (or a test runner) has not configured logging: records
-    # still propagate, so an embedding program's handlers see them once.
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
-        logger.addHandler(handler)
+    to_stderr()
+
+
+def to_stderr(always: bool = False) -> None:
+    """Records to stderr as ``[m3cvcav.part] message`` lines, through one handler of ours. Unless ``always`` (a
+    worker process logging for its parent), only when the host application (or a test runner) has not configured
+    logging: records still propagate, so an embedding program's handlers see them once."""
+    if logger.handlers or (not always and logging.getLogger().handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+    logger.addHandler(handler)
 
 
 def is_debug() -> bool:

@@ -26,8 +26,9 @@ log = get_logger(__name__)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".gguf")
 
 
-def _looks_like_path(source: str) -> bool:
-    """Hub ids are ``owner/name``; anything absolute, relative, deeper or existing is a local folder."""
+def is_local(source: str) -> bool:
+    """Whether a model source is a local folder: hub ids are ``owner/name``; anything absolute, relative, deeper or
+    existing is a local folder."""
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or Path(source).exists()
 
 
@@ -73,8 +74,8 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
     kwargs["trust_remote_code"] = bool(kwargs.get("trust_remote_code", False))
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     local = Path(source).expanduser()
-    is_local = _looks_like_path(source)
-    if is_local:
+    from_folder = is_local(source)
+    if from_folder:
         if not local.is_dir():
             raise _missing(source, None, role, profile, "no such local folder", local=True)
         target, revision = str(local), None
@@ -86,7 +87,7 @@ def load_pretrained(load: Callable[..., T], source: str, *, role: str, profile: 
     try:
         return load(target, **kwargs)
     except _not_found_errors() as err:
-        raise _missing(source, revision, role, profile, _reason(err, local=is_local), local=is_local) from err
+        raise _missing(source, revision, role, profile, _reason(err, local=from_folder), local=from_folder) from err
 
 
 def weight_files(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -197,7 +198,7 @@ def hub_models(roles: dict[str, dict]) -> list[HubModel]:
     found: dict[tuple[str, str, str | None], list[str]] = {}
     for role, table in roles.items():
         repo = table.get("repo")
-        if not isinstance(repo, str) or _looks_like_path(repo):
+        if not isinstance(repo, str) or is_local(repo):
             continue
         if role == "tokenizer" and not table.get("codebooks"):
             continue  # the shipped lite tokenizer: the VAE repo is read only for VQ codebooks

@@ -14,17 +14,14 @@ from pathlib import Path
 from m3cvcav.core.errors import ModelError, missing_package
 from m3cvcav.core.log import get_logger
 
+from .loaders import is_local
+
 log = get_logger(__name__)
 
 TIMEOUT_S = 3.0
 # Engine packages -> the Python modules they import that come from an optional extra (setup.py).
 OPTIONAL_MODULES = {"m3cvcav.engines.m3cvc": ("transformers", "diffusers", "accelerate", "ftfy")}
 _checked: set[tuple[str, tuple[str, ...]]] = set()
-
-
-def _is_local(source: str) -> bool:
-    """Hub ids are ``owner/name``; anything absolute, relative, deeper or existing is a local folder."""
-    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or Path(source).exists()
 
 
 def check_packages(profile, roles: Iterable[str]) -> None:
@@ -87,7 +84,7 @@ def check_hub_models(profile, roles: Iterable[str]) -> None:
     for role in roles:
         table = profile.data["roles"][role]
         repo = table.get("repo")
-        if repo and not _is_local(str(repo)):
+        if repo and not is_local(str(repo)):
             repos.setdefault(str(repo), table.get("revision"))
     if not repos:
         return

@@ -34,7 +34,7 @@ from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader,
 from m3cvcav.core import __version__
 from m3cvcav.core.atomic import check_output, write_bytes
 from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError, UsageError
-from m3cvcav.core.log import get_logger
+from m3cvcav.core.log import get_logger, to_stderr
 from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines, stream_profile
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.decoder import StreamDecoder
@@ -138,10 +138,7 @@ def _worker_logging(level: int) -> None:
     if logger.level != level:
         logger.setLevel(level)
         logging.getLogger(result_log.name).setLevel(max(level, logging.ERROR))
-        if not logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
-            logger.addHandler(handler)
+        to_stderr(always=True)
 
 
 def stored_chunk(job: dict) -> dict:

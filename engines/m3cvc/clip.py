@@ -25,6 +25,7 @@ frame (FLF2V) is given the first keyframe again when a segment has no next keyfr
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ from PIL import Image as PILImage
 from m3cvcav.engines.interfaces import Image, ModelRef
 from m3cvcav.core.errors import ModelError, UsageError
 
-from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_files, place_pipeline,
-                     setting, to_pil)
+from .common import (from_pil, generator, load, log, pick_device, pick_dtype, pipeline_ref, place_pipeline, setting,
+                     to_pil)
 
 ROLE = "clip_generator"
 NEGATIVE = ("static, blurred details, subtitles, worst quality, low quality, JPEG artifacts, deformed, disfigured, "
@@ -123,7 +124,7 @@ class WanClipGenerator:
         self.backends = {"transformer": self._place_transformer(settings)}
         place_pipeline(self.pipe, settings, self.device, ROLE)
         self.needs_last = not self.vace and getattr(self.pipe.transformer.config, "pos_embed_seq_len", None) is not None
-        self.ref: ModelRef = clip_model_ref(settings)
+        self.ref: ModelRef = pipeline_ref(settings, ROLE)
         self.last_calls = 0  # pipeline calls of the last clip (windows)
         log.info("clip generator %s on %s/%s, %d steps, window %d, motion: %s", settings["repo"], self.device,
                  self.dtype, self.steps, self.window,
@@ -372,9 +373,4 @@ def load_clip_generator(settings: Mapping[str, Any]) -> WanClipGenerator:
     return WanClipGenerator(settings)
 
 
-def clip_model_ref(settings: Mapping[str, Any]) -> ModelRef:
-    """The generator's ``ModelRef`` from its files alone (the encoder records it without loading the Wan pipeline)."""
-    return model_ref(settings, ROLE, pipeline_files(settings))
-
-
-load_clip_generator.model_ref = clip_model_ref
+load_clip_generator.model_ref = functools.partial(pipeline_ref, role=ROLE)

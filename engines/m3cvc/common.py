@@ -81,6 +81,12 @@ def resolve_folder(source: str, revision: str | None, *, role: str = "model", pr
         target, revision=revision, local_files_only=True)), source, role=role, profile=profile, revision=revision)
 
 
+def pipeline_ref(settings: Mapping[str, Any], role: str) -> ModelRef:
+    """A diffusers pipeline's ``ModelRef`` from its files alone: what the encoder records and the generators check,
+    without loading the pipeline (the keyframe and clip generators' ``model_ref``)."""
+    return model_ref(settings, role, pipeline_files(settings))
+
+
 def pipeline_files(settings: Mapping[str, Any]) -> list[Path]:
     """The safetensors files a diffusers pipeline folder loads (its ``model_index.json`` components' subfolders, of the
     profile's ``variant``), found without loading the pipeline."""

@@ -9,6 +9,7 @@ the VAE encoder stay on torch.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,8 +20,8 @@ from m3cvcav.engines.backends import backends_of
 from m3cvcav.engines.interfaces import Image, ModelRef
 from m3cvcav.core.errors import UsageError
 
-from .common import (from_pil, generator, load, log, model_ref, pick_device, pick_dtype, pipeline_files, place_pipeline,
-                     round_to, setting, to_pil)
+from .common import (from_pil, generator, load, log, pick_device, pick_dtype, pipeline_ref, place_pipeline, round_to,
+                     setting, to_pil)
 from .networks import UNET, EngineUNet, engine_for, pick_backend, run_sizes, unet_spec, vae_decoder_spec
 from .vae import load_vae
 
@@ -73,7 +74,7 @@ class DiffusionKeyframeGenerator:
         variant = settings.get("variant")
         self.img2img = load(settings, ROLE, AutoPipelineForImage2Image.from_pretrained, vae=vae.model,
                             dtype=self.dtype, variant=variant, safety_checker=None, requires_safety_checker=False)
-        self.ref: ModelRef = model_ref(settings, ROLE, pipeline_files(settings))
+        self.ref: ModelRef = pipeline_ref(settings, ROLE)
         self.unet = self.img2img.unet
         self.multiple = vae.scale
         self.max_text = int(self.img2img.tokenizer.model_max_length)
@@ -134,9 +135,4 @@ def load_keyframe_generator(settings: Mapping[str, Any]) -> DiffusionKeyframeGen
     return DiffusionKeyframeGenerator(settings)
 
 
-def keyframe_model_ref(settings: Mapping[str, Any]) -> ModelRef:
-    """The generator's ``ModelRef`` from its files alone (the registry records it without loading the pipeline)."""
-    return model_ref(settings, ROLE, pipeline_files(settings))
-
-
-load_keyframe_generator.model_ref = keyframe_model_ref
+load_keyframe_generator.model_ref = functools.partial(pipeline_ref, role=ROLE)
