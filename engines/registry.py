@@ -25,6 +25,7 @@ from pathlib import Path
 from m3cvcav.core.errors import InputError, ModelError, UsageError, missing_package
 from m3cvcav.core.log import get_logger
 
+from m3cvcav.bitstream.containers.tags import PROFILE as PROFILE_TAG
 from m3cvcav.bitstream.units import MODES, SequenceHeader  # MODES: CMVC's decoding modes, as streams record them
 
 from .backends.config import parse_backends
@@ -294,8 +295,8 @@ def backend_of(engine: object) -> str:
 def stream_profile(profile: str | None, tags: dict[str, str], header: SequenceHeader) -> str:
     """The profile that decodes a stream: the one asked for, else the one its tags name, else the installed profile
     with its ``profile_id``; InputError when there is none."""
-    if profile or tags.get("M3CV_PROFILE"):
-        return profile or tags["M3CV_PROFILE"]
+    if profile or tags.get(PROFILE_TAG):
+        return profile or tags[PROFILE_TAG]
     for name in available_profiles():
         if load_profile(name).profile_id == header.profile_id:
             return name

@@ -11,6 +11,7 @@ from typing import BinaryIO
 
 from m3cvcav.bitstream.containers import StreamWriter, check_container, frame_overhead, open_writer
 from m3cvcav.bitstream.containers.audio import AudioOptions
+from m3cvcav.bitstream.containers.tags import BACKEND, PROFILE
 from m3cvcav.bitstream.units import Segment, SequenceHeader
 from m3cvcav.core.atomic import output_errors
 
@@ -21,7 +22,7 @@ from .node import Node
 def stream_tags(profile: str, backends: str = "", tags: dict[str, str] | None = None) -> dict[str, str]:
     """The container tags of a stream: the profile, the backends the engines ran on, then the caller's (the writer
     adds ENCODER, the profile id and the models)."""
-    return {"M3CV_PROFILE": profile, **({"M3CV_BACKEND": backends} if backends else {}), **(tags or {})}
+    return {PROFILE: profile, **({BACKEND: backends} if backends else {}), **(tags or {})}
 
 
 class Mux(Node):

@@ -7,8 +7,9 @@ import argparse
 from dataclasses import replace
 
 from m3cvcav.bitstream.containers import check_container, open_reader, open_writer
+from m3cvcav.bitstream.containers.tags import PROFILE as PROFILE_TAG
 from m3cvcav.bitstream.containers.audio import AudioOptions
-from m3cvcav.bitstream.units import MAX_TEXT_BYTES, CorruptSegment, decode_segment, encode_segment
+from m3cvcav.bitstream.units import CorruptSegment, decode_segment, encode_segment, text_plaintext
 from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
@@ -34,10 +35,10 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
     """Copy ``src`` to ``dst`` with segment ``segment``'s texts replaced; raises UsageError when it does not exist."""
     if frame_text is None and clip_text is None:
         raise UsageError("edit: give --frame-text and/or --clip-text")
-    for option, text in (("--frame-text", frame_text), ("--clip-text", clip_text)):
-        if text is not None and (len(text.encode("utf-8")) > MAX_TEXT_BYTES or "\x00" in text):
-            raise UsageError(f"edit: {option} of {len(text.encode('utf-8'))} bytes is over {MAX_TEXT_BYTES} bytes or "
-                             "holds a NUL character; shorten it")
+    try:
+        text_plaintext(frame_text or "", clip_text or "")  # the TEXT unit's own limits (size, no NUL)
+    except BitstreamError as err:
+        raise UsageError(f"edit: {err} (--frame-text / --clip-text)") from None
     if segment < 0:
         raise UsageError(f"edit: --segment {segment}: segments are numbered from 0 (see probe)")
     check_container(dst, None, None)
@@ -83,11 +84,11 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
 
 
 def _say_if_texts_are_unused(reader) -> None:
-    """The lite profile's decoder draws its pictures from the tokens only: say so, since the edit then changes no
+    """The lite profile's decoder draws its pictures from the base layer only: say so, since the edit then changes no
     picture (the texts are still stored, shown by probe and as subtitles)."""
     from m3cvcav.engines.registry import load_profile
 
-    name = reader.tags.get("M3CV_PROFILE")
+    name = reader.tags.get(PROFILE_TAG)
     if name == "lite" or (name is None and reader.header.profile_id == load_profile("lite").profile_id):
         log.warning("this stream uses the lite profile, whose decoder does not read the texts: the new text is "
                     "stored (probe, subtitles) but the pictures do not change; m3cvc streams generate from it")

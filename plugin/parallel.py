@@ -29,6 +29,7 @@ from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
+from m3cvcav.bitstream.containers.tags import BACKEND as BACKEND_TAG
 from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader,
                                      decode_sequence_header, peek_segment_header)
 from m3cvcav.core import __version__
@@ -312,8 +313,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 _check_header(result["header"], header, chunk.index)
                 if store and task.fn is encode_chunk:
                     store.save(chunk.index, digest, result)
-                if segments == 0 and "M3CV_BACKEND" not in (tags or {}):
-                    mux.tags["M3CV_BACKEND"] = result["backends"]  # what the workers ran on
+                if segments == 0 and BACKEND_TAG not in (tags or {}):
+                    mux.tags[BACKEND_TAG] = result["backends"]  # what the workers ran on
                 for n, packet in enumerate(result["packets"]):
                     mux.write_packet(chunks.renumber(packet, segments, chunk.pts[0],
                                                      scene_cut=True if n == 0 and chunk.cut else None))

@@ -19,6 +19,7 @@ from m3cvcav.core.log import get_logger
 
 from ..units import Segment, SequenceHeader, decode_segment, encode_sequence_header
 from . import ebml as E
+from . import tags as T
 from .audio import AudioConverter, AudioOptions, configure_encoder
 from .base import AtomicOutput, StreamWriter
 
@@ -205,10 +206,10 @@ class MkvWriter(StreamWriter):
         return E.master(E.TRACKS, video, *(a.entry() for a in self._audio), subtitles)
 
     def _tags(self) -> bytes:
-        tags = {"ENCODER": f"m3cvcav {__version__}", "M3CV_PROFILE_ID": str(self.header.profile_id),
-                "M3CV_MODELS": ",".join(str(m.model_id) for m in self.header.models)}
+        tags = {T.ENCODER: f"m3cvcav {__version__}", T.PROFILE_ID: str(self.header.profile_id),
+                T.MODELS: ",".join(str(m.model_id) for m in self.header.models)}
         tags.update(self.tags)
-        tags["ENCODER"] = f"m3cvcav {__version__}"  # always this m3cvcav, whatever the caller's tags say
+        tags[T.ENCODER] = f"m3cvcav {__version__}"  # always this m3cvcav, whatever the caller's tags say
         simple = [E.master(E.SIMPLE_TAG, E.string(E.TAG_NAME, k), E.string(E.TAG_STRING, v)) for k, v in tags.items()]
         return E.master(E.TAGS, E.master(E.TAG, E.master(E.TARGETS, E.uint(E.TARGET_TYPE_VALUE, 50)), *simple))
 
