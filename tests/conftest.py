@@ -1,35 +1,13 @@
-"""Shared fixtures: the real media in ../shared/media (tests skip with a reason when it is absent)."""
+"""Shared fixtures: the real media in ../shared/media (tests skip with a reason when it is absent) and, through the
+``tiny_models`` plugin, the tiny m3cvc models (``tiny_root``, ``tiny_sd``, ``tiny_m3cvc``, ...): tests ask for them by
+name and import nothing. Helper functions live in ``helpers.py``."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = ROOT.parent / "shared" / "media"
+from helpers import media_path
 
-
-def media_path(relative: str) -> Path:
-    """Path of a file under ../shared/media, or skip the test saying what is missing."""
-    path = MEDIA / relative
-    if not path.exists():
-        pytest.skip(f"test media {path} is absent (../shared/media is provided beside the checkout in CI)")
-    return path
-
-
-def require_lite_weights() -> None:
-    """Skip the test, saying why, when the lite tokenizer's shipped weights are not installed."""
-    from m3cvcav.engines import tokenizer
-
-    if not tokenizer.WEIGHTS.exists():
-        pytest.skip(f"the lite tokenizer weights ({tokenizer.WEIGHTS}) are not installed")
-
-
-def error_line(stderr: bytes) -> str:
-    """The one ``m3cvcav:`` line a failing command prints (asserting there is exactly one)."""
-    lines = [line for line in stderr.decode().splitlines() if line.startswith("m3cvcav:")]
-    assert len(lines) == 1, stderr.decode()
-    return lines[0]
+pytest_plugins = ["tiny_models"]
 
 
 @pytest.fixture

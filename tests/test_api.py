@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import m3cvcav
-from conftest import require_lite_weights
+from helpers import require_lite_weights
 from m3cvcav.bitstream import av1
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.core.errors import InputError, OutputError, UsageError

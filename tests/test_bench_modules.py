@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import error_line
+from helpers import error_line
 from m3cvcav import bench
 from m3cvcav.cli_bench import available
 

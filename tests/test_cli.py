@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import error_line, media_path, require_lite_weights
+from helpers import error_line, media_path, require_lite_weights
 from m3cvcav.__main__ import main
 from m3cvcav.cli_transcode import parse_args
 from m3cvcav.core.errors import UsageError

@@ -17,7 +17,7 @@ from PIL import Image
 import m3cvcav
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader
-from tests.conftest import media_path
+from helpers import media_path
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 STREAM, FRAMES = EXPECTED / "conformance.m3cv", EXPECTED / "conformance.json"

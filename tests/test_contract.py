@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import m3cvcav
-from conftest import error_line, media_path, require_lite_weights
+from helpers import error_line, media_path, require_lite_weights
 from m3cvcav.__main__ import main
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.probe import probe

@@ -13,7 +13,7 @@ import av
 import pytest
 
 import m3cvcav
-from conftest import media_path, require_lite_weights
+from helpers import media_path, require_lite_weights
 from m3cvcav.__main__ import main
 
 FRAMES = 30  # 1.2 s at 25 fps

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from m3cvcav.__main__ import main
-from tiny_models import tiny_root, tiny_sd, tiny_vlm, tiny_wan  # noqa: F401  (fixtures)
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import m3cvcav
-from conftest import media_path, require_lite_weights
+from helpers import media_path, require_lite_weights
 from m3cvcav.__main__ import main
 from m3cvcav.core.errors import UsageError
 

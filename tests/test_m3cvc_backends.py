@@ -17,8 +17,7 @@ from m3cvcav.engines.m3cvc.keyframe import load_keyframe_generator
 from m3cvcav.engines.m3cvc.networks import UNET, VAE_DECODER, EngineUNet, EngineVae
 from m3cvcav.engines.m3cvc.tokenizer import load_tokenizer
 from m3cvcav.core.errors import EngineError
-from tiny_models import (synthetic_images, tiny_codebook, tiny_m3cvc, tiny_root, tiny_sd,  # noqa: F401  (fixtures)
-                         tiny_vlm, tiny_wan, tiny_wan_vace)
+from tiny_models import synthetic_images
 
 torch.set_num_threads(1)
 NET_TOL = 1e-4  # per network call, float32 (measured ≈1e-6)

@@ -8,7 +8,7 @@ from m3cvcav.engines.interfaces import Describer
 from m3cvcav.engines.m3cvc.describer import clean_text, load_describer, sample_frames, video_metadata
 from m3cvcav.engines.m3cvc.prompts import DEFAULT_PROMPTS, load_prompts
 from m3cvcav.core.errors import InputError, ModelError, UsageError
-from tiny_models import synthetic_images, tiny_root, tiny_vlm  # noqa: F401  (fixtures)
+from tiny_models import synthetic_images
 
 torch.set_num_threads(1)
 BUDGETS = {"scene": 5, "frame": 7, "clip": 3}
@@ -93,7 +93,6 @@ def test_text_helpers():
     picked = sample_frames(frames, 3)
     assert picked[0] is frames[0] and picked[1] is frames[3] and picked[2] is frames[6]
     assert len(sample_frames(frames[:2], 3)) == 2
-
 
 
 def test_video_metadata_carries_the_real_timing():

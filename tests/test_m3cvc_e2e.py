@@ -12,8 +12,7 @@ import torch
 import m3cvcav.api as api
 from m3cvcav.__main__ import main
 from m3cvcav.bitstream.containers import open_reader
-from tiny_models import (synthetic_images, tiny_codebook, tiny_m3cvc, tiny_root, tiny_sd,  # noqa: F401  (fixtures)
-                         tiny_vlm, tiny_wan, tiny_wan_vace)
+from tiny_models import synthetic_images
 
 torch.set_num_threads(1)
 

@@ -11,8 +11,7 @@ from m3cvcav.engines.interfaces import ClipGenerator, KeyframeGenerator
 from m3cvcav.engines.m3cvc.clip import load_clip_generator, model_frames, retime, vace_conditioning
 from m3cvcav.engines.m3cvc.keyframe import load_keyframe_generator
 from m3cvcav.core.errors import ModelError, UsageError
-from tiny_models import (synthetic_images, tiny_codebook, tiny_m3cvc, tiny_root, tiny_sd,  # noqa: F401  (fixtures)
-                         tiny_vlm, tiny_wan, tiny_wan_vace)
+from tiny_models import synthetic_images
 
 torch.set_num_threads(1)
 

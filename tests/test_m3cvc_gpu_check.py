@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from tiny_models import tiny_root, tiny_sd, tiny_vlm, tiny_wan, tiny_wan_vace  # noqa: F401  (fixtures)
 
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))

@@ -13,7 +13,7 @@ from m3cvcav.engines.m3cvc.codebook import (Codebook, attach_entropy_model, fit_
 from m3cvcav.engines.m3cvc.tokenizer import load_tokenizer
 from m3cvcav.engines.m3cvc.vae import load_vae
 from m3cvcav.core.errors import ModelError, UsageError
-from tiny_models import synthetic_images, tiny_codebook, tiny_root, tiny_sd  # noqa: F401  (fixtures)
+from tiny_models import synthetic_images
 
 torch.set_num_threads(1)
 

@@ -128,7 +128,7 @@ def _encode(src, dst, **kw):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    from conftest import media_path
+    from helpers import media_path
 
     return media_path("clips/vtest.avi")
 

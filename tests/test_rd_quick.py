@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from tests.conftest import media_path
+    from helpers import media_path
 
     media_path("clips/bigbuckbunny.mp4")
     out = tmp_path_factory.mktemp("report")

@@ -20,7 +20,7 @@ LIBVMAF_IDENTICAL_STILL = 97.428043  # libvmaf v0.6.1, identical frames, motion2
 
 @pytest.fixture(scope="module")
 def luma() -> np.ndarray:
-    from tests.conftest import media_path
+    from helpers import media_path
 
     img = cv2.imread(str(media_path("photos/skimage_astronaut.png")), cv2.IMREAD_GRAYSCALE)
     return cv2.resize(img, (256, 144), interpolation=cv2.INTER_AREA)
