@@ -69,8 +69,8 @@ class StreamDecoder(abc.ABC):
 class Decoder(StreamDecoder):
     """A PyAV-like reader of an m3cvc stream: ``header``, ``tags``, ``decode()`` yielding ``av.VideoFrame`` (rgb24).
     ``mode`` is CMVC's: "it2v" decodes the base layer (and keyframe tokens where the stream has them; segments with
-    neither are generated from text), "tt2v" ignores the pictures and generates every keyframe from D^F. The profile's models are checked against those
-    the stream names before anything is decoded. ``enhance`` False upscales the base bicubically whatever the encoder
+    neither are generated from text), "tt2v" ignores the pictures and generates every keyframe from D^F. The
+    profile's models are checked against those the stream names before anything is decoded. ``enhance`` False upscales the base bicubically whatever the encoder
     chose (-enhance none)."""
 
     def __init__(self, src: str | os.PathLike | BinaryIO, *, profile: str | None = None, engine: str = "auto",
