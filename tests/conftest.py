@@ -21,3 +21,28 @@ def _private_caches(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("M3CVC_ENGINE_CACHE", str(tmp_path_factory.mktemp("engine-cache")))
         yield
+
+
+def _needs_media(item) -> bool:
+    """Whether a test, or a fixture it uses, reads ../shared/media (the ``media`` fixture or ``media_path``)."""
+    import inspect
+
+    if "media" in item.fixturenames:
+        return True
+    functions = [getattr(item, "function", None)]
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        functions += [d.func for d in defs]
+    for function in functions:
+        try:
+            if function is not None and "media_path(" in inspect.getsource(function):
+                return True
+        except (OSError, TypeError):
+            pass
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """The ``media`` marker on every test that reads the shared media (``-m "not media"`` runs without it)."""
+    for item in items:
+        if _needs_media(item):
+            item.add_marker(pytest.mark.media)

@@ -174,6 +174,7 @@ def _tensorrt_ready() -> str | None:
 
 
 @pytest.mark.tensorrt
+@pytest.mark.cuda
 @pytest.mark.skipif(_tensorrt_ready() is not None, reason=f"TensorRT cannot run here: {_tensorrt_ready()}")
 def test_tensorrt_engine_matches_torch_and_is_cached(cache):
     spec = tiny_spec()
