@@ -1,6 +1,7 @@
-"""The decoder graph: demux → generate → trim (-ss/-t/-frames:v) → FFmpeg filters → sink.
+"""The decoder graph: demux → the codec core (``codec.VideoDecoder``: generate) → trim (-ss/-t/-frames:v) → FFmpeg
+filters → sink.
 
-:class:`Decoder` is the stream side (demux → generate), what ``m3cvcav.open(path)`` returns: PyAV-like, it yields
+:class:`Decoder` is the stream side (demux → codec core), what ``m3cvcav.open(path)`` returns: PyAV-like, it yields
 decoded frames. :func:`decode_to` runs any :class:`StreamDecoder` (this one, or the parallel one of
 ``m3cvcav.parallel``) into a sink, with the stream's audio.
 """
@@ -20,9 +21,8 @@ from m3cvcav.engines.preflight import check_profile, check_stream_models
 from m3cvcav.engines.registry import Engines, stream_profile
 
 from .demux import Demux
-from .generate import Generate
+from .codec import VideoDecoder
 from .items import Frame, VideoInfo
-from .node import Chain
 from .pipeline import Plan
 from .progress import ProgressCallback, Stats
 from .result import Result
@@ -81,8 +81,8 @@ class Decoder(StreamDecoder):
             self.engines = Engines(stream_profile(profile, self.tags, self.header), engine, offload)
             check_profile(self.engines.profile, self.engines.profile.decoder_roles())
             check_stream_models(self.engines.profile, self.header.models)
-            self.generate = Generate(engines=self.engines, mode=mode, enhance=enhance)
-            self.generate.configure(self.info)
+            self.codec = VideoDecoder(self.engines, mode=mode, enhance=enhance)
+            self.codec.open(self.info)
             self.engines.profile.verify(self.header.models)  # after configure: reuses the engines it built
         except BaseException:
             self.demux.close()
@@ -94,10 +94,12 @@ class Decoder(StreamDecoder):
 
     @property
     def corrupt(self) -> int:
-        return self.generate.corrupt
+        return self.codec.corrupt
 
     def frames(self) -> Iterator[Frame]:
-        return Chain([self.demux, self.generate]).run()
+        for segment in self.demux.run(()):
+            yield from self.codec.send(segment)
+        yield from self.codec.flush()
 
 
 def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan: Plan | None = None,

@@ -1,4 +1,5 @@
-"""The encoder graph: source → FFmpeg filters → select → tokenize → describe → base → mux.
+"""The encoder graph: source → FFmpeg filters → the codec core (``codec.VideoEncoder``: select → tokenize → describe →
+base) → mux.
 
 ``Encoder.run(source)`` pulls a whole input through it (``m3cvcav.encode``); ``write(frame)`` … ``close()`` pushes
 frames one at a time (``m3cvcav.open(path, "w")``). The nodes after the FFmpeg filters are configured at the first
@@ -18,7 +19,7 @@ from m3cvcav.engines.registry import Engines
 
 from .items import AudioPacket, Frame, VideoInfo
 from .mux import Mux
-from .node import Chain
+from .codec import VideoEncoder
 from .pipeline import Plan
 from .progress import ProgressCallback, Stats
 from .ratecontrol import RateControl
@@ -44,11 +45,7 @@ class Encoder:
         self.mux = Mux(dst, format=format, tags=tags, profile=engines.name, backends=engines.backends,
                        audio_options=audio_options)
         self.rate.frame_overhead = self.mux.frame_overhead  # container bytes per frame count as video bytes
-        self.chain = Chain([plan.make("select", engines=engines, rate=self.rate),
-                            plan.make("tokenize", engines=engines, mode=mode),
-                            plan.make("describe", engines=engines),
-                            plan.make("base", engines=engines, rate=self.rate, mode=mode),
-                            self.mux])
+        self.codec = VideoEncoder(engines, plan=plan, rate=self.rate, mode=mode)
         self.mode = mode
         self.input: VideoInfo | None = None  # the input, before the FFmpeg filters
         self.info: VideoInfo | None = None  # what the coding nodes see, known at the first filtered frame
@@ -102,7 +99,8 @@ class Encoder:
         self.mux.release(frame.time + 1 / float(self.info.fps))
         if self.progress:
             self.progress(stats)
-        self.chain.push(frame)
+        for seg in self.codec.send(frame):
+            self.mux.process(seg)
         if self.mux.segments != stats.segments:  # a segment was written: its bytes are live at once
             self._written()
             if self.progress:
@@ -114,10 +112,9 @@ class Encoder:
         stats.written_time = mux.video_time
 
     def _configure(self, first: Frame) -> None:
-        """Configure the coding nodes (which builds their engines) and the mux, with the stream's sequence header."""
-        info = Chain(self.chain.nodes[:-1]).configure(self.filters.output_info(self.input, first))  # all but the mux
-        self.mux.configure(info.header(self.engines.profile_id, self.engines.profile.model_refs()))
-        self.info = info
+        """Open the codec (which builds its engines) and the mux with the stream's sequence header."""
+        self.mux.configure(self.codec.open(self.filters.output_info(self.input, first)))
+        self.info = self.codec.info
 
     # -- output --------------------------------------------------------------------------------------------------
     def close(self) -> Result:
@@ -129,7 +126,8 @@ class Encoder:
             for out in self.filters.flush():
                 self._code(out)
             if self.info is not None:
-                self.chain.flush()
+                for seg in self.codec.flush():
+                    self.mux.process(seg)
             if not self.mux.segments:
                 if self._received and self.filters.specs:
                     raise UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t")

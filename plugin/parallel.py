@@ -8,7 +8,6 @@ renumbered, in chunk order, behind one sequence header. The stream depends only 
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
 import json
 import logging
@@ -22,16 +21,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
-from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
 from m3cvcav.bitstream.containers.tags import BACKEND as BACKEND_TAG
-from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader,
-                                     decode_sequence_header, peek_segment_header)
+from m3cvcav.bitstream.units import (SCENE_CUT, CorruptSegment, SequenceHeader, decode_sequence_header,
+                                     encode_sequence_header, peek_segment_header)
 from m3cvcav.core import __version__
 from m3cvcav.core.atomic import check_output, write_bytes
 from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError, UsageError
@@ -40,10 +37,11 @@ from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines, stream_profile
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.decoder import StreamDecoder
 from m3cvcav.filters.demux import Demux
-from m3cvcav.filters.generate import Generate
+from m3cvcav.filters.codec import VideoDecoder, VideoEncoder
 from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
 from m3cvcav.filters.mux import Mux
 from m3cvcav.filters.progress import ProgressCallback, Stats
+from m3cvcav.filters.ratecontrol import RateControl
 from m3cvcav.filters.result import Result
 from m3cvcav.filters.result import log as result_log
 from m3cvcav.filters.source import open_source
@@ -102,34 +100,29 @@ def load_engines(job: dict) -> None:
 # -- worker side ----------------------------------------------------------------------------------------------------
 
 def encode_chunk(job: dict) -> dict:
-    """Worker: encode one chunk's frames (pts from 0) with the normal encoder into an in-memory .m3cv; return its
-    sequence header unit, segment packets and the engines' backends."""
-    from m3cvcav import api
-
-    images, pts, tb = job["images"], job["pts"], job["time_base"]
+    """Worker: encode one chunk's frames (pts from 0) with the codec core, as a serial encode does; return the
+    sequence header unit, the segment packets and the engines' backends."""
+    images, pts, tb, o = job["images"], job["pts"], job["time_base"], job["options"]
     _worker_logging(job.get("loglevel", logging.WARNING))
-
-    def frames() -> Iterator[av.VideoFrame]:
-        for image, p in zip(images, pts):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts, frame.time_base = p, tb
-            yield frame
-
     started = time.perf_counter()
-    out = io.BytesIO()
-    api.encode(frames(), out, format="m3cv", fps=job["fps"], audio=False, progress=lambda s: workers.report(s.frame),
-               **job["options"])
-    out.seek(0)
-    reader = open_reader(out)
-    packets = [p for p in reader.packets() if isinstance(p, bytes)]
-    coded = sum(chunks.packet_frames(p) for p in packets)
+    engines = Engines(o.get("profile", DEFAULT_PROFILE), o.get("engine", "auto"), o.get("offload", False))
+    rate = RateControl(target_bps=o.get("bitrate") or 0.0, quality=o.get("q"),
+                       frame_overhead=o.get("frame_overhead", 0))
+    codec = VideoEncoder(engines, plan=pipeline.plan(o.get("vf"), None, size=None, rate=None,
+                                                     ours=pipeline.ENCODER_NODES),
+                         rate=rate, mode=o.get("mode", "it2v"))
+    height, width = images[0].shape[:2]
+    header = codec.open(VideoInfo(width, height, Fraction(job["fps"]), tb, frame_count=len(pts)))
+    segments = []
+    for i, (image, p) in enumerate(zip(images, pts)):
+        segments += codec.send(Frame(np.ascontiguousarray(image), p, tb, i))
+        workers.report(i + 1)
+    segments += codec.flush()
+    coded = sum(len(s.pts) for s in segments)
     if coded != len(pts):  # a worker-side mismatch is retried; the parent checks again
         raise RuntimeError(f"chunk {job['index']}: encoded {coded} frames, the plan has {len(pts)}")
-    options = job["options"]
-    backends = Engines(options.get("profile", DEFAULT_PROFILE), options.get("engine", "auto"),
-                       options.get("offload", False)).backends()
-    return {"header": reader.header_unit, "packets": packets, "backends": backends,
-            "seconds": time.perf_counter() - started}
+    return {"header": encode_sequence_header(header), "packets": [s.packet for s in segments],
+            "backends": engines.backends(), "seconds": time.perf_counter() - started}
 
 
 def _worker_logging(level: int) -> None:
@@ -148,23 +141,23 @@ def stored_chunk(job: dict) -> dict:
 
 
 def decode_run(job: dict) -> dict:
-    """Worker: decode a run of segment packets with the profile's generator; ``lookahead`` (the next segment, or None
+    """Worker: decode a run of segment packets with the codec core; ``lookahead`` (the next segment, or None
     after a scene cut or at the end) supplies the keyframe the run's last segment moves towards, as in a serial
     decode. Returns the frames (stacked) with their pts and the number of concealed segments."""
     engines = Engines(job["profile"], job["engine"], job["offload"])
     header, _ = decode_sequence_header(job["header"])
-    generate = Generate(engines=engines, mode=job["mode"], enhance=job.get("enhance", True))
-    generate.configure(VideoInfo.from_header(header))
+    codec = VideoDecoder(engines, mode=job["mode"], enhance=job.get("enhance", True))
+    codec.open(VideoInfo.from_header(header))
     engines.profile.verify(header.models)
     out: list[Frame] = []
     for packet in job["packets"]:
-        out += generate.process(packet if isinstance(packet, CorruptSegment) else decode_packet(packet))
+        out += codec.send(packet if isinstance(packet, CorruptSegment) else decode_packet(packet))
     if job["lookahead"] is not None:
-        out += generate.process(decode_packet(job["lookahead"]))  # emits the held last segment, towards it
+        out += codec.send(decode_packet(job["lookahead"]))  # emits the held last segment, towards it
     else:
-        out += generate.flush()
+        out += codec.flush()
     return {"images": np.stack([f.image for f in out]) if out else None, "pts": [f.pts for f in out],
-            "corrupt": generate.corrupt}
+            "corrupt": codec.corrupt}
 
 
 # -- encode ---------------------------------------------------------------------------------------------------------
@@ -238,12 +231,13 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     engines.check_mode(options.get("mode", "it2v"))
     chunk_options = {k: v for k, v in options.items() if k not in ("vf", "filter_complex", "size", "rate")}
     chunk_options["vf"] = pipeline.graph_text(p.bound)  # our nodes only: FFmpeg filters run here
-    identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": __version__})
     store = ResumeStore(resume) if resume else None
 
     source = open_source(src, fps=fps, audio=audio, **source_options)
     mux = Mux(dst, format=format, tags=tags, profile=engines.name, audio_stream=source.audio_stream,
               audio_options=audio_options)
+    chunk_options["frame_overhead"] = mux.frame_overhead  # the container's bytes a frame, counted by rate control
+    identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": __version__})
     backend = None
     try:
         filters = p.filters()

@@ -209,7 +209,8 @@ def test_each_segment_is_serialised_once_and_its_text_compressed_once(tmp_path, 
 
     monkeypatch.setattr(base, "encode_segment", counted("serialised", units.encode_segment))
     monkeypatch.setattr(units, "text_payload", counted("texts", units.text_payload))
-    result = m3cvcav.encode(iter(moving_frames(media, 24)), tmp_path / "once.mkv", fps=12, bitrate="8k")
+    result = m3cvcav.encode(iter(moving_frames(media, 24)), tmp_path / "once.mkv", fps=12, bitrate="8k",
+                            vf="select=max=12")
     with open_reader(tmp_path / "once.mkv") as reader:
         texts = sum(1 for seg in reader.segments() if seg.frame_text or seg.clip_text)
     assert result.segments >= 2 and calls["serialised"] == result.segments
