@@ -81,6 +81,7 @@ def test_coded_size_option():
             parse_coded_size(bad, 1280, 720)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kbps", [20, 300])
 def test_bitrate_lands_within_five_percent(tmp_path, media, kbps):
     """-b:v on a 5.28 s clip: every byte of the video track counted (base, texts, headers, container)."""
@@ -89,6 +90,7 @@ def test_bitrate_lands_within_five_percent(tmp_path, media, kbps):
     assert result.duration > 5 and abs(result.bitrate / (kbps * 1000) - 1) <= 0.05, result
 
 
+@pytest.mark.slow
 def test_a_target_below_the_floor_says_so(tmp_path, media):
     run = cli("-y", "-i", str(media("clips/bigbuckbunny.mp4")), "-t", "2", "-an", "-c", "m3cvc", "-b:v", "1k",
               str(tmp_path / "low.mkv"))

@@ -23,6 +23,7 @@ def test_every_bench_module_imports(name):
         assert callable(getattr(module, "main", None)), f"{name} has no main(argv)"
 
 
+@pytest.mark.slow
 def test_bench_engines_runs_and_lists_only_engines_that_exist():
     done = subprocess.run([sys.executable, "-m", "m3cvcav", "bench", "engines", "--json", "--budget", "0.01"],
                           capture_output=True, text=True, timeout=600)

@@ -76,6 +76,7 @@ def test_errors_exit_codes(argv, status, message, capsys, tmp_path, monkeypatch)
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bad_graph_and_non_video_inputs(tmp_path, media):
     src = str(media("photos/skimage_chelsea.png"))
     r = run("-i", src, "-c", "m3cvc", "-vf", "select=nope=1", str(tmp_path / "o.mkv"))

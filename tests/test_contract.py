@@ -232,6 +232,7 @@ def test_edit_writes_what_the_name_says(clip, tmp_path, caplog):
 
 
 # ---- help, logs, play --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_help_is_generated_from_the_option_tables():
     from m3cvcav.filters import pipeline
     from m3cvcav.filters.node import REGISTRY

@@ -65,6 +65,7 @@ def _run(args: list[str], env: dict) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
+@pytest.mark.slow
 def test_engines_fetch_from_a_loopback_hub(tiny_vlm, tiny_sd, tiny_wan, tmp_path, monkeypatch, capsys):
     """`engines fetch` against tiny repos served in the hub's layout on 127.0.0.1 (HF_ENDPOINT): disk needed said
     first, every file downloaded and verified against the hub's digests, the offline command printed; then, offline,

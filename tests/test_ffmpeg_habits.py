@@ -74,6 +74,7 @@ def test_a_missing_input_is_named_before_the_output_is_judged(tmp_path, capsys, 
 
 
 # ---- row 4: audio from a pipe -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_audio_survives_a_pipe(stream, tmp_path):
     out = tmp_path / "piped.mp4"
     with open(stream, "rb") as stdin:
@@ -174,6 +175,7 @@ def test_image_sequence_input(tmp_path, capsys):
 
 
 # ---- row 14: -f null, FFmpeg's dry run -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_null_output_counts_and_drops(stream, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     done = run("-nostats", "-i", str(media_path("clips/vtest.avi")), "-frames:v", "5", "-vf", "scale=96:-2",

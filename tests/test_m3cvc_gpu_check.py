@@ -11,6 +11,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 
+@pytest.mark.slow
 def test_network_table_on_cpu(tiny_sd, tiny_wan, tiny_wan_vace, tmp_path):
     import gpu_check
 

@@ -25,6 +25,8 @@ from m3cvcav.core.errors import M3cvError, UsageError
 from m3cvcav.filters.items import Frame
 from parallel_tasks import always_dies, bad_option, dies_once, sleepy
 
+pytestmark = pytest.mark.slow  # jobs on worker processes and Ray: not in the fast subset
+
 SIZE = "128x72"
 FRAMES = 20
 CHUNK = 10  # two chunks of 10 frames

@@ -11,6 +11,8 @@ import torch
 
 from m3cvcav.bench import rd
 
+pytestmark = pytest.mark.slow  # every baseline and a profile over the quick corpus: not in the fast subset
+
 torch.set_num_threads(1)
 
 
