@@ -32,7 +32,8 @@ log = get_logger(__name__)
 SCALES = (1 / 16, 1 / 12, 1 / 8, 3 / 16, 1 / 4, 5 / 16, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8, 1.0)
 BPP_GUESS = 0.01  # bits per coded pixel and frame around which the best coded size tends to lie (first candidate)
 RATE_TOLERANCE = 0.03  # a segment's base within 3 % of its allowance is accepted
-MAX_PASSES = 6
+MAX_PASSES = 8
+FIRST_CRF, FIRST_BPP = 58.0, 0.04  # where SVT-AV1's CRF lands at that many bits a pixel (measured, 288p-720p clips)
 SLOPE = -math.log(2) / 8  # d ln(bytes) / d CRF before two encodes measure it: half the rate every 8 CRF steps
 PROBE_SECONDS = 2.0  # frames of a segment the coded-size choice encodes
 QUALITY_FRAMES = 4  # frames of the probe compared with the source
@@ -157,13 +158,16 @@ class Base(Node):
         fitting = [c for c, u in tried.items() if sum(map(len, u)) <= allowance * (1 + RATE_TOLERANCE)]
         chosen = min(fitting) if fitting else max(tried)
         units = tried[chosen]
+        log.debug("%dx%d, %d frames, allowance %d bytes: CRF %s", *size, len(frames), allowance,
+                  ", ".join(f"{c:g} → {sum(map(len, u))}" for c, u in tried.items()))
         self._model = (size, chosen, sum(map(len, units)) / len(frames))
         return units, chosen
 
     def _first_crf(self, size: tuple[int, int], per_frame: float) -> float:
         """The CRF the last coded segment's rate predicts for ``per_frame`` bytes a frame (a mid-scale guess first)."""
         if self._model is None:
-            return _quarter(45 + math.log(max(per_frame, 1.0) / (size[0] * size[1] * BPP_GUESS / 8)) / SLOPE)
+            bpp = 8 * max(per_frame, 1.0) / (size[0] * size[1])
+            return _quarter(FIRST_CRF + math.log(bpp / FIRST_BPP) / SLOPE)
         model_size, crf, rate = self._model
         rate *= size[0] * size[1] / (model_size[0] * model_size[1])
         return _quarter(crf + math.log(max(per_frame, 1.0) / max(rate, 1.0)) / SLOPE)
@@ -182,7 +186,8 @@ class Base(Node):
             if c1 - c0 <= 0.25:
                 return None
             slope = (l1 - l0) / (c1 - c0) if l1 != l0 else SLOPE
-            crf = _quarter(c0 + (math.log(allowance) - l0) / slope)
+            # halfway between the secant's guess and the bracket's middle: no one-sided creep (regula falsi)
+            crf = _quarter(0.5 * (c0 + (math.log(allowance) - l0) / slope) + 0.25 * (c0 + c1))
             crf = min(max(crf, c0 + 0.25), c1 - 0.25)
         else:
             if len(points) >= 2 and points[-1][1] != points[0][1]:
@@ -203,12 +208,14 @@ class Base(Node):
         guess = min(range(len(SCALES)), key=lambda i: abs(math.log(SCALES[i] ** 2 * width * height / pixels)))
         picks = self._picks(len(probe))
         scored: dict[int, float] = {}
+        models: dict[int, tuple[tuple[int, int], float, float]] = {}  # the rate each candidate measured
 
         def score(i: int) -> float:
             """MS-SSIM of the probe at SCALES[i] and the allowance; -1 when even the coarsest CRF passes it."""
             if i not in scored:
                 size = av1.coded_size(width, height, SCALES[i])
                 units, _ = self._fit(probe, size, budget)
+                models[i] = self._model
                 if sum(map(len, units)) > budget * (1 + RATE_TOLERANCE) and i > 0:
                     scored[i] = -1.0
                 else:
@@ -223,7 +230,7 @@ class Base(Node):
                 i += step
             if score(i) > score(best):
                 best = i
-        self._model = None  # the probe's rate says little about the whole segment at another size
+        self._model = models[best]  # the segment's first CRF guess: what its probe measured at that size
         size = av1.coded_size(width, height, SCALES[best])
         log.debug("coded size %dx%d (MS-SSIM %s)", *size,
                   ", ".join(f"{SCALES[i]:.3g}: {q:.4f}" for i, q in sorted(scored.items())))
