@@ -205,3 +205,16 @@ def test_the_encoder_signals_the_enhancement_and_the_decoder_applies_it(tmp_path
     def err(x):
         return float(np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(x, frames)]))
     assert err(on) < err(off)  # closer to the source than bicubic
+
+
+def test_probe_reports_the_base_layer(tmp_path, media):
+    src = tmp_path / "p.mkv"
+    m3cvcav.encode(iter(pan(media, 12)), src, fps=12, vf="select=max=6,base=size=96x54")
+    run = cli("probe", str(src), "--json")
+    assert run.returncode == 0, run.stderr
+    import json
+
+    report = json.loads(run.stdout)
+    assert report["version"] == "2.0" and report["unit_bytes"] == sum(report["layers"].values())
+    assert report["layers"]["base"] > 0 and report["unit_bytes"] < report["file_size"]
+    assert [(s["mode"], s["base_size"], s["base_complete"]) for s in report["segments"]] == [("it2v", "96x54", True)] * 2
