@@ -3,7 +3,7 @@ numbers, docs/models/enhancer.md).
 
 Quality: each held-out clip (``enhancer_train.HELD_OUT``: never trained on) is coded by the AV1 base at each
 (scale, CRF) of ``--points`` (default: the -q ladder's rungs 0..11, ``filters.ratecontrol.LEVELS``) and decoded; the decoded pictures are upscaled to the display size by bicubic (variant 0)
-and by every model variant, and compared with the source frames by ``filters.quality.ms_ssim`` (BT.709 luma) and
+and by every model variant, and compared with the source frames by ``core.quality.ms_ssim`` (BT.709 luma) and
 RGB PSNR. ``choose`` is the variant the encoder signals (best MS-SSIM on the segment, 0 unless a model beats
 bicubic); the table's ``chosen`` column is its MS-SSIM gain, never below 0 by construction. Per clip, the BD-rate
 (``bench.rd.bdrate``, PCHIP) of the chosen enhancement against bicubic on the same streams, on MS-SSIM and PSNR.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from m3cvcav.bitstream import av1
-from m3cvcav.filters.quality import ms_ssim
+from m3cvcav.core.quality import ms_ssim
 
 LADDER_RUNGS = range(12)  # -q 0..11: scales 0.125..0.66, CRF 58..40.4
 

@@ -20,11 +20,11 @@ from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, Segment, SegmentHeade
                                      frame_pts_cfr)
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
+from m3cvcav.core.quality import mean_ms_ssim
 
 from .items import ClipSegment, VideoInfo
 from .node import Node
 from .options import Option
-from .quality import mean_ms_ssim
 from .ratecontrol import LEVELS, RateControl
 
 log = get_logger(__name__)

@@ -8,13 +8,13 @@ from dataclasses import replace
 
 from m3cvcav.bitstream.containers import check_container, open_reader, open_writer
 from m3cvcav.bitstream.containers.tags import PROFILE as PROFILE_TAG
-from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import CorruptSegment, decode_segment, encode_segment, text_plaintext
 from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
 
 from .options import ArgumentParser, description
+from .remux import copy_audio
 
 log = get_logger(__name__)
 
@@ -48,12 +48,7 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
     _say_if_texts_are_unused(reader)
     writer = open_writer(dst, reader.header, tags=reader.tags)
     try:
-        audio_in = reader.audio_input()
-        if audio_in is not None:
-            if writer.add_audio(audio_in.streams.audio[0], AudioOptions("copy")) >= 0:
-                for packet in audio_in.demux(audio_in.streams.audio[0]):
-                    if packet.size and packet.pts is not None:
-                        writer.write_audio(packet)
+        audio_in = copy_audio(reader, writer)
         count, found = 0, False
         for packet in reader.packets():
             if isinstance(packet, CorruptSegment):

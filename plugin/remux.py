@@ -28,7 +28,7 @@ def remux(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike, *, format: 
     try:
         writer = open_writer(dst, reader.header, container=format, tags=_merged(reader.tags, tags))
         try:
-            audio_in = _copy_audio(reader, writer) if audio else None
+            audio_in = copy_audio(reader, writer) if audio else None
             frames, segments, dropped = _copy_segments(reader, writer)
             if not segments:
                 raise BitstreamError(f"{src} holds no intact segment: nothing was copied, nothing was written")
@@ -52,7 +52,7 @@ def _merged(old: dict[str, str], new: dict[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in out.items() if v != ""}
 
 
-def _copy_audio(reader, writer) -> Any:
+def copy_audio(reader, writer) -> Any:
     """Add the stream's audio track to ``writer`` and queue its packets (Matroska interleaves them with the video);
     the open input, for the caller to close once the writer is done, or None when there is no audio."""
     audio_in = reader.audio_input()

@@ -72,7 +72,7 @@ def test_choose_picks_the_model_on_a_held_out_sintel_frame(media):
     frame = cv2.cvtColor(cv2.imread(str(media("frames/sintel/frame_0020.png"))), cv2.COLOR_BGR2RGB)
     frame = av1.downscale(frame, (512, 218))
     coded = av1.decode(av1.encode([frame], av1.coded_size(512, 218, 0.25), 25, 50))
-    from m3cvcav.filters.quality import ms_ssim
+    from m3cvcav.core.quality import ms_ssim
 
     variant = e.choose([frame], coded, (512, 218))
     assert variant >= 1

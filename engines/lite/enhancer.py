@@ -3,7 +3,7 @@
 ``upscale(picture, size, variant)`` turns a decoded base picture at the coded size into the display size: variant 0 is
 ``av1.upscale`` (bicubic) exactly; variant k ≥ 1 adds ``STRENGTHS[k - 1]`` times the network's luma residual, upscaled
 bicubically, to that bicubic picture (``enhancer_net``). ``choose`` is the encoder's decision: the variant with the
-best ``filters.quality.mean_ms_ssim`` against the source, 0 unless a model variant beats bicubic.
+best ``core.quality.mean_ms_ssim`` against the source, 0 unless a model variant beats bicubic.
 
 The network runs on the profile's engine backends (ONNX Runtime on CPU by default, torch as the fallback, TensorRT on
 CUDA), one picture at a time at its coded size; the post-process is OpenCV and numpy.
@@ -20,6 +20,7 @@ import torch
 
 from m3cvcav.bitstream import av1
 from m3cvcav.core.errors import ModelError, UsageError
+from m3cvcav.core.quality import ms_ssim
 
 from ..backends import Backends, Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine
 from ..interfaces import ModelRef
@@ -135,8 +136,6 @@ class Enhancer:
     def choose(self, source: Sequence[np.ndarray], pictures: Sequence[np.ndarray], size: tuple[int, int]) -> int:
         """The variant whose output has the best mean MS-SSIM against ``source`` (frames at the display ``size``) for
         the decoded base ``pictures`` (coded size); 0 unless a model variant beats bicubic."""
-        from m3cvcav.filters.quality import ms_ssim
-
         if len(source) != len(pictures) or not pictures:
             raise UsageError(f"choose needs as many source frames as base pictures (got {len(source)} and "
                              f"{len(pictures)}), at least one")

@@ -3,7 +3,7 @@
 Pairs are made by the codec itself: segments of consecutive source frames at a display size, area-downscaled to a coded
 size and coded by the AV1 base (``bitstream.av1.encode``/``decode``) at the scales and CRFs the encoder picks (the -q
 ladder of ``filters.ratecontrol`` with CRF jitter, and the -b:v scales with CRFs 30..60), against the source frames.
-The loss is what the encoder measures: 1 − MS-SSIM on BT.709 luma (``filters.quality``'s definition, differentiable)
+The loss is what the encoder measures: 1 − MS-SSIM on BT.709 luma (``core.quality``'s definition, differentiable)
 plus 0.5 · L1 on luma, computed on the full picture at the display size after the decoder's bicubic upscales.
 
 Held out (never trained on, used by ``bench enhancer`` and the model card): the Sintel frames, vtest.avi from 60 s on,
@@ -182,7 +182,7 @@ def load_pool(path: Path) -> list[Segment]:
         return [Segment(name, z[f"c{i}"], z[f"s{i}"], scale, crf) for i, (name, scale, crf) in enumerate(meta)]
 
 
-# ---------------------------------------------------------------- loss: filters.quality's MS-SSIM, differentiable
+# ---------------------------------------------------------------- loss: core.quality's MS-SSIM, differentiable
 
 _WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _LUMA = (0.2126, 0.7152, 0.0722)
@@ -226,7 +226,7 @@ def luma(x: torch.Tensor) -> torch.Tensor:
 
 
 def ms_ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-picture MS-SSIM (N,) of two luma batches (N, 1, H, W) in 0..255, as ``filters.quality.ms_ssim``."""
+    """Per-picture MS-SSIM (N,) of two luma batches (N, 1, H, W) in 0..255, as ``core.quality.ms_ssim``."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     g = _gauss(a.device)
     n = a.shape[0]
