@@ -246,3 +246,27 @@ def test_encoder_records_decoder_models_without_loading_them(tiny_m3cvc, monkeyp
     assert profile.built() == {} and [r.model_id for r in refs] == [17, 18, 19]
     built = {r: profile.engine(r).ref for r in ("tokenizer", "keyframe_generator", "clip_generator")}
     assert sorted(built.values(), key=lambda ref: ref.model_id) == refs
+
+
+def test_unet_graph_runs_at_every_latent_shape(tmp_path):
+    """SD's UNet (three ×2 upsamplers, like SD-Turbo) exported through ONNX Runtime runs at a 16:9 latent (36×64: a
+    512×288 source), its transpose, the 4×4 profile minimum and a multiple of 8, equal to torch: a graph traced at a
+    multiple of 8 froze plain ×2 upsamples and failed in ``up_blocks.1/Concat`` at all but the last."""
+    from diffusers import UNet2DConditionModel
+
+    from m3cvcav.engines.backends import EngineCache, create_engine
+    from m3cvcav.engines.m3cvc.networks import unet_spec
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, in_channels=4, out_channels=4, cross_attention_dim=16,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), norm_num_groups=4, attention_head_dim=4,
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3).eval()
+    spec = unet_spec(unet, 8, [(256, 256), (512, 512)], 8)
+    with create_engine(spec, "onnxruntime", device="cpu", cache=EngineCache(tmp_path)) as ort:
+        for latent in ((36, 64), (64, 36), (4, 4), (32, 32)):
+            g = torch.Generator().manual_seed(1)
+            feeds = {"sample": torch.randn(1, 4, *latent, generator=g), "timestep": torch.tensor([999.0]),
+                     "encoder_hidden_states": torch.randn(1, 8, 16, generator=g)}
+            ref = unet(feeds["sample"], feeds["timestep"], encoder_hidden_states=feeds["encoder_hidden_states"]).sample
+            assert (ort(feeds)["noise"] - ref).abs().max().item() < NET_TOL, latent

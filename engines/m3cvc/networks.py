@@ -104,22 +104,35 @@ def vae_decoder_spec(vae, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
         profiles=_profiles(sizes, lambda b, lh, lw: {"latent": (b, c, lh, lw)}, scale))
 
 
+def traced_latent_side(side: int, up_factor: int) -> int:
+    """A latent side near ``side`` that is not a multiple of the UNet's overall up factor (2^upsamplers). The UNet picks
+    its upsample sizes in Python from the input shape: traced at a multiple, the graph freezes plain ×2 upsamples,
+    which break at any other side (a 16:9 latent of 36×64, the 4×4 minimum); traced at a non-multiple, every upsample
+    takes its size from the skip connection, which holds at every side."""
+    if up_factor <= 1 or side % up_factor:
+        return side
+    return side + max(1, up_factor // 2)
+
+
 def unet_spec(unet, text_length: int, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES, scale: int = 8,
               reload: Callable[[], torch.nn.Module] | None = None) -> ExportSpec:
-    """The UNet denoiser (diffusers ``UNet2DConditionModel``) as an ``ExportSpec``; ``scale`` is the VAE's."""
+    """The UNet denoiser (diffusers ``UNet2DConditionModel``) as an ``ExportSpec``; ``scale`` is the VAE's. The graph
+    runs at every latent size its profiles allow (``traced_latent_side``)."""
     cfg = unet.config
     c, dim = int(cfg.in_channels), int(cfg.cross_attention_dim)
     h, w = min(sizes, key=lambda s: s[0] * s[1])
+    up = 2 ** int(getattr(unet, "num_upsamplers", len(cfg.block_out_channels) - 1))
+    lh, lw = (traced_latent_side(max(4, side // scale), up) for side in (h, w))
     return ExportSpec(
         name=UNET, module=_UNetNet(_for_export(unet, reload)),
         inputs=(TensorSpec("sample", ("batch", c, "height", "width")), TensorSpec("timestep", ("batch",)),
                 TensorSpec("encoder_hidden_states", ("batch", "tokens", dim))),
         outputs=(TensorSpec("noise", ("batch", int(cfg.out_channels), "height", "width")),),
-        sample={"sample": torch.randn(1, c, max(4, h // scale), max(4, w // scale)),
+        sample={"sample": torch.randn(1, c, lh, lw),
                 "timestep": torch.tensor([999.0]), "encoder_hidden_states": torch.randn(1, text_length, dim)},
         profiles=_profiles(sizes, lambda b, lh, lw: {"sample": (b, c, lh, lw), "timestep": (b,),
                                                      "encoder_hidden_states": (b, text_length, dim)}, scale),
-        extra={"scale": scale})
+        extra={"scale": scale, "traced_latent": [lh, lw]})  # in the cache key: graphs traced at a multiple differ
 
 
 class _Wrapper(torch.nn.Module):
