@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 import av
 
-from m3cvcav.bitstream.containers.audio import AudioOptions
+from .audio import AudioOptions
 from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.engines.preflight import check_profile, check_stream_models

@@ -12,7 +12,7 @@ import os
 from fractions import Fraction
 from typing import Any, BinaryIO
 
-from m3cvcav.bitstream.containers.audio import AudioOptions
+from .audio import AudioOptions
 from m3cvcav.core.errors import InputError, UsageError
 from m3cvcav.core.log import get_logger
 from m3cvcav.engines.registry import Engines

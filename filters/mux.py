@@ -1,7 +1,8 @@
 """mux: the encoder graph's sink. Segment packets, serialised once by ``base`` (or stitched from chunks), go into
 an m3cvc stream (.mkv or .m3cv, ``bitstream.containers``) through an atomic output renamed on ``close``, with the
 input's audio interleaved: audio demuxed ahead of the video waits until the video reaches it, and stops where the
-video ends (-t, -frames:v)."""
+video ends (-t, -frames:v). Whether that audio is copied or encoded (Opus 24 kbit/s by default) is decided here, by
+``filters.audio``; the container takes packets."""
 from __future__ import annotations
 
 import os
@@ -9,12 +10,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
+import av
+
 from m3cvcav.bitstream.containers import StreamWriter, check_container, frame_overhead, open_writer
-from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.tags import BACKEND, PROFILE
 from m3cvcav.bitstream.units import Segment, SequenceHeader
 from m3cvcav.core.atomic import output_errors
 
+from .audio import DEFAULT_CODEC, AudioOptions, AudioTrack, choose
 from .items import ClipSegment
 from .node import Node
 
@@ -41,6 +44,8 @@ class Mux(Node):
         self.dst, self.format, self.tags = dst, format, dict(tags or {})
         self.profile, self.backends = profile, backends
         self.audio_stream, self.audio_options = audio_stream, audio_options
+        self.audio: AudioTrack | None = None  # the input's audio on its way into the container
+        self._track = -1  # its track in the container
         self.writer: StreamWriter | None = None
         self.segments = 0
         self.video_time = 0.0  # seconds of video written (the end of the last segment)
@@ -68,7 +73,28 @@ class Mux(Node):
         if self.writer is not None:
             with output_errors(self.dst):
                 while self._due:
-                    self.writer.write_audio(self._due.popleft())
+                    self._write_audio(self.audio.send(self._due.popleft()) if self.audio is not None else [])
+
+    def _write_audio(self, packets: list) -> None:
+        for packet in packets:
+            self.writer.write_audio(packet, self._track)
+
+    def _add_audio(self) -> None:
+        """The input's audio track in the container: copied or encoded (``filters.audio``), or dropped."""
+        stream, self.audio_stream = self.audio_stream, None
+        if stream is None:
+            return
+        source = stream.codec_context
+        if not self.writer.carries_audio:
+            self.writer.add_audio(source)  # it warns that the audio is dropped
+            return
+        options = (self.audio_options or AudioOptions()).for_low_rate(source)
+        codec = choose(source, options, takes=self.writer.takes_audio, default=DEFAULT_CODEC,
+                       output=f"the {self.writer.container} stream")
+        if codec is not None:
+            self.audio = AudioTrack(stream) if codec == "copy" else \
+                AudioTrack(stream, av.CodecContext.create(codec, "w"), options)
+            self._track = self.writer.add_audio(self.audio.codec)
 
     # -- video ---------------------------------------------------------------------------------------------------
     def process(self, seg: ClipSegment) -> tuple:
@@ -88,10 +114,14 @@ class Mux(Node):
         with output_errors(self.dst):
             tags = stream_tags(self.profile, self.backends() if self.backends else "", self.tags)
             self.writer = open_writer(self.dst, self.header, container=self.format, tags=tags)
-        if self.audio_stream is not None and self.writer.add_audio(self.audio_stream, self.audio_options) < 0:
-            self._due.clear()  # the container takes no audio (it warned)
+        try:
+            self._add_audio()
+        except BaseException:
+            self.writer.abort()
+            raise
+        if self.audio is None:  # no audio, or none the container takes (it warned)
+            self._due.clear()
             self._ahead.clear()
-            self.audio_stream = None
         self.release(0.0)
 
     @property
@@ -110,6 +140,8 @@ class Mux(Node):
             self.release(end)
         self._ahead.clear()
         with output_errors(self.dst):
+            if self.audio is not None:
+                self._write_audio(self.audio.flush())
             self.writer.close()
 
     def abort(self) -> None:

@@ -1,8 +1,8 @@
 """sink: the decoder graph's output. PyAV encode of RGB frames to any format FFmpeg writes (codec by extension or
 ``codec``), y4m to stdout, still images or ``%04d`` sequences. Audio is copied when the container takes its codec and
 no audio option asks otherwise, else encoded (``-c:a``/``-b:a``/``-ac``/``-ar``, or the container's default audio
-codec: Opus for .webm); it stops with the video. Files are written through :class:`m3cvcav.core.atomic.AtomicPath`
-and renamed only when complete."""
+codec: Opus for .webm), as ``filters.audio`` decides for every output; it stops with the video. Files are written
+through :class:`m3cvcav.core.atomic.AtomicPath` and renamed only when complete."""
 from __future__ import annotations
 
 import functools
@@ -15,11 +15,11 @@ from pathlib import Path
 import av
 
 from m3cvcav.core.atomic import AtomicPath, output_errors
-from m3cvcav.bitstream.containers.audio import ENCODER_ALIASES, AudioConverter, AudioOptions, configure_encoder
 from m3cvcav.core.errors import OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
 from . import colour
+from .audio import AudioOptions, AudioTrack, choose
 from .items import Color, Frame, VideoInfo
 from .node import Node
 
@@ -128,7 +128,7 @@ class Sink(Node):
         self.container.metadata.update({k: v for k, v in (metadata or {}).items() if v != ""})
         self.bytes = 0  # bytes of the packets muxed so far (video and audio)
         self.video_bytes = 0  # of which video
-        self._audio_converter: AudioConverter | None = None
+        self.audio: AudioTrack | None = None  # the input's audio on its way into the output
         try:
             self.stream = self._add_video(codec, crf, preset, pix_fmt, bitrate)
             self.audio_out = self._add_audio(audio, audio_options or AudioOptions()) if audio is not None else None
@@ -196,28 +196,21 @@ class Sink(Node):
         return stream
 
     def _add_audio(self, template: av.audio.AudioStream, options: AudioOptions):
-        """Copy the stream when the container takes its codec and nothing else is asked; else encode it with -c:a or
-        the container's default audio codec (Opus for WebM)."""
+        """The output's audio stream: ``template``'s packets copied when the container takes them and nothing else
+        is asked, else encoded with -c:a or the container's default audio codec (Opus for WebM)."""
         fmt = self.container.format.name
-        name = template.codec_context.name
         if fmt in ("image2", "yuv4mpegpipe"):
             return None
-        if options.codec == "copy" or not options.converts:
-            if name in self.container.supported_codecs:
-                return self.container.add_stream_from_template(template)
-            if options.codec == "copy":
-                raise UsageError(f"-c:a copy: {fmt} cannot carry {name} audio; choose an encoder with -c:a")
-        codec = options.codec or self.container.default_audio_codec
-        if not codec or codec == "none":
-            log.warning("audio (%s) dropped: %s has no audio codec", name, fmt)
+        codec = choose(template.codec_context, options, output=f"the {fmt} format",
+                       takes=lambda name, config: name in self.container.supported_codecs,
+                       default=self.container.default_audio_codec)
+        if codec is None:
             return None
-        codec = ENCODER_ALIASES.get(codec, codec)  # FFmpeg's native Opus encoder is experimental: libopus
-        if codec not in self.container.supported_codecs:
-            raise UsageError(f"-c:a {codec}: {fmt} cannot carry it")
+        if codec == "copy":
+            self.audio = AudioTrack(template)
+            return self.container.add_stream_from_template(template)
         stream = self.container.add_stream(codec)
-        configure_encoder(stream.codec_context, template.codec_context, options)
-        self._audio_converter = AudioConverter(template, stream.codec_context)
-        log.log(15, "audio: %s -> %s for %s", name, codec, fmt)
+        self.audio = AudioTrack(template, stream.codec_context, options)
         return stream
 
     # ---- writing
@@ -271,16 +264,12 @@ class Sink(Node):
             if start is not None and self._end is not None and start >= self._end:
                 self._audio_packets = None  # the video has ended: so does the audio (-frames:v, -t)
                 return
-            if self._audio_converter is None:
-                packet.stream = self.audio_out
-                self._mux([packet])
-            else:
-                self._mux_converted(self._audio_converter.convert(packet))
+            self._mux_audio(self.audio.send(packet))
 
-    def _mux_converted(self, packets) -> None:
+    def _mux_audio(self, packets) -> None:
         for p in packets:
             p.stream = self.audio_out
-            self._mux([p])
+        self._mux(packets)
 
     def _mux(self, packets) -> None:
         with output_errors(self.dst):
@@ -296,8 +285,8 @@ class Sink(Node):
             self._mux(self.stream.encode(None))
             self._end = self._video_end  # the audio stops with the video (-frames:v, -t, -ss)
             self._mux_audio_until(None)
-            if self._audio_converter is not None:
-                self._mux_converted(self._audio_converter.convert(None))
+            if self.audio is not None:
+                self._mux_audio(self.audio.flush())
             self.container.close()
         except BaseException:
             self.abort()

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from m3cvcav.bitstream.containers import check_container
-from m3cvcav.bitstream.containers.audio import AudioOptions
+from m3cvcav.filters.audio import AudioOptions
 from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import UsageError
 from m3cvcav.engines.preflight import check_profile

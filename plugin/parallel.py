@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from m3cvcav.bitstream.containers.audio import AudioOptions
+from m3cvcav.filters.audio import AudioOptions
 from m3cvcav.bitstream.containers.base import decode_packet
 from m3cvcav.bitstream.containers.m3cv import units_intact
 from m3cvcav.bitstream.containers.tags import BACKEND as BACKEND_TAG

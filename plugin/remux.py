@@ -8,7 +8,6 @@ import sys
 from typing import Any, BinaryIO
 
 from m3cvcav.bitstream.containers import open_reader, open_writer
-from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.units import CorruptSegment
 from m3cvcav.core.errors import BitstreamError
 from m3cvcav.core.log import get_logger
@@ -61,10 +60,11 @@ def copy_audio(reader, writer) -> Any:
             log.warning("the audio of a Matroska stream read from a pipe is not copied: give the file's path")
         return None
     stream = audio_in.streams.audio[0]
-    if writer.add_audio(stream, AudioOptions("copy")) >= 0:
+    track = writer.add_audio(stream.codec_context)  # the packets as they are: a stream's audio is what it carries
+    if track >= 0:
         for packet in audio_in.demux(stream):
             if packet.size and packet.pts is not None:
-                writer.write_audio(packet)
+                writer.write_audio(packet, track)
     return audio_in
 
 

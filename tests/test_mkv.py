@@ -1,5 +1,6 @@
-"""Matroska: the EBML writer, the file structure, PyAV reading, audio copy/transcode, and real tools (ffprobe, mkvmerge,
-ffmpeg -c copy) reading and remuxing what we write."""
+"""Matroska: the EBML writer, the file structure, PyAV reading, audio tracks (the writer takes packets; the encoder's
+mux copies or encodes them, ``filters.audio``), and real tools (ffprobe, mkvmerge, ffmpeg -c copy) reading and
+remuxing what we write."""
 from __future__ import annotations
 
 import json
@@ -15,10 +16,11 @@ import pytest
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import ebml as E
 from m3cvcav.bitstream.containers import open_reader, open_writer
-from m3cvcav.bitstream.containers.audio import AudioOptions
 from m3cvcav.bitstream.containers.mkv import bitmapinfoheader
 from m3cvcav.bitstream.probe import probe
-from m3cvcav.core.errors import BitstreamError
+from m3cvcav.core.errors import BitstreamError, UsageError
+from m3cvcav.filters.audio import AudioOptions
+from m3cvcav.filters.mux import Mux
 from streams import PipeSink, sequence_header, synthetic_segments
 
 FPS = 24
@@ -73,17 +75,39 @@ def pcm_wav(tmp_path_factory):
 
 
 def write_mkv(path, header, segments, audio=None, seconds=None, tags=None, options=None):
-    with open_writer(path, header, tags=tags) as w:
-        if audio is not None:
-            with av.open(str(audio)) as src:
-                stream = src.streams.audio[0]
-                w.add_audio(stream, options)
-                for packet in src.demux(stream):
-                    if seconds is not None and packet.pts is not None and packet.pts * packet.time_base >= seconds:
-                        break
-                    w.write_audio(packet)
+    """``segments`` into a Matroska file; with ``audio``, its first ``seconds`` through the encoder's mux, which copies
+    or encodes them as ``options`` say (default: Opus 24 kbit/s) and gives the writer packets."""
+    if audio is None:
+        with open_writer(path, header, tags=tags) as w:
+            for s in segments:
+                w.write_segment(s)
+        return
+    with av.open(str(audio)) as src:
+        stream = src.streams.audio[0]
+        mux = Mux(path, tags=tags, audio_stream=stream, audio_options=options)
+        mux.configure(header)
+        for packet in src.demux(stream):
+            if packet.pts is None:
+                continue
+            if seconds is not None and packet.pts * packet.time_base >= seconds:
+                break
+            mux.add_audio(packet)
+        mux.release(float("inf"))  # all of it due: the writer interleaves it with the segments
         for s in segments:
-            w.write_segment(s)
+            mux.write_packet(U.encode_segment(s), s)
+        mux.close()
+
+
+def test_the_writer_takes_audio_packets_and_never_encodes(tmp_path, stream, pcm_wav):
+    """A muxer, as libavformat's: a track from a codec's parameters, its packets as they are; what Matroska does not
+    carry (PCM here) is refused with a line that says to encode it."""
+    header, segments = stream
+    with av.open(str(pcm_wav)) as src, open_writer(tmp_path / "pcm.mkv", header) as w:
+        assert not w.takes_audio("pcm_s16le") and w.takes_audio("opus") and not w.takes_audio("aac", b"")
+        with pytest.raises(UsageError, match="encode it"):
+            w.add_audio(src.streams.audio[0].codec_context)
+        w.write_segment(segments[0])
+    assert not hasattr(w, "converter") and not hasattr(open_writer, "transcode")
 
 
 def test_ebml_primitives():

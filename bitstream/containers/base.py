@@ -85,12 +85,21 @@ class StreamWriter(ABC):
         """Serialise ``segment`` and append it."""
         self.write_packet(encode_segment(segment), segment)
 
-    def add_audio(self, stream, options=None) -> int:
+    carries_audio = False  # whether the container has audio tracks (Matroska) or not (.m3cv)
+
+    @staticmethod
+    def takes_audio(codec: str, config: bytes | None = None) -> bool:
+        """Whether this container carries packets of ``codec`` with codec configuration ``config`` as they are."""
+        return False
+
+    def add_audio(self, codec) -> int:
+        """An audio track for packets of ``codec`` (a PyAV codec context); -1, with a warning, in a container
+        without audio."""
         log.warning("the %s container carries no audio: the audio track is dropped (use .mkv to keep it)",
                     self.container)
         return -1
 
-    def write_audio(self, packet) -> None:
+    def write_audio(self, packet, track: int) -> None:
         """Audio packets of a container without audio are dropped (``add_audio`` warned)."""
 
     def _finish(self) -> None:

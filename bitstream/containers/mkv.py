@@ -1,7 +1,8 @@
 """Matroska writer for m3cvc streams (docs/bitstream.md §8), built on the small EBML writer in ``ebml``.
 
 One SimpleBlock per frame (the segment packet in the keyframe block, a 1-byte continuation marker in the others), an
-S_TEXT/UTF8 track with the descriptions, audio copied or encoded (Opus 24 kbit/s by default: ``audio.py``), Tags.
+S_TEXT/UTF8 track with the descriptions, audio tracks of the packets it is given (a muxer, as libavformat's: the
+graph decides whether the input's audio is copied or encoded, ``filters.audio``), Tags.
 Streamed like FFmpeg's matroskaenc: the header goes out with the first data, and each cluster as soon as the audio up
 to its end has arrived (at most one segment behind), so a pipe receives the stream as it is made and a crash keeps
 every finished cluster. When the output is seekable, ``close()`` appends Cues and patches the Segment size, the
@@ -20,7 +21,6 @@ from m3cvcav.core.log import get_logger
 from ..units import Segment, SequenceHeader, decode_segment, encode_sequence_header
 from . import ebml as E
 from . import tags as T
-from .audio import AudioConverter, AudioOptions, configure_encoder
 from .base import AtomicOutput, StreamWriter
 
 log = get_logger(__name__)
@@ -30,18 +30,15 @@ CODEC_ID = "V_MS/VFW/FOURCC"
 CONTINUATION = b"\x00"
 CLUSTER_MAX_MS = 5000
 VIDEO_TRACK = 1
-# PyAV/FFmpeg codec name -> (Matroska CodecID, CodecPrivate builder) for audio copied packet for packet.
-COPY_CODECS = {
+# FFmpeg codec (its canonical name) -> (Matroska CodecID, CodecPrivate from the codec's extradata): the audio Matroska carries here.
+AUDIO_CODECS = {
     "aac": ("A_AAC", lambda x: x),
     "opus": ("A_OPUS", lambda x: x),
     "flac": ("A_FLAC", lambda x: x if x[:4] == b"fLaC" else b"fLaC\x80\x00\x00\x22" + x),
     "mp3": ("A_MPEG/L3", lambda x: b""),
-    "mp3float": ("A_MPEG/L3", lambda x: b""),
     "ac3": ("A_AC3", lambda x: b""),
 }
-NEEDS_PRIVATE = ("aac", "opus", "flac")
-# Encoders whose packets Matroska takes -> the codec name of COPY_CODECS they produce.
-ENCODERS = {"libopus": "opus", "opus": "opus", "aac": "aac", "flac": "flac", "libmp3lame": "mp3", "ac3": "ac3"}
+NEEDS_PRIVATE = ("aac", "opus", "flac")  # their CodecPrivate is the codec configuration (ADTS AAC has none)
 OPUS_RATE = 48000
 OPUS_PRE_ROLL_NS = 80_000_000
 
@@ -66,35 +63,13 @@ class _Block:
 
 
 class _AudioTrack:
-    """One audio track: copies packets, or decodes and re-encodes them (``AudioOptions``; Opus for what Matroska does
-    not take as is)."""
+    """One audio track: the codec's CodecID, CodecPrivate, rate and channels, and its packets as blocks."""
 
-    def __init__(self, number: int, stream, options: AudioOptions):
-        import av
-
+    def __init__(self, number: int, codec):
         self.number = number
-        ctx = stream.codec_context
-        # AAC, Opus and FLAC need their codec configuration as CodecPrivate (ADTS AAC without one is re-encoded).
-        copyable = ctx.name in COPY_CODECS and (bool(ctx.extradata) or ctx.name not in NEEDS_PRIVATE)
-        self.copy = options.codec == "copy" and copyable
-        self.sample_rate, self.channels = ctx.sample_rate, ctx.channels
-        if self.copy:
-            self.codec_id, make_private = COPY_CODECS[ctx.name]
-            self.private = make_private(bytes(ctx.extradata or b""))
-            return
-        if options.codec == "copy":
-            log.info("audio codec %s is not carried by Matroska as is: encoding it to Opus", ctx.name)
-            options = AudioOptions(channels=min(2, max(1, ctx.channels))).for_low_rate(ctx)
-        if options.codec not in ENCODERS:
-            raise UsageError(f"-c:a {options.codec}: Matroska output here takes {', '.join(sorted(ENCODERS))} or copy")
-        enc = av.CodecContext.create(options.codec, "w")
-        configure_encoder(enc, ctx, options)
-        self.converter = AudioConverter(stream, enc)
-        self.codec_id, make_private = COPY_CODECS[ENCODERS[options.codec]]
-        self.private = make_private(bytes(enc.extradata or b""))
-        self.sample_rate, self.channels = enc.sample_rate, enc.channels
-        log.log(15, "audio: %s %d Hz %d channel(s) -> %s %d Hz %d channel(s) at %s bit/s", ctx.name, ctx.sample_rate,
-                ctx.channels, options.codec, enc.sample_rate, enc.channels, enc.bit_rate or "default")
+        self.codec_id, make_private = AUDIO_CODECS[codec.codec.canonical_name]
+        self.private = make_private(bytes(codec.extradata or b""))
+        self.sample_rate, self.channels = codec.sample_rate, codec.channels
 
     def entry(self) -> bytes:
         children = [E.uint(E.TRACK_NUMBER, self.number), E.uint(E.TRACK_UID, 0x4D330000 + self.number),
@@ -109,21 +84,11 @@ class _AudioTrack:
                                  E.uint(E.CHANNELS, self.channels)))
         return E.master(E.TRACK_ENTRY, *children)
 
-    def blocks(self, packet) -> list[_Block]:
-        if packet.size == 0:  # a demuxer's flush packet: a converter is drained in flush()
-            return []
-        if self.copy:
-            if packet.pts is None and packet.dts is None:
-                return []
-            ts = packet.pts if packet.pts is not None else packet.dts
-            return [_Block(to_ms(ts, packet.time_base), self.number, bytes(packet), True)]
-        return self._blocks(self.converter.convert(packet))
-
-    def flush(self) -> list[_Block]:
-        return [] if self.copy else self._blocks(self.converter.convert(None))
-
-    def _blocks(self, packets) -> list[_Block]:
-        return [_Block(to_ms(p.pts, p.time_base), self.number, bytes(p), True) for p in packets]
+    def block(self, packet) -> _Block | None:
+        ts = packet.pts if packet.pts is not None else packet.dts
+        if packet.size == 0 or ts is None:  # a demuxer's flush packet, or nothing to place it by
+            return None
+        return _Block(to_ms(ts, packet.time_base), self.number, bytes(packet), True)
 
 
 class MkvWriter(StreamWriter):
@@ -133,7 +98,6 @@ class MkvWriter(StreamWriter):
         super().__init__(out, header, tags)
         self._pending: list[_Block] = []  # blocks not yet in a cluster (audio may still come before them)
         self._audio: list[_AudioTrack] = []
-        self._by_stream: dict[int, _AudioTrack] = {}
         self._end_ms = 0
         self._frame_ns = round(Fraction(10 ** 9) / header.fps)
         self._subtitle_track = 0
@@ -162,23 +126,36 @@ class MkvWriter(StreamWriter):
             self._write_clusters(self._pending)
             self._pending = []
 
-    def add_audio(self, stream, options: AudioOptions | None = None) -> int:
-        """Add an audio track for ``stream`` before the first segment: copied (``AudioOptions("copy")``) or encoded
-        (default: Opus 24 kbit/s, at most stereo; see ``audio.py``)."""
+    carries_audio = True
+
+    @staticmethod
+    def takes_audio(codec: str, config: bytes | None = None) -> bool:
+        """Whether Matroska here carries packets of ``codec`` (FFmpeg's canonical name: aac, opus, ...) with the codec
+        configuration ``config`` (extradata; None: not known yet, an encoder makes it)."""
+        return codec in AUDIO_CODECS and (config is None or bool(config) or codec not in NEEDS_PRIVATE)
+
+    def add_audio(self, codec) -> int:
+        """Add an audio track for packets of ``codec`` (a PyAV codec context, opened: its codec, ``extradata``,
+        ``sample_rate``, ``channels``; libavformat's stream codec parameters) before the first segment; its number."""
         if self._base >= 0:
             raise BitstreamError("add_audio after the first segment: add every audio track before writing video")
-        options = (options or AudioOptions()).for_low_rate(stream.codec_context)
-        track = _AudioTrack(VIDEO_TRACK + 1 + len(self._audio), stream, options)
+        name = codec.codec.canonical_name
+        if not self.takes_audio(name, bytes(codec.extradata or b"")):
+            raise UsageError(f"Matroska here carries {', '.join(sorted(AUDIO_CODECS))} audio with its codec "
+                             f"configuration, not this {name}: encode it (-c:a libopus)")
+        track = _AudioTrack(VIDEO_TRACK + 1 + len(self._audio), codec)
         self._audio.append(track)
-        self._by_stream[stream.index] = track
         return track.number
 
-    def write_audio(self, packet) -> None:
-        track = self._by_stream.get(packet.stream.index) if packet.stream is not None else None
-        if track is None:
-            raise BitstreamError("write_audio got a packet of a stream that was not added with add_audio; "
-                                 "call add_audio(stream) first")
-        self._add_audio_blocks(track.blocks(packet))
+    def write_audio(self, packet, track: int) -> None:
+        """One packet of audio ``track`` (``add_audio``'s number), its time from ``pts`` (else ``dts``) in
+        ``time_base``."""
+        found = next((t for t in self._audio if t.number == track), None)
+        if found is None:
+            raise BitstreamError(f"write_audio: no audio track {track}; add it with add_audio(codec) first")
+        block = found.block(packet)
+        if block is not None:
+            self._add_audio_blocks([block])
 
     def _add_audio_blocks(self, blocks: list[_Block]) -> None:
         self._pending += blocks
@@ -280,8 +257,6 @@ class MkvWriter(StreamWriter):
         self.out.file.flush()  # a pipe (or a crash) gets every finished cluster
 
     def _finish(self) -> None:
-        for track in self._audio:
-            self._add_audio_blocks(track.flush())
         self._write_clusters(self._pending)
         self._pending = []
         if not self.out.seekable:
