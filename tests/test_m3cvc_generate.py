@@ -93,21 +93,27 @@ def test_vace_places_the_next_keyframe_at_its_frame_and_takes_the_prediction_as_
     assert mask[0].getpixel((0, 0)) == 0
 
 
-def test_clip_follows_the_motion_prediction(tiny_wan):
-    # FLF2V (video-to-video from the prediction); 32×32 work size: at 16×16 the tiny random VAE's 2×2 latent barely
-    # tells the motions apart
+def test_clip_follows_the_motion_prediction(tiny_wan, monkeypatch):
+    # FLF2V (video-to-video from the prediction); 32×32 work size. The tiny random Wan VAE (3 channels) hardly tells a
+    # leftward from a rightward motion apart in its latent, so what is checked is that each prediction is the start
+    # the denoiser gets (its own latents) and that the clip it makes differs from one made without a prediction.
     gen = load_clip_generator(_settings(tiny_wan, "clip_generator", height=32, width=32, window=9,
                                         max_sequence_length=16))
+    starts = []
+    call = type(gen.pipe).__call__
+    monkeypatch.setattr(type(gen.pipe), "__call__", lambda self, **kw: (starts.append(kw.get("latents")),
+                                                                         call(self, **kw))[1])
     first, last = synthetic_images(2, size=32)
     for count, nxt in ((6, last), (5, None)):  # 6 frames + next keyframe (n = 6: not 4k), and the end of a video
+        starts.clear()
         base = gen.generate(first, nxt, count, "the ball rolls", seed=4)
         right = gen.generate(first, nxt, count, "the ball rolls", seed=4, prediction=_shifted([first] * count, 3))
         left = gen.generate(first, nxt, count, "the ball rolls", seed=4, prediction=_shifted([first] * count, -3))
         for frames in (base, right, left):
             assert len(frames) == count and all(f.shape == (32, 32, 3) and f.dtype == np.uint8 for f in frames)
             assert np.array_equal(frames[0], first)
-        assert not all(np.array_equal(x, y) for x, y in zip(right[1:], left[1:]))  # the motion changes the clip
-        assert not all(np.array_equal(x, y) for x, y in zip(right[1:], base[1:]))
+        assert starts[0] is None and not torch.equal(starts[1], starts[2])  # each motion is its own start
+        assert not all(np.array_equal(x, y) for x, y in zip(right[1:], base[1:]))  # the prediction changes the clip
         again = gen.generate(first, nxt, count, "the ball rolls", seed=4, prediction=_shifted([first] * count, 3))
         assert all(np.array_equal(x, y) for x, y in zip(right, again))  # deterministic
         edited = gen.generate(first, nxt, count, "a cat jumps", seed=4, prediction=_shifted([first] * count, 3))
@@ -229,3 +235,31 @@ def test_flf2v_image_encoder_and_vae_stay_float32(tiny_wan):
     assert gen.pipe.image_encoder.dtype == torch.float32 and gen.pipe.vae.dtype == torch.float32
     first, last = synthetic_images(2, size=32)
     assert len(gen.generate(first, last, 4, "x", seed=1)) == 4
+
+
+@pytest.mark.parametrize("steps", [4, 30])
+@pytest.mark.parametrize("kind", ["UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"])
+def test_skipped_steps_run_on_the_wan_schedulers(kind, steps):
+    """Video-to-video skips the head of the schedule; the tail must run as the pipelines run it (``set_timesteps``,
+    then ``step`` over ``scheduler.timesteps``) on UniPC — what the Wan repos ship, whose ``step`` asserted
+    ``this_order > 0`` when only the timesteps were cut — and on FlowMatchEuler, from the sigma the start was noised
+    to, down to 0."""
+    import diffusers
+
+    from m3cvcav.engines.m3cvc.clip import _skip_steps
+    from tiny_models import WAN_SCHEDULER
+
+    config = WAN_SCHEDULER if kind.startswith("UniPC") else {"shift": 3.0}
+    scheduler = getattr(diffusers, kind)(**config)
+    scheduler.set_timesteps(steps)
+    full_sigmas = scheduler.sigmas.clone()
+    skip = steps - max(1, round(steps * 0.7))
+    x0 = torch.full((1, 4, 2, 2), 0.5)
+    sample = full_sigmas[skip] * torch.ones_like(x0) + (1 - full_sigmas[skip]) * x0
+    with _skip_steps(scheduler, skip):
+        scheduler.set_timesteps(steps)
+        timesteps = scheduler.timesteps
+        assert len(timesteps) == steps - skip and float(scheduler.sigmas[0]) == pytest.approx(float(full_sigmas[skip]))
+        for t in timesteps:
+            sample = scheduler.step(torch.ones_like(x0) - x0, t, sample, return_dict=False)[0]  # the exact flow
+    assert torch.allclose(sample, x0, atol=1e-3)  # the exact velocity field lands on x0

@@ -23,6 +23,13 @@ CHAT_TEMPLATE = (
     "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 TINY_SIZE = 64  # test images are TINY_SIZE × TINY_SIZE
+# The scheduler the Wan2.1 diffusers repos ship (scheduler/scheduler_config.json of the 480P / VACE-1.3B ones).
+WAN_SCHEDULER = {"beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001, "disable_corrector": [],
+                 "dynamic_thresholding_ratio": 0.995, "final_sigmas_type": "zero", "flow_shift": 3.0,
+                 "lower_order_final": True, "num_train_timesteps": 1000, "predict_x0": True,
+                 "prediction_type": "flow_prediction", "sample_max_value": 1.0, "solver_order": 2, "solver_p": None,
+                 "solver_type": "bh2", "steps_offset": 0, "thresholding": False, "timestep_spacing": "linspace",
+                 "use_flow_sigmas": True}
 
 
 def _byte_vocab() -> dict[str, int]:
@@ -124,8 +131,9 @@ def _wan_vae():
 
 
 def build_wan(folder: Path) -> Path:
-    """A Wan2.1 first-last-frame image-to-video pipeline (Wan VAE, Wan transformer, UMT5, CLIP vision encoder)."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    """A Wan2.1 first-last-frame image-to-video pipeline (Wan VAE, Wan transformer, UMT5, CLIP vision encoder) on the
+    UniPC scheduler the Wan repos ship."""
+    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     tokenizer, text_encoder = _umt5()
@@ -139,15 +147,15 @@ def build_wan(folder: Path) -> Path:
                                                      num_attention_heads=2, image_size=4, intermediate_size=16,
                                                      patch_size=1))
     pipe = WanImageToVideoPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=_wan_vae(),
-                                   transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                   transformer=transformer, scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER),
                                    image_encoder=image_encoder, image_processor=CLIPImageProcessor(crop_size=4, size=4))
     pipe.save_pretrained(folder)
     return folder
 
 
 def build_wan_vace(folder: Path) -> Path:
-    """A Wan2.1 VACE pipeline (Wan VAE, VACE transformer, UMT5)."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
+    """A Wan2.1 VACE pipeline (Wan VAE, VACE transformer, UMT5) on the UniPC scheduler the Wan repos ship."""
+    from diffusers import UniPCMultistepScheduler, WanVACEPipeline, WanVACETransformer3DModel
 
     tokenizer, text_encoder = _umt5()
     torch.manual_seed(0)
@@ -156,7 +164,7 @@ def build_wan_vace(folder: Path) -> Path:
                                             num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
                                             rope_max_seq_len=32, vace_layers=[0, 2], vace_in_channels=96)
     pipe = WanVACEPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=_wan_vae(), transformer=transformer,
-                           scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
+                           scheduler=UniPCMultistepScheduler(**WAN_SCHEDULER))
     pipe.save_pretrained(folder)
     return folder
 

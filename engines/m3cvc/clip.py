@@ -308,8 +308,11 @@ class WanClipGenerator:
 
 @contextlib.contextmanager
 def _skip_steps(scheduler, skip: int):
-    """While active, the scheduler's ``set_timesteps`` drops the first ``skip`` steps (flow-matching img2img: the
-    pipelines iterate ``scheduler.timesteps`` and the scheduler starts at ``begin_index``)."""
+    """While active, the scheduler's ``set_timesteps`` keeps only the schedule's tail after ``skip`` steps, as a
+    schedule of its own: ``timesteps`` and ``sigmas`` cut together and the step index starting at 0 (the pipelines
+    iterate ``scheduler.timesteps``). Multistep solvers (UniPC, which the Wan repos ship) read ``sigmas[step_index]``
+    and count the steps left from ``len(timesteps) - step_index``: with the timesteps alone cut and the index starting
+    at ``skip``, UniPC failed its ``this_order > 0`` assertion."""
     if skip <= 0:
         yield
         return
@@ -318,7 +321,12 @@ def _skip_steps(scheduler, skip: int):
     def set_timesteps(*args, **kwargs):
         original(*args, **kwargs)
         scheduler.timesteps = scheduler.timesteps[skip:]
-        scheduler.set_begin_index(skip)
+        sigmas = getattr(scheduler, "sigmas", None)
+        if sigmas is not None:
+            scheduler.sigmas = sigmas[skip:]
+        if getattr(scheduler, "num_inference_steps", None) is not None:
+            scheduler.num_inference_steps = len(scheduler.timesteps)
+        scheduler.set_begin_index(0)
 
     scheduler.set_timesteps = set_timesteps
     try:
