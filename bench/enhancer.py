@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from m3cvcav.bitstream import av1
-from m3cvcav.core.quality import ms_ssim
+from m3cvcav.core.quality import ms_ssim, psnr
 
 LADDER_RUNGS = range(12)  # -q 0..11: scales 0.125..0.66, CRF 58..40.4
 
@@ -33,11 +33,6 @@ def speed_sizes() -> list[tuple[tuple[int, int], tuple[int, int]]]:
     scale = LEVELS[DEFAULT_QUALITY].scale
     return [((256, 144), (512, 288)), (av1.coded_size(512, 288, scale), (512, 288)),
             ((640, 360), (1280, 720)), (av1.coded_size(1280, 720, scale), (1280, 720))]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
 def quality(enhancer, clips, points, log=print) -> list[dict]:

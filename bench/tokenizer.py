@@ -7,8 +7,8 @@ feature 0 as for a still: an identical image scores 97.43, libvmaf's value), the
 (EfficientNet-Lite0 embedding cosine), and encode/decode time per image.
 Baselines on the same images: JPEG and WebP (Pillow) and AV1 intra (SVT-AV1 via PyAV,
 decoded with dav1d) over quality sweeps; rates are payload bytes (no container). Values are means over the images.
-MS-SSIM and VMAF BD-rate vs AV1: mean log-rate difference over the overlapping quality range, piecewise-linear in
-log-rate.
+MS-SSIM and VMAF BD-rate vs AV1: ``bench rd``'s BD-rate (``bench.rd.bdrate.bd``: Bjøntegaard, PCHIP, over the
+overlapping quality range).
 """
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ import numpy as np
 
 from m3cvcav.core.errors import UsageError
 
-from .rd.metrics import psnr  # the one PSNR of the benchmarks (capped at PSNR_CAP for identical images)
+from m3cvcav.core.quality import psnr
+
+from .rd.bdrate import bd
+from .rd.metrics import msssim_frames
 
 os.environ.setdefault("SVT_LOG", "1")
 WIDTH = 512
@@ -35,13 +38,8 @@ METRICS = ("psnr", "msssim", "vmaf", "vmaf_neg", "semantic")
 
 
 def msssim(a: np.ndarray, b: np.ndarray) -> float:
-    import torch
-    from pytorch_msssim import ms_ssim
-
-    ta = torch.from_numpy(a.transpose(2, 0, 1)[None].astype(np.float32))
-    tb = torch.from_numpy(b.transpose(2, 0, 1)[None].astype(np.float32))
-    win = 11 if min(a.shape[:2]) > 160 else 7
-    return float(ms_ssim(ta, tb, data_range=255.0, win_size=win))
+    """MS-SSIM as ``bench rd`` measures it (pytorch-msssim, RGB, data range 255)."""
+    return msssim_frames([a], [b])[0]
 
 
 def luma(img: np.ndarray) -> np.ndarray:
@@ -115,25 +113,6 @@ def tokenizer_codec(tok, rp: int, img: np.ndarray) -> tuple[int, np.ndarray, flo
     return len(data), out, t1 - t0, time.perf_counter() - t1
 
 
-RESIDUAL_STEPS = (480, 190, 76, 30, 12)  # keyframe residual steps (1/4 code value) on top of the last rate point
-
-
-def keyframe_codec(tok, step: int, img: np.ndarray) -> tuple[int, np.ndarray, float, float]:
-    """What a keyframe of the lite profile costs at its top levels: the last rate point's tokens plus the DCT residual
-    (bitstream §5.6) at ``step``; bytes of both payloads."""
-    from m3cvcav.bitstream.residual import decode_residual, encode_residual
-    from m3cvcav.filters.residual import ResidualCoder, apply
-
-    rp = len(tok.rate_points) - 1
-    nbytes, decoded, t_enc, t_dec = tokenizer_codec(tok, rp, img)
-    t1 = time.perf_counter()
-    data = encode_residual(ResidualCoder(img, decoded).code(step))
-    t2 = time.perf_counter()
-    out = apply(decoded, decode_residual(data))
-    enc_s, dec_s = t_enc + (t2 - t1), t_dec + (time.perf_counter() - t2)
-    return nbytes + len(data), out, enc_s, dec_s
-
-
 def measure(codec, images, embed, sources) -> dict:
     """Mean metrics of ``codec`` over ``images``; with ``embed``, ``sources`` holds the images' own embeddings
     (computed once for every codec setting)."""
@@ -156,21 +135,13 @@ def interp_at(curve: list[dict], bpp: float, metric: str) -> float | None:
     return None if x < xs[0] or x > xs[-1] else float(np.interp(x, xs, ys))
 
 
-def bd_rate(anchor: list[dict], test: list[dict], metric: str = "msssim") -> tuple[float | None, tuple[float, float]]:
-    """Mean rate difference (%) of ``test`` vs ``anchor`` at equal ``metric`` over their overlapping metric range."""
-    def curve(c):
-        pts = sorted((p[metric], np.log(p["bpp"])) for p in c)
-        d, r = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-        return np.maximum.accumulate(d), r  # monotone in quality
-
-    da, ra = curve(anchor)
-    dt, rt = curve(test)
-    lo, hi = max(da[0], dt[0]), min(da[-1], dt[-1])
-    if hi <= lo:
-        return None, (float(lo), float(hi))
-    grid = np.linspace(lo, hi, 200)
-    diff = np.interp(grid, dt, rt) - np.interp(grid, da, ra)
-    return float((np.exp(diff.mean()) - 1.0) * 100.0), (float(lo), float(hi))
+def bd_rate(anchor: list[dict], test: list[dict], metric: str = "msssim") -> tuple[float | None, list[float] | str]:
+    """BD-rate (%) of ``test`` against ``anchor`` at equal ``metric`` (``bench.rd.bdrate.bd`` on (bpp, metric)
+    points), and the quality range it integrates over; (None, why) where it is not defined."""
+    out = bd([(p["bpp"], p[metric]) for p in anchor], [(p["bpp"], p[metric]) for p in test], unit="bpp")
+    if "bd_rate_pct" not in out:
+        return None, out.get("bd_rate_why") or out.get("why", "not defined")
+    return out["bd_rate_pct"], out["quality_range"]
 
 
 def plot(results: dict, out: Path) -> list[str]:
@@ -248,9 +219,6 @@ def main(argv: list[str]) -> int:
     results["tokenizer"] = [measure(lambda im, r=rp: tokenizer_codec(tok, r, im), images, embed, sources)
                             for rp in range(len(tok.rate_points))]
     settings["tokenizer"] = [f"rp{r.index} {r.name}" for r in tok.rate_points]
-    results["keyframe"] = [measure(lambda im, st=st: keyframe_codec(tok, st, im), images, embed, sources)
-                           for st in RESIDUAL_STEPS]
-    settings["keyframe"] = [f"rp{len(tok.rate_points) - 1} + residual step {st}" for st in RESIDUAL_STEPS]
     results["jpeg"] = [measure(lambda im, q=q: pil_codec("JPEG", im, q), images, embed, sources) for q in JPEG_Q]
     settings["jpeg"] = [f"q{q}" for q in JPEG_Q]
     results["webp"] = [measure(lambda im, q=q: pil_codec("WEBP", im, q), images, embed, sources) for q in WEBP_Q]
@@ -266,8 +234,7 @@ def main(argv: list[str]) -> int:
             floor.append({"rate_point": i, "codec": base, "bpp": p["bpp"], "msssim": p["msssim"], "codec_msssim": ref,
                           "note": (f"{base} cannot go below {lowest:.4f} bpp" if ref is None and p["bpp"] < lowest
                                    else "" if ref is not None else f"above {base}'s sweep")})
-    bd, overlap = bd_rate(results["av1"], results["tokenizer"])
-    keyframe_bd, keyframe_overlap = bd_rate(results["av1"], results["tokenizer"] + results["keyframe"])
+    bd_msssim, overlap = bd_rate(results["av1"], results["tokenizer"])
     vmaf_bd = (bd_rate(results["av1"], results["tokenizer"], "vmaf")
                if all("vmaf" in p for c in (results["av1"], results["tokenizer"]) for p in c) else None)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -275,8 +242,7 @@ def main(argv: list[str]) -> int:
     md = table(results, settings)
     summary = {"images": [n.name for n in named], "width": WIDTH, "weights_sha256": tok.ref.sha256.hex(),
                "semantic_embedder": embed_src, "results": results, "settings": settings, "floor": floor,
-               "bd_rate_msssim_vs_av1_percent": bd, "bd_overlap_msssim": overlap,
-               "keyframe_bd_rate_msssim_vs_av1_percent": keyframe_bd, "keyframe_bd_overlap_msssim": keyframe_overlap,
+               "bd_rate_msssim_vs_av1_percent": bd_msssim, "bd_overlap_msssim": overlap,
                "bd_rate_vmaf_vs_av1_percent": vmaf_bd[0] if vmaf_bd else None,
                "bd_overlap_vmaf": vmaf_bd[1] if vmaf_bd else None, "plots": plots,
                "token_bits": token_bits(tok, images)}
@@ -302,23 +268,14 @@ def main(argv: list[str]) -> int:
         verdict = f["note"] or ("ok" if f["msssim"] >= f["codec_msssim"] else "BELOW")
         ref = f"{f['codec_msssim']:.4f}" if f["codec_msssim"] is not None else "—"
         print(f"  rp{f['rate_point']} {f['bpp']:.4f} bpp: {f['msssim']:.4f} vs {f['codec']} {ref}: {verdict}")
-    if bd is None:
-        print(f"\nMS-SSIM BD-rate vs AV1 intra: no overlapping MS-SSIM range ({overlap[0]:.4f} > {overlap[1]:.4f})")
+    if bd_msssim is None:
+        print(f"\nMS-SSIM BD-rate vs AV1 intra: {overlap}")
     else:
-        print(f"\nMS-SSIM BD-rate vs AV1 intra over MS-SSIM {overlap[0]:.4f}..{overlap[1]:.4f}: {bd:+.1f}%")
-    print("\nkeyframes past the last rate point (its tokens + the DCT residual), held-out means:")
-    for name, p in zip(settings["keyframe"], results["keyframe"]):
-        print(f"  {name}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB, MS-SSIM {p['msssim']:.4f}")
-    if keyframe_bd is None:
-        print(f"MS-SSIM BD-rate of tokens + residual vs AV1 intra: no overlap ({keyframe_overlap[0]:.4f} > "
-              f"{keyframe_overlap[1]:.4f})")
-    else:
-        print(f"MS-SSIM BD-rate of tokens + residual vs AV1 intra over MS-SSIM {keyframe_overlap[0]:.4f}.."
-              f"{keyframe_overlap[1]:.4f}: {keyframe_bd:+.1f}%")
+        print(f"\nMS-SSIM BD-rate vs AV1 intra over MS-SSIM {overlap[0]:.4f}..{overlap[1]:.4f}: {bd_msssim:+.1f}%")
     if vmaf_bd is None:
         print("VMAF: not computed (pip install vmaf-torch, in the bench extra)")
     elif vmaf_bd[0] is None:
-        print(f"VMAF BD-rate vs AV1 intra: no overlapping VMAF range ({vmaf_bd[1][0]:.2f} > {vmaf_bd[1][1]:.2f})")
+        print(f"VMAF BD-rate vs AV1 intra: {vmaf_bd[1]}")
     else:
         print(f"VMAF BD-rate vs AV1 intra over VMAF {vmaf_bd[1][0]:.2f}..{vmaf_bd[1][1]:.2f}: {vmaf_bd[0]:+.1f}%")
     print("plots: " + ", ".join(plots))

@@ -1,7 +1,8 @@
-"""The encoder's own measure of a picture: MS-SSIM (Wang et al. 2003, five scales, 11-tap Gaussian σ = 1.5, the
-standard exponents) on BT.709 luma, with OpenCV filters. It is what the encoder compares candidates with (coded size,
-enhancement variant), never what feeds the bitstream's decoder; ``bench rd`` measures with its own reference
-implementation."""
+"""Picture quality measures. PSNR (8-bit, capped at ``PSNR_CAP`` for identical pictures): the one PSNR of the tree
+(the benchmarks and the enhancer's training report it). MS-SSIM (Wang et al. 2003, five scales, 11-tap Gaussian
+σ = 1.5, the standard exponents) on BT.709 luma, with OpenCV filters: the encoder's own measure, what it compares
+candidates with (coded size, enhancement variant), never what feeds the bitstream's decoder; ``bench rd`` measures
+MS-SSIM with its own reference implementation (pytorch-msssim, RGB)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,8 +10,15 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+PSNR_CAP = 100.0  # dB, for identical pictures (and anything closer)
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two 8-bit arrays of one shape (any planes or channels), at most ``PSNR_CAP``."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * np.log10(255.0 ** 2 / mse))
 
 
 def luma(image: np.ndarray) -> np.ndarray:

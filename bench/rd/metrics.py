@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim
 
+from m3cvcav.core.quality import psnr
+from m3cvcav.engines.lite import motion
+
 from . import vmaf
 from .colour import Colour, yuv420_to_rgb
 
@@ -28,13 +31,7 @@ REFERENCE_RELATIVE = ("warp_err",)
 # Frozen frame: the decoded frame equals its predecessor (mean |Δluma| < FROZEN_DECODED) while the source moves
 # (mean |Δluma| > SOURCE_MOVES), both on 8-bit luma.
 FROZEN_DECODED, SOURCE_MOVES = 0.3, 1.5
-PSNR_CAP = 100.0
 CLIP_MODEL = "openai/clip-vit-base-patch32"
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * np.log10(255.0 ** 2 / mse))
 
 
 def msssim_window(height: int, width: int) -> int:
@@ -57,10 +54,6 @@ def msssim_frames(ref: list[np.ndarray], dist: list[np.ndarray], batch: int = 8)
     return out
 
 
-def _dis():
-    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-
-
 @functools.lru_cache(maxsize=4)
 def _pixel_grid(h: int, w: int) -> np.ndarray:
     """(h, w, 2) float32 (x, y) of every pixel, built once per frame size (read-only)."""
@@ -77,7 +70,7 @@ def _warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 def source_flows(lumas: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per consecutive pair (t, t+1): backward flow from t+1 to t and the mask of pixels it is reliable at."""
-    dis = _dis()
+    dis = motion.dis("fast")
     out = []
     for a, b in zip(lumas, lumas[1:]):
         back = dis.calc(b, a, None)

@@ -12,6 +12,14 @@ PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPT
            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
 
+def dis(preset: str = "fast") -> cv2.DISOpticalFlow:
+    """OpenCV's DIS optical flow at ``preset``: the one place it is built (the lite motion engine, the describer
+    through it, and the benchmarks' temporal consistency metric)."""
+    if preset not in PRESETS:
+        raise UsageError(f"unknown DIS preset {preset!r}: use one of {', '.join(PRESETS)}")
+    return cv2.DISOpticalFlow_create(PRESETS[preset])
+
+
 def _check(image: Image) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise UsageError(f"frames must be (H, W, 3) uint8 RGB arrays, got {image.shape} {image.dtype}")
@@ -22,10 +30,8 @@ class DisMotion:
     upscaled), returned at the input size in input pixels."""
 
     def __init__(self, *, work_size: int = 320, preset: str = "fast") -> None:
-        if preset not in PRESETS:
-            raise UsageError(f"unknown DIS preset {preset!r}: use one of {', '.join(PRESETS)}")
+        self._dis = dis(preset)
         self.work_size, self.preset = int(work_size), preset
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
 
     def _work(self, image: Image) -> tuple[np.ndarray, float]:
         _check(image)
