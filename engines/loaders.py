@@ -41,7 +41,8 @@ def _missing(source: str, revision: str | None, role: str, profile: str, reason:
     rev = f" --revision {revision}" if revision else ""
     return ModelError(
         f"model {source!r} for role {role!r} of profile {profile!r} is not available here ({reason}); get it with "
-        f"`huggingface-cli download {source}{rev}` or set a local folder for it in the profile; "
+        f"`python -m m3cvcav engines fetch -profile {profile}` (or `hf download {source}{rev}`) or set a local "
+        "folder for it in the profile; "
         "`-profile lite` works offline")
 
 
@@ -232,7 +233,7 @@ def _hub_call(model: HubModel, call: Callable[[], T]) -> T:
                          "on the hub: fix its revision in the profile") from err
     except hf_errors.RepositoryNotFoundError as err:
         raise ModelError(f"repository {model.repo} (roles {', '.join(model.roles)}) is not on the hub or needs a "
-                         "login (`huggingface-cli login`): fix its repo in the profile") from err
+                         "login (`hf auth login`): fix its repo in the profile") from err
     except (OSError, hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError) as err:
         from huggingface_hub import constants
 

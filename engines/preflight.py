@@ -93,7 +93,7 @@ def check_hub_models(profile, roles: Iterable[str]) -> None:
         return
     names = ", ".join(missing)
     first = missing[0]
-    fetch = (f"python -m m3cvcav engines fetch -profile {profile.name}, or huggingface-cli download {first}"
+    fetch = (f"python -m m3cvcav engines fetch -profile {profile.name}, or hf download {first}"
              + (f" --revision {repos[first]}" if repos[first] else "")
              + (" and the others" if len(missing) > 1 else ""))
     where = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"

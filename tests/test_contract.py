@@ -289,7 +289,7 @@ def test_m3cvc_fails_fast_offline(tmp_path):
             str(tmp_path / "o.mkv"), env=env, timeout=120)
     assert time.monotonic() - start < 60
     line = error_line(r.stderr)
-    assert r.returncode == 1 and "HF_HUB_OFFLINE" in line and "huggingface-cli download" in line
+    assert r.returncode == 1 and "HF_HUB_OFFLINE" in line and "hf download" in line
     assert "-profile lite" in line and len(r.stderr.decode().strip().splitlines()) == 1
 
 

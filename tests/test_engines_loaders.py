@@ -35,7 +35,7 @@ def test_missing_hub_model_offline_gives_one_clear_line(tmp_path):
     assert len(lines) == 1
     msg = lines[0]
     for part in ("'Qwen/Qwen2.5-VL-3B-Instruct'", "role 'describer'", "profile 'm3cvc'",
-                 "huggingface-cli download Qwen/Qwen2.5-VL-3B-Instruct --revision 66285546d2b8",
+                 "hf download Qwen/Qwen2.5-VL-3B-Instruct --revision 66285546d2b8",
                  "local folder", "-profile lite"):
         assert part in msg
 

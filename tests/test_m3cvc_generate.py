@@ -208,7 +208,7 @@ def test_missing_hub_model_offline(role, tmp_path, monkeypatch):
         profile.engine(role)
     message = str(info.value)
     assert "\n" not in message and f"'{repo}'" in message and f"role '{role}'" in message
-    assert f"huggingface-cli download {repo}" in message and "-profile lite" in message
+    assert f"hf download {repo}" in message and "-profile lite" in message
 
 
 def test_keyframe_prompt_fits_the_text_window(keyframes):
