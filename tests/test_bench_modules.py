@@ -1,9 +1,13 @@
-"""Every benchmark module imports (a smoke test: `bench NAME` must never fail on a stale import), and the command
-blames a broken import of m3cvcav itself on the code, never on a package the user should install."""
+"""Every benchmark module imports (a smoke test: `bench NAME` must never fail on a stale import), every import of
+m3cvcav in the tree names a module that exists (function-local ones too: `bench tokenizer` once failed on one), and
+the command blames a broken import of m3cvcav itself on the code, never on a package the user should install."""
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import pkgutil
+from pathlib import Path
 import subprocess
 import sys
 
@@ -21,6 +25,41 @@ def test_every_bench_module_imports(name):
     module = importlib.import_module(name)
     if name.removeprefix("m3cvcav.bench.") in available():  # a `bench NAME` subcommand
         assert callable(getattr(module, "main", None)), f"{name} has no main(argv)"
+
+
+def _imports(path: Path, package: str) -> list[tuple[int, str, str | None]]:
+    """(line, module, name or None) of every import of an m3cvcav module in ``path`` (a module of ``package``)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, None) for a in node.names if a.name.startswith("m3cvcav")]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            if base.startswith("m3cvcav"):
+                out += [(node.lineno, base, a.name) for a in node.names]
+    return out
+
+
+def test_every_import_of_m3cvcav_in_the_tree_names_a_module_that_exists():
+    roots = {name: Path(importlib.import_module(name).__path__[0])
+             for name in ("m3cvcav", *(f"m3cvcav.{part}" for part in ("core", "bitstream", "engines", "filters",
+                                                                       "bench")))}
+    missing = []
+    for root_name, root in roots.items():
+        for path in sorted(root.rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            module = ".".join((root_name, *parts[:-1], *([] if parts[-1] == "__init__" else [parts[-1]])))
+            package = module if parts[-1] == "__init__" else module.rpartition(".")[0]
+            for line, target, name in _imports(path, package):
+                if importlib.util.find_spec(target) is None:
+                    missing.append(f"{module}:{line} {target}")
+                elif name and name != "*" and not hasattr(importlib.import_module(target), name) \
+                        and importlib.util.find_spec(f"{target}.{name}") is None:
+                    missing.append(f"{module}:{line} {target}.{name}")
+    assert not missing, missing
 
 
 @pytest.mark.slow
