@@ -62,8 +62,9 @@ class Describer(Protocol):
     def describe_frame(self, keyframe: Image) -> str:
         """Frame-level text D^F."""
 
-    def describe_clip(self, keyframe: Image, frames: Sequence[Image]) -> str:
-        """Clip-level text D^C (motion of objects and camera)."""
+    def describe_clip(self, keyframe: Image, frames: Sequence[Image], fps: float | None = None) -> str:
+        """Clip-level text D^C (motion of objects and camera); ``fps``: the rate of ``frames`` when known (a VLM
+        then sees the clip as a timed video)."""
 
 
 @runtime_checkable

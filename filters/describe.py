@@ -21,6 +21,7 @@ class Describe(Node):
         self.engines = engines
 
     def configure(self, info):
+        self.fps = float(info.fps)
         if self.opts["frame"] or self.opts["clip"]:
             self.describer = self.engines.engine("describer")
         return info
@@ -29,5 +30,5 @@ class Describe(Node):
         if self.opts["frame"]:
             seg.frame_text = self.describer.describe_frame(seg.keyframe)
         if self.opts["clip"]:
-            seg.clip_text = self.describer.describe_clip(seg.keyframe, seg.samples)
+            seg.clip_text = self.describer.describe_clip(seg.keyframe, seg.samples, fps=self.fps / seg.sample_step)
         return (seg,)

@@ -68,6 +68,7 @@ class ClipSegment:
     pts: list[int]
     time_base: Fraction
     samples: list[np.ndarray] = field(default_factory=list)
+    sample_step: int = 1  # frames between consecutive samples (their rate: the video's fps / sample_step)
     end_time: float = 0.0  # seconds at which the next segment starts (or the stream ends)
     scene_cut: bool = False  # opened by a scene cut (the decoder does not interpolate across it)
     frame_text: str = ""

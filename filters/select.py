@@ -159,4 +159,5 @@ class Select(Node):
             if len(seg.samples) > 2 * self.opts["samples"]:
                 seg.samples = seg.samples[::2]
                 self._stride *= 2
+                seg.sample_step = self._stride
         self._seen += 1

@@ -263,6 +263,38 @@ def test_describe_adds_both_texts(lite, media):
 
     seg = _segments(lite, _pan(_photo(media, "skimage_chelsea.png"), 6))[0]
     node = Describe(engines=lite)
-    node.configure(None)
+    node.configure(VideoInfo(64, 64, Fraction(24), Fraction(1, 24)))
     (out,) = node.process(seg)
     assert out.frame_text and out.clip_text and "cat" in (out.frame_text + out.clip_text).lower()
+
+
+def test_describe_gives_the_clip_with_its_frame_rate(lite, media):
+    """A VLM sees a clip as a timed video only with the real rate of the frames it is given: select keeps samples
+    every ``sample_step`` frames of a long segment, and describe passes fps / sample_step (it passed none, so D^C
+    always came from untimed images)."""
+    from m3cvcav.filters.describe import Describe
+
+    frames = _pan(_photo(media, "skimage_chelsea.png"), 20)
+    (seg,) = _segments(lite, frames, max=20, threshold=100, samples=2)
+    step = seg.sample_step
+    assert step > 1 and all(np.array_equal(seg.samples[i], frames[i * step]) for i in range(len(seg.samples)))
+    calls = []
+
+    class Recorder:
+        kind = "vlm"
+
+        def describe_frame(self, keyframe):
+            return "a cat"
+
+        def describe_clip(self, keyframe, clip, fps=None):
+            calls.append((len(clip), fps))
+            return "it moves"
+
+    class OneDescriber:
+        def engine(self, role):
+            return Recorder()
+
+    node = Describe(engines=OneDescriber())
+    node.configure(VideoInfo(64, 64, Fraction(24), Fraction(1, 24)))
+    node.process(seg)
+    assert calls == [(len(seg.samples), 24 / step)]

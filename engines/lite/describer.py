@@ -44,7 +44,8 @@ class LabelDescriber:
         direction = ("right" if dx > 0 else "left") if abs(dx) >= abs(dy) else ("down" if dy > 0 else "up")
         return f"moving {direction}, {speed}"
 
-    def describe_clip(self, keyframe: Image, frames: Sequence[Image], motion: str | None = None) -> str:
+    def describe_clip(self, keyframe: Image, frames: Sequence[Image], fps: float | None = None, *,
+                      motion: str | None = None) -> str:
         """The keyframe's labels and the clip's motion: ``motion`` when the caller measured it, else estimated from
-        ``frames`` with DIS flow."""
+        ``frames`` with DIS flow (its speed words are per sampled interval, so ``fps`` is not needed)."""
         return f"{self.describe_frame(keyframe)}; {motion or self.motion_words(frames)}"
