@@ -36,6 +36,11 @@ log = get_logger(__name__)
 ROLES = {"embedder": SemanticEmbedder, "motion": MotionEstimator, "describer": Describer,
          "tokenizer": KeyframeTokenizer, "keyframe_generator": KeyframeGenerator, "clip_generator": ClipGenerator,
          "enhancer": PictureEnhancer}
+# Which side of the codec runs each role: the encoder's nodes (select: embedder, motion; describe; tokenize; base: the
+# enhancer's choice of variant) and the decoder's (generate: tokens decoded, keyframes and clips made, the enhancer).
+SIDES = {"embedder": ("encoder",), "motion": ("encoder",), "describer": ("encoder",),
+         "tokenizer": ("encoder", "decoder"), "keyframe_generator": ("decoder",), "clip_generator": ("decoder",),
+         "enhancer": ("encoder", "decoder")}
 DEFAULT_PROFILE = "lite"
 
 
@@ -107,6 +112,9 @@ def _validate(data: dict, source: str) -> None:
             ids.setdefault(mid, role)
         elif table.get("decoder"):
             raise UsageError(f"profile {source}: role {role} is needed by the decoder and so needs a model_id")
+        if table.get("decoder") and "decoder" not in SIDES[role]:
+            raise UsageError(f"profile {source}: role {role} runs only in the encoder: decoder = true is for the "
+                             f"roles a decoder runs ({', '.join(r for r in ROLES if 'decoder' in SIDES[r])})")
 
 
 class Profile:
@@ -120,8 +128,9 @@ class Profile:
         self._engines: dict[tuple[str, str, bool], object] = {}
         self._lock = threading.RLock()
 
-    def roles(self) -> list[str]:
-        return [r for r in ROLES if r in self.data["roles"]]
+    def roles(self, side: str | None = None) -> list[str]:
+        """The profile's roles, in ``ROLES`` order; with ``side`` ("encoder" or "decoder"), those that side runs."""
+        return [r for r in ROLES if r in self.data["roles"] and (side is None or side in SIDES[r])]
 
     def settings(self, role: str) -> dict:
         if role not in ROLES:
@@ -182,7 +191,9 @@ class Profile:
                 if (backend is None or b == backend) and (offload is None or o == offload)}
 
     def decoder_roles(self) -> list[str]:
-        return [r for r in self.roles() if self.data["roles"][r].get("decoder")]
+        """The roles whose models a stream records (``decoder = true``): those of ``roles("decoder")`` with weights
+        (lite's passthrough generators have none)."""
+        return [r for r in self.roles("decoder") if self.data["roles"][r].get("decoder")]
 
     def can_tt2v(self) -> bool:
         """Whether the keyframe generator makes images from text (``text_to_image = false`` in its settings: not)."""

@@ -75,26 +75,23 @@ def default_workers(profile: str) -> int:
     return (os.cpu_count() or 1) if profile == DEFAULT_PROFILE else GPU_PROFILES_DEFAULT_WORKERS
 
 
-ENCODER_ROLES = ("embedder", "motion", "describer", "tokenizer", "enhancer")
-DECODER_ROLES = ("tokenizer", "keyframe_generator", "clip_generator", "enhancer")
-
-
 def make_backend(n: int, cluster: str | None, profile: str, engine: str = "auto", offload: bool = False,
-                 roles: tuple[str, ...] = (), tasks: int | None = None):
+                 side: str | None = None, tasks: int | None = None):
     """The job's workers: Ray actors with ``cluster`` (a GPU each for GPU profiles, when the cluster has GPUs),
-    else ``n`` local processes (0: the profile's default); each loads the profile's ``roles`` as it starts."""
-    init = (load_engines, {"profile": profile, "engine": engine, "offload": offload, "roles": roles})
+    else ``n`` local processes (0: the profile's default); each loads the engines of the profile's roles that
+    ``side`` ("encoder" or "decoder") runs as it starts."""
+    init = (load_engines, {"profile": profile, "engine": engine, "offload": offload, "side": side})
     if cluster:
         return workers.make_backend(n, cluster, gpus=0.0 if profile == DEFAULT_PROFILE else -1.0, init=init)
     return workers.make_backend(n or default_workers(profile), init=init, tasks=tasks)
 
 
 def load_engines(job: dict) -> None:
-    """Worker start-up: build the profile's engines for ``roles`` (those it has), cached for every later chunk."""
+    """Worker start-up: build the engines of the profile's roles that the job's side runs (``Profile.roles``),
+    cached for every later chunk."""
     engines = Engines(job["profile"], job["engine"], job["offload"])
-    for role in job["roles"]:
-        if role in engines.roles():
-            engines.engine(role)
+    for role in engines.profile.roles(job["side"]) if job["side"] else ():
+        engines.engine(role)
 
 
 # -- worker side ----------------------------------------------------------------------------------------------------
@@ -296,7 +293,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 progress(stats)
 
         backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"),
-                               options.get("offload", False), ENCODER_ROLES, stats.chunks_total)
+                               options.get("offload", False), "encoder", stats.chunks_total)
         with workers.signals_as_interrupts():
             for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)
@@ -404,7 +401,7 @@ class ParallelDecoder(StreamDecoder):
             for key, (run, lookahead) in enumerate(self._runs()):
                 yield workers.Task(key, decode_run, {**base, "packets": run, "lookahead": lookahead}, what="run")
 
-        backend = make_backend(self.workers_n, self.cluster, self.profile, self.engine, self.offload, DECODER_ROLES)
+        backend = make_backend(self.workers_n, self.cluster, self.profile, self.engine, self.offload, "decoder")
         index = 0
         tb = self.header.time_base
         with workers.signals_as_interrupts():

@@ -26,6 +26,17 @@ def test_packaged_profiles():
     assert m3cvc.settings("tokenizer")["model_id"] == 0x0401  # m3cvc's default K*: the shipped lite tokenizer
 
 
+def test_each_side_runs_the_profiles_roles_of_that_side():
+    """What chunked jobs' workers load as they start (plugin.parallel): derived from the profile, one table of sides."""
+    lite, m3cvc = load_profile(), load_profile("m3cvc")
+    assert lite.roles("encoder") == ["embedder", "motion", "describer", "enhancer"]
+    assert lite.roles("decoder") == ["keyframe_generator", "clip_generator", "enhancer"]
+    assert m3cvc.roles("decoder") == ["tokenizer", "keyframe_generator", "clip_generator"]
+    assert set(lite.decoder_roles()) <= set(lite.roles("decoder"))  # recorded models: a decoder runs them
+    with pytest.raises(UsageError, match="runs only in the encoder"):
+        load_profile("lite", {"roles": {"describer": {"decoder": True, "model_id": 9}}})
+
+
 # lite with keyframe tokens added: a profile with one recorded decoder model and no download
 LITE_TOKENS = {"factory": "m3cvcav.engines.tokenizer:load_lite", "model_id": 0x0401, "decoder": True}
 
