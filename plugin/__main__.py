@@ -24,6 +24,8 @@ SUBCOMMANDS = {
     "engines": "cli_engines",
     "train": "cli_train",
     "bench": "cli_bench",
+    "gst": "gst",
+    "vs": "vs",
 }
 TRANSCODE_MODULE = "cli_transcode"
 
