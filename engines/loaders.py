@@ -183,7 +183,7 @@ class HubModel:
     """One pinned hub repository a profile loads: the roles using it, and which weight variant they read."""
 
     repo: str
-    revision: str
+    revision: str | None  # a commit for `engines fetch`; None (the default branch) when only looked up in the cache
     roles: tuple[str, ...]
     variant: str | None = None
 
@@ -263,12 +263,48 @@ def _quiet(call: Callable[[], T], progress: bool) -> Callable[[], T]:
     return run
 
 
-def plan_fetch(model: HubModel, *, progress: bool = True) -> FetchPlan:
-    """Ask the hub (a dry run) which files of ``model`` would download and how large they are."""
+def pipeline_patterns(model: HubModel, *, local_only: bool = False) -> list[str] | None:
+    """For a diffusers pipeline repository (one with a ``model_index.json``): the files ``from_pretrained`` reads,
+    ``model_index.json`` and its components' folders, as ``DiffusionPipeline.download`` picks them; a root-level
+    single-file checkpoint such as sd-turbo's 5.2 GB ``sd_turbo.safetensors`` is left out. None for other
+    repositories (transformers models keep their weights at the root), and with ``local_only`` for a repository
+    whose cached snapshot has no ``model_index.json``."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as hf_errors
+
+    def read_index() -> Path | None:
+        try:
+            return Path(hf_hub_download(model.repo, "model_index.json", revision=model.revision,
+                                        local_files_only=local_only))
+        except hf_errors.EntryNotFoundError:
+            return None
+        except hf_errors.LocalEntryNotFoundError:
+            if local_only:
+                return None
+            raise
+
+    index = _hub_call(model, read_index)
+    if index is None:
+        return None
+    components = [name for name, value in json.loads(index.read_text(encoding="utf-8")).items()
+                  if not name.startswith("_") and isinstance(value, list) and value[0] is not None]
+    return ["model_index.json", *(f"{name}/*" for name in components)]
+
+
+def snapshot(model: HubModel, *, local_only: bool = False, **kwargs):
+    """``snapshot_download`` of the files of ``model`` the loaders read (``pipeline_patterns``, ``ignore_patterns``):
+    the same selection fetches a model and, with ``local_only``, finds it in the cache (huggingface_hub checks a
+    cached snapshot's completeness against the selection)."""
     from huggingface_hub import snapshot_download
 
-    infos = _hub_call(model, _quiet(lambda: snapshot_download(model.repo, revision=model.revision, dry_run=True,
-                                                              ignore_patterns=model.ignore_patterns()), progress))
+    return snapshot_download(model.repo, revision=model.revision,
+                             allow_patterns=pipeline_patterns(model, local_only=local_only),
+                             ignore_patterns=model.ignore_patterns(), local_files_only=local_only, **kwargs)
+
+
+def plan_fetch(model: HubModel, *, progress: bool = True) -> FetchPlan:
+    """Ask the hub (a dry run) which files of ``model`` would download and how large they are."""
+    infos = _hub_call(model, _quiet(lambda: snapshot(model, dry_run=True), progress))
     download = sum(i.file_size or 0 for i in infos if i.will_download)
     cached = sum(i.file_size or 0 for i in infos if not i.will_download)
     return FetchPlan(model, download, cached, len(infos))
@@ -276,10 +312,7 @@ def plan_fetch(model: HubModel, *, progress: bool = True) -> FetchPlan:
 
 def fetch(model: HubModel, *, progress: bool = True) -> Path:
     """Download ``model`` into the hub cache (progress bars on stderr) and return its snapshot folder."""
-    from huggingface_hub import snapshot_download
-
-    return Path(_hub_call(model, _quiet(lambda: snapshot_download(model.repo, revision=model.revision,
-                                                                  ignore_patterns=model.ignore_patterns()), progress)))
+    return Path(_hub_call(model, _quiet(lambda: snapshot(model), progress)))
 
 
 def verify_snapshot(folder: Path) -> int:

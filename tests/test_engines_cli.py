@@ -70,8 +70,12 @@ def test_engines_fetch_from_a_loopback_hub(tiny_vlm, tiny_sd, tiny_wan, tmp_path
     """`engines fetch` against tiny repos served in the hub's layout on 127.0.0.1 (HF_ENDPOINT): disk needed said
     first, every file downloaded and verified against the hub's digests, the offline command printed; then, offline,
     the profile's decoder models are found in the cache with the same weights as the source folders; a commit the
-    hub does not have is one line."""
+    hub does not have is one line. A pipeline repo's root-level single-file checkpoint (sd-turbo's 5.2 GB
+    ``sd_turbo.safetensors``, which no loader reads) is not fetched."""
+    import shutil
+
     from hub_server import HubServer, Repo
+    from safetensors.torch import save_file
 
     from m3cvcav.engines.m3cvc.common import pipeline_files
     from m3cvcav.engines.loaders import weights_sha256
@@ -79,7 +83,9 @@ def test_engines_fetch_from_a_loopback_hub(tiny_vlm, tiny_sd, tiny_wan, tmp_path
     profile = _hub_profile(tmp_path / "hub.toml")
     hf = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
           "M3CVC_HASH_CACHE": str(tmp_path / "h.json")}
-    repos = {"tiny/vlm": Repo(tiny_vlm, COMMIT), "tiny/sd": Repo(tiny_sd, COMMIT), "tiny/wan": Repo(tiny_wan, COMMIT)}
+    sd_repo = shutil.copytree(tiny_sd, tmp_path / "sd-repo")
+    save_file({"w": torch.zeros(64)}, str(sd_repo / "sd_turbo.safetensors"))
+    repos = {"tiny/vlm": Repo(tiny_vlm, COMMIT), "tiny/sd": Repo(sd_repo, COMMIT), "tiny/wan": Repo(tiny_wan, COMMIT)}
     with HubServer(repos) as hub:
         status, out, err = _run(["engines", "fetch", "-profile", str(profile), "-quiet"],
                                 {**hf, "HF_ENDPOINT": hub.endpoint})
@@ -88,8 +94,9 @@ def test_engines_fetch_from_a_loopback_hub(tiny_vlm, tiny_sd, tiny_wan, tmp_path
         need = next(i for i, line in enumerate(lines) if line.startswith("disk needed:"))
         assert need < next(i for i, line in enumerate(lines) if "verified" in line)  # the disk is said first
         for repo, source in repos.items():
-            count = sum(1 for p in source.folder.rglob("*") if p.is_file())
+            count = sum(1 for p in source.folder.rglob("*") if p.is_file() and p.name != "sd_turbo.safetensors")
             assert f"{repo}@{COMMIT[:12]}" in out and f"{repo}: {count} files verified" in out
+        assert not any(p.endswith("/sd_turbo.safetensors") for m, p in hub.requests if m == "GET")
         assert "HF_HUB_OFFLINE=1 python -m m3cvcav" in lines[-1] and str(profile) in lines[-1]
         downloads = [p for m, p in hub.requests if m == "GET" and "/resolve/" in p]
         status, out, _ = _run(["engines", "fetch", "-profile", str(profile), "-quiet"],

@@ -11,7 +11,7 @@ import torch
 from PIL import Image as PILImage
 
 from m3cvcav.engines.interfaces import ModelRef
-from m3cvcav.engines.loaders import load_pretrained, weights_sha256
+from m3cvcav.engines.loaders import HubModel, load_pretrained, snapshot, weights_sha256
 from m3cvcav.core.errors import ModelError, UsageError
 from m3cvcav.core.log import get_logger
 
@@ -69,16 +69,16 @@ def pick_dtype(settings: Mapping[str, Any], device: torch.device, role: str) -> 
     return _DTYPES[name]
 
 
-def resolve_folder(source: str, revision: str | None, *, role: str = "model", profile: str = "m3cvc") -> Path:
-    """The local folder of a model: the folder itself, or the hub cache snapshot of an id fetched already (a
-    ``ModelError`` saying how to fetch it otherwise)."""
+def resolve_folder(source: str, revision: str | None, *, role: str = "model", profile: str = "m3cvc",
+                   variant: str | None = None) -> Path:
+    """The local folder of a model: the folder itself, or the hub cache snapshot of an id fetched already, with the
+    files ``engines fetch`` selects (a ``ModelError`` saying how to fetch it otherwise)."""
     local = Path(source).expanduser()
     if local.is_dir():
         return local
-    from huggingface_hub import snapshot_download
-
-    return load_pretrained(lambda target, revision=None, **_: Path(snapshot_download(
-        target, revision=revision, local_files_only=True)), source, role=role, profile=profile, revision=revision)
+    return load_pretrained(lambda target, revision=None, **_: Path(snapshot(
+        HubModel(target, revision, (role,), variant), local_only=True)), source, role=role, profile=profile,
+        revision=revision)
 
 
 def pipeline_ref(settings: Mapping[str, Any], role: str) -> ModelRef:
@@ -94,7 +94,7 @@ def pipeline_files(settings: Mapping[str, Any]) -> list[Path]:
 
     role = str(settings.get("role", "model"))
     folder = resolve_folder(os.path.expanduser(setting(settings, "repo", str, role=role)), settings.get("revision"),
-                            role=role, profile=str(settings.get("profile", "m3cvc")))
+                            role=role, profile=str(settings.get("profile", "m3cvc")), variant=settings.get("variant"))
     try:
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

@@ -100,7 +100,8 @@ class VLMDescriber:
         if clip_input == "auto":
             clip_input = "video" if getattr(self.processor, "video_processor", None) is not None else "frames"
         self.clip_input = clip_input
-        folder = resolve_folder(str(settings["repo"]), settings.get("revision"))
+        folder = resolve_folder(str(settings["repo"]), settings.get("revision"), role=ROLE,
+                                profile=str(settings.get("profile", "m3cvc")), variant=settings.get("variant"))
         self.ref: ModelRef = model_ref(settings, ROLE, safetensors_files(folder))
         self._history: OrderedDict[bytes, tuple[list[dict], str, str]] = OrderedDict()
         self._said_untimed = False

@@ -118,5 +118,5 @@ def vae_files(settings: Mapping[str, Any], subfolder: str = "vae") -> list[Path]
     """The safetensors files ``load_vae`` reads (of the profile's ``variant``), without loading them."""
     role = str(settings.get("role", "model"))
     folder = resolve_folder(str(settings["repo"]), settings.get("revision"), role=role,
-                            profile=str(settings.get("profile", "m3cvc")))
+                            profile=str(settings.get("profile", "m3cvc")), variant=settings.get("variant"))
     return safetensors_files(folder, [subfolder] if subfolder else None, settings.get("variant"))
