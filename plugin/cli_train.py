@@ -27,7 +27,11 @@ def _parser() -> argparse.ArgumentParser:
                         "to --steps)")
     p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
     p.add_argument("--vae", default=None, help="train only a residual codebook over this frozen diffusers "
-                   "AutoencoderKL's latents (path or hub id already in the local cache)")
+                   "AutoencoderKL's latents (a folder, or a hub id already in the local cache: a pipeline such as "
+                   "stabilityai/sd-turbo, whose vae/ is used, or a bare VAE)")
+    p.add_argument("--vae-revision", default=None, help="with --vae: the hub commit (as the profile pins it)")
+    p.add_argument("--vae-subfolder", default=None, help="with --vae: the VAE's folder inside it (default: vae/ "
+                   "when there is one)")
     p.add_argument("--levels", type=int, default=None, help="residual VQ levels (default 4; --vae: 2)")
     p.add_argument("--vocab", type=int, default=None, help="codebook size per level (default 512; --vae: 1024)")
     p.add_argument("--export", type=Path, default=None,
@@ -71,11 +75,13 @@ def train_enhancer(argv: list[str]) -> int:
         raise UsageError("train: --steps, --batch and --channels must be positive and --layers at least 2")
     from m3cvcav.engines.lite.enhancer_net import NetConfig
     from m3cvcav.engines.lite.enhancer_train import TrainOptions, train
+    from m3cvcav.filters.ratecontrol import LEVELS
 
     opts = TrainOptions(out=args.out, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                         device=_device(args.device), threads=args.threads, resume=args.resume,
                         ckpt_every=args.ckpt_every, media=args.media, export=args.export,
-                        cfg=NetConfig(channels=args.channels, layers=args.layers))
+                        cfg=NetConfig(channels=args.channels, layers=args.layers),
+                        ladder=tuple((level.scale, level.crf) for level in LEVELS[:13]))  # -q 0..12
     ckpt = train(opts, log=lambda line: print(line, flush=True))
     print(f"checkpoint written to {ckpt}" + (f"; weights exported to {args.export}" if args.export else ""))
     return 0
@@ -103,7 +109,8 @@ def main(argv: list[str]) -> int:
         from m3cvcav.engines.tokenizer.vae_codebook import CodebookOptions, train_codebook
 
         path = train_codebook(CodebookOptions(
-            out=args.out, vae=args.vae, steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
+            out=args.out, vae=args.vae, vae_revision=args.vae_revision, vae_subfolder=args.vae_subfolder,
+            steps=args.steps, batch=args.batch, crop=args.crop, seed=args.seed,
             device=device, threads=args.threads, resume=args.resume, ckpt_every=args.ckpt_every,
             levels=args.levels or 2, vocab=args.vocab or 1024))
         print(f"codebook written to {path}")

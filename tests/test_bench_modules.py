@@ -32,13 +32,13 @@ def _imports(path: Path, package: str) -> list[tuple[int, str, str | None]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            out += [(node.lineno, a.name, None) for a in node.names if a.name.startswith("m3cvcav")]
+            out += [(node.lineno, a.name, None) for a in node.names if a.name.split(".")[0] == "m3cvcav"]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-            if base.startswith("m3cvcav"):
+            if base.split(".")[0] == "m3cvcav":
                 out += [(node.lineno, base, a.name) for a in node.names]
     return out
 
@@ -86,3 +86,24 @@ def test_a_broken_internal_import_is_an_internal_error_not_a_missing_package():
     done = _bench_engines_without("torch")  # a third-party package that is missing: that is what to install
     line = error_line(done.stderr)
     assert done.returncode == 1 and "bench engines needs" in line and "torch" in line and "internal" not in line
+
+
+TRAINING = ("train", "tokenizer.data", "tokenizer.export", "codebook")  # what a module of training code is named
+
+
+def test_an_encode_and_a_decode_import_no_training_code(tmp_path):
+    """Training (tokenizer, enhancer, codebooks) lives apart from the codec: neither side imports it."""
+    code = f"""
+import sys
+import numpy as np
+import m3cvcav
+frames = [np.full((96, 160, 3), 40 + 8 * i, np.uint8) for i in range(6)]
+m3cvcav.encode(iter(frames), {str(tmp_path / "a.mkv")!r}, fps=25, overwrite=True)
+m3cvcav.decode({str(tmp_path / "a.mkv")!r}, {str(tmp_path / "b.y4m")!r}, overwrite=True)
+print("\\n".join(m for m in sys.modules if m.startswith("m3cvcav")))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    modules = done.stdout.split()
+    assert "m3cvcav.filters.generate" in modules and "m3cvcav.engines.lite.enhancer" in modules
+    assert not [m for m in modules if any(word in m for word in TRAINING)]

@@ -16,6 +16,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,14 +90,12 @@ def display(frames: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
     return [av1.downscale(f, (width, height)) for f in frames]
 
 
-def pick_level(rng: random.Random) -> tuple[float, float]:
-    """(scale, crf) as the encoder picks them: 60 % a -q rung 0..12 of ``filters.ratecontrol.LEVELS`` (CRF ± 2),
-    40 % a -b:v coded size (``filters.base.SCALES``) with a CRF in 45..63."""
-    from m3cvcav.filters.ratecontrol import LEVELS
-
+def pick_level(rng: random.Random, ladder: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(scale, crf) as the encoder picks them: 60 % a rung of ``ladder`` (the -q ladder's (scale, CRF) rungs, CRF
+    ± 2), 40 % a -b:v coded size (``filters.base.SCALES``) with a CRF in 45..63."""
     if rng.random() < 0.6:
-        level = LEVELS[rng.randrange(0, 13)]
-        return level.scale, min(av1.CRF_RANGE[1], level.crf + rng.uniform(-2, 2))
+        scale, crf = ladder[rng.randrange(0, len(ladder))]
+        return scale, min(av1.CRF_RANGE[1], crf + rng.uniform(-2, 2))
     return rng.choice(BITRATE_SCALES), rng.uniform(45, 63)
 
 
@@ -151,14 +150,14 @@ def held_out_sources(root: Path) -> list[tuple[str, list[np.ndarray]]]:
     return out
 
 
-def build_pool(root: Path, seed: int, log=print) -> list[Segment]:
+def build_pool(root: Path, seed: int, ladder: Sequence[tuple[float, float]], log=print) -> list[Segment]:
     rng = random.Random(seed)
     pool = []
     t0 = time.perf_counter()
     for name, frames in training_sources(root, rng):
         for _ in range(3 if name.startswith("bbb") else 1):
             shown = display(frames, rng)
-            scale, crf = pick_level(rng)
+            scale, crf = pick_level(rng, ladder)
             coded = code(shown, scale, crf)
             pool.append(Segment(name, np.stack(coded), np.stack(shown), scale, crf))
     log(f"pool: {len(pool)} segments of {SEGMENT} frames coded in {time.perf_counter() - t0:.0f} s")
@@ -270,6 +269,9 @@ class TrainOptions:
     media: Path | None = None
     cfg: NetConfig = field(default_factory=NetConfig)
     pool: list[Segment] | None = None  # given pairs (tests); else built from the media and cached in OUT/pool.npz
+    # The (scale, CRF) rungs the pool's pairs are coded at, 60 % of them: the encoder's -q ladder, given by the caller
+    # (the train command: filters.ratecontrol.LEVELS 0..12), as training code does not import the encoder.
+    ladder: tuple[tuple[float, float], ...] = ()
     export: Path | None = None  # write the shipped weight file here at every checkpoint and at the end
 
 
@@ -327,7 +329,10 @@ def train(opts: TrainOptions, log=print) -> Path:
         if cached.exists():
             pool = load_pool(cached)
         else:
-            pool = build_pool(media_root(opts.media), opts.seed, log)
+            if not opts.ladder:
+                raise UsageError("train enhancer: building the training pairs needs the quality ladder "
+                                 "(TrainOptions.ladder)")
+            pool = build_pool(media_root(opts.media), opts.seed, opts.ladder, log)
             save_pool(pool, cached)
     net = EnhancerNet(opts.cfg).to(opts.device)
     optim = torch.optim.Adam(net.parameters(), lr=opts.lr)
