@@ -270,3 +270,27 @@ def test_unet_graph_runs_at_every_latent_shape(tmp_path):
                      "encoder_hidden_states": torch.randn(1, 8, 16, generator=g)}
             ref = unet(feeds["sample"], feeds["timestep"], encoder_hidden_states=feeds["encoder_hidden_states"]).sample
             assert (ort(feeds)["noise"] - ref).abs().max().item() < NET_TOL, latent
+
+
+def test_tokenizer_encodes_through_the_offloaded_engine_vae(pair, tiny_sd, tiny_codebook):
+    """VQ codebooks + -offload + an engine VAE: enable_model_cpu_offload hooks the pipeline's VAE, the EngineVae
+    wrapper, so the tokenizer's encode must go through that wrapper (its hook moves the VAE inside it to the GPU);
+    calling the inner VAE left its weights on the CPU and its input on the GPU."""
+    _, on_ort = pair
+    tok = load_tokenizer({"repo": str(tiny_sd), "model_id": 17, "device": "cpu", "codebooks": [str(tiny_codebook)],
+                          "profile": "test", "role": "tokenizer", "backend": "onnxruntime"})
+    wrapper = on_ort.img2img.vae
+    assert tok.vae.decoder("onnxruntime") is wrapper
+    seen = []
+
+    class Hook:
+        def pre_forward(self, module):
+            seen.append(module)
+
+    wrapper._hf_hook = Hook()
+    try:
+        grid = tok.encode(synthetic_images(1)[0], 0)
+        tok.decode(grid)
+    finally:
+        del wrapper._hf_hook
+    assert seen == [wrapper, wrapper]  # encode, then decode

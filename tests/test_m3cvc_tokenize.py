@@ -8,8 +8,8 @@ from safetensors.numpy import save_file
 
 from m3cvcav.bitstream.entropy import decode_tokens, encode_tokens
 from m3cvcav.engines.interfaces import KeyframeTokenizer
-from m3cvcav.engines.m3cvc.codebook import (Codebook, attach_entropy_model, fit_codebook, load_codebook,
-                                            save_codebook)
+from m3cvcav.engines.m3cvc.codebook import Codebook, load_codebook, save_codebook
+from m3cvcav.engines.tokenizer.vae_codebook import attach_entropy_model, fit_codebook
 from m3cvcav.engines.m3cvc.tokenizer import load_tokenizer
 from m3cvcav.engines.m3cvc.vae import load_vae
 from m3cvcav.core.errors import ModelError, UsageError

@@ -109,5 +109,30 @@ def test_codebook_only_mode_reports_missing_vae(tmp_path):
     from m3cvcav.engines.tokenizer.vae_codebook import CodebookOptions, train_codebook
     from m3cvcav.core.errors import ModelError
 
-    with pytest.raises(ModelError, match="cannot load VAE"):
+    with pytest.raises(ModelError, match=r"model folder .*nope.* cannot be loaded"):
         train_codebook(CodebookOptions(out=tmp_path, vae=str(tmp_path / "nope"), steps=1, pool=_pool()))
+    with pytest.raises(ModelError, match=r"'nobody/no-vae' .* not available here .*hf download nobody/no-vae"):
+        train_codebook(CodebookOptions(out=tmp_path, vae="nobody/no-vae", vae_revision="3" * 40, steps=1,
+                                       pool=_pool()))
+
+
+def test_codebook_over_a_pipeline_from_the_hub_cache(tiny_sd, tmp_path, monkeypatch):
+    """`--vae stabilityai/sd-turbo --vae-revision <commit>`: a pipeline repo in the hub cache, whose VAE is in vae/ —
+    loaded from the cache at that commit, offline (the trainer used to load the repo root, without revision)."""
+    from hub_server import HubServer, Repo
+    from huggingface_hub import constants, snapshot_download
+
+    from m3cvcav.engines.tokenizer.vae_codebook import CodebookOptions, train_codebook
+
+    commit = "4" * 40
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with HubServer({"tiny/sd": Repo(tiny_sd, commit)}) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        snapshot_download("tiny/sd", revision=commit)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    out = train_codebook(CodebookOptions(out=tmp_path / "run", vae="tiny/sd", vae_revision=commit, steps=1, batch=1,
+                                         crop=112, threads=1, levels=1, vocab=8, pool=_pool()))
+    with safe_open(str(out), framework="pt") as f:
+        assert f.get_tensor("quantizer.levels.0.embed").shape == (8, 4)

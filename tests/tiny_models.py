@@ -205,7 +205,8 @@ class TinyM3cvc:
 
 def build_codebook(path: Path, sd: Path, vocab: int = 16) -> Path:
     """A k-means codebook over the tiny VAE's latents of synthetic images, with its entropy model when available."""
-    from m3cvcav.engines.m3cvc.codebook import fit_codebook, save_codebook
+    from m3cvcav.engines.m3cvc.codebook import save_codebook
+    from m3cvcav.engines.tokenizer.vae_codebook import fit_codebook
     from m3cvcav.engines.m3cvc.vae import load_vae
 
     vae = load_vae({"repo": str(sd), "model_id": 0}, "tokenizer")

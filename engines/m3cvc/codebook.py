@@ -5,14 +5,14 @@ residual), so a grid (d, h/p, w/p) int32 with d ≤ L decodes to the sum of its 
 - this module's: safetensors ``codebook`` (L, V, C·p·p) float32, its ``TokenModel`` arrays under ``entropy.<name>``,
   metadata ``codebook_id``, ``patch``, ``latent_channels``;
 - ``train tokenizer --vae`` (``engines/tokenizer/vae_codebook.py``): ``quantizer.levels.<l>.embed`` (V, C) and a JSON
-  ``config`` (patch 1, no entropy model: add one with ``attach_entropy_model``).
-Dequantising is a table lookup, so the decoder's latent is exactly the encoder's quantised latent.
+  ``config`` (patch 1, no entropy model: add one with ``vae_codebook.attach_entropy_model``).
+Dequantising is a table lookup, so the decoder's latent is exactly the encoder's quantised latent. Making codebooks
+(training, k-means, fitting entropy models) is ``engines.tokenizer.vae_codebook``'s job: nothing here trains.
 """
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +21,8 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from m3cvcav.bitstream.entropy import TokenModel
 from m3cvcav.core.errors import ModelError
 
-from .vae import Vae
 
 ENTROPY_PREFIX = "entropy."
 TRAINER_PREFIX = "quantizer.levels."
@@ -51,7 +49,7 @@ class Codebook:
     def quantise(self, latents: torch.Tensor, depth: int | None = None) -> np.ndarray:
         """(N, C, h, w) latents (h, w multiples of ``patch``) → (N, depth, h/p, w/p) int32 indices, level by level."""
         depth = self.depth if depth is None else depth
-        residual, grid = _patches(latents, self.patch)
+        residual, grid = to_patches(latents, self.patch)
         out = []
         for entries in self.levels[:depth]:
             idx = torch.cdist(residual, entries).argmin(dim=1)
@@ -71,7 +69,8 @@ class Codebook:
         return vec.reshape(n, h, w, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h * p, w * p)
 
 
-def _patches(latents: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int, int]]:
+def to_patches(latents: torch.Tensor, patch: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(N, C, h, w) latents → (N·h/p·w/p, C·p·p) patch vectors and the (h/p, w/p) grid."""
     n, c, h, w = latents.shape
     if h % patch or w % patch:
         raise ModelError(f"latent {h}×{w} is not a multiple of the codebook patch {patch}")
@@ -84,7 +83,7 @@ def load_codebook(path: str | os.PathLike) -> Codebook:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelError(f"codebook {path} not found: train one with `python -m m3cvcav train tokenizer --vae ...` "
-                         "or m3cvcav.engines.m3cvc.codebook.fit_codebook, and list it in tokenizer.codebooks")
+                         "or m3cvcav.engines.tokenizer.vae_codebook.fit_codebook, and list it in tokenizer.codebooks")
     try:
         with safe_open(str(path), framework="numpy") as fh:
             meta = fh.metadata() or {}
@@ -116,54 +115,3 @@ def save_codebook(path: str | os.PathLike, codebook: Codebook, *, codebook_id: i
     save_file(arrays, str(tmp), metadata=meta)
     tmp.replace(path)
     return path
-
-
-def _latents(vae: Vae, images: Sequence[np.ndarray]) -> torch.Tensor:
-    return torch.cat([vae.encode([im]) for im in images])
-
-
-def fit_entropy(book: Codebook, latents: torch.Tensor) -> dict[str, np.ndarray]:
-    """The static entropy model (``TokenModel`` arrays) of ``book``'s full-depth token grids of ``latents``."""
-    return TokenModel.fit(list(book.quantise(latents)), book.vocab).to_arrays()
-
-
-def attach_entropy_model(path: str | os.PathLike, vae: Vae, images: Sequence[np.ndarray], out: str | os.PathLike,
-                         *, codebook_id: int = 0) -> Path:
-    """Read a codebook (e.g. from ``train tokenizer --vae``), fit its entropy model on ``images`` and write it to
-    ``out`` in this module's format."""
-    book = load_codebook(path)
-    book.entropy = fit_entropy(book, _latents(vae, images))
-    return save_codebook(out, book, codebook_id=codebook_id)
-
-
-def fit_codebook(vae: Vae, images: Sequence[np.ndarray], *, vocab: int, patch: int = 1, levels: int = 1,
-                 iters: int = 20, seed: int = 0, codebook_id: int = 0) -> Codebook:
-    """Residual k-means (Lloyd, seeded; level l clusters what levels < l left) over the VAE latents of ``images``
-    (sides multiples of ``vae.scale * patch``), then the entropy model fitted on the resulting token grids."""
-    latents = _latents(vae, images)
-    residual, _ = _patches(latents, patch)
-    if residual.shape[0] < vocab:
-        raise ModelError(f"{residual.shape[0]} latent vectors are too few for {vocab} codebook entries: use more images")
-    gen = torch.Generator().manual_seed(seed)
-    tables = []
-    for _ in range(levels):
-        entries = _kmeans(residual, vocab, iters, gen)
-        residual = residual - entries[torch.cdist(residual, entries).argmin(dim=1)]
-        tables.append(entries)
-    book = Codebook(torch.stack(tables), patch, latents.shape[1], codebook_id)
-    book.entropy = fit_entropy(book, latents)
-    return book
-
-
-def _kmeans(vectors: torch.Tensor, vocab: int, iters: int, gen: torch.Generator) -> torch.Tensor:
-    entries = vectors[torch.randperm(vectors.shape[0], generator=gen)[:vocab]].clone()
-    for _ in range(iters):
-        assign = torch.cdist(vectors, entries).argmin(dim=1)
-        sums = torch.zeros_like(entries).index_add_(0, assign, vectors)
-        counts = torch.bincount(assign, minlength=vocab).unsqueeze(1)
-        empty = counts.squeeze(1) == 0
-        entries = torch.where(empty.unsqueeze(1), entries, sums / counts.clamp(min=1))
-        if empty.any():  # re-seed dead entries with the worst-served vectors
-            err = (vectors - entries[assign]).pow(2).sum(1)
-            entries[empty] = vectors[err.topk(int(empty.sum())).indices]
-    return entries.contiguous()

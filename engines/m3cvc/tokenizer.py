@@ -106,7 +106,7 @@ class VaeVqTokenizer(TokenCodec):
         book, _ = self._point(rate_point)
         if not book.entropy:
             raise ModelError(f"the codebook of rate point {rate_point} has no entropy model: add one with "
-                             "m3cvcav.engines.m3cvc.codebook.attach_entropy_model")
+                             "m3cvcav.engines.tokenizer.vae_codebook.attach_entropy_model")
         if rate_point not in self._models:
             self._models[rate_point] = TokenModel.from_arrays(book.entropy)
         return self._models[rate_point]

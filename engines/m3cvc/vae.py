@@ -39,7 +39,8 @@ class Vae:
     def channels(self) -> int:
         return int(self.model.config.latent_channels)
 
-    def _norm(self) -> tuple[float, float]:
+    def normalisation(self) -> tuple[float, float]:
+        """(scaling_factor, shift_factor) of the latents."""
         cfg = self.model.config
         return float(cfg.scaling_factor), float(getattr(cfg, "shift_factor", None) or 0.0)
 
@@ -47,9 +48,20 @@ class Vae:
     def encode(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """(N, C, H/s, W/s) float32 normalised latents of (H, W, 3) uint8 images of one size (multiples of ``scale``)."""
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-        posterior = self.model.encode(x.to(self.device, self.dtype)).latent_dist
-        scaling, shift = self._norm()
-        return ((posterior.mean - shift) * scaling).float().cpu()
+        return self.encode_tensor(x).cpu()
+
+    def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float32 latents ``(mean - shift) * scaling`` of images (N, 3, H, W) in [-1, 1], on the VAE's
+        device (the posterior mean: deterministic). Through the module that carries an offload hook, when one does."""
+        posterior = self._encoder().encode(x.to(self.device, self.dtype)).latent_dist
+        scaling, shift = self.normalisation()
+        return ((posterior.mean - shift) * scaling).float()
+
+    def _encoder(self):
+        """The module to call ``encode`` on: a pipeline offloads (``enable_model_cpu_offload``) the module it holds,
+        which is an ``EngineVae`` wrapper when the decoder runs on an engine: its ``encode`` moves the wrapper and this
+        VAE inside it to the GPU; calling the inner VAE directly would leave its weights on the CPU."""
+        return next((d for d in self._decoders.values() if getattr(d, "_hf_hook", None) is not None), self.model)
 
     def backend(self, backends) -> str:
         """The backend the decoder runs on for ``backends`` (a ``Backends``, or a -engine name): see
@@ -81,7 +93,7 @@ class Vae:
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor, backend: str = "torch", max_side: int = 512) -> list[np.ndarray]:
         """(H, W, 3) uint8 images of normalised latents (N, C, h, w), decoded on ``backend`` (from ``backend()``)."""
-        scaling, shift = self._norm()
+        scaling, shift = self.normalisation()
         z = (latents / scaling + shift).to(self.device, self.dtype)
         x = self.decoder(backend, max_side).decode(z, return_dict=False)[0]
         x = x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
