@@ -263,3 +263,28 @@ def test_skipped_steps_run_on_the_wan_schedulers(kind, steps):
         for t in timesteps:
             sample = scheduler.step(torch.ones_like(x0) - x0, t, sample, return_dict=False)[0]  # the exact flow
     assert torch.allclose(sample, x0, atol=1e-3)  # the exact velocity field lands on x0
+
+
+def test_clip_generator_loads_the_variant_it_hashes(tiny_wan, tmp_path):
+    """A profile with ``variant = "fp16"``: the clip generator must run the variant's files, the ones its model ref
+    hashes (it loaded the plain ones, so a stream named weights its decoder did not run)."""
+    import shutil
+
+    from diffusers import WanTransformer3DModel
+
+    from m3cvcav.engines.m3cvc.common import pipeline_files
+
+    folder = shutil.copytree(tiny_wan, tmp_path / "wan")
+    transformer = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
+    with torch.no_grad():
+        for p in transformer.parameters():
+            p.add_(0.5)
+    transformer.save_pretrained(folder / "transformer", variant="fp16")
+    for sub in ("vae", "text_encoder", "image_encoder"):
+        for plain in (folder / sub).glob("*.safetensors"):
+            shutil.copy(plain, plain.with_name(plain.name.replace(".safetensors", ".fp16.safetensors")))
+    settings = _settings(folder, "clip_generator", height=16, width=16, window=5, variant="fp16")
+    gen = load_clip_generator(settings)
+    assert all(".fp16." in p.name for p in pipeline_files(settings))
+    name, value = next(iter(transformer.state_dict().items()))
+    assert torch.equal(gen.pipe.transformer.state_dict()[name], value)  # the variant's weights run

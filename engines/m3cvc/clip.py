@@ -110,8 +110,10 @@ class WanClipGenerator:
                              "denoising schedule run from the motion prediction")
         # The Wan VAE and (FLF2V) the CLIP image encoder run in float32, as diffusers' examples load them; the
         # transformer and the text encoder in ``dtype``.
-        vae = load(settings, ROLE, AutoencoderKLWan.from_pretrained, subfolder="vae", dtype=torch.float32)
-        self.pipe = load(settings, ROLE, DiffusionPipeline.from_pretrained, vae=vae, dtype=self.dtype)
+        variant = settings.get("variant")  # the files loaded are the files hashed (``pipeline_ref``)
+        vae = load(settings, ROLE, AutoencoderKLWan.from_pretrained, subfolder="vae", dtype=torch.float32,
+                   variant=variant)
+        self.pipe = load(settings, ROLE, DiffusionPipeline.from_pretrained, vae=vae, dtype=self.dtype, variant=variant)
         if not isinstance(self.pipe, (WanImageToVideoPipeline, WanVACEPipeline)):
             raise ModelError(f"clip generator {settings['repo']!r} is a {type(self.pipe).__name__}; the m3cvc clip "
                              "generator runs WanImageToVideoPipeline (FLF2V) or WanVACEPipeline models")
@@ -119,7 +121,8 @@ class WanClipGenerator:
         if encoder is not None and encoder.dtype != torch.float32:
             # from_pretrained does not keep a passed image encoder, so the float32 one replaces the cast one here
             self.pipe.register_modules(image_encoder=load(settings, ROLE, type(encoder).from_pretrained,
-                                                          subfolder="image_encoder", dtype=torch.float32))
+                                                          subfolder="image_encoder", dtype=torch.float32,
+                                                          variant=variant))
         self.vace = isinstance(self.pipe, WanVACEPipeline)
         self.backends = {"transformer": self._place_transformer(settings)}
         place_pipeline(self.pipe, settings, self.device, ROLE)
@@ -152,7 +155,7 @@ class WanClipGenerator:
         inner = self.pipe.transformer
         kind = WanVACETransformer3DModel if self.vace else WanTransformer3DModel
         reload = lambda: load(settings, ROLE, kind.from_pretrained, subfolder="transformer",  # noqa: E731
-                              dtype=torch.float32)
+                              dtype=torch.float32, variant=settings.get("variant"))
         run = dataclasses.replace(typed, requested=chosen)
         self.pipe.transformer = EngineWanTransformer(
             inner, lambda shapes: create_engine(wan_transformer_spec(inner, shapes, reload), run,
