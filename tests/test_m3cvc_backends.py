@@ -149,13 +149,14 @@ def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog, tmp_path):
 @pytest.mark.parametrize("model", ["flf2v", "vace"])
 def test_wan_transformer_on_onnxruntime(model, tiny_wan, tiny_wan_vace):
     """The Wan transformer (rms_norm decomposed, one static-shape export per clip shape) through ONNX Runtime: per call
-    within NET_TOL of torch, whole clips within a few levels, one export per shape (cached)."""
+    within NET_TOL of torch, whole clips within a few levels (``window`` = the clip's 5 model frames, so torch and the
+    engine make the same calls), one export per shape (cached)."""
     from m3cvcav.engines.m3cvc.clip import load_clip_generator
     from m3cvcav.engines.m3cvc.networks import EngineWanTransformer
 
     repo = tiny_wan if model == "flf2v" else tiny_wan_vace
     settings = {"repo": str(repo), "model_id": 19, "device": "cpu", "steps": 2, "profile": "test",
-                "role": "clip_generator", "height": 16, "width": 16, "window": 9, "max_sequence_length": 16}
+                "role": "clip_generator", "height": 16, "width": 16, "window": 5, "max_sequence_length": 16}
     on_torch = load_clip_generator({**settings, "backend": "torch"})
     on_ort = load_clip_generator({**settings, "backend": "onnxruntime"})
     assert on_ort.backends == {"transformer": "onnxruntime"}

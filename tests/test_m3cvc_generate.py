@@ -288,3 +288,21 @@ def test_clip_generator_loads_the_variant_it_hashes(tiny_wan, tmp_path):
     assert all(".fp16." in p.name for p in pipeline_files(settings))
     name, value = next(iter(transformer.state_dict().items()))
     assert torch.equal(gen.pipe.transformer.state_dict()[name], value)  # the variant's weights run
+
+
+def test_engines_build_makes_the_wan_engine_a_run_uses(tiny_wan, tmp_path, monkeypatch):
+    """`engines build` and a run must meet in the engine cache: the build exports the transformer from the float32
+    file weights (not the bf16-rounded ones the model runs with) at the shapes every call uses — with the
+    transformer on an engine each call makes ``window`` frames, whatever the segment's length."""
+    monkeypatch.setenv("M3CVC_ENGINE_CACHE", str(tmp_path / "engines"))
+    gen = load_clip_generator(_settings(tiny_wan, "clip_generator", height=16, width=16, window=9, dtype="bfloat16",
+                                        backend="onnxruntime", max_sequence_length=16))
+    (built,) = gen.export_specs([(32, 32)])
+    engine = gen.pipe.transformer
+    seen = []
+    make = engine._make_for
+    monkeypatch.setattr(engine, "_make_for", lambda shapes: (seen.append(shapes), make(shapes))[1])
+    first, last = synthetic_images(2, size=32)
+    for count in (3, 6, 9, 14):
+        assert len(gen.generate(first, last, count, "the ball rolls", seed=1)) == count
+    assert len(seen) == 1 and gen.transformer_spec(seen[0]).digest() == built.digest()

@@ -104,7 +104,8 @@ class ExportSpec:
         h.update(json.dumps(meta, sort_keys=True).encode())
         for key, tensor in sorted(self.module.state_dict().items()):
             h.update(key.encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            tensor = tensor.detach().cpu().contiguous()
+            h.update((tensor.view(torch.int16) if tensor.dtype == torch.bfloat16 else tensor).numpy().tobytes())
         return h.hexdigest()
 
 

@@ -8,7 +8,8 @@ Timing: the model makes ``4⌈n/4⌉+1`` frames for a span of ``n`` source frame
 frame. VACE places the next keyframe at frame ``n`` of its conditioning video (mask 0), so frames ``0..n`` are kept as
 they are and the extra tail is dropped: no frame is repeated or skipped. FLF2V pins the last keyframe to its last frame,
 so when ``n`` is not a multiple of 4 its frames are sampled at ``n + 1`` evenly spaced times, a time between two model
-frames blending them linearly (``retime``), never the nearest frame (which judders).
+frames blending them linearly (``retime``), never the nearest frame (which judders). With the transformer on an engine
+(static shapes) every call makes ``window`` frames instead, timed the same way, so one engine serves every segment.
 
 Motion (``prediction``): the motion-compensated prediction of every frame of the segment from the stream's motion
 layer. VACE gets it as the conditioning video of the frames it generates (VACE's control-video input, the way it takes
@@ -124,6 +125,7 @@ class WanClipGenerator:
                                                           subfolder="image_encoder", dtype=torch.float32,
                                                           variant=variant))
         self.vace = isinstance(self.pipe, WanVACEPipeline)
+        self._settings = dict(settings)
         self.backends = {"transformer": self._place_transformer(settings)}
         place_pipeline(self.pipe, settings, self.device, ROLE)
         self.needs_last = not self.vace and getattr(self.pipe.transformer.config, "pos_embed_seq_len", None) is not None
@@ -138,11 +140,9 @@ class WanClipGenerator:
         see ``networks``); onnxruntime/tensorrt swap in an ``EngineWanTransformer`` exporting each shape once."""
         import dataclasses
 
-        from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
-
         from m3cvcav.engines.backends import backends_of, create_engine
 
-        from .networks import WAN_TRANSFORMER, EngineWanTransformer, pick_backend, wan_transformer_spec
+        from .networks import WAN_TRANSFORMER, EngineWanTransformer, pick_backend
 
         typed = backends_of(settings)
         if typed.requested == "auto":
@@ -152,22 +152,36 @@ class WanClipGenerator:
         chosen = pick_backend(typed, self.device, WAN_TRANSFORMER)
         if chosen == "torch":
             return chosen
-        inner = self.pipe.transformer
+        run = dataclasses.replace(typed, requested=chosen)
+        self.pipe.transformer = EngineWanTransformer(
+            self.pipe.transformer, lambda shapes: create_engine(self.transformer_spec(shapes), run,
+                                                                device=str(self.device)))
+        return chosen
+
+    def transformer_spec(self, shapes: dict[str, tuple[int, ...]]):
+        """The Wan transformer's export for one set of static input shapes, from its float32 weights read from the
+        files (a bf16/fp16 model's rounded weights would give another graph and another cache key): what a run
+        exports and what ``engines build`` builds ahead of time, so the two meet in the engine cache."""
+        from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
+
+        from .networks import wan_transformer_spec
+
+        settings = self._settings
         kind = WanVACETransformer3DModel if self.vace else WanTransformer3DModel
         reload = lambda: load(settings, ROLE, kind.from_pretrained, subfolder="transformer",  # noqa: E731
                               dtype=torch.float32, variant=settings.get("variant"))
-        run = dataclasses.replace(typed, requested=chosen)
-        self.pipe.transformer = EngineWanTransformer(
-            inner, lambda shapes: create_engine(wan_transformer_spec(inner, shapes, reload), run,
-                                                device=str(self.device)))
-        return chosen
+        return wan_transformer_spec(_inner(self.pipe.transformer), shapes, reload)
 
     def export_specs(self, sizes: Sequence[tuple[int, int]]) -> list:
-        """The Wan transformer for a ``window``-frame clip at each (height, width) work size (static shapes)."""
-        from .networks import wan_transformer_spec
+        """The Wan transformer at each (height, width) work size for ``window``-frame calls: on an engine every call
+        runs at ``window`` frames (``_call_frames``), so these are the shapes a run uses."""
+        return [self.transformer_spec(self._shapes(size, self.window)) for size in sizes]
 
-        return [wan_transformer_spec(_inner(self.pipe.transformer), self._shapes(size, self.window))
-                for size in sizes]
+    def _call_frames(self, n: int) -> int:
+        """Frames of a pipeline call spanning ``n`` frame intervals: the fewest the model allows on torch; on an engine
+        (static shapes: one export and build per shape) always ``window``, so every segment length uses the one
+        engine ``engines build`` made."""
+        return model_frames(n) if self.backends["transformer"] == "torch" else self.window
 
     def _shapes(self, size: tuple[int, int], frames: int) -> dict[str, tuple[int, ...]]:
         """The transformer's input shapes (batch 1) for a clip of ``frames`` at work ``size``."""
@@ -243,7 +257,7 @@ class WanClipGenerator:
         """n + 1 frames from ``a`` to ``b`` (to wherever the motion leads when ``b`` is None), one per source frame;
         ``guide`` (n + 1 frames, or n when ``b`` is None) is the motion prediction over the span."""
         if n + 1 <= self.window:
-            frames = model_frames(n)
+            frames = self._call_frames(n)
             if b is not None and not self.vace:  # FLF2V: b is the model's last frame, so its frames are retimed
                 out = self._run(a, b, frames, frames - 1, retime(guide, frames) if guide else None, job)
                 return retime(out, n + 1)

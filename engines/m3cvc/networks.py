@@ -43,12 +43,13 @@ def run_sizes(max_side: int) -> list[tuple[int, int]]:
 def _for_export(module: torch.nn.Module, reload: Callable[[], torch.nn.Module] | None = None) -> torch.nn.Module:
     """``module`` itself when it is on the CPU in float32; else its float32 weights from ``reload`` (from the files), or
     failing that a CPU float32 copy (bf16/fp16-rounded weights, said in the log). The live module stays as it is."""
-    param = next(module.parameters())
-    if param.device.type == "cpu" and param.dtype == torch.float32:
-        return module
+    params = list(module.parameters())
+    if all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params):
+        return module  # (every parameter: diffusers keeps some modules of a bf16 model in float32)
     if reload is not None:
         return reload().to("cpu", torch.float32).eval()
-    log.warning("exporting %s from its %s weights (no float32 source given)", type(module).__name__, param.dtype)
+    log.warning("exporting %s from its %s weights (no float32 source given)", type(module).__name__,
+                next((p.dtype for p in params if p.dtype != torch.float32), torch.float32))
     return copy.deepcopy(module).to("cpu", torch.float32)
 
 
