@@ -36,6 +36,7 @@ from m3cvcav.filters.sink import is_single_image, output_format
 from m3cvcav.filters.source import check_path, open_source
 
 from .options import DECODE, ENCODE, check
+from .parallel import ParallelDecoder, encode_chunked
 
 __all__ = ["encode", "decode", "open", "Result", "Encoder", "Decoder"]
 
@@ -86,8 +87,6 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     if format == NULL:
         dst, format = Discard(), "mkv"
     if workers is not None or cluster:
-        from m3cvcav.parallel import encode_chunked
-
         result = encode_chunked(src, dst,
                                 options=dict(vf=vf, filter_complex=filter_complex, size=size, rate=rate,
                                              bitrate=o["bitrate"], q=o["q"], profile=profile, engine=engine,
@@ -152,8 +151,6 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
             frames = 1  # the first frame (or the one at ss), without decoding the rest
     plan = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
     if workers is not None or cluster:
-        from m3cvcav.parallel import ParallelDecoder
-
         stream = ParallelDecoder(src, profile=profile, engine=engine, mode=mode, offload=offload,
                                  workers_n=o["workers"] or 0, cluster=cluster, run_frames=o["chunk_max"],
                                  enhance=enhance not in (False, "none"))

@@ -4,12 +4,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from m3cvcav import bench
 from m3cvcav.core.errors import UsageError, missing_package
 
 
 def available() -> list[str]:
-    from m3cvcav import bench
-
     return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
 
 
