@@ -13,7 +13,8 @@ from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError
 
 from .framing import MAX_UNIT_PAYLOAD, iter_units, pack_unit, read_leb128, unzigzag, write_leb128, zigzag
 
-VERSION = (2, 0)  # 2.0: every frame's pixels in the AV1 base layer (BASE units)
+VERSION = (2, 1)  # 2.1: GEN_PARAMS carries the encoder's conditioning of the generators (keyframe strength, clip)
+FIRST_VERSION = (2, 0)  # 2.0: every frame's pixels in the AV1 base layer (BASE units); what lite writes
 
 SEQUENCE_HEADER = 0x01
 SEGMENT_HEADER = 0x02
@@ -41,6 +42,14 @@ class GenerationParams:
     steps: int = 0
     scheduler_id: int = 0
     mode: str = "it2v"  # "it2v" (keyframe image + text) or "tt2v" (text only)
+    # 2.1, both set or neither (neither: the profile's defaults): the encoder's conditioning of the generators
+    keyframe_strength: int | None = None  # 0: the keyframe is the base picture; 1..255: img2img at k/255 of the schedule
+    clip_diffusion: bool | None = None  # False: the frames are the base pictures; True: the clip generator makes them
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the encoder conditioned the generators (2.1); else the profile's defaults apply."""
+        return self.keyframe_strength is not None
 
 
 U32_MAX = (1 << 32) - 1
@@ -77,7 +86,7 @@ class SequenceHeader:
     color: ColorDescription = field(default_factory=ColorDescription)
     profile_id: int = 0
     models: list[ModelRef] = field(default_factory=list)
-    version: tuple[int, int] = VERSION
+    version: tuple[int, int] = FIRST_VERSION  # encoders write the lowest version whose features they use
 
 
 @dataclass
@@ -347,10 +356,14 @@ def token_descriptor_size(payload: bytes) -> int:
 
 def _params_payload(p: GenerationParams) -> bytes:
     if p.mode not in MODES or not 0 <= p.steps <= MAX_STEPS or not 0 <= p.scheduler_id <= 255 \
-            or not 0 <= p.seed <= U32_MAX:
+            or not 0 <= p.seed <= U32_MAX or (p.keyframe_strength is None) != (p.clip_diffusion is None) \
+            or not 0 <= (p.keyframe_strength or 0) <= 255:
         raise BitstreamError(f"generation params {p} are out of range (seed 32-bit, steps ≤ {MAX_STEPS}, "
-                             "scheduler 0..255, mode it2v|tt2v)")
-    return write_leb128(p.seed) + write_leb128(p.steps) + write_leb128(p.scheduler_id) + bytes((MODES.index(p.mode),))
+                             "scheduler 0..255, mode it2v|tt2v, keyframe strength 0..255 set with clip diffusion)")
+    out = write_leb128(p.seed) + write_leb128(p.steps) + write_leb128(p.scheduler_id) + bytes((MODES.index(p.mode),))
+    if p.conditioned:
+        out += bytes((int(bool(p.clip_diffusion)), p.keyframe_strength))
+    return out
 
 
 def _decode_params(payload: bytes) -> GenerationParams:
@@ -359,7 +372,11 @@ def _decode_params(payload: bytes) -> GenerationParams:
     mode = r.u8("mode")
     if mode >= len(MODES):
         raise r.fail(f"mode {mode} is not 0 (it2v) or 1 (tt2v)")
-    return GenerationParams(seed=seed, steps=steps, scheduler_id=sched, mode=MODES[mode])
+    params = GenerationParams(seed=seed, steps=steps, scheduler_id=sched, mode=MODES[mode])
+    if r.pos < len(payload):  # 2.1: the conditioning (later minors may add fields after it)
+        flags = r.u8("conditioning")
+        params.clip_diffusion, params.keyframe_strength = bool(flags & 1), r.u8("keyframe_strength")
+    return params
 
 
 def _pts_payload(pts: list[int], header: SegmentHeader) -> bytes:

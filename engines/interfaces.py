@@ -95,7 +95,10 @@ class KeyframeGenerator(Protocol):
 
     ref: ModelRef
 
-    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int) -> Image: ...
+    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int,
+                 strength: float | None = None) -> Image:
+        """``strength``: the share of the schedule re-noised over ``decoded`` (the stream's GEN_PARAMS; None: the
+        profile's)."""
 
 
 @runtime_checkable

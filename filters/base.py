@@ -16,12 +16,13 @@ from fractions import Fraction
 import numpy as np
 
 from m3cvcav.bitstream import av1
-from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, Segment, SegmentHeader, encode_base, encode_segment,
+from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, GenerationParams, Segment, SegmentHeader, encode_segment,
                                      frame_pts_cfr)
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
 from m3cvcav.core.quality import mean_ms_ssim
 
+from .conditioning import CHOICES, Conditioner
 from .items import ClipSegment, VideoInfo
 from .node import Node
 from .options import Option
@@ -52,6 +53,9 @@ class Base(Node):
                "size (1/4, 0.5) or WxH"),
         Option("preset", int, -1, "SVT-AV1 preset 0..13 (higher: faster, larger at equal quality; -1: "
                f"{SLOW_PRESET} up to {SLOW_PIXELS} coded pixels, {av1.DEFAULT_PRESET} above)", range=(-1, 13)),
+        Option("diffusion", str, "auto", "what the decoder's diffusion does per segment (profiles with a keyframe "
+               "generator): auto (from the base's quality), measure (run it here, keep it where it helps), on, off",
+               choices=CHOICES),
     )
 
     def __init__(self, positional=None, *, engines=None, rate: RateControl | None = None, mode: str = "it2v",
@@ -73,6 +77,7 @@ class Base(Node):
         self.info = info
         self._fixed_size = parse_coded_size(self.opts["size"], info.width, info.height)
         self.enhancer = self.engines.optional("enhancer") if self.mode != "tt2v" else None
+        self.conditioner = Conditioner(self.engines, self.mode, self.opts["diffusion"])
         return info
 
     # -- segments -------------------------------------------------------------------------------------------------
@@ -83,11 +88,14 @@ class Base(Node):
         unit.frame_text, unit.clip_text = seg.frame_text, seg.clip_text
         if seg.pts != frame_pts_cfr(seg.pts[0], len(seg.pts), self.info):
             unit.frame_pts = list(seg.pts)
-        packet = encode_segment(unit)  # the one serialisation of the segment (the base units close it)
+        unit.params = self.conditioner.placeholder(seg.index)  # its size is counted before its values are known
+        head = len(encode_segment(unit))  # the segment's bytes before its base (the base units close it)
         if self.mode != "tt2v":
-            unit.base = self._code(seg, len(packet))
+            unit.base = self._code(seg, head)
             self.rate.note_keyframe(len(unit.base.units[0]))
-            packet += encode_base(unit.base, len(seg.pts))
+            if unit.params is not None:
+                unit.params = self._condition(seg, unit.base)
+        packet = encode_segment(unit)  # the one serialisation of the segment (GEN_PARAMS kept their size)
         seg.unit, seg.packet = unit, packet  # what the muxer writes
         self.rate.record(len(seg.packet) + self.rate.frame_overhead * (len(seg.pts) - 1))
         log.debug("segment %d: %d frames, base %dx%d, %d bytes", seg.index, len(seg.pts),
@@ -117,6 +125,16 @@ class Base(Node):
         if self.opts["preset"] >= 0:
             return self.opts["preset"]
         return SLOW_PRESET if size[0] * size[1] <= SLOW_PIXELS else av1.DEFAULT_PRESET
+
+    def _condition(self, seg: ClipSegment, base: BaseLayer) -> GenerationParams:
+        """The segment's GEN_PARAMS: what the decoder's diffusion does over this base (``filters.conditioning``)."""
+        size = (self.info.width, self.info.height)
+        if base.enhancement:
+            upscale = lambda p: self.enhancer.upscale(p, size, base.enhancement)  # noqa: E731
+        else:
+            upscale = lambda p: av1.upscale(p, size)  # noqa: E731
+        return self.conditioner.choose(seg.index, seg.frames, av1.decode(base.units), upscale, seg.frame_text,
+                                       seg.clip_text)
 
     # -- the decoder's enhancement ----------------------------------------------------------------------------------
     def _picks(self, count: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from m3cvcav.bitstream.units import CorruptSegment, Segment, SequenceHeader
 from m3cvcav.engines.registry import Engines
 
+from .conditioning import stream_version
 from .generate import Generate
 from .items import ClipSegment, Frame, VideoInfo
 from .node import Chain
@@ -33,7 +34,8 @@ class VideoEncoder:
     def open(self, info: VideoInfo) -> SequenceHeader:
         """Configure the nodes (which builds their engines) for ``info``; returns the stream's sequence header."""
         self.info = self.chain.configure(info)
-        return self.info.header(self.engines.profile_id, self.engines.profile.model_refs())
+        return self.info.header(self.engines.profile_id, self.engines.profile.model_refs(),
+                                stream_version(self.engines, self.mode))
 
     def send(self, frame: Frame) -> list[ClipSegment]:
         return self.chain.push(frame)

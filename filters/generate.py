@@ -5,7 +5,9 @@ generator makes the segment's frames from the keyframes, D^C and the base pictur
 themselves). In TT2V (``mode="tt2v"``, or a stream without a base) the keyframe is generated from D^F alone and the
 clip from the keyframes and D^C. A corrupt segment is concealed with all its frames (a cross-fade from the last good
 frame to the next keyframe); a damaged base unit, from the frame it starts on to the segment's end (the next AV1 key
-frame), by holding the last picture it decoded. Both are counted and said."""
+frame), by holding the last picture it decoded. Both are counted and said. A segment's GEN_PARAMS (2.1) say what the
+encoder chose for it (``filters.conditioning``): the keyframe generator's strength (0: the base picture is the
+keyframe) and whether the clip generator makes its frames or the base pictures are shown as they decode."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -84,12 +86,13 @@ class Generate(Node):
 
     def keyframe(self, seg: Segment, base: Sequence | None) -> np.ndarray | None:
         """The keyframe at the stream's size: the base's first picture (or the decoded tokens), restored by the
-        keyframe generator when the profile has one; in TT2V generated from D^F; None when it cannot be made."""
+        keyframe generator when the profile has one (at the strength the segment's params give, none at 0); in TT2V
+        generated from D^F; None when it cannot be made."""
         size = (self.info.height, self.info.width)
         if self._tt2v(seg):
             if not self.engines.can_tt2v():
                 return None
-            image = self.keyframe_generator.generate(None, seg.frame_text, size, seg.header.index)
+            image = self.keyframe_generator.generate(None, seg.frame_text, size, _seed(seg))
         else:
             if seg.tokens is not None and self.tokenizer is not None:
                 image = self.tokenizer.decompress(seg.tokens)
@@ -97,8 +100,9 @@ class Generate(Node):
                 image = base[0]
             else:
                 return None
-            if self.keyframe_generator is not None:
-                image = self.keyframe_generator.generate(image, seg.frame_text, size, seg.header.index)
+            strength = seg.params.keyframe_strength / 255 if _conditioned(seg) else None
+            if self.keyframe_generator is not None and strength != 0:
+                image = self.keyframe_generator.generate(image, seg.frame_text, size, _seed(seg), strength=strength)
         if image.shape[:2] != size:
             image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
         return np.ascontiguousarray(image, dtype=np.uint8)
@@ -128,7 +132,10 @@ class Generate(Node):
             yield from self._conceal(seg, following, after)
             return
         pts = seg.pts(self.info)
-        frames = self.clip.generate(image, following, len(pts), seg.clip_text, seg.header.index, prediction=base)
+        if base is not None and _conditioned(seg) and not seg.params.clip_diffusion:
+            frames = base  # the encoder found the clip generator does not help this segment: its pictures as decoded
+        else:
+            frames = self.clip.generate(image, following, len(pts), seg.clip_text, _seed(seg), prediction=base)
         last = None
         for image_i, pts_i in zip(frames, pts):
             yield Frame(image_i, pts_i, self.info.time_base, self._index)
@@ -172,6 +179,16 @@ class Generate(Node):
         step = max(1, frame_pts_cfr(0, 2, self.info)[1])
         first = 0 if self._last_pts is None else self._last_pts + step
         return first, max(0, (after.header.first_pts - first + step - 1) // step)
+
+
+def _conditioned(seg: Segment) -> bool:
+    """Whether the encoder conditioned this segment's generators (2.1 GEN_PARAMS) rather than leaving the profile's."""
+    return seg.params is not None and seg.params.conditioned and seg.params.mode == "it2v"
+
+
+def _seed(seg: Segment) -> int:
+    """The segment's noise seed: its GEN_PARAMS's, else its index."""
+    return seg.params.seed if seg.params is not None else seg.header.index
 
 
 class Upscaled(Sequence):

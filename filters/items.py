@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 
 from m3cvcav.bitstream.units import ColorDescription as Color  # ITU-T H.273 code points, BT.709 limited by default
-from m3cvcav.bitstream.units import ModelRef, SequenceHeader
+from m3cvcav.bitstream.units import FIRST_VERSION, ModelRef, SequenceHeader
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,12 @@ class VideoInfo:
     def from_header(cls, header: SequenceHeader) -> "VideoInfo":
         return cls(header.width, header.height, header.fps, header.time_base, header.color)
 
-    def header(self, profile_id: int, models: list[ModelRef]) -> SequenceHeader:
-        """The sequence header of a stream of this video, made with profile ``profile_id`` and ``models``."""
+    def header(self, profile_id: int, models: list[ModelRef],
+               version: tuple[int, int] = FIRST_VERSION) -> SequenceHeader:
+        """The sequence header of a stream of this video, made with profile ``profile_id`` and ``models``, at
+        bitstream ``version``."""
         return SequenceHeader(self.width, self.height, Fraction(self.fps), Fraction(self.time_base), self.color,
-                              profile_id, list(models))
+                              profile_id, list(models), version)
 
 
 @dataclass

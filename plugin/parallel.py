@@ -38,6 +38,7 @@ from m3cvcav.filters import pipeline
 from m3cvcav.filters.decoder import StreamDecoder
 from m3cvcav.filters.demux import Demux
 from m3cvcav.filters.codec import VideoDecoder, VideoEncoder
+from m3cvcav.filters.conditioning import stream_version
 from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
 from m3cvcav.filters.mux import Mux
 from m3cvcav.filters.progress import ProgressCallback, Stats
@@ -70,20 +71,20 @@ class ChunkStats(Stats):
         return {**super().pairs(), "chunks_done": str(self.chunks_done), "chunks_retried": str(self.retried)}
 
 
-def default_workers(profile: str) -> int:
+def default_workers(profile_name: str) -> int:
     """One worker per core for CPU profiles; one for profiles whose models need a GPU each."""
-    return (os.cpu_count() or 1) if profile == DEFAULT_PROFILE else GPU_PROFILES_DEFAULT_WORKERS
+    return (os.cpu_count() or 1) if profile_name == DEFAULT_PROFILE else GPU_PROFILES_DEFAULT_WORKERS
 
 
-def make_backend(n: int, cluster: str | None, profile: str, engine: str = "auto", offload: bool = False,
-                 side: str | None = None, tasks: int | None = None):
+def make_pool(n: int, cluster: str | None, profile_name: str, engine: str = "auto", offload: bool = False,
+              side: str | None = None, tasks: int | None = None):
     """The job's workers: Ray actors with ``cluster`` (a GPU each for GPU profiles, when the cluster has GPUs),
     else ``n`` local processes (0: the profile's default); each loads the engines of the profile's roles that
     ``side`` ("encoder" or "decoder") runs as it starts."""
-    init = (load_engines, {"profile": profile, "engine": engine, "offload": offload, "side": side})
+    init = (load_engines, {"profile": profile_name, "engine": engine, "offload": offload, "side": side})
     if cluster:
-        return workers.make_backend(n, cluster, gpus=0.0 if profile == DEFAULT_PROFILE else -1.0, init=init)
-    return workers.make_backend(n or default_workers(profile), init=init, tasks=tasks)
+        return workers.make_pool(n, cluster, gpus=0.0 if profile_name == DEFAULT_PROFILE else -1.0, init=init)
+    return workers.make_pool(n or default_workers(profile_name), init=init, tasks=tasks)
 
 
 def load_engines(job: dict) -> None:
@@ -223,19 +224,19 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
         dst, format = sys.stdout.buffer, format or "m3cv"
     p = pipeline.plan(options.get("vf"), options.get("filter_complex"), size=options.get("size"),
                       rate=str(options["rate"]) if options.get("rate") else None, ours=pipeline.ENCODER_NODES)
-    profile = options.get("profile", DEFAULT_PROFILE)
-    engines = Engines(profile, options.get("engine", "auto"), options.get("offload", False))
+    profile_name = options.get("profile", DEFAULT_PROFILE)
+    engines = Engines(profile_name, options.get("engine", "auto"), options.get("offload", False))
     engines.check_mode(options.get("mode", "it2v"))
     chunk_options = {k: v for k, v in options.items() if k not in ("vf", "filter_complex", "size", "rate")}
     chunk_options["vf"] = pipeline.graph_text(p.bound)  # our nodes only: FFmpeg filters run here
     store = ResumeStore(resume) if resume else None
 
     source = open_source(src, fps=fps, audio=audio, **source_options)
-    mux = Mux(dst, format=format, tags=tags, profile=engines.name, audio_stream=source.audio_stream,
+    mux = Mux(dst, format=format, tags=tags, profile_name=engines.name, audio_stream=source.audio_stream,
               audio_options=audio_options)
     chunk_options["frame_overhead"] = mux.frame_overhead  # the container's bytes a frame, counted by rate control
     identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": __version__})
-    backend = None
+    pool = None
     try:
         filters = p.filters()
         info = filters.configure(source.info)
@@ -281,7 +282,8 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                     "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options,
                     "loglevel": logging.getLogger("m3cvcav").getEffectiveLevel()})
 
-        header = info.header(engines.profile_id, engines.profile.model_refs())
+        header = info.header(engines.profile_id, engines.profile.model_refs(),
+                             stream_version(engines, options.get("mode", "it2v")))
         mux.configure(header)
         counters = workers.Counters()
         segments = frames = 0
@@ -292,10 +294,10 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
             if progress and partial:
                 progress(stats)
 
-        backend = make_backend(workers_n, cluster, profile, options.get("engine", "auto"),
-                               options.get("offload", False), "encoder", stats.chunks_total)
+        pool = make_pool(workers_n, cluster, profile_name, options.get("engine", "auto"),
+                         options.get("offload", False), "encoder", stats.chunks_total)
         with workers.signals_as_interrupts():
-            for task, result in workers.run_ordered(backend, tasks(), counters=counters, tick=tick):
+            for task, result in workers.run_ordered(pool, tasks(), counters=counters, tick=tick):
                 chunk, digest = planned.pop(task.key)
                 coded = sum(chunks.packet_frames(q) for q in result["packets"])
                 if coded != chunk.frames:
@@ -335,7 +337,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     if progress:
         progress(stats)
     log.log(15, "encoded %d frames in %d chunks (%d retried) into %d segments: %s on %d %s worker(s)", frames,
-            counters.done, counters.retried, segments, result.summary(), backend.capacity, backend.kind)
+            counters.done, counters.retried, segments, result.summary(), pool.capacity, pool.kind)
     return result
 
 
@@ -367,8 +369,8 @@ class ParallelDecoder(StreamDecoder):
         demux = Demux(src)
         self.reader, self.header, self.tags = demux.reader, demux.header, demux.tags
         try:
-            self.profile = stream_profile(profile, self.tags, self.header)
-            Engines(self.profile, engine, offload).check_mode(mode)
+            self.profile_name = stream_profile(profile, self.tags, self.header)
+            Engines(self.profile_name, engine, offload).check_mode(mode)
         except BaseException:
             demux.close()
             raise
@@ -394,18 +396,18 @@ class ParallelDecoder(StreamDecoder):
             yield run, None
 
     def frames(self) -> Iterator[Frame]:
-        base = {"header": self.reader.header_unit, "profile": self.profile, "engine": self.engine, "mode": self.mode,
-                "enhance": self.enhance, "offload": self.offload}
+        base = {"header": self.reader.header_unit, "profile": self.profile_name, "engine": self.engine,
+                "mode": self.mode, "enhance": self.enhance, "offload": self.offload}
 
         def tasks() -> Iterator[workers.Task]:
             for key, (run, lookahead) in enumerate(self._runs()):
                 yield workers.Task(key, decode_run, {**base, "packets": run, "lookahead": lookahead}, what="run")
 
-        backend = make_backend(self.workers_n, self.cluster, self.profile, self.engine, self.offload, "decoder")
+        pool = make_pool(self.workers_n, self.cluster, self.profile_name, self.engine, self.offload, "decoder")
         index = 0
         tb = self.header.time_base
         with workers.signals_as_interrupts():
-            for task, result in workers.run_ordered(backend, tasks()):
+            for task, result in workers.run_ordered(pool, tasks()):
                 self.segments_read += len(task.payload["packets"])
                 self.corrupt += result["corrupt"]
                 for i, pts in enumerate(result["pts"]):

@@ -137,3 +137,46 @@ def test_lite_refuses_tt2v(tmp_path, capsys):
     message = capsys.readouterr().err.strip().splitlines()
     assert len(message) == 1 and "-profile m3cvc" in message[0]
     assert main(["-i", str(source), "-c", "m3cvc", "-mode", "t2v", "-y", str(tmp_path / "out.mkv")]) == 2
+
+
+def test_the_encoder_conditions_the_diffusion_per_segment(tiny_m3cvc, tmp_path):
+    """m3cvc streams are 2.1 with GEN_PARAMS in every segment saying what the decoder's diffusion does over the base:
+    ``off`` shows the base pictures exactly as the AV1 base decodes and upscales; ``on`` runs the keyframe generator
+    at the profile's strength and the clip generator; ``auto`` takes the strength from the base's quality; ``measure``
+    runs the generators at the encoder. Lite streams carry none and stay 2.0."""
+    from m3cvcav.bitstream import av1
+    from m3cvcav.filters.conditioning import MAX_STRENGTH, quantise
+
+    frames = synthetic_images(12, size=64)
+    profile = tiny_m3cvc.profile_lite_tokens
+    streams = {}
+    for choice in ("off", "on", "auto", "measure"):
+        out = tmp_path / f"{choice}.mkv"
+        api.encode(iter(frames), out, profile=str(profile), fps=12, overwrite=True,
+                   vf=f"select=min=6:max=6,base=diffusion={choice}")
+        reader = open_reader(out)
+        segments = list(reader.segments())
+        assert reader.header.version == (2, 1) and len(segments) == 2
+        assert all(s.params.conditioned and s.params.seed == s.header.index for s in segments)
+        streams[choice] = (out, segments)
+    assert all(s.params.keyframe_strength == 0 and not s.params.clip_diffusion for s in streams["off"][1])
+    assert all(s.params.keyframe_strength == quantise(0.5) and s.params.clip_diffusion for s in streams["on"][1])
+    for s in streams["auto"][1]:
+        assert 0 <= s.params.keyframe_strength <= quantise(MAX_STRENGTH)
+        assert s.params.clip_diffusion == (s.params.keyframe_strength > 0)
+
+    def decoded(choice: str) -> list[np.ndarray]:
+        with api.open(streams[choice][0], profile=str(profile)) as stream:
+            return [f.to_ndarray(format="rgb24") for f in stream.decode()]
+
+    off = decoded("off")
+    base = [av1.upscale(p, (64, 64)) for s in streams["off"][1] for p in av1.decode(s.base.units)]
+    assert len(off) == 12 and all(np.array_equal(a, b) for a, b in zip(off, base))
+    on = decoded("on")
+    assert len(on) == 12 and not np.array_equal(on[0], off[0])  # the generators ran over the same base
+    assert len(decoded("measure")) == 12
+
+    lite = tmp_path / "lite.mkv"
+    api.encode(iter(frames), lite, fps=12, overwrite=True, vf="select=min=6:max=6")
+    reader = open_reader(lite)
+    assert reader.header.version == (2, 0) and all(s.params is None for s in reader.segments())

@@ -52,7 +52,7 @@ def test_report_contents(files):
     header, segments, paths = files
     r = probe(paths["m3cv"])
     assert (r["container"], r["codec"], r["version"], r["width"], r["height"]) == \
-        ("m3cv", "m3cvc", "%d.%d" % U.VERSION, 512, 288)
+        ("m3cv", "m3cvc", "%d.%d" % header.version, 512, 288)
     assert (r["frame_rate"], r["frame_count"], r["duration_s"]) == ("24/1", 72, 3.0)
     assert r["models"] == [{"id": m.model_id, "sha256": m.sha256.hex()} for m in header.models]
     assert r["file_size"] == paths["m3cv"].stat().st_size and r["bitrate_bps"] == round(8 * r["file_size"] / 3)

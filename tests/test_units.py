@@ -211,3 +211,39 @@ def test_encoder_rejects_out_of_range():
                  U.BaseLayer((32, 18), [b"a", b""]), U.BaseLayer((32, 18), [b"a", b"b"], 256)):
         with pytest.raises(BitstreamError, match="base"):
             U.encode_segment(U.Segment(U.SegmentHeader(0, 0, 2), base=base))
+
+
+def test_gen_params_carry_the_encoders_conditioning():
+    """2.1: GEN_PARAMS end with the conditioning (clip diffusion flag, keyframe strength), both or neither; a 2.0
+    payload (without them) leaves the profile's defaults; later fields after them are ignored; the size does not
+    depend on the values (the encoder counts it before choosing them)."""
+    def params_of(segment):
+        return U.decode_segment(U.encode_segment(segment)).params
+
+    header = U.SegmentHeader(3, 0, 2)
+    for strength, clip in ((0, False), (128, True), (255, False)):
+        p = params_of(U.Segment(header, params=GenerationParams(seed=3, keyframe_strength=strength,
+                                                                 clip_diffusion=clip)))
+        assert (p.seed, p.keyframe_strength, p.clip_diffusion, p.conditioned) == (3, strength, clip, True)
+    sizes = {len(U.encode_segment(U.Segment(header, params=GenerationParams(seed=3, keyframe_strength=k,
+                                                                             clip_diffusion=c))))
+             for k in (0, 1, 255) for c in (False, True)}
+    assert len(sizes) == 1
+    old = params_of(U.Segment(header, params=GenerationParams(seed=3)))  # what a 2.0 writer wrote
+    assert old.keyframe_strength is None and old.clip_diffusion is None and not old.conditioned
+    newer = U._params_payload(GenerationParams(seed=3, keyframe_strength=9, clip_diffusion=True)) + b"\x07\x07"
+    assert U._decode_params(newer).keyframe_strength == 9  # a later minor's fields after them: ignored
+    with pytest.raises(BitstreamError, match="keyframe_strength is missing"):
+        U._decode_params(U._params_payload(GenerationParams(seed=3)) + b"\x01")
+    with pytest.raises(BitstreamError, match="set with clip diffusion"):
+        U.encode_segment(U.Segment(header, params=GenerationParams(keyframe_strength=4)))
+
+
+def test_strength_follows_the_base_quality():
+    from m3cvcav.filters.conditioning import BLURRED, MAX_STRENGTH, SHARP, quantise, strength_for
+
+    qualities = np.linspace(0.5, 1.0, 51)
+    strengths = [strength_for(q) for q in qualities]
+    assert all(a >= b for a, b in zip(strengths, strengths[1:]))  # a better base is re-noised less
+    assert strength_for(SHARP) == 0 and strength_for(BLURRED) == MAX_STRENGTH == strength_for(0.3)
+    assert quantise(0) == 0 and quantise(1e-4) == 1 and quantise(0.5) == 128 and quantise(1.0) == 255

@@ -23,7 +23,9 @@ class PassthroughKeyframes:
         self.ref = ModelRef(model_id=int(model_id), sha256=hashlib.sha256(ALGORITHM.encode()).digest(),
                             name="keyframe-passthrough")
 
-    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int) -> Image:
+    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int,
+                 strength: float | None = None) -> Image:
+        """``decoded`` at ``size`` (no diffusion, so no ``strength``)."""
         if decoded is None:
             raise ModelError("the lite profile cannot make a keyframe from text alone (TT2V): use -profile m3cvc")
         if decoded.ndim != 3 or decoded.shape[2] != 3 or decoded.dtype != np.uint8:

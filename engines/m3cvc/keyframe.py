@@ -10,6 +10,7 @@ the VAE encoder stay on torch.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -115,10 +116,17 @@ class DiffusionKeyframeGenerator:
         return fitted
 
     @torch.inference_mode()
-    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int) -> Image:
-        """The keyframe at ``size`` = (height, width): img2img from ``decoded`` (IT2V) or text-to-image (TT2V)."""
+    def generate(self, decoded: Image | None, text: str, size: tuple[int, int], seed: int,
+                 strength: float | None = None) -> Image:
+        """The keyframe at ``size`` = (height, width): img2img from ``decoded`` (IT2V) re-noised to ``strength`` of
+        the schedule (the stream's, else the profile's), or text-to-image (TT2V). A strength below 1/steps runs one
+        step of a finer schedule (img2img runs ⌊steps × strength⌋ steps: none would leave the picture as it is)."""
         h, w = self._work_size(size)
-        common = {"prompt": self.prompt(text), "num_inference_steps": self.steps, "guidance_scale": self.guidance,
+        strength = self.strength if strength is None else strength
+        if not 0.0 < strength <= 1.0:
+            raise UsageError(f"keyframe strength {strength} must be in (0, 1]: 0 means no keyframe diffusion")
+        steps = self.steps if decoded is None else max(self.steps, math.ceil(1.0 / strength - 1e-9))
+        common = {"prompt": self.prompt(text), "num_inference_steps": steps, "guidance_scale": self.guidance,
                   "generator": generator(seed), "output_type": "pil"}
         if self.negative and self.guidance > 1.0:
             common["negative_prompt"] = self.negative
@@ -126,7 +134,7 @@ class DiffusionKeyframeGenerator:
             out = self.txt2img(height=h, width=w, **common)
         else:
             source = to_pil(decoded).resize((w, h))
-            out = self.img2img(image=source, strength=self.strength, **common)
+            out = self.img2img(image=source, strength=strength, **common)
         return from_pil(out.images[0], size)
 
 
