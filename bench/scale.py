@@ -116,20 +116,20 @@ def echo(payload: dict) -> int:
     return int(payload["images"][-1, -1, -1, 0])
 
 
-def overhead(backend, images: np.ndarray, repeats: int) -> float:
+def overhead(pool, images: np.ndarray, repeats: int) -> float:
     """Median seconds for one chunk's frames to reach a warm worker and a reply to come back."""
-    for k in range(backend.capacity):  # warm: every worker started, its modules imported
-        backend.submit(workers.Task(k, echo, {"images": images}))
-    pending = backend.capacity
+    for k in range(pool.capacity):  # warm: every worker started, its modules imported
+        pool.submit(workers.Task(k, echo, {"images": images}))
+    pending = pool.capacity
     while pending:
-        pending -= len(backend.wait())
+        pending -= len(pool.wait())
     times = []
     for k in range(repeats):
         started = time.perf_counter()
-        backend.submit(workers.Task(k, echo, {"images": images}))
-        backend.wait()
+        pool.submit(workers.Task(k, echo, {"images": images}))
+        pool.wait()
         times.append(time.perf_counter() - started)
-    backend.close()
+    pool.close()
     return float(np.median(times))
 
 
@@ -175,9 +175,9 @@ def run(seconds: float, size: str, ray: bool, repeats: int, serial: bool = False
                 results[name]["walls_s"], results[name]["loads"] = walls, loads
                 if kw.get("cluster"):
                     if round_ == rounds - 1:
-                        out["ray_overhead_per_chunk_s"] = overhead(workers.RayBackend("local", 2), images, repeats)
+                        out["ray_overhead_per_chunk_s"] = overhead(workers.RayPool("local", 2), images, repeats)
                     ray_module.shutdown()
-        out["local_overhead_per_chunk_s"] = overhead(workers.LocalBackend(2), images, repeats)
+        out["local_overhead_per_chunk_s"] = overhead(workers.LocalPool(2), images, repeats)
     out["runs"] = results
     out["load_after"] = os.getloadavg()[0]
     t1 = results["1 worker"]["wall_s"]
@@ -204,7 +204,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--input", type=Path, default=MEDIA, help="the clip (default ../shared/media/clips/vtest.avi)")
     parser.add_argument("--size", default="512x288")
     parser.add_argument("--no-ray", action="store_true", help="skip -cluster local")
-    parser.add_argument("--repeats", type=int, default=5, help="overhead probes per backend (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="overhead probes per worker pool (median)")
     parser.add_argument("--serial", action="store_true", help="also time the plain encoder (no -workers)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the fastest run of each counts")
     parser.add_argument("--json", action="store_true")

@@ -42,7 +42,7 @@ class Encoder:
         self.engines, self.fps, self.progress = engines, fps, progress
         self.rate = rate or RateControl()
         self.filters = plan.filters()
-        self.mux = Mux(dst, format=format, tags=tags, profile=engines.name, backends=engines.backends,
+        self.mux = Mux(dst, format=format, tags=tags, profile_name=engines.name, backends=engines.backends,
                        audio_options=audio_options)
         self.rate.frame_overhead = self.mux.frame_overhead  # container bytes per frame count as video bytes
         self.codec = VideoEncoder(engines, plan=plan, rate=self.rate, mode=mode)

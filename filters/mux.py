@@ -22,15 +22,15 @@ from .items import ClipSegment
 from .node import Node
 
 
-def stream_tags(profile: str, backends: str = "", tags: dict[str, str] | None = None) -> dict[str, str]:
-    """The container tags of a stream: the profile, the backends the engines ran on, then the caller's (the writer
-    adds ENCODER, the profile id and the models)."""
-    return {PROFILE: profile, **({BACKEND: backends} if backends else {}), **(tags or {})}
+def stream_tags(profile_name: str, backends: str = "", tags: dict[str, str] | None = None) -> dict[str, str]:
+    """The container tags of a stream: the profile's name, the backends the engines ran on, then the caller's (the
+    writer adds ENCODER, the profile id and the models)."""
+    return {PROFILE: profile_name, **({BACKEND: backends} if backends else {}), **(tags or {})}
 
 
 class Mux(Node):
     """Writes ``ClipSegment.packet``s (``process``) or raw packets (``write_packet``) after the sequence header given
-    to ``configure``; the container opens at the first packet, tagged with ``profile``, the engines' ``backends()``
+    to ``configure``; the container opens at the first packet, tagged with ``profile_name``, the engines' ``backends()``
     as they ran by then, and the caller's ``tags``. ``close(end)`` finishes, ``abort()`` removes it."""
 
     NAME = "mux"
@@ -38,11 +38,11 @@ class Mux(Node):
     GRAPH = False
 
     def __init__(self, dst: str | os.PathLike | BinaryIO, *, format: str | None = None,
-                 tags: dict[str, str] | None = None, profile: str = "", backends: Callable[[], str] | None = None,
+                 tags: dict[str, str] | None = None, profile_name: str = "", backends: Callable[[], str] | None = None,
                  audio_stream=None, audio_options: AudioOptions | None = None):
         super().__init__()
         self.dst, self.format, self.tags = dst, format, dict(tags or {})
-        self.profile, self.backends = profile, backends
+        self.profile_name, self.backends = profile_name, backends
         self.audio_stream, self.audio_options = audio_stream, audio_options
         self.audio: AudioTrack | None = None  # the input's audio on its way into the container
         self._track = -1  # its track in the container
@@ -112,7 +112,7 @@ class Mux(Node):
 
     def _open(self) -> None:
         with output_errors(self.dst):
-            tags = stream_tags(self.profile, self.backends() if self.backends else "", self.tags)
+            tags = stream_tags(self.profile_name, self.backends() if self.backends else "", self.tags)
             self.writer = open_writer(self.dst, self.header, container=self.format, tags=tags)
         try:
             self._add_audio()

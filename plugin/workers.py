@@ -142,7 +142,7 @@ class _Proc:
         self.frames = 0  # what the running task reported
 
 
-class LocalBackend:
+class LocalPool:
     """``workers`` spawned processes (spawn: no state or threads inherited from the parent), one task each at a time;
     a worker that dies is replaced on the next submit."""
 
@@ -235,7 +235,7 @@ class _RayWorker:
         return fn(payload)
 
 
-class RayBackend:
+class RayPool:
     """Ray actors, one task each at a time. ``address``: ``local`` starts (and on close stops) a private Ray instance,
     ``auto`` joins the running cluster, ``ray://HOST:PORT`` connects a Ray client. Payloads travel through Ray's
     object store, so workers need no shared filesystem. ``gpus``: GPUs each actor asks for (negative: one where the
@@ -308,16 +308,16 @@ class RayBackend:
             ray.shutdown()
 
 
-def make_backend(workers: int = 0, cluster: str | None = None, gpus: float = 0.0, init: Init = (),
-                 tasks: int | None = None) -> LocalBackend | RayBackend:
+def make_pool(workers: int = 0, cluster: str | None = None, gpus: float = 0.0, init: Init = (),
+              tasks: int | None = None) -> LocalPool | RayPool:
     """Ray actors with ``cluster``, else ``workers`` local processes (0: one per core), as many started now as there
     will be ``tasks`` (when known), each running ``init`` once as it starts."""
     if workers < 0:
         raise UsageError(f"-workers {workers}: give a number of worker processes ≥ 1 (0: one per core)")
     if cluster:
-        return RayBackend(cluster, workers, gpus, init=init)
+        return RayPool(cluster, workers, gpus, init=init)
     n = workers or os.cpu_count() or 1
-    return LocalBackend(n, init=init, start=n if tasks is None else tasks)
+    return LocalPool(n, init=init, start=n if tasks is None else tasks)
 
 
 # -- scheduling -----------------------------------------------------------------------------------------------------
@@ -330,16 +330,16 @@ class Counters:
     retried: int = 0
 
 
-def run_ordered(backend, tasks: Iterator[Task], *, retries: int = RETRIES, window: int = 0,
+def run_ordered(pool, tasks: Iterator[Task], *, retries: int = RETRIES, window: int = 0,
                 counters: Counters | None = None,
                 tick: Callable[[int], None] | None = None) -> Iterator[tuple[Task, Any]]:
-    """Run ``tasks`` (keys 0, 1, 2, … in order) on ``backend``; yield ``(task, result)`` in key order. A failed try is
+    """Run ``tasks`` (keys 0, 1, 2, … in order) on ``pool``; yield ``(task, result)`` in key order. A failed try is
     retried up to ``retries`` times on a fresh or other worker (an ``M3cvError`` raised by the task itself — a bad
     option, a model missing — is not: it is the same on every try). At most ``window`` tasks (default 2 per worker)
     run or wait ahead of the next one to hand back. Any error, Ctrl-C or closing the generator early cancels
     every worker. ``tick`` is called after every wait with the frames running tasks reported (local workers)."""
     counters = counters or Counters()
-    window = window or 2 * backend.capacity + 1
+    window = window or 2 * pool.capacity + 1
     results: dict[int, tuple[Task, Any]] = {}
     again: deque[Task] = deque()
     upcoming: Task | None = None
@@ -348,7 +348,7 @@ def run_ordered(backend, tasks: Iterator[Task], *, retries: int = RETRIES, windo
     next_key = 0
     try:
         while True:
-            while running < backend.capacity:
+            while running < pool.capacity:
                 if again:
                     task = again.popleft()
                 else:
@@ -358,14 +358,14 @@ def run_ordered(backend, tasks: Iterator[Task], *, retries: int = RETRIES, windo
                     if upcoming is None or upcoming.key - next_key >= window:
                         break
                     task, upcoming = upcoming, None
-                backend.submit(task)
+                pool.submit(task)
                 running += 1
             if running == 0:
                 break
             if upcoming is None and not exhausted:  # prepare the next task while the workers run
                 upcoming = next(tasks, None)
                 exhausted = upcoming is None
-            for done in backend.wait():
+            for done in pool.wait():
                 running -= 1
                 if done.error is None:
                     counters.done += 1
@@ -383,14 +383,14 @@ def run_ordered(backend, tasks: Iterator[Task], *, retries: int = RETRIES, windo
                             retries)
                 again.append(task)
             if tick is not None:
-                tick(getattr(backend, "partial", 0))
+                tick(getattr(pool, "partial", 0))
             while next_key in results:
                 yield results.pop(next_key)
                 next_key += 1
     except BaseException:
-        backend.close(cancel=True)
+        pool.close(cancel=True)
         raise
-    backend.close()
+    pool.close()
 
 
 class Terminated(KeyboardInterrupt):

@@ -86,7 +86,7 @@ def test_results_come_back_in_task_order_and_a_killed_worker_is_retried(tmp_path
     tasks = [workers.Task(k, dies_once if k == 1 else sleepy, {"key": k, "sleep": 0.4 - 0.1 * k, "marker": marker})
              for k in range(4)]
     counters = workers.Counters()
-    got = [result for _, result in workers.run_ordered(workers.LocalBackend(2), iter(tasks), counters=counters)]
+    got = [result for _, result in workers.run_ordered(workers.LocalPool(2), iter(tasks), counters=counters)]
     assert got == [0, 1, 2, 3]
     assert os.path.exists(marker) and counters.retried == 1
 
@@ -94,11 +94,11 @@ def test_results_come_back_in_task_order_and_a_killed_worker_is_retried(tmp_path
 def test_retries_are_bounded_and_task_errors_are_not_retried():
     counters = workers.Counters()
     with pytest.raises(workers.TaskFailed, match="chunk 0 failed 3 times"):
-        list(workers.run_ordered(workers.LocalBackend(1), iter([workers.Task(0, always_dies, {})]),
+        list(workers.run_ordered(workers.LocalPool(1), iter([workers.Task(0, always_dies, {})]),
                                  counters=counters))
     assert counters.retried == 2
     with pytest.raises(UsageError, match="bad option"):
-        list(workers.run_ordered(workers.LocalBackend(1), iter([workers.Task(0, bad_option, {})])))
+        list(workers.run_ordered(workers.LocalPool(1), iter([workers.Task(0, bad_option, {})])))
 
 
 def test_bad_parallel_options_are_one_line_usage_errors(capsys, tmp_path):
@@ -109,17 +109,17 @@ def test_bad_parallel_options_are_one_line_usage_errors(capsys, tmp_path):
     assert "add -workers N or -cluster local" in capsys.readouterr().err
     assert main(["-i", "in.mp4", "-workers", "two", out]) == 2
     with pytest.raises(UsageError, match="-workers -1"):
-        workers.make_backend(-1)
+        workers.make_pool(-1)
     if importlib.util.find_spec("ray"):
         with pytest.raises(UsageError, match="give local, auto or ray://HOST:PORT"):
-            workers.make_backend(2, "bogus")
+            workers.make_pool(2, "bogus")
     assert not list(tmp_path.iterdir())
 
 
 def test_cluster_without_ray_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(UsageError, match=r"pip install 'm3cvcav\[cluster\]'"):
-        workers.make_backend(2, "local")
+        workers.make_pool(2, "local")
 
 
 # -- end to end -------------------------------------------------------------------------------------------------------
