@@ -107,15 +107,15 @@ def order0_rows(quick: bool) -> list[dict[str, float]]:
             repeats = 2 if quick else (5 if count <= 4096 else 3)
             row: dict[str, float] = {"vocab": vocab, "symbols": count, "ideal": model.ideal_bits(grid) / count}
             streams = {}
-            for backend, flag in (("native", "1"), ("python", "0")):
+            for impl, flag in (("native", "1"), ("python", "0")):
                 with _native(flag):
                     data = entropy.encode_tokens(grid, model)
                     if not np.array_equal(entropy.decode_tokens(data, grid.shape, model), grid):
-                        raise RuntimeError(f"{backend} round trip failed")
-                    streams[backend] = data
-                    row[f"{backend}_enc"] = count / _best_seconds(lambda: entropy.encode_tokens(grid, model),
+                        raise RuntimeError(f"{impl} round trip failed")
+                    streams[impl] = data
+                    row[f"{impl}_enc"] = count / _best_seconds(lambda: entropy.encode_tokens(grid, model),
                                                                   repeats) / 1e6
-                    row[f"{backend}_dec"] = count / _best_seconds(
+                    row[f"{impl}_dec"] = count / _best_seconds(
                         lambda: entropy.decode_tokens(data, grid.shape, model), repeats) / 1e6
             if streams["native"] != streams["python"]:
                 raise RuntimeError("native and Python streams differ")
@@ -181,7 +181,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and training grids")
     args = parser.parse_args(argv)
     with _native("1"):
-        entropy.backend()  # fails clearly when the native core is not built
+        entropy.implementation()  # fails clearly when the native core is not built
     order0, context = order0_rows(args.quick), context_rows(args.quick)
     if args.json:
         print(json.dumps({"order0": order0, "context": context}, indent=2))

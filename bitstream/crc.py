@@ -1,6 +1,6 @@
 """CRC32C (Castagnoli, reflected polynomial 0x82F63B78), as used by every unit and packet (docs/bitstream.md).
 
-Uses the native core when it is built (see ``m3cvcav.bitstream.entropy.backend``), else a table-driven Python loop with
+Uses the native core when it is built (see ``m3cvcav.bitstream.entropy.implementation``), else a table-driven Python loop with
 the same results.
 """
 from __future__ import annotations

@@ -35,7 +35,7 @@ _RC_MESSAGES = {
 }
 
 
-def backend() -> str:
+def implementation() -> str:
     """``"native"`` when the C core is used, else ``"python"`` (see ``M3CVC_NATIVE``)."""
     return "python" if core() is None else "native"
 

@@ -26,7 +26,7 @@ def both(monkeypatch, fn):
     out = []
     for flag in ("0", "1") if HAS_NATIVE else ("0",):
         monkeypatch.setenv("M3CVC_NATIVE", flag)
-        assert entropy.backend() == ("native" if flag == "1" else "python")
+        assert entropy.implementation() == ("native" if flag == "1" else "python")
         out.append(fn())
     return out
 
@@ -248,19 +248,19 @@ def test_fit_options():
 # -- backend selection -----------------------------------------------------------------------------------------------
 def test_backend_selection(monkeypatch):
     monkeypatch.setenv("M3CVC_NATIVE", "0")
-    assert entropy.backend() == "python"
+    assert entropy.implementation() == "python"
     monkeypatch.setenv("M3CVC_NATIVE", "yes")
     with pytest.raises(UsageError, match="M3CVC_NATIVE"):
-        entropy.backend()
+        entropy.implementation()
     monkeypatch.setattr(_native, "_import", lambda: "No module named '_m3cvcore'")
     monkeypatch.setenv("M3CVC_NATIVE", "1")
     with pytest.raises(EngineError, match="not built"):
-        entropy.backend()
+        entropy.implementation()
     monkeypatch.delenv("M3CVC_NATIVE")
-    assert entropy.backend() == "python"
+    assert entropy.implementation() == "python"
 
 
 @needs_native
 def test_native_is_the_default(monkeypatch):
     monkeypatch.delenv("M3CVC_NATIVE", raising=False)
-    assert entropy.backend() == "native"
+    assert entropy.implementation() == "native"

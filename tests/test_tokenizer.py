@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from m3cvcav.bitstream.entropy import backend, decode_tokens, encode_tokens
+from m3cvcav.bitstream.entropy import decode_tokens, encode_tokens, implementation
 from m3cvcav.engines.interfaces import KeyframeTokenizer, TokenGrid
 from m3cvcav.engines.tokenizer import CODEBOOK_ID, MODEL_ID, WEIGHTS, load_lite
 from m3cvcav.engines.tokenizer.rates import grid_shape
@@ -57,7 +57,7 @@ def test_odd_size_round_trip_restores_source_size(tok, media):
 @pytest.mark.parametrize("native", ["0", "1"])
 def test_tokens_entropy_coded_and_decoded_identically(tok, monkeypatch, native):
     monkeypatch.setenv("M3CVC_NATIVE", native)
-    assert backend() == ("native" if native == "1" else "python")
+    assert implementation() == ("native" if native == "1" else "python")
     img = _image(120, 200)
     rp = len(tok.rate_points) - 1
     grid = tok.encode(img, rp)
