@@ -159,9 +159,9 @@ def plot(results: dict, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, curve in results.items():
             pts = sorted((p["bpp"], p[metric]) for p in curve)
-            colour, marker = style(name)
+            color, marker = style(name)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if name == "tokenizer" else "--", marker=marker,
-                    color=colour, markersize=5, label=name)
+                    color=color, markersize=5, label=name)
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel (512 px wide)")
         ax.set_ylabel(metric)

@@ -2,8 +2,8 @@
 itself (GStreamer's ``matroskademux`` or the ``m3cvparse`` element, docs/media-frameworks.md) and
 :class:`SeekableDecoder` gives any frame by its number (VapourSynth), decoding from the start of the segment that
 covers it. Both drive the one codec core (``codec.VideoDecoder``) exactly as :class:`decoder.Decoder` does, so their
-frames are the CLI's, bit for bit; :func:`to_yuv` is the CLI's RGB to YUV conversion (``colour.from_rgb`` with the
-sink's colour description)."""
+frames are the CLI's, bit for bit; :func:`to_yuv` is the CLI's RGB to YUV conversion (``color.from_rgb`` with the
+sink's color description)."""
 from __future__ import annotations
 
 import bisect
@@ -18,16 +18,16 @@ import numpy as np
 
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.containers.base import decode_packet
-from m3cvcav.bitstream.units import (CorruptSegment, Segment, SequenceHeader, decode_sequence_header,
-                                     frame_pts_cfr)
+from m3cvcav.bitstream.units import (ColorDescription, CorruptSegment, Segment, SequenceHeader,
+                                     decode_sequence_header, frame_pts_cfr)
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
 from m3cvcav.engines.preflight import check_profile, check_stream_models
 from m3cvcav.engines.registry import Engines, stream_profile
 
-from . import colour
+from .color import from_rgb
 from .codec import VideoDecoder
-from .items import Color, Frame, VideoInfo
+from .items import Frame, VideoInfo
 
 log = get_logger(__name__)
 
@@ -47,9 +47,9 @@ def open_codec(header: SequenceHeader, tags: dict[str, str], *, profile: str | N
     return engines, codec
 
 
-def output_color(color: Color) -> Color:
-    """The colour description the CLI writes decoded video with: the stream's, BT.709 matrix when it names none."""
-    return Color(color.primaries, color.transfer, color.matrix or 1, color.full_range)
+def output_color(color: ColorDescription) -> ColorDescription:
+    """The color description the CLI writes decoded video with: the stream's, BT.709 matrix when it names none."""
+    return ColorDescription(color.primaries, color.transfer, color.matrix or 1, color.full_range)
 
 
 def yuv_format(width: int, height: int) -> str:
@@ -57,11 +57,11 @@ def yuv_format(width: int, height: int) -> str:
     return "yuv444p" if width % 2 or height % 2 else "yuv420p"
 
 
-def to_yuv(frame: Frame, color: Color, pix_fmt: str | None = None) -> list[np.ndarray]:
+def to_yuv(frame: Frame, color: ColorDescription, pix_fmt: str | None = None) -> list[np.ndarray]:
     """The frame's planes (Y, U, V: 2-D uint8 arrays) in ``pix_fmt`` (default :func:`yuv_format`), converted as the
     CLI converts for its output (``-f rawvideo``/y4m)."""
     height, width = frame.image.shape[:2]
-    vf = colour.from_rgb(frame.image, pix_fmt or yuv_format(width, height), output_color(color))
+    vf = from_rgb(frame.image, pix_fmt or yuv_format(width, height), output_color(color))
     planes = []
     for plane in vf.planes:
         rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)

@@ -6,8 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from m3cvcav.bitstream.units import ColorDescription as Color  # ITU-T H.273 code points, BT.709 limited by default
-from m3cvcav.bitstream.units import FIRST_VERSION, ModelRef, SequenceHeader
+from m3cvcav.bitstream.units import FIRST_VERSION, ColorDescription, ModelRef, SequenceHeader
 
 
 @dataclass(frozen=True)
@@ -18,7 +17,7 @@ class VideoInfo:
     height: int
     fps: Fraction
     time_base: Fraction
-    color: Color = Color()
+    color: ColorDescription = ColorDescription()  # ITU-T H.273 code points, BT.709 limited by default
     frame_count: int | None = None  # None when unknown (pipes)
     duration: float | None = None  # seconds, None when unknown
 

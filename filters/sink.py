@@ -14,13 +14,14 @@ from pathlib import Path
 
 import av
 
+from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.atomic import AtomicPath, output_errors
 from m3cvcav.core.errors import OutputError, UsageError
 from m3cvcav.core.log import get_logger
 
-from . import colour
+from . import color
 from .audio import AudioOptions, AudioTrack, choose
-from .items import Color, Frame, VideoInfo
+from .items import Frame, VideoInfo
 from .node import Node
 
 log = get_logger(__name__)
@@ -187,7 +188,7 @@ class Sink(Node):
         if bitrate:
             ctx.bit_rate = int(bitrate)
         ctx.options = opts
-        self.color = Color(info.color.primaries, info.color.transfer,
+        self.color = ColorDescription(info.color.primaries, info.color.transfer,
                            info.color.matrix if info.color.matrix else 1, info.color.full_range or codec == "mjpeg")
         if not pix_fmt.startswith(("rgb", "bgr", "gbr", "pal", "gray")):
             ctx.colorspace = self.color.matrix
@@ -221,7 +222,7 @@ class Sink(Node):
     def write(self, frame: Frame) -> None:
         """Encode one frame (its pts in ``frame.time_base``), after the audio that plays before it."""
         self._mux_audio_until(frame.time)
-        vf = colour.from_rgb(frame.image, self.stream.codec_context.pix_fmt, self.color)
+        vf = color.from_rgb(frame.image, self.stream.codec_context.pix_fmt, self.color)
         if self.container.format.name == "yuv4mpegpipe":
             vf.pts, vf.time_base = self.frames, 1 / Fraction(self.info.fps)
         else:

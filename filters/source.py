@@ -1,5 +1,5 @@
 """source: the encoder graph's input. PyAV demux + decode of anything FFmpeg reads (files, stdin ``-``, still images)
-into RGB frames, keeping timestamps (VFR too), rotation and colour metadata, with audio packets handed through for
+into RGB frames, keeping timestamps (VFR too), rotation and color metadata, with audio packets handed through for
 muxing (:class:`Source`); or the API's frames: ``av.VideoFrame``s or RGB arrays (:class:`ArraySource`)."""
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 
+from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.errors import InputError, UsageError
 
-from . import colour
-from .items import AudioPacket, Color, Frame, VideoInfo
+from . import color
+from .items import AudioPacket, Frame, VideoInfo
 from .node import Node
 from .options import Option
 
@@ -170,7 +171,7 @@ class Source(Node):
             count = max(1, round(duration * fps)) if duration else count
         if count is not None and self.opts["frames"]:
             count = min(count, self.opts["frames"])
-        return VideoInfo(width, height, fps, time_base, colour.from_frame(first), count, duration)
+        return VideoInfo(width, height, fps, time_base, color.from_frame(first), count, duration)
 
     def run(self, items: Iterable[Any] = ()) -> Iterator[Frame | AudioPacket]:
         """Frames with pts rebased so the first output frame is at 0; audio packets shifted by the same offset."""
@@ -195,7 +196,7 @@ class Source(Node):
                     pending.clear()
                 if opts["t"] and float(pts * info.time_base) - origin >= opts["t"] - 1e-9:
                     break
-                image = colour.to_rgb(item, info.color)
+                image = color.to_rgb(item, info.color)
                 turns = round((item.rotation or 0) / 90) % 4
                 if turns:
                     image = np.ascontiguousarray(np.rot90(image, k=turns))
@@ -259,7 +260,7 @@ def describe_first(item: Any, fps: float | Fraction = 25) -> VideoInfo:
     fps = Fraction(fps).limit_denominator(1001 * 1000)
     image = rgb_image(item)
     time_base = Fraction(item.time_base) if isinstance(item, av.VideoFrame) and item.time_base else 1 / fps
-    return VideoInfo(image.shape[1], image.shape[0], fps, time_base, Color(1, 1, 1, False))
+    return VideoInfo(image.shape[1], image.shape[0], fps, time_base, ColorDescription(1, 1, 1, False))
 
 
 def rgb_image(item: Any) -> np.ndarray:

@@ -10,9 +10,10 @@ import av
 import numpy as np
 import pytest
 
+from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import InputError, OutputError, UsageError
-from m3cvcav.filters.items import AudioPacket, Color, Frame, VideoInfo
+from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
 from m3cvcav.filters.sink import Sink
 from m3cvcav.filters.source import Source
 
@@ -140,7 +141,7 @@ def test_bad_inputs_are_one_line_input_errors(tmp_path):
         Source(tmp_path / "a.wav")
 
 
-INFO = VideoInfo(64, 48, Fraction(10), Fraction(1, 10), Color(1, 1, 1, False))
+INFO = VideoInfo(64, 48, Fraction(10), Fraction(1, 10), ColorDescription(1, 1, 1, False))
 
 
 def _write(sink: Sink, n: int = 3) -> None:

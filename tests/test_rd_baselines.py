@@ -10,7 +10,7 @@ import pytest
 
 from m3cvcav.bench.rd import DEFAULT_BASELINES
 from m3cvcav.bench.rd import baselines as bl
-from m3cvcav.bench.rd.colour import rgb_to_yuv420
+from m3cvcav.bench.rd.color import rgb_to_yuv420
 
 FPS = Fraction(25)
 X264, X265 = (next(b for b in bl.BASELINES if b.name == n) for n in ("x264", "x265"))

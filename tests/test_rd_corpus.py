@@ -21,7 +21,7 @@ def test_quick_corpus_is_cut_cached_and_described(media, tmp_path, monkeypatch):
         video = read_video(corpus.clip_path(folder, clip))
         assert (video.width, video.height, len(video.frames)) == (clip.width, clip.height, recipe.frames)
         assert clip.sha256 == corpus.sha256_file(folder / clip.path)
-        assert clip.license != "unknown (user-supplied)" and clip.colour == "bt709 limited"
+        assert clip.license != "unknown (user-supplied)" and clip.color == "bt709 limited"
     # the zoom clip moves: consecutive frames differ
     zoom = read_video(folder / clips[1].path)
     assert np.abs(zoom.frames[0].astype(int) - zoom.frames[-1]).mean() > 2
@@ -53,7 +53,7 @@ def test_rd_runs_on_a_user_folder(tmp_path):
     import cv2
 
     from m3cvcav.bench import rd
-    from m3cvcav.bench.rd.colour import rgb_to_yuv420
+    from m3cvcav.bench.rd.color import rgb_to_yuv420
 
     rng = np.random.default_rng(0)
     big = (cv2.GaussianBlur(rng.random((72, 200, 3)).astype(np.float32), (0, 0), 2) * 600 - 170).clip(0, 255)

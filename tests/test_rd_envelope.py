@@ -117,7 +117,7 @@ def test_rd_measures_reduced_baselines_and_their_envelope_on_a_user_folder(tmp_p
     import cv2
 
     from m3cvcav.bench import rd
-    from m3cvcav.bench.rd.colour import rgb_to_yuv420
+    from m3cvcav.bench.rd.color import rgb_to_yuv420
     from m3cvcav.bench.rd.video import write_y4m
 
     rng = np.random.default_rng(0)

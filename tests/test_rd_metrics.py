@@ -8,7 +8,8 @@ import torch
 
 from m3cvcav.bench.rd import metrics as mt
 from m3cvcav.bench.rd.bdrate import bd
-from m3cvcav.bench.rd.colour import Colour, rgb_to_yuv420
+from m3cvcav.bench.rd.color import rgb_to_yuv420
+from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.quality import PSNR_CAP, psnr
 
 torch.set_num_threads(1)
@@ -53,7 +54,7 @@ def test_sample_indices_spread_and_include_ends():
 def test_warp_error_small_for_the_source_and_larger_for_a_frozen_frame():
     planes = _moving()
     avail = mt.Availability()
-    ref = mt.prepare(planes, Colour(), avail, sample=2)
+    ref = mt.prepare(planes, ColorDescription(), avail, sample=2)
     assert ref.sample == [0, 3]
     frozen = [planes[0]] * len(planes)
     good = mt.compare(ref, planes, avail)
@@ -77,7 +78,7 @@ def test_semantic_uses_the_embedder_on_sampled_frames():
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     avail = mt.Availability(embed=embed)
-    ref = mt.prepare(planes, Colour(), avail, sample=3)
+    ref = mt.prepare(planes, ColorDescription(), avail, sample=3)
     out = mt.compare(ref, planes, avail)
     assert calls == [3, 3]
     assert out["semantic"] == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)

@@ -190,7 +190,7 @@ METHOD = [
     "Presets: x264 medium, x265 medium, SVT-AV1 preset 8; one keyframe per clip (clips are shorter than the default "
     "GOP). x264's informational SEI (version + option string, ~700 bytes) is stripped from its stream and x265 runs "
     "with info=0: decoders do not need them and at these rates they would dominate a 2 s clip.",
-    "Colour: clips are I420 Y'CbCr; RGB metrics convert with each clip's stated matrix (BT.709 limited range unless "
+    "Color: clips are I420 Y'CbCr; RGB metrics convert with each clip's stated matrix (BT.709 limited range unless "
     "the source says otherwise), nearest-neighbour chroma upsampling. PSNR-Y is on the Y' plane (8-bit, capped at "
     "100 dB).",
     "MS-SSIM: pytorch-msssim on RGB, data range 255, Gaussian window 11 (smaller for frames under 176 px).",
@@ -240,7 +240,7 @@ def _smoke(profile: str, folder, clip) -> str | None:
     from .profile import run
 
     try:
-        run(profile, clip_path(folder, clip), clip.colour_spec(), clip.frames, bitrate="20k")
+        run(profile, clip_path(folder, clip), clip.color_description(), clip.frames, bitrate="20k")
     except Exception as exc:  # whatever the codec raised is the reason it is not measured
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -1,7 +1,7 @@
 """The evaluation corpus: default and quick sets cut from ../shared/media with FFmpeg, or a user's folder of videos.
 
 Clips are stored as Y4M (I420) in a cache (``$M3CVC_CORPUS_CACHE`` or ``~/.cache/m3cvcav/corpus``) with a
-``manifest.json`` (source, license, frames, size, fps, colour, sha256, recipe), so reruns reuse them. Photos are
+``manifest.json`` (source, license, frames, size, fps, color, sha256, recipe), so reruns reuse them. Photos are
 converted with the BT.709 limited-range matrix stated to FFmpeg; Y'CbCr sources are only scaled (no matrix change).
 """
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.errors import InputError, UsageError
 
-from .colour import Colour
+from .color import color_name, parse_color
 from .video import read_video
 
 RECIPE_VERSION = 2
@@ -45,7 +46,7 @@ class Clip:
     frames: int
     source: str
     license: str
-    colour: str  # "bt709 limited" etc.
+    color: str  # "bt709 limited" etc.
     sha256: str
     recipe: str
     note: str = ""
@@ -58,9 +59,8 @@ class Clip:
     def seconds(self) -> float:
         return self.frames / float(self.rate)
 
-    def colour_spec(self) -> Colour:
-        matrix, rng = self.colour.split()
-        return Colour(matrix, rng == "full")
+    def color_description(self) -> ColorDescription:
+        return parse_color(self.color)
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _cut(recipe: Recipe, media: Path, out: Path) -> Clip:
         tmp.unlink(missing_ok=True)
         raise InputError(f"ffmpeg failed cutting {recipe.name}: {run.stderr.strip().splitlines()[-1:]}")
     os.replace(tmp, out)
-    video = read_video(out, Colour())
+    video = read_video(out, ColorDescription())
     if len(video.frames) != recipe.frames:
         raise InputError(f"corpus clip {recipe.name} has {len(video.frames)} frames, expected {recipe.frames}")
     return Clip(recipe.name, out.name, video.width, video.height, f"{recipe.fps}/1", len(video.frames),
@@ -198,14 +198,16 @@ def write_manifest(path: Path, clips: list[Clip]) -> None:
 
 def load_manifest(path: Path) -> list[Clip]:
     try:
-        return [Clip(**c) for c in json.loads(path.read_text())["clips"]]
+        # "colour": the key of manifests written before the tree spelt it one way
+        return [Clip(**{"color" if k == "colour" else k: v for k, v in c.items()})
+                for c in json.loads(path.read_text())["clips"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"corpus manifest {path} is unreadable ({exc}); "
                          "rebuild it with `bench corpus --rebuild`") from exc
 
 
 def scan_folder(folder: Path, max_frames: int | None = None) -> list[Clip]:
-    """Clips for a user's folder of videos (y4m/mp4/mkv/...): read once for frames, size and colour."""
+    """Clips for a user's folder of videos (y4m/mp4/mkv/...): read once for frames, size and color."""
     if not folder.is_dir():
         raise UsageError(f"--corpus {folder} is not a folder: give a folder of y4m/mp4 videos")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTS)
@@ -219,7 +221,7 @@ def scan_folder(folder: Path, max_frames: int | None = None) -> list[Clip]:
         fps = video.fps
         clips.append(Clip(path.stem, str(path.resolve()), video.width, video.height,
                           f"{fps.numerator}/{fps.denominator}", len(video.frames), str(path), _license(path.name),
-                          f"{video.colour.matrix} {'full' if video.colour.full_range else 'limited'}",
+                          color_name(video.color),
                           sha256_file(path), "as given" + (f", first {max_frames} frames" if max_frames else "")))
     return clips
 

@@ -12,7 +12,7 @@ import numpy as np
 from . import baselines as bl
 from . import metrics as mt
 from . import profile as pf
-from .colour import yuv420_to_rgb
+from .color import yuv420_to_rgb
 from .corpus import Clip, clip_path
 from .envelope import envelopes, gap
 from .video import read_video
@@ -101,9 +101,9 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
     profile at each ladder rung as a ``-b:v`` target, or at the rate points ``qs`` when given; the baselines'
     envelope."""
     path = clip_path(folder, clip)
-    video = read_video(path, clip.colour_spec())
+    video = read_video(path, clip.color_description())
     w, h, n, fps = video.width, video.height, len(video.frames), video.fps
-    ref = mt.prepare(video.frames, video.colour, avail, str(path), sample)
+    ref = mt.prepare(video.frames, video.color, avail, str(path), sample)
     result = ClipResult(clip, ref.warp_err, ref.rgb[n // 2], ref.sample)
     rates = {t.label: t.kbps(w, h, fps) for t in targets}
     for b in baselines:
@@ -121,7 +121,7 @@ def evaluate_clip(folder: Path, clip: Clip, baselines: list[bl.Baseline], profil
                     [(label, {"bitrate": pf.bitrate_arg(kbps)}) for label, kbps in rates.items()])
         for label, kwargs in settings:
             try:
-                res = pf.run(name, path, video.colour, n, **kwargs)
+                res = pf.run(name, path, video.color, n, **kwargs)
             except Exception as exc:  # the profile's own error, recorded per setting in the report
                 result.failures[f"{name} {label}"] = f"{type(exc).__name__}: {exc}"
                 log(f"  {clip.name} {name} {label} failed: {type(exc).__name__}: {exc}")
@@ -183,7 +183,7 @@ def _matched_crops(result: ClipResult, baselines: list[bl.Baseline], profiles: l
         (_, enc, floor), = bl.crf_search(b, video.frames, video.fps, [shared])
         planes, _ = bl.decode(b, enc.packets, (video.width, video.height))
         kbps, _ = _rate(enc.bytes, n, video.fps, video.width, video.height)
-        result.crops.append(CropPoint(b.name, enc.param, kbps, floor, yuv420_to_rgb(planes[n // 2], video.colour)))
+        result.crops.append(CropPoint(b.name, enc.param, kbps, floor, yuv420_to_rgb(planes[n // 2], video.color)))
     for name in profiles:
         if result.runs.get(name):
             run = min(result.runs[name], key=lambda r: abs(math.log(r.kbps / shared)))
@@ -196,7 +196,7 @@ def _run(codec: str, param: str, nbytes: int, floor: bool, enc_s: float, dec_s: 
     per_frame = mt.compare(ref, planes, avail)
     frozen = mt.frozen_frames(ref.lumas(), [p[:h] for p in planes])
     return Run(codec, param, [], nbytes, kbps, bpp, floor, enc_s, dec_s, len(planes), per_frame, frozen,
-               yuv420_to_rgb(planes[len(planes) // 2], ref.colour))
+               yuv420_to_rgb(planes[len(planes) // 2], ref.color))
 
 
 def _assign_targets(runs: list[Run], rates: dict[str, float]) -> None:

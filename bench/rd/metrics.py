@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from pytorch_msssim import ms_ssim
 
+from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.quality import psnr
 from m3cvcav.engines.lite import motion
 
 from . import vmaf
-from .colour import Colour, yuv420_to_rgb
+from .color import yuv420_to_rgb
 
 HIGHER_IS_BETTER = {"psnr_y": True, "psnr_rgb": True, "ms_ssim": True, "vmaf": True, "vmaf_neg": True,
                     "semantic": True, "warp_err": False, "clip_sim": True}
@@ -168,7 +169,7 @@ class Reference:
     frame; VMAF's motion feature comes from every source frame)."""
 
     planes: list[np.ndarray]
-    colour: Colour
+    color: ColorDescription
     path: str = ""
     sample: list[int] = field(default_factory=list)
     rgb: list[np.ndarray] = field(init=False)
@@ -180,7 +181,7 @@ class Reference:
 
     def __post_init__(self):
         h = self.planes[0].shape[0] * 2 // 3
-        self.rgb = [yuv420_to_rgb(p, self.colour) for p in self.planes]
+        self.rgb = [yuv420_to_rgb(p, self.color) for p in self.planes]
         self.flows = source_flows([p[:h] for p in self.planes])
         self.warp_err = float(np.mean(warp_errors(self.rgb, self.flows))) if self.flows else 0.0
 
@@ -189,9 +190,9 @@ class Reference:
         return [p[:h] for p in self.planes]
 
 
-def prepare(planes: list[np.ndarray], colour: Colour, avail: Availability, path: str = "",
+def prepare(planes: list[np.ndarray], color: ColorDescription, avail: Availability, path: str = "",
             sample: int | None = None) -> Reference:
-    ref = Reference(planes, colour, path, sample_indices(len(planes), sample))
+    ref = Reference(planes, color, path, sample_indices(len(planes), sample))
     picked = [ref.rgb[i] for i in ref.sample]
     if avail.embed is not None:
         ref.emb = np.asarray(avail.embed(picked), dtype=np.float32)
@@ -220,7 +221,7 @@ def compare(ref: Reference, planes: list[np.ndarray], avail: Availability) -> di
         raise ValueError(f"decoded clip is {len(planes)} frames of {planes[0].shape}, "
                          f"source {len(ref.planes)} of {ref.planes[0].shape}")
     h = ref.planes[0].shape[0] * 2 // 3
-    rgb = [yuv420_to_rgb(p, ref.colour) for p in planes]
+    rgb = [yuv420_to_rgb(p, ref.color) for p in planes]
     picked = [rgb[i] for i in ref.sample]
     out = {
         "psnr_y": [psnr(a[:h], b[:h]) for a, b in zip(ref.planes, planes)],

@@ -16,7 +16,7 @@ from .metrics import HIGHER_IS_BETTER  # noqa: E402
 LABELS = {"psnr_y": "PSNR-Y (dB)", "psnr_rgb": "PSNR-RGB (dB)", "ms_ssim": "MS-SSIM", "semantic": "lite semantic sim",
           "warp_err": "warp error (MSE, lower better)", "vmaf": "VMAF v0.6.1", "vmaf_neg": "VMAF NEG",
           "clip_sim": "CLIP sim"}
-# One colour and marker per codec in every figure (profiles in warm colours, baselines in cool ones).
+# One color and marker per codec in every figure (profiles in warm colors, baselines in cool ones).
 STYLES = {"lite": ("#d62728", "o"), "m3cvc": ("#ff7f0e", "P"), "x264": ("#1f77b4", "s"), "x265": ("#2ca02c", "^"),
           "svtav1": ("#9467bd", "D"), "vvc": ("#8c564b", "v"), "jpeg": ("#1f77b4", "s"), "webp": ("#17becf", "v"),
           "av1": ("#9467bd", "D"), "tokenizer": ("#d62728", "o")}
@@ -27,7 +27,7 @@ LINES = {"": "-", "@1/2": "--", "@1/4": ":"}  # line style by picture size (NAME
 
 
 def style(codec: str) -> tuple[str, str]:
-    """The codec's (colour, marker), the same in every figure of every run; ``NAME@1/k`` (a reduced-size baseline)
+    """The codec's (color, marker), the same in every figure of every run; ``NAME@1/k`` (a reduced-size baseline)
     takes NAME's (its line style tells them apart: :func:`line_style`)."""
     base = codec.partition("@")[0]
     return STYLES.get(base) or _SPARE[sum(map(ord, base)) % len(_SPARE)]
@@ -83,10 +83,10 @@ def rd_figure(curves: dict[str, list[tuple[float, dict[str, float], bool]]], tit
             pts = sorted((p for p in pts if metric in p[1]), key=lambda p: p[0])
             if not pts:
                 continue
-            colour, marker = style(codec)
-            ax.plot([p[0] for p in pts], [p[1][metric] for p in pts], line_style(codec), color=colour, lw=1.3)
+            color, marker = style(codec)
+            ax.plot([p[0] for p in pts], [p[1][metric] for p in pts], line_style(codec), color=color, lw=1.3)
             for rate, vals, floor in pts:
-                ax.plot([rate], [vals[metric]], marker, color=colour, mfc="white" if floor else colour,
+                ax.plot([rate], [vals[metric]], marker, color=color, mfc="white" if floor else color,
                         markersize=7 if floor else 5, mew=1.3)
         if source and metric in source:
             ax.axhline(source[metric], color="black", ls="--", lw=1)

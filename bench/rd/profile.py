@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .colour import Colour
+from m3cvcav.bitstream.units import ColorDescription
+
 from .video import read_video
 
 
@@ -51,7 +52,7 @@ def bitrate_arg(kbps: float) -> str:
     return f"{kbps:.4g}k"
 
 
-def run(profile: str, src: Path, colour: Colour, frames: int, *, q: int | None = None,
+def run(profile: str, src: Path, color: ColorDescription, frames: int, *, q: int | None = None,
         bitrate: str | None = None) -> ProfileRun:
     """Encode ``src`` with ``profile`` at ``bitrate`` (``-b:v``, e.g. "20k") or rate point ``q``, decode it back, read
     the frames."""
@@ -67,9 +68,9 @@ def run(profile: str, src: Path, colour: Colour, frames: int, *, q: int | None =
         start = time.perf_counter()
         m3cvcav.decode(str(dst), str(back), overwrite=True)
         decode_s = time.perf_counter() - start
-        video = read_video(back, colour)
+        video = read_video(back, color)
         m3cvcav.decode(str(dst), str(back), overwrite=True, enhance=False)
-        plain = read_video(back, colour).frames[:frames]
+        plain = read_video(back, color).frames[:frames]
         nbytes = dst.stat().st_size
     planes = video.frames[:frames]
     differs = any(not np.array_equal(a, b) for a, b in zip(planes, plain))

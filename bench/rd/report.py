@@ -288,10 +288,10 @@ def markdown(data: dict) -> str:
         out += ["## The envelope", "", "Which baseline is best where, on the averaged curves (the per-clip envelopes "
                 "are in `results.json`, `clips.<clip>.envelope`).", ""] + envelope_lines(data) + [""]
     out += ["## Method", ""] + [f"- {line}" for line in meta["method"]] + ["", "## Corpus", "",
-            "| clip | size | frames | fps | source | license | colour | sha256 | note |", "|---" * 9 + "|"]
+            "| clip | size | frames | fps | source | license | color | sha256 | note |", "|---" * 9 + "|"]
     for c in data["corpus"]:
         out.append(f"| {c['name']} | {c['width']}x{c['height']} | {c['frames']} | {c['fps']} | {c['source']} | "
-                   f"{c['license']} | {c['colour']} | `{c['sha256'][:16]}…` | {c['note']} |")
+                   f"{c['license']} | {c['color']} | `{c['sha256'][:16]}…` | {c['note']} |")
     out += ["", "## Metrics", "", "Computed: " + ", ".join(meta["metrics_computed"])
             + f" (MS-SSIM / VMAF / semantic on {meta['sampled_frames_per_clip']} frames per clip).", "",
             "Not computed:", ""]
@@ -318,7 +318,7 @@ def markdown(data: dict) -> str:
                 "Where the curves do not overlap, this is the measured distance between them.", ""]
         out += closest_lines(data)
     out += ["", "## Speed and memory", ""] + speed_lines(data)
-    out += ["", "## Plots", "", "One colour and marker per codec in every figure (a reduced-size baseline: its "
+    out += ["", "## Plots", "", "One color and marker per codec in every figure (a reduced-size baseline: its "
             "codec's, on a dashed line at 1/2, dotted at 1/4); log-rate axis; broad grey band: the envelope; hollow "
             "markers: a baseline's floor; dashed black: the source's own warp error.", ""]
     out += [f"![{f}]({f})" for f in data["files"]["rd"]]

@@ -9,18 +9,19 @@ from pathlib import Path
 import av
 import numpy as np
 
+from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.errors import InputError
 
-from .colour import Colour, colour_of_stream
+from .color import color_of_stream
 
 
 @dataclass
 class Video:
-    """Decoded clip: I420 planes (H*3/2, W) uint8 per frame, the frame rate and the colour it is to be read with."""
+    """Decoded clip: I420 planes (H*3/2, W) uint8 per frame, the frame rate and the color it is to be read with."""
 
     frames: list[np.ndarray]
     fps: Fraction
-    colour: Colour
+    color: ColorDescription
 
     @property
     def width(self) -> int:
@@ -31,8 +32,9 @@ class Video:
         return self.frames[0].shape[0] * 2 // 3
 
 
-def read_video(path: str | Path, colour: Colour | None = None, max_frames: int | None = None) -> Video:
-    """Decode ``path`` to I420 planes; ``colour`` overrides what the stream says (Y4M says nothing)."""
+def read_video(path: str | Path, color: ColorDescription | None = None,
+               max_frames: int | None = None) -> Video:
+    """Decode ``path`` to I420 planes; ``color`` overrides what the stream says (Y4M says nothing)."""
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as exc:
@@ -43,10 +45,10 @@ def read_video(path: str | Path, colour: Colour | None = None, max_frames: int |
         stream = container.streams.video[0]
         fps = Fraction(stream.average_rate or stream.guessed_rate or 25)
         frames: list[np.ndarray] = []
-        seen: Colour | None = None
+        seen: ColorDescription | None = None
         for frame in container.decode(stream):
             if seen is None:
-                seen = colour_of_stream(frame.colorspace, frame.color_range)
+                seen = color_of_stream(frame.colorspace, frame.color_range)
             if frame.format.name != "yuv420p":
                 frame = frame.reformat(format="yuv420p")
             frames.append(frame.to_ndarray())
@@ -54,7 +56,7 @@ def read_video(path: str | Path, colour: Colour | None = None, max_frames: int |
                 break
     if not frames:
         raise InputError(f"{path} has no decodable video frames; give another file")
-    return Video(frames, fps, colour or seen or Colour())
+    return Video(frames, fps, color or seen or ColorDescription())
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: Fraction) -> None:

@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
         from .profile import run
 
         kind, _, value = param.partition("=")
-        res = run(name, Path(clip), video.colour, len(video.frames),
+        res = run(name, Path(clip), video.color, len(video.frames),
                   **({"q": int(value)} if kind == "q" else {"bitrate": value}))
         result = {"encode_s": res.encode_s, "decode_s": res.decode_s, "bytes": res.bytes}
     print(json.dumps({**result, "frames": len(video.frames), "peak_rss_mb": peak_rss_mb()}))

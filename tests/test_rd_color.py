@@ -1,4 +1,4 @@
-"""bench.rd colour conversion: known BT.709 code values, a Y4M round trip through the reader, and the 601/709 check."""
+"""bench.rd color conversion (on ``ColorDescription``): known BT.709 code values, a Y4M round trip through the reader, and the 601/709 check."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -7,12 +7,13 @@ import av
 import numpy as np
 import pytest
 
-from m3cvcav.bench.rd.colour import Colour, colour_of_stream, rgb_to_yuv420, yuv420_to_rgb
+from m3cvcav.bench.rd.color import color_name, color_of_stream, parse_color, rgb_to_yuv420, yuv420_to_rgb
 from m3cvcav.bench.rd.video import read_video, write_y4m
+from m3cvcav.bitstream.units import ColorDescription
 
 
 def _blocky(seed: int = 0) -> np.ndarray:
-    """Random colours constant over 2×2 blocks, so 4:2:0 subsampling loses nothing."""
+    """Random colors constant over 2×2 blocks, so 4:2:0 subsampling loses nothing."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (24, 32, 3), dtype=np.uint8).repeat(2, 0).repeat(2, 1)
 
@@ -29,31 +30,32 @@ def test_round_trip_through_y4m_reader_matches_within_two_code_values(tmp_path):
     path = tmp_path / "c.y4m"
     write_y4m(path, [rgb_to_yuv420(img)] * 2, Fraction(25))
     video = read_video(path)
-    assert video.colour == Colour("bt709", False)  # Y4M says nothing: the stated default
-    back = yuv420_to_rgb(video.frames[1], video.colour)
+    assert video.color == ColorDescription()  # Y4M says nothing: the stated default, BT.709 limited
+    back = yuv420_to_rgb(video.frames[1], video.color)
     assert np.abs(back.astype(int) - img).max() <= 2  # 8-bit rounding each way
 
 
 def test_matches_swscale_bt709_and_detects_a_bt601_mismatch():
     img = _blocky(1)
     planes = rgb_to_yuv420(img)
-    ours = yuv420_to_rgb(planes, Colour("bt709"))
+    ours = yuv420_to_rgb(planes, parse_color("bt709 limited"))
     frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
     sws = frame.reformat(format="rgb24", src_colorspace="ITU709").to_ndarray()
     assert np.abs(sws.astype(int) - ours).max() <= 4  # swscale's fixed-point and chroma filter
-    wrong = yuv420_to_rgb(planes, Colour("bt601"))
+    wrong = yuv420_to_rgb(planes, parse_color("bt601 limited"))
     assert np.abs(wrong.astype(int) - img).max() > 20
 
 
 def test_full_range_differs_from_limited_and_round_trips():
     img = _blocky(2)
-    full = Colour("bt709", True)
+    full = parse_color("bt709 full")
     planes = rgb_to_yuv420(img, full)
     assert planes[:48].max() > 235 or planes[:48].min() < 16
     assert np.abs(yuv420_to_rgb(planes, full).astype(int) - img).max() <= 2
 
 
-@pytest.mark.parametrize("codes,expected", [((1, 1), Colour("bt709", False)), ((5, 2), Colour("bt601", True)),
-                                            ((6, 1), Colour("bt601", False)), ((2, 0), Colour("bt709", False))])
-def test_colour_of_stream_codes(codes, expected):
-    assert colour_of_stream(*codes) == expected
+@pytest.mark.parametrize("codes,expected", [((1, 1), "bt709 limited"), ((5, 2), "bt601 full"), ((6, 1), "bt601 limited"),
+                                            ((2, 0), "bt709 limited")])
+def test_color_of_stream_codes(codes, expected):
+    assert color_name(color_of_stream(*codes)) == expected
+    assert color_of_stream(*codes).full_range == parse_color(expected).full_range

@@ -1,17 +1,17 @@
-"""Colour metadata between PyAV frames and H.273 code points, and YUV↔RGB conversion settings."""
+"""Color metadata between PyAV frames and H.273 code points (``ColorDescription``), and YUV↔RGB conversion."""
 from __future__ import annotations
 
 import av
 
-from .items import Color
+from m3cvcav.bitstream.units import ColorDescription
 
 UNSPECIFIED = 2
-# H.273 MatrixCoefficients -> swscale colourspace
+# H.273 MatrixCoefficients -> swscale colorspace
 _SWS = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 
 
-def from_frame(frame: av.VideoFrame) -> Color:
-    """The frame's colour description; unspecified values follow FFmpeg's guess (BT.709 from 720 lines, else BT.601)."""
+def from_frame(frame: av.VideoFrame) -> ColorDescription:
+    """The frame's color description; unspecified values follow FFmpeg's guess (BT.709 from 720 lines, else BT.601)."""
     hd = frame.height >= 720
     default = 1 if hd else 6
     matrix = int(frame.colorspace) if int(frame.colorspace) not in (0, UNSPECIFIED) else default
@@ -22,10 +22,10 @@ def from_frame(frame: av.VideoFrame) -> Color:
     full = int(frame.color_range) == 2 or name.startswith("yuvj") or rgb_like
     if rgb_like:
         matrix = 0 if name.startswith(("rgb", "bgr", "gbr", "argb", "abgr")) else matrix
-    return Color(primaries, transfer, matrix, full)
+    return ColorDescription(primaries, transfer, matrix, full)
 
 
-def to_rgb(frame: av.VideoFrame, color: Color):
+def to_rgb(frame: av.VideoFrame, color: ColorDescription):
     """(H, W, 3) uint8 full-range RGB from any pixel format (10-bit, 4:4:4, ...), with the stream's matrix and range."""
     if color.matrix == 0:  # already RGB/gray: no matrix to undo
         return frame.to_ndarray(format="rgb24")
@@ -35,8 +35,8 @@ def to_rgb(frame: av.VideoFrame, color: Color):
     return out.to_ndarray()
 
 
-def from_rgb(image, pix_fmt: str, color: Color) -> av.VideoFrame:
-    """A VideoFrame in ``pix_fmt`` made from RGB with the colour description's matrix and range, tagged with it."""
+def from_rgb(image, pix_fmt: str, color: ColorDescription) -> av.VideoFrame:
+    """A VideoFrame in ``pix_fmt`` made from RGB with the color description's matrix and range, tagged with it."""
     frame = av.VideoFrame.from_ndarray(image, format="rgb24")
     if pix_fmt.startswith(("rgb", "bgr", "gbr")) and not pix_fmt.startswith("gbrp"):
         return frame.reformat(format=pix_fmt)
