@@ -9,6 +9,7 @@ and each segment's CRF is searched until its bytes land on what the budget allow
 written (CMVC's text-only stream)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from fractions import Fraction
@@ -16,8 +17,8 @@ from fractions import Fraction
 import numpy as np
 
 from m3cvcav.bitstream import av1
-from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, GenerationParams, Segment, SegmentHeader, encode_segment,
-                                     frame_pts_cfr)
+from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, GenerationParams, Segment, SegmentHeader, encode_base,
+                                     encode_segment, frame_pts_cfr)
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
 from m3cvcav.core.quality import mean_ms_ssim
@@ -89,13 +90,14 @@ class Base(Node):
         if seg.pts != frame_pts_cfr(seg.pts[0], len(seg.pts), self.info):
             unit.frame_pts = list(seg.pts)
         unit.params = self.conditioner.placeholder(seg.index)  # its size is counted before its values are known
-        head = len(encode_segment(unit))  # the segment's bytes before its base (the base units close it)
+        packet = encode_segment(unit)  # the segment's units before its base (the base units close it)
         if self.mode != "tt2v":
-            unit.base = self._code(seg, head)
+            unit.base = self._code(seg, len(packet))
             self.rate.note_keyframe(len(unit.base.units[0]))
-            if unit.params is not None:
+            if unit.params is not None:  # the chosen values, in the bytes the placeholder held
                 unit.params = self._condition(seg, unit.base)
-        packet = encode_segment(unit)  # the one serialisation of the segment (GEN_PARAMS kept their size)
+                packet = encode_segment(dataclasses.replace(unit, base=None))
+            packet += encode_base(unit.base, len(seg.pts))
         seg.unit, seg.packet = unit, packet  # what the muxer writes
         self.rate.record(len(seg.packet) + self.rate.frame_overhead * (len(seg.pts) - 1))
         log.debug("segment %d: %d frames, base %dx%d, %d bytes", seg.index, len(seg.pts),
