@@ -119,7 +119,7 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
     ``format="yuv4mpegpipe"`` for a pipe, images or ``%04d`` sequences. ``codec``/``crf``/``preset``/``pix_fmt``/
     ``bitrate`` set the output encoder (-c:v/-crf/-preset/-pix_fmt/-b:v); ``vf``/``size``/``rate`` apply FFmpeg
     filters to the decoded frames; audio in the .mkv is copied when the output container takes it. ``mode`` (-mode
-    it2v|tt2v): see :class:`Decoder`; ``offload``: as for :func:`encode`; ``workers``/``cluster``: decode runs of
+    it2v|tt2v): see :class:`Decoder`; ``offload``: as for :func:`encode`; ``workers``/``cluster``: decode chunks of
     ``chunk_max`` frames (0: 10 s) on workers, frames identical to a serial decode (docs/parallel.md).
     ``ss``/``t``/``frames`` (-ss/-t/-frames:v) pick the frames written (from ``ss`` on, rebased to 0), and the audio
     with them; decoding stops once they are written. One image name (``one.png``) takes one frame: the first, or the
@@ -152,7 +152,7 @@ def decode(src: Src, dst: str | os.PathLike | BinaryIO, *, vf: str | None = None
     plan = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.DECODER_NODES)
     if workers is not None or cluster:
         stream = ParallelDecoder(src, profile=profile, engine=engine, mode=mode, offload=offload,
-                                 workers_n=o["workers"] or 0, cluster=cluster, run_frames=o["chunk_max"],
+                                 workers_n=o["workers"] or 0, cluster=cluster, chunk_frames=o["chunk_max"],
                                  enhance=enhance not in (False, "none"))
     else:
         stream = Decoder(src, profile=profile, engine=engine, mode=mode, offload=offload,

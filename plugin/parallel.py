@@ -1,5 +1,5 @@
 """Encode and decode in parallel (docs/parallel.md): chunks of the input encoded independently on workers and stitched
-into one stream; runs of segments decoded on workers and their frames put back in order.
+into one stream; chunks of segments decoded on workers and their frames put back in order.
 
 The parent reads the input once (audio, -ss/-t/-frames:v and FFmpeg filters stay here), plans the chunks
 (:mod:`m3cvcav.chunks`), ships each chunk's frames to a worker (:mod:`m3cvcav.workers`), and writes the coded segments
@@ -138,9 +138,9 @@ def stored_chunk(job: dict) -> dict:
     return job["result"]
 
 
-def decode_run(job: dict) -> dict:
-    """Worker: decode a run of segment packets with the codec core; ``lookahead`` (the next segment, or None
-    after a scene cut or at the end) supplies the keyframe the run's last segment moves towards, as in a serial
+def decode_chunk(job: dict) -> dict:
+    """Worker: decode a chunk of segment packets with the codec core; ``lookahead`` (the next segment, or None
+    after a scene cut or at the end) supplies the keyframe the chunk's last segment moves towards, as in a serial
     decode. Returns the frames (stacked) with their pts and the number of concealed segments."""
     engines = Engines(job["profile"], job["engine"], job["offload"])
     header, _ = decode_sequence_header(job["header"])
@@ -360,11 +360,11 @@ def _check_header(unit: bytes, header: SequenceHeader, index: int) -> None:
 class ParallelDecoder(StreamDecoder):
     """What :class:`m3cvcav.filters.decoder.Decoder` offers to ``decode_to`` (``reader``, ``header``, ``tags``,
     ``info``, ``frames()``, ``segments_read``, ``corrupt``, ``close()``), with the segments decoded on workers in
-    runs: a run closes after ``run_frames`` frames (0: 10 s) at the next intact segment, and carries that segment as
-    its lookahead unless a scene cut opens it."""
+    chunks: a chunk closes after ``chunk_frames`` frames (0: 10 s) at the next intact segment, and carries that
+    segment as its lookahead unless a scene cut opens it."""
 
     def __init__(self, src: Any, *, profile: str | None = None, engine: str = "auto", mode: str = "it2v",
-                 offload: bool = False, workers_n: int = 0, cluster: str | None = None, run_frames: int = 0,
+                 offload: bool = False, workers_n: int = 0, cluster: str | None = None, chunk_frames: int = 0,
                  enhance: bool = True):
         demux = Demux(src)
         self.reader, self.header, self.tags = demux.reader, demux.header, demux.tags
@@ -376,32 +376,33 @@ class ParallelDecoder(StreamDecoder):
             raise
         self.engine, self.mode, self.offload, self.enhance = engine, mode, offload, enhance
         self.workers_n, self.cluster = workers_n, cluster
-        self.run_frames = run_frames or max(1, round(self.header.fps * 10))
+        self.chunk_frames = chunk_frames or max(1, round(self.header.fps * 10))
         self.corrupt = 0
         self.segments_read = 0
 
-    def _runs(self) -> Iterator[tuple[list, bytes | None]]:
-        """(run of packets, lookahead packet or None). A run closes only before an intact packet, so no run starts
-        with a damaged segment (whose concealment needs the frames before it); every intact segment decodes alone."""
-        run: list = []
+    def _chunks(self) -> Iterator[tuple[list, bytes | None]]:
+        """(chunk of packets, lookahead packet or None). A chunk closes only before an intact packet, so no chunk
+        starts with a damaged segment (whose concealment needs the frames before it); every intact segment decodes
+        alone."""
+        chunk: list = []
         count = 0
         for packet in self.reader.packets():
             head = peek_segment_header(packet) if isinstance(packet, bytes) and units_intact(packet) else None
-            if run and count >= self.run_frames and head is not None:
-                yield run, None if head.flags & SCENE_CUT else packet
-                run, count = [], 0
-            run.append(packet)
+            if chunk and count >= self.chunk_frames and head is not None:
+                yield chunk, None if head.flags & SCENE_CUT else packet
+                chunk, count = [], 0
+            chunk.append(packet)
             count += packet.frame_count if isinstance(packet, CorruptSegment) else head.frame_count if head else 0
-        if run:
-            yield run, None
+        if chunk:
+            yield chunk, None
 
     def frames(self) -> Iterator[Frame]:
         base = {"header": self.reader.header_unit, "profile": self.profile_name, "engine": self.engine,
                 "mode": self.mode, "enhance": self.enhance, "offload": self.offload}
 
         def tasks() -> Iterator[workers.Task]:
-            for key, (run, lookahead) in enumerate(self._runs()):
-                yield workers.Task(key, decode_run, {**base, "packets": run, "lookahead": lookahead}, what="run")
+            for key, (chunk, lookahead) in enumerate(self._chunks()):
+                yield workers.Task(key, decode_chunk, {**base, "packets": chunk, "lookahead": lookahead})
 
         pool = make_pool(self.workers_n, self.cluster, self.profile_name, self.engine, self.offload, "decoder")
         index = 0

@@ -161,11 +161,11 @@ def test_parallel_decode_equals_serial_decode(reference):
     folder, _ = reference
     with m3cvcav.open(folder / "w2.m3cv") as stream:
         serial = [(f.pts, f.image) for f in stream.frames()]
-    with parallel.ParallelDecoder(folder / "w2.m3cv", workers_n=2, run_frames=6) as stream:
-        runs = list(stream._runs())
-    with parallel.ParallelDecoder(folder / "w2.m3cv", workers_n=2, run_frames=6) as stream:
+    with parallel.ParallelDecoder(folder / "w2.m3cv", workers_n=2, chunk_frames=6) as stream:
+        chunks = list(stream._chunks())
+    with parallel.ParallelDecoder(folder / "w2.m3cv", workers_n=2, chunk_frames=6) as stream:
         spread = [(f.pts, f.image) for f in stream.frames()]
-    assert len(runs) >= 2
+    assert len(chunks) >= 2
     assert len(spread) == len(serial) == FRAMES
     assert all(a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(serial, spread))
 
@@ -181,7 +181,7 @@ def test_parallel_decode_conceals_a_damaged_segment_as_a_serial_decode(clip, tmp
     stream.write_bytes(bytes(data))
     with m3cvcav.open(stream) as serial_stream:
         serial = [(f.pts, f.image) for f in serial_stream.frames()]
-    with parallel.ParallelDecoder(stream, workers_n=2, run_frames=4) as spread_stream:
+    with parallel.ParallelDecoder(stream, workers_n=2, chunk_frames=4) as spread_stream:
         spread = [(f.pts, f.image) for f in spread_stream.frames()]
         assert spread_stream.corrupt == 1
     assert [pts for pts, _ in spread] == [pts for pts, _ in serial]
@@ -295,6 +295,6 @@ def test_cluster_local_writes_the_same_bytes_and_decodes_the_same(reference, cli
     assert (tmp_path / "ray.m3cv").read_bytes() == (folder / "w2.m3cv").read_bytes()
     with m3cvcav.open(folder / "w2.m3cv") as stream:
         serial = [f.image for f in stream.frames()]
-    with parallel.ParallelDecoder(folder / "w2.m3cv", cluster="local", workers_n=2, run_frames=6) as stream:
+    with parallel.ParallelDecoder(folder / "w2.m3cv", cluster="local", workers_n=2, chunk_frames=6) as stream:
         spread = [f.image for f in stream.frames()]
     assert len(spread) == FRAMES and all(np.array_equal(a, b) for a, b in zip(serial, spread))
