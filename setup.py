@@ -39,6 +39,7 @@ setup(
         "m3cvcav.engines": ["profiles/*.toml", "data/*"],
         "m3cvcav.engines.tokenizer": ["weights/*"],
         "m3cvcav.engines.lite": ["weights/*"],
+        "m3cvcav.gst": ["python/*.py"],  # the GStreamer Python loader's plugin (docs/media-frameworks.md)
     },
     include_package_data=True,
     cffi_modules=[FFI_BUILDER],

@@ -35,7 +35,7 @@ ENV_HOME = "M3CVCAV_VS_HOME"  # where `vs setup` puts the VapourSynth environmen
 MIN_PYTHON = (3, 12)  # VapourSynth's Linux wheels (R74 on) are cp312-abi3
 LINK = "m3cvcav_link"  # the module (and .pth) that lets the VapourSynth Python import m3cvcav.vs
 USAGE = """usage: python3 -m m3cvcav vs setup [DIR] [--python PYTHON]
-  setup   make a VapourSynth environment in DIR (default $M3CVCAV_VS_HOME or ~/.local/share/m3cvcav/vapoursynth): a venv
+  setup   (-q: quiet) make a VapourSynth environment in DIR (default $M3CVCAV_VS_HOME or ~/.local/share/m3cvcav/vapoursynth): a venv
           of a Python >= 3.12 (PYTHON, or the newest found) with vapoursynth and numpy, configured for vspipe, able to
           import m3cvcav.vs, whose frames this Python's m3cvcav decodes. Then: DIR/bin/vspipe script.vpy -c y4m - | ...
 """
@@ -288,17 +288,26 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] != "setup":
         raise UsageError(f"vs {argv[0]}: the subcommand is setup (python3 -m m3cvcav vs -h)")
-    rest, python, home = argv[1:], None, None
+    rest, python, home, quiet = argv[1:], None, None, False
     while rest:
         arg = rest.pop(0)
         if arg == "--python" and rest:
             python = rest.pop(0)
+        elif arg in ("-q", "--quiet"):
+            quiet = True
         elif not arg.startswith("-") and home is None:
             home = Path(arg)
         else:
             raise UsageError(f"vs setup: unknown argument {arg} (python3 -m m3cvcav vs -h)")
-    pipe = setup((home or default_home()).expanduser().resolve(), python)
-    print(f"VapourSynth is set up: {pipe} script.vpy -c y4m - | x265 --y4m - -o out.hevc")
+    try:
+        pipe = setup((home or default_home()).expanduser().resolve(), python)
+    except subprocess.CalledProcessError as err:
+        from m3cvcav.core.errors import EngineError
+
+        raise EngineError(f"vs setup: {' '.join(map(str, err.cmd[:4]))} failed with status {err.returncode} "
+                          "(see its message above)") from None
+    if not quiet:
+        print(f"VapourSynth is set up: {pipe} script.vpy -c y4m - | x265 --y4m - -o out.hevc")
     return 0
 
 

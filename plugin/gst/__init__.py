@@ -1,7 +1,8 @@
 """GStreamer support: the ``m3cvcdec`` decoder, ``m3cvparse`` and the ``.m3cv`` typefinder live in
 ``python/m3cvcav_gst.py`` beside this file, a plugin for GStreamer's Python loader (Debian:
 gstreamer1.0-python3-plugin-loader). ``python3 -m m3cvcav gst env`` prints the two variables that make GStreamer find
-it and let the loader's Python import m3cvcav from this installation (docs/media-frameworks.md):
+it, let the loader's Python import m3cvcav from this installation and find the system's PyGObject
+(docs/media-frameworks.md):
 
     eval "$(python3 -m m3cvcav gst env)" && gst-play-1.0 out.mkv
 """
@@ -23,7 +24,7 @@ PLUGIN_DIR = Path(__file__).resolve().parent  # GStreamer's Python loader looks 
 APT = ("gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x "
        "gstreamer1.0-python3-plugin-loader python3-gst-1.0")
 USAGE = f"""usage: python3 -m m3cvcav gst env|check
-  env    print the shell exports that let GStreamer load m3cvcdec (GST_PLUGIN_PATH, M3CVCAV_SITE):
+  env    print the shell exports that let GStreamer load m3cvcdec (GST_PLUGIN_PATH, M3CVCAV_SITE, PYTHONPATH):
          eval "$(python3 -m m3cvcav gst env)" && gst-play-1.0 out.mkv
   check  load the element the way gst-launch-1.0 does and say whether it works
 GStreamer itself (Debian/Ubuntu): apt install {APT}
@@ -52,11 +53,44 @@ def loader_python() -> str | None:
     return None
 
 
+def gi_folder() -> str | None:
+    """A folder holding only a link to the system Python's PyGObject (``gi``), for PYTHONPATH. The loader's embedded
+    Python takes its prefix from the first ``python3`` on PATH: a pyenv or venv Python there gives it that Python's
+    library, without the system's ``gi``, and the loader fails ("pygobject initialization failed"). None when the
+    system Python has no ``gi`` (python3-gst-1.0 not installed)."""
+    version = loader_python() or ""
+    system = shutil.which(f"python{version}", path="/usr/bin:/bin") or shutil.which("python3", path="/usr/bin:/bin")
+    if system is None:
+        return None
+    run = subprocess.run([system, "-c", "import gi, os; print(os.path.dirname(gi.__file__))"], capture_output=True,
+                         text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    if run.returncode != 0:
+        return None
+    target = Path(run.stdout.strip())
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "m3cvcav" / "gst-gi"
+    link = folder / "gi"
+    if not (link.is_symlink() and Path(os.readlink(link)) == target):
+        folder.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    return str(folder)
+
+
+def _prepend(name: str, first: str | None) -> str:
+    rest = [p for p in os.environ.get(name, "").split(os.pathsep) if p and p != first]
+    return os.pathsep.join(([first] if first else []) + rest)
+
+
 def environment() -> dict[str, str]:
-    """GST_PLUGIN_PATH with this package's plugin folder first, and M3CVCAV_SITE: this Python's site folders."""
-    paths = [str(PLUGIN_DIR)] + [p for p in os.environ.get("GST_PLUGIN_PATH", "").split(os.pathsep)
-                                 if p and p != str(PLUGIN_DIR)]
-    return {"GST_PLUGIN_PATH": os.pathsep.join(paths), "M3CVCAV_SITE": os.pathsep.join(site_dirs())}
+    """GST_PLUGIN_PATH with this package's plugin folder first, M3CVCAV_SITE (this Python's site folders) and
+    PYTHONPATH with the system's ``gi`` (:func:`gi_folder`) first."""
+    env = {"GST_PLUGIN_PATH": _prepend("GST_PLUGIN_PATH", str(PLUGIN_DIR)),
+           "M3CVCAV_SITE": os.pathsep.join(site_dirs())}
+    gi = gi_folder()
+    if gi is not None:
+        env["PYTHONPATH"] = _prepend("PYTHONPATH", gi)
+    return env
 
 
 def check_loader() -> None:

@@ -92,6 +92,7 @@ class M3cvcDec(Gst.Element):
     """m3cvc → raw video (see the module's docstring)."""
 
     GST_PLUGIN_NAME = "m3cvcdec"
+    __gtype_name__ = "M3cvcDec"
     __gstmetadata__ = ("M3-CVC video decoder", "Codec/Decoder/Video",
                        "Decodes m3cvc (M3-CVC / CMVC generative video) with m3cvcav's decoder", "m3cvcav")
     __gsttemplates__ = (
@@ -122,6 +123,7 @@ class M3cvcDec(Gst.Element):
         self._format = "yuv420p"
         self._duration = Gst.CLOCK_TIME_NONE
         self._discont = True
+        self._failed = False  # the stream could not be opened: said once, then refused quietly
 
     def do_get_property(self, prop):
         return self.profile if prop.name == "profile" else self.enhance
@@ -134,6 +136,8 @@ class M3cvcDec(Gst.Element):
 
     # ---- setup
     def _open(self, caps: Gst.Caps) -> bool:
+        if self._failed:
+            return False
         structure = caps.get_structure(0)
         try:
             access = _access()
@@ -161,6 +165,7 @@ class M3cvcDec(Gst.Element):
             self._duration = Gst.util_uint64_scale(Gst.SECOND, info.fps.denominator, info.fps.numerator)
             caps = self._caps(info)
         except Exception as err:  # noqa: BLE001  (any failure is one element error line)
+            self._failed = True
             _error(self, err, Gst.StreamError.FORMAT)
             return False
         return self.srcpad.push_event(Gst.Event.new_caps(caps))
@@ -188,27 +193,27 @@ class M3cvcDec(Gst.Element):
             self._discont = True
         elif kind == Gst.EventType.EOS and self.decoder is not None:
             try:
-                frames = self.decoder.flush()
+                self._push(self.decoder.flush())
             except Exception as err:  # noqa: BLE001
                 _error(self, err)
                 return False
-            self._push(frames)
         return Gst.Pad.event_default(pad, parent, event)
 
     def _chain(self, pad, parent, buffer) -> Gst.FlowReturn:
         if self.decoder is None:
-            _error(self, RuntimeError("no stream description (caps) before the first packet"),
-                   Gst.StreamError.FORMAT)
+            if not self._failed:
+                self._failed = True
+                _error(self, RuntimeError("no stream description (caps) before the first packet"),
+                       Gst.StreamError.FORMAT)
             return Gst.FlowReturn.NOT_NEGOTIATED
         data = buffer.extract_dup(0, buffer.get_size())
         if buffer.has_flags(Gst.BufferFlags.CORRUPTED) and data.startswith(CORRUPT):
             data = parse_corrupt(data)
         try:
-            frames = self.decoder.send(data)
+            return self._push(self.decoder.send(data))
         except Exception as err:  # noqa: BLE001
             _error(self, err)
             return Gst.FlowReturn.ERROR
-        return self._push(frames)
 
     def _push(self, frames) -> Gst.FlowReturn:
         ret = Gst.FlowReturn.OK
@@ -272,6 +277,7 @@ class M3cvParse(Gst.Element):
     """The bare .m3cv container → m3cvc segment packets (see the module's docstring)."""
 
     GST_PLUGIN_NAME = "m3cvparse"
+    __gtype_name__ = "M3cvParse"
     __gstmetadata__ = ("M3-CVC .m3cv demuxer", "Codec/Demuxer",
                        "Reads the bare .m3cv container of m3cvc video with m3cvcav's reader", "m3cvcav")
     __gsttemplates__ = (
@@ -377,9 +383,31 @@ def parse_corrupt(data: bytes):
     return CorruptSegment(int(index), None if int(first) < 0 else int(first), int(count), reason)
 
 
+def _peek(find, size: int) -> bytes | None:
+    """The first ``size`` bytes of the stream being typefound. GI hides gst_type_find_peek's size argument (it is
+    the returned array's length), so the C function is called through ctypes on the struct's pointer."""
+    import ctypes
+
+    global _GST_PEEK
+    if _GST_PEEK is None:
+        lib = ctypes.CDLL("libgstreamer-1.0.so.0")
+        _GST_PEEK = lib.gst_type_find_peek
+        _GST_PEEK.restype = ctypes.POINTER(ctypes.c_uint8)
+        _GST_PEEK.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint]
+    pointer = ctypes.c_void_p.from_address(id(find) + object.__basicsize__).value  # PyGPointer: HEAD, pointer
+    data = _GST_PEEK(pointer, 0, size)
+    return ctypes.string_at(data, size) if data else None
+
+
+_GST_PEEK = None
+
+
 def _typefind(find, *_data) -> None:
-    head = find.peek(0, 4)
-    if head is not None and bytes(head) == b"M3CV":
+    try:
+        head = _peek(find, 4)
+    except (OSError, AttributeError, ValueError):
+        return
+    if head == b"M3CV":
         find.suggest(Gst.TypeFindProbability.MAXIMUM, Gst.Caps.from_string(M3CV_CAPS))
 
 
