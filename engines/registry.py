@@ -253,8 +253,8 @@ class Profile:
 
 
 class Engines:
-    """A profile's engines on one backend (``-engine``), offloaded when asked (``-offload``): what the nodes see as
-    ``profile``. A view of the process's shared :class:`Profile`, whose cache builds each engine once."""
+    """A profile's engines on one backend (``-engine``), offloaded when asked (``-offload``): what the nodes take as
+    ``engines=``. A view of the process's shared :class:`Profile` (``profile``), whose cache builds each engine once."""
 
     def __init__(self, name: str = DEFAULT_PROFILE, backend: str = "auto", offload: bool = False):
         self.profile = shared_profile(name)

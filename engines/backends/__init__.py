@@ -4,8 +4,8 @@
 picks: ``auto`` prefers TensorRT on CUDA, then ONNX Runtime, then torch, logging each fallback with its reason. Each
 backend's own settings are a frozen dataclass (``config.TorchBackend``, ``OrtBackend``, ``TrtBackend``) filled from the
 profile's ``[backends.*]`` tables; every artefact built from them (ONNX exports, TensorRT plans) goes through the one
-identity-keyed ``EngineCache``. ``backends_used()`` records which backend ran each network (for logs and container
-tags).
+identity-keyed ``EngineCache``. Each ``Engine`` says which backend runs it (``.backend``): what the container's
+M3CV_BACKEND tag reports, through ``engines.registry.backend_of``.
 """
 from __future__ import annotations
 
@@ -21,12 +21,11 @@ from .config import Backends, OrtBackend, TorchBackend, TrtBackend, backends_of,
 from .export import ExportSpec, ShapeProfile, bucket_profiles, export_onnx, pick_profile
 
 __all__ = ["BACKENDS", "Backends", "Engine", "EngineCache", "ExportSpec", "OnnxModel", "OrtBackend", "ShapeProfile",
-           "TensorSpec", "TorchBackend", "TrtBackend", "backends_of", "backends_used", "bucket_profiles", "cache_root",
+           "TensorSpec", "TorchBackend", "TrtBackend", "backends_of", "bucket_profiles", "cache_root",
            "create_engine", "default_device", "export_onnx", "onnx_for", "parse_backends", "pick_profile",
            "select_backend", "trt_engine_key"]
 
 log = get_logger(__name__)
-_USED: dict[str, str] = {}
 
 
 def default_device() -> str:
@@ -89,7 +88,7 @@ def create_engine(spec: ExportSpec, backend: str | Backends = "auto", *, device:
                   cache: EngineCache | None = None) -> Engine:
     """Run ``spec`` on ``backend`` — a ``Backends`` (the profile's typed settings and the requested name) or just a
     name with defaults; ``precision`` (TensorRT), ``compile`` (torch) and ``threads`` (ONNX Runtime) override the
-    settings. The choice is logged and recorded in ``backends_used``."""
+    settings. The choice is logged; the engine's ``backend`` names it."""
     backends = backend if isinstance(backend, Backends) else Backends(backend)
     device = device or default_device()
     chosen = select_backend(backends.requested, device=device, name=spec.name)
@@ -112,11 +111,5 @@ def create_engine(spec: ExportSpec, backend: str | Backends = "auto", *, device:
                                                                      backends.tensorrt.tf32)
         engine = load_trt(spec.name, onnx_for(spec, cache), spec.inputs, spec.outputs, spec.profiles, device=device,
                           config=trt, cache=cache)
-    _USED[spec.name] = engine.backend
     log.log(15, "%s runs on %s (%s)", spec.name, engine.backend, device)
     return engine
-
-
-def backends_used() -> dict[str, str]:
-    """Network name → backend that ran it, in this process."""
-    return dict(_USED)
