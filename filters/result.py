@@ -25,10 +25,6 @@ class Result:
     target_bitrate: float = 0.0
 
     @property
-    def video_bytes(self) -> int:
-        return self.bytes
-
-    @property
     def bitrate(self) -> float:
         """Video bits per second."""
         return 8 * self.bytes / self.duration if self.duration > 0 else 0.0
