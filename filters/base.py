@@ -6,7 +6,11 @@ The coded size and the CRF come from the quality ladder (``-q``) or, under ``-b:
 coded size is measured (candidates around the size where the budget buys about ``BPP_GUESS`` bits a pixel, each
 coded at the budget, upscaled and compared with the source by MS-SSIM) at the first segment and at every scene cut,
 and each segment's CRF is searched until its bytes land on what the budget allows. With ``mode="tt2v"`` no base is
-written (CMVC's text-only stream)."""
+written (CMVC's text-only stream).
+
+Over the base, for profiles with diffusion: keyframe tokens K* (``tokenize``) travel only where they restore the
+keyframe better than the base's first picture (``tokens=auto``), and each segment's GEN_PARAMS say what the decoder's
+generators do over its base (``filters.conditioning``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,14 +18,15 @@ import math
 import re
 from fractions import Fraction
 
+import cv2
 import numpy as np
 
 from m3cvcav.bitstream import av1
-from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, GenerationParams, Segment, SegmentHeader, encode_base,
+from m3cvcav.bitstream.units import (SCENE_CUT, BaseLayer, Segment, SegmentHeader, encode_base,
                                      encode_segment, frame_pts_cfr)
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
-from m3cvcav.core.quality import mean_ms_ssim
+from m3cvcav.core.quality import mean_ms_ssim, ms_ssim
 
 from .conditioning import CHOICES, Conditioner
 from .items import ClipSegment, VideoInfo
@@ -57,6 +62,9 @@ class Base(Node):
         Option("diffusion", str, "auto", "what the decoder's diffusion does per segment (profiles with a keyframe "
                "generator): auto (from the base's quality), measure (run it here, keep it where it helps), on, off",
                choices=CHOICES),
+        Option("tokens", str, "auto", "keyframe tokens K* (profiles with a tokenizer): auto (kept where they restore "
+               "the keyframe better than the base's first picture), keep (always, as M3-CVC codes keyframes)",
+               choices=("auto", "keep")),
     )
 
     def __init__(self, positional=None, *, engines=None, rate: RateControl | None = None, mode: str = "it2v",
@@ -79,6 +87,7 @@ class Base(Node):
         self._fixed_size = parse_coded_size(self.opts["size"], info.width, info.height)
         self.enhancer = self.engines.optional("enhancer") if self.mode != "tt2v" else None
         self.conditioner = Conditioner(self.engines, self.mode, self.opts["diffusion"])
+        self.tokenizer = self.engines.optional("tokenizer") if self.mode != "tt2v" else None
         return info
 
     # -- segments -------------------------------------------------------------------------------------------------
@@ -94,8 +103,14 @@ class Base(Node):
         if self.mode != "tt2v":
             unit.base = self._code(seg, len(packet))
             self.rate.note_keyframe(len(unit.base.units[0]))
-            if unit.params is not None:  # the chosen values, in the bytes the placeholder held
-                unit.params = self._condition(seg, unit.base)
+            if unit.tokens is not None or unit.params is not None:
+                pictures, upscale = av1.decode(unit.base.units), self._upscaler(unit.base)
+                if unit.tokens is not None and self.opts["tokens"] == "auto" \
+                        and not self._tokens_help(seg, unit, upscale(pictures[0])):
+                    unit.tokens = None
+                if unit.params is not None:  # the chosen values, in the bytes the placeholder held
+                    unit.params = self.conditioner.choose(seg.index, seg.frames, pictures, upscale, seg.frame_text,
+                                                          seg.clip_text)
                 packet = encode_segment(dataclasses.replace(unit, base=None))
             packet += encode_base(unit.base, len(seg.pts))
         seg.unit, seg.packet = unit, packet  # what the muxer writes
@@ -128,15 +143,26 @@ class Base(Node):
             return self.opts["preset"]
         return SLOW_PRESET if size[0] * size[1] <= SLOW_PIXELS else av1.DEFAULT_PRESET
 
-    def _condition(self, seg: ClipSegment, base: BaseLayer) -> GenerationParams:
-        """The segment's GEN_PARAMS: what the decoder's diffusion does over this base (``filters.conditioning``)."""
+    def _upscaler(self, base: BaseLayer):
+        """The decoder's upscale of this base's pictures to the display size (with its enhancement variant)."""
         size = (self.info.width, self.info.height)
         if base.enhancement:
-            upscale = lambda p: self.enhancer.upscale(p, size, base.enhancement)  # noqa: E731
-        else:
-            upscale = lambda p: av1.upscale(p, size)  # noqa: E731
-        return self.conditioner.choose(seg.index, seg.frames, av1.decode(base.units), upscale, seg.frame_text,
-                                       seg.clip_text)
+            return lambda p: self.enhancer.upscale(p, size, base.enhancement)
+        return lambda p: av1.upscale(p, size)
+
+    def _tokens_help(self, seg: ClipSegment, unit: Segment, base_keyframe: np.ndarray) -> bool:
+        """Whether the keyframe tokens K* restore the keyframe better than the base's first picture (MS-SSIM against
+        the source): the decoder starts the keyframe from the tokens where a segment has them, so tokens that do not
+        help would cost their bytes and lower the picture; they are dropped (their bytes go to later segments)."""
+        decoded = self.tokenizer.decompress(unit.tokens)
+        size = (self.info.width, self.info.height)
+        if decoded.shape[:2] != size[::-1]:
+            decoded = cv2.resize(decoded, size, interpolation=cv2.INTER_CUBIC)
+        tokens, base = ms_ssim(seg.keyframe, decoded), ms_ssim(seg.keyframe, base_keyframe)
+        if tokens <= base:
+            log.debug("segment %d: keyframe tokens dropped (MS-SSIM %.4f, the base's first picture %.4f)", seg.index,
+                      tokens, base)
+        return tokens > base
 
     # -- the decoder's enhancement ----------------------------------------------------------------------------------
     def _picks(self, count: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """tokenize: M3-CVC's keyframe tokens. Where the profile has a keyframe tokenizer (the m3cvc profile with VQ codebooks
 over its diffusion VAE's latent), each segment's keyframe becomes entropy-coded VQ indices K* at a rate point, which
 the decoder's keyframe generator restores with D^F; the pixels of every frame travel in the base layer
-(``filters.base``) either way. Profiles without a tokenizer (lite), and ``mode="tt2v"``, pass segments on
+(``filters.base``) either way, and ``base`` drops the tokens of a keyframe that its first picture already gives
+better (unless ``base=tokens=keep``). Profiles without a tokenizer (lite), and ``mode="tt2v"``, pass segments on
 untouched."""
 from __future__ import annotations
 

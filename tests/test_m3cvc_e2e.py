@@ -20,7 +20,8 @@ torch.set_num_threads(1)
 def test_encode_decode_with_tiny_m3cvc(tiny_m3cvc, tmp_path):
     frames = synthetic_images(12, size=64)
     out, back = tmp_path / "out.mkv", tmp_path / "back.mkv"
-    api.encode(iter(frames), out, profile=str(tiny_m3cvc.profile), fps=12, overwrite=True)
+    # tokens=keep: the tiny random tokenizer's keyframes never beat the base, so by default they would be dropped
+    api.encode(iter(frames), out, profile=str(tiny_m3cvc.profile), fps=12, overwrite=True, vf="base=tokens=keep")
     reader = open_reader(out)
     segments = list(reader.segments())
     assert reader.header.profile_id == 2 and [m.model_id for m in reader.header.models] == [17, 18, 19]
@@ -37,7 +38,8 @@ def test_no_codebook_needed_both_modes(tiny_m3cvc, tmp_path, capsys):
     img2img guided by D^F; the header records the lite tokenizer; it2v and tt2v streams both decode."""
     source, profile = tmp_path / "in.mkv", tiny_m3cvc.profile_lite_tokens
     _write_input(source, synthetic_images(8, size=64))
-    encode = ["-nostats", "-i", str(source), "-c", "m3cvc", "-profile", str(profile), "-vf", "select=min=4:max=4"]
+    encode = ["-nostats", "-i", str(source), "-c", "m3cvc", "-profile", str(profile), "-vf",
+              "select=min=4:max=4,base=tokens=keep"]  # the tiny tokenizer never helps: keep its tokens anyway
     it2v, tt2v = tmp_path / "it2v.mkv", tmp_path / "tt2v.mkv"
     assert main([*encode, "-y", str(it2v)]) == 0
     assert main([*encode, "-mode", "tt2v", "-y", str(tt2v)]) == 0
@@ -86,7 +88,8 @@ def test_modes_and_edit_through_the_cli(tiny_m3cvc, tmp_path, capsys, caplog):
     edited segment's frames and leave a segment that does not depend on them as it was."""
     source, profile = tmp_path / "in.mkv", tiny_m3cvc.profile
     _write_input(source, synthetic_images(12, size=64))
-    encode = ["-nostats", "-i", str(source), "-c", "m3cvc", "-profile", str(profile), "-vf", "select=min=4:max=4"]
+    encode = ["-nostats", "-i", str(source), "-c", "m3cvc", "-profile", str(profile), "-vf",
+              "select=min=4:max=4,base=tokens=keep"]
     it2v, tt2v = tmp_path / "it2v.mkv", tmp_path / "tt2v.mkv"
     assert main([*encode, "-y", str(it2v)]) == 0
     assert main([*encode, "-mode", "tt2v", "-y", str(tt2v)]) == 0
@@ -180,3 +183,17 @@ def test_the_encoder_conditions_the_diffusion_per_segment(tiny_m3cvc, tmp_path):
     api.encode(iter(frames), lite, fps=12, overwrite=True, vf="select=min=6:max=6")
     reader = open_reader(lite)
     assert reader.header.version == (2, 0) and all(s.params is None for s in reader.segments())
+
+
+def test_keyframe_tokens_travel_only_where_they_help(tiny_m3cvc, tmp_path):
+    """The decoder starts a keyframe from its tokens where a segment has them: the encoder drops tokens whose keyframe
+    is worse than the base's first picture (MS-SSIM against the source) — the tiny random tokenizer's always are —
+    which saves their bytes and gives the decoder the better picture."""
+    frames = synthetic_images(12, size=64)
+    kept, auto = tmp_path / "keep.mkv", tmp_path / "auto.mkv"
+    for path, choice in ((kept, "keep"), (auto, "auto")):
+        api.encode(iter(frames), path, profile=str(tiny_m3cvc.profile), fps=12, overwrite=True,
+                   vf=f"select=min=6:max=6,base=tokens={choice}")
+    assert all(s.tokens is not None for s in open_reader(kept).segments())
+    assert all(s.tokens is None for s in open_reader(auto).segments())
+    assert auto.stat().st_size < kept.stat().st_size
