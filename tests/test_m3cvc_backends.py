@@ -4,6 +4,7 @@ specs (``engines build``), the backends each pipeline records, a one-line Engine
 the engines."""
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -180,23 +181,30 @@ def test_wan_transformer_on_onnxruntime(model, tiny_wan, tiny_wan_vace):
     assert got.shape == ref.shape and (got - ref).abs().max().item() < NET_TOL
 
 
+@contextlib.contextmanager
+def offload_hook(module):
+    """An accelerate-style hook on ``module`` (what enable_model_cpu_offload installs) recording each module it moves."""
+    seen = []
+
+    class Hook:
+        def pre_forward(self, hooked):
+            seen.append(hooked)
+
+    module._hf_hook = Hook()
+    try:
+        yield seen
+    finally:
+        del module._hf_hook
+
+
 def test_offload_hook_moves_the_engine_vae_for_encode_and_decode(pair):
     """enable_model_cpu_offload hooks the pipeline's VAE — the EngineVae wrapper — so its encode (img2img) and decode
     must trigger the hook that moves it, and the torch VAE inside it, to the GPU (as AutoencoderKL's own do)."""
     _, on_ort = pair
     vae = on_ort.img2img.vae
-    seen = []
-
-    class Hook:
-        def pre_forward(self, module):
-            seen.append(module)
-
-    vae._hf_hook = Hook()
-    try:
+    with offload_hook(vae) as seen:
         vae.encode(torch.zeros(1, 3, 16, 16))
         vae.decode(torch.zeros(1, 4, 8, 8))
-    finally:
-        del vae._hf_hook
     assert seen == [vae, vae]
 
 
@@ -280,16 +288,6 @@ def test_tokenizer_encodes_through_the_offloaded_engine_vae(pair, tiny_sd, tiny_
                           "profile": "test", "role": "tokenizer", "backend": "onnxruntime"})
     wrapper = on_ort.img2img.vae
     assert tok.vae.decoder("onnxruntime") is wrapper
-    seen = []
-
-    class Hook:
-        def pre_forward(self, module):
-            seen.append(module)
-
-    wrapper._hf_hook = Hook()
-    try:
-        grid = tok.encode(synthetic_images(1)[0], 0)
-        tok.decode(grid)
-    finally:
-        del wrapper._hf_hook
+    with offload_hook(wrapper) as seen:
+        tok.decode(tok.encode(synthetic_images(1)[0], 0))
     assert seen == [wrapper, wrapper]  # encode, then decode
