@@ -1,11 +1,12 @@
 """Shared fixtures: the real media in ../shared/media (tests skip with a reason when it is absent) and, through the
 ``tiny_models`` plugin, the tiny m3cvc models (``tiny_root``, ``tiny_sd``, ``tiny_m3cvc``, ...): tests ask for them by
-name and import nothing. Helper functions live in ``helpers.py``."""
+name and import nothing; ``bbb_stream``, a short stream with audio encoded once per session. Helper functions live in
+``helpers.py``."""
 from __future__ import annotations
 
 import pytest
 
-from helpers import media_path
+from helpers import media_path, require_lite_weights
 
 pytest_plugins = ["tiny_models"]
 
@@ -13,6 +14,21 @@ pytest_plugins = ["tiny_models"]
 @pytest.fixture
 def media():
     return media_path
+
+
+@pytest.fixture(scope="session")
+def bbb_stream(tmp_path_factory):
+    """(path, Result): 1.2 s of Big Buck Bunny at 192x108 with its 5.1 AAC (~385 kbit/s) audio, encoded by the API
+    on the lite profile; what the audio, probe, CLI and API tests read."""
+    require_lite_weights()
+    import torch
+
+    import m3cvcav
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("bbb") / "s.mkv"
+    result = m3cvcav.encode(media_path("clips/bigbuckbunny.mp4"), out, t=1.2, vf="scale=192:-2,select=max=10")
+    return out, result
 
 
 @pytest.fixture(scope="session", autouse=True)

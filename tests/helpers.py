@@ -1,6 +1,9 @@
-"""Helpers the tests import (fixtures are in conftest.py): the shared media, the lite weights, a command's error line."""
+"""Helpers the tests import (fixtures are in conftest.py): the shared media, the lite weights, the command in a
+subprocess and its error line."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,8 @@ def error_line(stderr: bytes) -> str:
     lines = [line for line in stderr.decode().splitlines() if line.startswith("m3cvcav:")]
     assert len(lines) == 1, stderr.decode()
     return lines[0]
+
+
+def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """``python -m m3cvcav ARGS`` in a subprocess, its output captured (bytes unless ``text=True``)."""
+    return subprocess.run([sys.executable, "-m", "m3cvcav", *args], capture_output=True, timeout=timeout, **kw)

@@ -1,7 +1,9 @@
-"""The Python API: encode from files and from frame iterables, decode, open(), rate control, failures."""
+"""The Python API: encode from files and from frame iterables, decode, open(), rate control and its warning, the
+surface and its wording, failures."""
 from __future__ import annotations
 
 import errno
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +15,8 @@ import m3cvcav
 from helpers import require_lite_weights
 from m3cvcav.bitstream import av1
 from m3cvcav.bitstream.containers import open_reader
-from m3cvcav.core.errors import InputError, OutputError, UsageError
+from m3cvcav.__main__ import main
+from m3cvcav.core.errors import BitstreamError, InputError, OutputError, UsageError
 from m3cvcav.filters.ratecontrol import LEVELS
 
 
@@ -239,3 +242,34 @@ def test_open_keeps_the_decoding_mode_apart_from_the_open_mode(tmp_path, media):
         m3cvcav.open(tmp_path / "s.m3cv", "r", bitrate="5k")
     with pytest.raises(UsageError, match="^engine='xx'"):
         m3cvcav.open(tmp_path / "s.m3cv", engine="xx")
+
+
+def test_rate_targets(bbb_stream, caplog, capsys, tmp_path):
+    path, _ = bbb_stream
+    for bad in ("0", "-5k"):
+        assert main(["-i", str(path), "-c", "m3cvc", "-b:v", bad, str(tmp_path / "x.mkv")]) == 2
+        assert "positive number of bits" in capsys.readouterr().err
+    assert main(["-i", str(path), "-c", "m3cvc", "-t", "0", str(tmp_path / "x.mkv")]) == 2
+    assert "positive duration" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+    fine = m3cvcav.Result(10, 1, 1000, 1.0, target_bitrate=8200)
+    far = m3cvcav.Result(10, 1, 1000, 1.0, target_bitrate=100)
+    from m3cvcav.filters.result import warn_rate
+
+    with caplog.at_level(logging.WARNING, logger="m3cvcav"):
+        warn_rate(fine)
+        assert not caplog.records
+        warn_rate(far)
+    assert len(caplog.records) == 1 and "off the -b:v target" in caplog.text and "+7900%" in caplog.text
+
+
+def test_api_surface_and_wording(bbb_stream, tmp_path):
+    assert {"encode", "decode", "open", "Result"} <= set(dir(m3cvcav)) and "encode" in m3cvcav.__all__
+    path, _ = bbb_stream
+    (tmp_path / "x.mp4").write_bytes(b"keep")
+    with pytest.raises(OutputError, match="overwrite=True"):
+        m3cvcav.decode(path, tmp_path / "x.mp4")
+    with pytest.raises(UsageError, match="positive"):
+        m3cvcav.encode(path, tmp_path / "y.mkv", bitrate=0)
+    with pytest.raises(BitstreamError):
+        m3cvcav.decode(tmp_path / "x.mp4", tmp_path / "z.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mp4"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from fractions import Fraction
 
 import av
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 import m3cvcav
+from helpers import run_cli
 from m3cvcav.bitstream import av1
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_reader
@@ -27,10 +27,6 @@ def pan(media, n: int, w: int = 192, h: int = 108) -> list[np.ndarray]:
     """``n`` frames of a pan over a real photo."""
     photo = cv2.cvtColor(cv2.imread(str(media("photos/skimage_astronaut.png"))), cv2.COLOR_BGR2RGB)
     return [np.ascontiguousarray(photo[100 + i: 100 + i + h, 40 + 3 * i: 40 + 3 * i + w]) for i in range(n)]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "m3cvcav", *args], capture_output=True, text=True)
 
 
 def test_av1_round_trip_is_one_closed_sequence(media):
@@ -92,8 +88,8 @@ def test_bitrate_lands_within_five_percent(tmp_path, media, kbps):
 
 @pytest.mark.slow
 def test_a_target_below_the_floor_says_so(tmp_path, media):
-    run = cli("-y", "-i", str(media("clips/bigbuckbunny.mp4")), "-t", "2", "-an", "-c", "m3cvc", "-b:v", "1k",
-              str(tmp_path / "low.mkv"))
+    run = run_cli("-y", "-i", str(media("clips/bigbuckbunny.mp4")), "-t", "2", "-an", "-c", "m3cvc", "-b:v", "1k",
+              str(tmp_path / "low.mkv"), text=True)
     assert run.returncode == 0, run.stderr
     line = [x for x in run.stderr.splitlines() if "off the -b:v target" in x]
     assert len(line) == 1 and "cannot go lower" in line[0]
@@ -106,14 +102,14 @@ def test_base_command_writes_a_standard_av1_stream(tmp_path, media):
         pictures = [p for seg in reader.segments() for p in av1.decode(seg.base.units)]
     for ext in ("webm", "mp4", "ivf"):
         out = tmp_path / f"b.{ext}"
-        run = cli("base", str(src), str(out))
+        run = run_cli("base", str(src), str(out), text=True)
         assert run.returncode == 0, run.stderr
         with av.open(str(out)) as c:  # PyAV's libdav1d, as any player would
             assert c.streams.video[0].codec_context.name in ("libdav1d", "av1")
             got = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
         assert len(got) == 12
-    assert cli("base", str(src), str(out)).returncode == 1  # exists: -y to overwrite
-    assert cli("base", str(src), str(tmp_path / "b.avi")).returncode == 2
+    assert run_cli("base", str(src), str(out), text=True).returncode == 1  # exists: -y to overwrite
+    assert run_cli("base", str(src), str(tmp_path / "b.avi"), text=True).returncode == 2
     if shutil.which("ffmpeg"):
         ref = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "b.webm"), "-f", "rawvideo", "-pix_fmt",
                               "rgb24", "-"], capture_output=True).stdout
@@ -130,7 +126,7 @@ def test_damage_inside_a_base_unit_is_concealed(tmp_path, media):
     at = data.find(first) + base.offset + base.size // 2
     data[at:at + 4] = bytes(b ^ 0xFF for b in data[at:at + 4])
     (tmp_path / "bad.m3cv").write_bytes(bytes(data))
-    run = cli("-y", "-i", str(tmp_path / "bad.m3cv"), "-f", "yuv4mpegpipe", str(tmp_path / "out.y4m"))
+    run = run_cli("-y", "-i", str(tmp_path / "bad.m3cv"), "-f", "yuv4mpegpipe", str(tmp_path / "out.y4m"), text=True)
     assert run.returncode == 0 and "concealed" in run.stderr, run.stderr
     with av.open(str(tmp_path / "out.y4m")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 16  # every frame present
@@ -210,7 +206,7 @@ def test_the_encoder_signals_the_enhancement_and_the_decoder_applies_it(tmp_path
 def test_probe_reports_the_base_layer(tmp_path, media):
     src = tmp_path / "p.mkv"
     m3cvcav.encode(iter(pan(media, 12)), src, fps=12, vf="select=max=6,base=size=96x54")
-    run = cli("probe", str(src), "--json")
+    run = run_cli("probe", str(src), "--json", text=True)
     assert run.returncode == 0, run.stderr
     import json
 

@@ -269,3 +269,9 @@ def test_create_engine_takes_typed_settings(cache):
     with create_engine(spec, Backends("onnxruntime", onnxruntime=OrtBackend(threads=1)), device="cpu",
                        cache=cache) as ort:
         assert ort.backend == "onnxruntime" and ort._session.get_session_options().intra_op_num_threads == 1
+
+
+def test_no_tensorrt_hint_without_cuda():
+    from m3cvcav.engines.backends.trt_backend import unavailable_reason
+
+    assert "pip install" not in unavailable_reason("cpu")

@@ -1,5 +1,5 @@
-"""engines.loaders: hub/local loading through load_pretrained (tiny models built here), offline errors, weight
-hashing."""
+"""engines.loaders and preflight: hub/local loading through load_pretrained (tiny models built here), offline errors,
+weight hashing, and the m3cvc profile failing fast (offline, no hub, a missing extra) before any model loads."""
 from __future__ import annotations
 
 import hashlib
@@ -7,10 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
+import m3cvcav
+from helpers import error_line, media_path, run_cli
 from m3cvcav.engines.loaders import load_pretrained, weight_files, weights_sha256
 from m3cvcav.core.errors import ModelError
 
@@ -136,3 +139,43 @@ def test_file_hashes_are_remembered_by_path_size_and_mtime(tmp_path, monkeypatch
     big.write_bytes(b"\2" * (1 << 20))
     os.utime(big, ns=(1, 1))
     assert loaders.weights_sha256(tmp_path) != first and len(reads) == 2  # changed: hashed again
+
+
+def test_m3cvc_fails_fast_offline(tmp_path):
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_HUB_CACHE", None)
+    start = time.monotonic()
+    r = run_cli("-i", str(media_path("clips/bigbuckbunny.mp4")), "-profile", "m3cvc", "-frames:v", "2",
+            str(tmp_path / "o.mkv"), env=env, timeout=120)
+    assert time.monotonic() - start < 60
+    line = error_line(r.stderr)
+    assert r.returncode == 1 and "HF_HUB_OFFLINE" in line and "hf download" in line
+    assert "-profile lite" in line and len(r.stderr.decode().strip().splitlines()) == 1
+
+
+def test_m3cvc_fails_fast_without_a_hub(tmp_path, monkeypatch):
+    from m3cvcav.engines import preflight
+    from m3cvcav.engines.registry import load_profile
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(preflight, "hub_answer", lambda repo, revision: "Name or service not known")
+    with pytest.raises(ModelError, match="does not serve .*Name or service not known.*-profile lite"):
+        preflight.check_profile(load_profile("m3cvc"), ["describer"])
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import importlib.util
+
+    from m3cvcav.engines import preflight
+    from m3cvcav.engines.registry import load_profile
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "transformers" else real(name, *a))
+    with pytest.raises(m3cvcav.EngineError, match=r"transformers from the optional \[m3cvc\] extra.*-profile lite"):
+        preflight.check_profile(load_profile("m3cvc"), ["describer"])
+    from m3cvcav.core.errors import missing_package
+
+    assert "[bench] extra" in str(missing_package("matplotlib", "bench rd"))

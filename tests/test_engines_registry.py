@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import m3cvcav
 from m3cvcav.engines.interfaces import ModelRef, MotionEstimator
 from m3cvcav.engines.registry import ROLES, available_profiles, load_profile
 from m3cvcav.core.errors import ModelError, UsageError
@@ -158,3 +159,15 @@ def test_model_refs_without_building_engines(monkeypatch):
     refs = profile.model_refs()
     assert calls == ["ref"] and profile.built() == {} and [r.model_id for r in refs] == [5, 0x0401]
     profile.verify(refs)
+
+
+def test_registry_names_the_extra_of_a_missing_package(monkeypatch):
+    from m3cvcav.engines import registry
+
+    def missing(name):
+        raise ModuleNotFoundError("No module named 'diffusers'", name="diffusers")
+
+    profile = registry.load_profile("m3cvc")
+    monkeypatch.setattr(registry.importlib, "import_module", missing)
+    with pytest.raises(m3cvcav.EngineError, match=r"diffusers from the optional \[m3cvc\] extra"):
+        profile._factory("keyframe_generator")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -14,15 +12,11 @@ import numpy as np
 import pytest
 
 import m3cvcav
-from helpers import media_path, require_lite_weights
+from helpers import media_path, require_lite_weights, run_cli
 from m3cvcav.__main__ import main
 from m3cvcav.core.errors import UsageError
 
 CLUSTER_ID = bytes.fromhex("1f43b675")
-
-
-def run(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "m3cvcav", *args], capture_output=True, timeout=300, **kw)
 
 
 def fails(argv: list[str], status: int, capsys) -> str:
@@ -78,12 +72,12 @@ def test_a_missing_input_is_named_before_the_output_is_judged(tmp_path, capsys, 
 def test_audio_survives_a_pipe(stream, tmp_path):
     out = tmp_path / "piped.mp4"
     with open(stream, "rb") as stdin:
-        done = run("-nostats", "-i", "-", str(out), stdin=stdin)
+        done = run_cli("-nostats", "-i", "-", str(out), stdin=stdin)
     assert done.returncode == 0, done.stderr.decode()
     with av.open(str(out)) as c:
         assert c.streams.video and c.streams.audio  # kept, as with -i s.mkv
     with open(stream, "rb") as stdin:  # FFmpeg's pipe protocol names
-        done = run("-nostats", "-i", "pipe:0", "-f", "yuv4mpegpipe", "pipe:1", stdin=stdin)
+        done = run_cli("-nostats", "-i", "pipe:0", "-f", "yuv4mpegpipe", "pipe:1", stdin=stdin)
     assert done.returncode == 0 and done.stdout.count(b"FRAME") == 30
 
 
@@ -178,11 +172,11 @@ def test_image_sequence_input(tmp_path, capsys):
 @pytest.mark.slow
 def test_null_output_counts_and_drops(stream, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    done = run("-nostats", "-i", str(media_path("clips/vtest.avi")), "-frames:v", "5", "-vf", "scale=96:-2",
+    done = run_cli("-nostats", "-i", str(media_path("clips/vtest.avi")), "-frames:v", "5", "-vf", "scale=96:-2",
                "-c", "m3cvc", "-f", "null", "-")
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == b"" and b"5 frames" in done.stderr and b"total" in done.stderr
-    done = run("-nostats", "-i", str(stream), "-f", "null", "-")
+    done = run_cli("-nostats", "-i", str(stream), "-f", "null", "-")
     assert done.returncode == 0 and done.stdout == b"" and b"30 frames decoded" in done.stderr
     result = m3cvcav.encode(media_path("clips/vtest.avi"), "ignored.mkv", format="null", frames=3, vf="scale=96:-2")
     assert result.frames == 3 and result.total_bytes > result.bytes > 0
@@ -348,25 +342,3 @@ def test_coming_from_ffmpeg_table_names_every_absent_option():
     table = text.split("## Coming from FFmpeg", 1)[1].split("\n## ", 1)[0]
     for flag in [*ABSENT, *ABSENT_PREFIXES]:
         assert f"`{flag}" in table, flag
-
-
-# ---- issue 22: one SIGTERM path ---------------------------------------------------------------------------------
-def test_one_signal_path_nests_and_restores_every_handler():
-    """A chunked job inside the command line keeps the command line's handler (so SIGTERM is Terminated, exit 143,
-    not a plain KeyboardInterrupt, 130); after the outer block every handler is what it was."""
-    import signal
-    import time
-
-    from m3cvcav import workers
-
-    watched = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-    before = {sig: signal.getsignal(sig) for sig in watched}
-    with pytest.raises(workers.Terminated) as stop:
-        with workers.signals_as_interrupts():
-            outer = signal.getsignal(signal.SIGTERM)
-            with workers.signals_as_interrupts():  # what encode_chunked / ParallelDecoder enter
-                assert signal.getsignal(signal.SIGTERM) is outer
-                signal.raise_signal(signal.SIGTERM)
-                time.sleep(5)  # the handler raises before this ends
-    assert stop.value.signum == signal.SIGTERM and isinstance(stop.value, KeyboardInterrupt)
-    assert {sig: signal.getsignal(sig) for sig in watched} == before

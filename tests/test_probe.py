@@ -1,4 +1,5 @@
-"""``probe``: the stable report of docs/bitstream.md §9, equal `segments`/`layers` across containers, CLI behaviour."""
+"""``probe``: the stable report of docs/bitstream.md §9, equal `segments`/`layers` across containers, CLI behaviour, and
+video bytes as one number (probe, ffprobe, Result, -progress)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,8 @@ import sys
 
 import pytest
 
+from helpers import media_path
+from m3cvcav.__main__ import main
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import open_writer
 from m3cvcav.bitstream.probe import LAYERS, probe, unit_layers
@@ -116,3 +119,28 @@ def test_cli(files, tmp_path):
         assert done.returncode == 1 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1
         assert done.stderr.startswith("m3cvcav: ")
     assert run_cli().returncode == 2
+
+
+def test_video_bytes_agree_everywhere(bbb_stream, tmp_path):
+    path, result = bbb_stream
+    report = probe(path)
+    assert result.bytes == report["video_bytes"] and result.total_bytes == path.stat().st_size
+    if shutil.which("ffprobe"):
+        sizes = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=size",
+                                "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+        assert sum(map(int, sizes.split())) == result.bytes
+    progress = tmp_path / "p.txt"
+    out = tmp_path / "again.mkv"
+    assert main(["-nostats", "-progress", str(progress), "-i", str(media_path("clips/bigbuckbunny.mp4")), "-t", "1.2",
+                 "-vf", "scale=192:-2,select=max=10", str(out)]) == 0
+    last = progress.read_text().split("progress=")[-2]
+    pairs = dict(line.split("=", 1) for line in last.splitlines() if "=" in line)
+    assert int(pairs["video_size"]) == probe(out)["video_bytes"] and int(pairs["total_size"]) == out.stat().st_size
+
+
+def test_probe_json_separates_audio(bbb_stream):
+    path, _ = bbb_stream
+    done = subprocess.run([sys.executable, "-m", "m3cvcav", "probe", "--json", str(path)], capture_output=True,
+                          text=True)
+    report = json.loads(done.stdout)
+    assert report["audio_bytes"] > 0 and report["video_bytes"] + report["audio_bytes"] < report["file_size"]
