@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import tempfile
 from fractions import Fraction
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m3cvcav.bitstream.containers import open_writer
+from m3cvcav.bitstream.containers import PipeSink, open_writer
 from m3cvcav.bitstream.entropy import TokenModel, encode_tokens
 from m3cvcav.bitstream.probe import probe
 from m3cvcav.bitstream.units import (GenerationParams, KeyframeTokens, ModelRef, Segment, SegmentHeader,
@@ -67,20 +66,6 @@ def synthetic_segments(seconds: float = 10.0, fps: int = 24, segment_frames: int
 def sequence_header(models: int, fps: int = 24) -> SequenceHeader:
     refs = [ModelRef(i + 1, hashlib.sha256(b"model %d" % i).digest()) for i in range(models)]
     return SequenceHeader(512, 288, Fraction(fps), Fraction(1, fps), profile_id=1, models=refs)
-
-
-class PipeSink(io.RawIOBase):
-    """A write-only, non-seekable sink (what a pipe looks like to the writer)."""
-
-    def __init__(self):
-        self.data = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self.data += b
-        return len(b)
 
 
 def measure(segments: list[Segment], header: SequenceHeader, container: str, folder: Path) -> dict:

@@ -14,13 +14,12 @@ Options are the command line's (``m3cvcav.options``), as keyword arguments, chec
 """
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from m3cvcav.bitstream.containers import check_container
+from m3cvcav.bitstream.containers import PipeSink, check_container
 from m3cvcav.filters.audio import AudioOptions
 from m3cvcav.core.atomic import check_output
 from m3cvcav.core.errors import UsageError
@@ -85,7 +84,7 @@ def encode(src: Src | Iterable[Any], dst: str | os.PathLike | BinaryIO, *, vf: s
     _check_stream_output(dst, format, overwrite)
     profile = profile or DEFAULT_PROFILE
     if format == NULL:
-        dst, format = Discard(), "mkv"
+        dst, format = PipeSink(keep=False), "mkv"
     if workers is not None or cluster:
         result = encode_chunked(src, dst,
                                 options=dict(vf=vf, filter_complex=filter_complex, size=size, rate=rate,
@@ -198,7 +197,7 @@ def _encoder(dst, *, vf=None, filter_complex=None, size=None, rate=None, bitrate
              progress: ProgressCallback | None = None) -> Encoder:
     """The encoder graph for ``dst``, everything checked before any engine is built or downloaded."""
     if format == NULL:
-        dst, format = Discard(), "mkv"
+        dst, format = PipeSink(keep=False), "mkv"
     elif str(dst) == "-":
         dst, format = sys.stdout.buffer, format or "m3cv"
     plan = pipeline.plan(vf, filter_complex, size=size, rate=str(rate) if rate else None, ours=pipeline.ENCODER_NODES)
@@ -224,16 +223,6 @@ def check_stream_container(dst: Any, format: str | None, flag: str = "format='mk
                          "WebM is a subset of) or .m3cv; python -m m3cvcav base STREAM out.webm then makes a real "
                          "WebM of its AV1 base layer")
     return check_container(dst, format, flag)
-
-
-class Discard(io.RawIOBase):
-    """A write-only sink that keeps nothing (``format="null"``): the writer counts the bytes."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        return len(data)
 
 
 def _audio_options(codec: str | None, bitrate: float | None, channels: int | None,

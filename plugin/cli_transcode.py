@@ -384,9 +384,9 @@ def _remux(src: Any, dst: str, values: dict[str, Any], given: dict[str, str], la
         check_output(dst, values.get("overwrite"))
     target: Any = dst
     if fmt == "null":
-        from m3cvcav.api import Discard
+        from m3cvcav.bitstream.containers import PipeSink
 
-        target, fmt = Discard(), "mkv"
+        target, fmt = PipeSink(keep=False), "mkv"
     elif dst == "-":
         target, fmt = sys.stdout.buffer, fmt or "m3cv"
     result = remux(src, target, format=fmt, audio=values.get("audio", True), tags=values.get("tags"))

@@ -2,13 +2,12 @@
 
 ``sequence_header(models)``: a 512x288 header that names ``models`` model hashes. ``synthetic_segments``: a clip cut into
 segments, each with a real rANS-coded (1, 18, 32) keyframe token grid, a frame text and a clip text, every segment after
-the first flagged as a scene cut. ``PipeSink``: a write-only, non-seekable sink that keeps what was written (what a pipe
-looks like to a writer). Imported as ``from streams import ...`` (pytest puts tests/ on sys.path, as for tiny_models).
+the first flagged as a scene cut (a pipe-like output is ``bitstream.containers.PipeSink``). Imported as
+``from streams import ...`` (pytest puts tests/ on sys.path, as for tiny_models).
 """
 from __future__ import annotations
 
 import hashlib
-import io
 from fractions import Fraction
 
 import numpy as np
@@ -36,18 +35,3 @@ def synthetic_segments(seconds: float, segment_frames: int, fps: int = 24, seed:
                     KeyframeTokens(1, 1, GRID, (HEIGHT, WIDTH), encode_tokens(rng.integers(0, VOCAB, GRID), model)),
                     f"frame {i}: a rabbit in a meadow", f"clip {i}: the camera pans right")
             for i, start in enumerate(range(0, total, segment_frames))]
-
-
-class PipeSink(io.RawIOBase):
-    """A write-only, non-seekable sink (what a pipe looks like to the writer), keeping the bytes in ``data``."""
-
-    def __init__(self):
-        super().__init__()
-        self.data = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self.data += b
-        return len(b)

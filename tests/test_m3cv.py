@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from m3cvcav.bitstream import units as U
-from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.containers import PipeSink, open_reader, open_writer
 from m3cvcav.bitstream.containers.m3cv import MAGIC, pack_packet, read_seek_index
 from m3cvcav.bitstream.crc import crc32c
 from m3cvcav.bitstream.framing import write_leb128
 from m3cvcav.engines.interfaces import GenerationParams
 from m3cvcav.core.errors import BitstreamError, UnsupportedVersionError, UsageError
-from streams import PipeSink, sequence_header, synthetic_segments
+from streams import sequence_header, synthetic_segments
 
 
 @pytest.fixture(scope="module")

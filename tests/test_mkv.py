@@ -15,13 +15,13 @@ import pytest
 
 from m3cvcav.bitstream import units as U
 from m3cvcav.bitstream.containers import ebml as E
-from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.containers import PipeSink, open_reader, open_writer
 from m3cvcav.bitstream.containers.mkv import bitmapinfoheader
 from m3cvcav.bitstream.probe import probe
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.filters.audio import AudioOptions
 from m3cvcav.filters.mux import Mux
-from streams import PipeSink, sequence_header, synthetic_segments
+from streams import sequence_header, synthetic_segments
 
 FPS = 24
 

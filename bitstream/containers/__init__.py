@@ -11,13 +11,13 @@ from typing import BinaryIO
 from m3cvcav.core.errors import BitstreamError, InputError, M3cvError, UsageError
 
 from ..units import SequenceHeader
-from .base import AtomicOutput, StreamReader, StreamWriter
+from .base import AtomicOutput, PipeSink, StreamReader, StreamWriter
 
 CONTAINERS = {".m3cv": "m3cv", ".mkv": "matroska", ".mka": "matroska"}  # not .webm: WebM takes VP8/VP9/AV1 only
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
-__all__ = ["open_writer", "open_reader", "check_container", "frame_overhead", "sniff", "is_stream", "StreamWriter", "StreamReader",
-           "CONTAINERS"]
+__all__ = ["open_writer", "open_reader", "check_container", "frame_overhead", "sniff", "is_stream", "StreamWriter",
+           "StreamReader", "PipeSink", "CONTAINERS"]
 
 
 def sniff(magic: bytes) -> str | None:

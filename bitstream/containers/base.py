@@ -1,6 +1,7 @@
 """What both containers share: atomic output, the writer/reader base classes, segment decoding with corruption reports."""
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,25 @@ from m3cvcav.core.log import get_logger
 from ..units import CorruptSegment, Segment, SequenceHeader, decode_segment, encode_segment, peek_segment_header
 
 log = get_logger(__name__)
+
+
+class PipeSink(io.RawIOBase):
+    """A write-only, non-seekable output: what a pipe looks like to a writer (no index or patched sizes). Keeps what
+    is written in ``data``, or with ``keep=False`` nothing (FFmpeg's ``-f null``: the writer still counts the
+    bytes)."""
+
+    def __init__(self, keep: bool = True):
+        super().__init__()
+        self.keep = keep
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.keep:
+            self.data += data
+        return len(data)
 
 
 class AtomicOutput:
