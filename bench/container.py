@@ -6,7 +6,7 @@ coder under a TokenModel fitted on other grids; L is chosen so the stream lands 
 a frame and a clip description per segment, constant frame rate, one model hash (lite records only its tokenizer: the
 decoder's other engines have no weights), no generation parameters (the lite decoder is deterministic). The "3 models"
 rows are the m3cvc profile (tokenizer codebook, keyframe and clip generators), with and without a GEN_PARAMS unit in
-every segment (the filters write none today: steps come from the profile, the seed is the segment index).
+every segment (m3cvc streams, 2.1, carry one in every segment: the encoder's conditioning of the generators, the seed).
 Overhead = file size − payload, payload = base + token + text + params + timestamp bytes (docs/bitstream.md §9 layers).
 """
 from __future__ import annotations
