@@ -4,13 +4,15 @@
 its control video or the base pictures are shown as decoded.
 
 Only profiles whose decoder has a keyframe generator with weights (m3cvc) are conditioned, and only in it2v; lite
-streams (a passthrough keyframe generator) carry no GEN_PARAMS and stay 2.0. ``base``'s ``diffusion`` option chooses how:
+streams (a passthrough keyframe generator) carry no GEN_PARAMS and stay 2.0. ``base``'s ``diffusion`` option chooses
+how:
 - ``auto``: from the base keyframe's quality (MS-SSIM of the decoder's upscale against the source), ``strength_for``:
   a sharp base is left alone, a blurred one is re-noised more. This is a prior, not a measurement (no diffusion weights
   can be run where it was written); ``measure`` replaces it with one.
 - ``measure``: the encoder runs the profile's generators as the decoder will (same seed, text and strength) and keeps
-  each only where it raises MS-SSIM against the source: the keyframe on the keyframe, the clip on ``QUALITY_FRAMES``
-  of the segment's frames (generated without the next keyframe, which is not coded yet). It costs the decoder's
+  each only where it raises MS-SSIM against the source: the clip on ``QUALITY_FRAMES`` of the segment's frames
+  (generated without the next keyframe, which is not coded yet), then, where the clip is kept, the keyframe (where it
+  is not, the frames are the base pictures and a restored keyframe would not be shown). It costs the decoder's
   diffusion once more, on the encoder's device.
 - ``on``: the profile's own strength and the clip generator for every segment (what a 2.0 stream gets);
 - ``off``: the base pictures alone (strength 0, no clip diffusion); texts and modes still travel.
@@ -91,8 +93,10 @@ class Conditioner:
             strength = strength_for(ms_ssim(frames[0], base_key))
             clip = strength > 0
             if self.choice == "measure":
-                strength = self._measure_keyframe(frames[0], base_key, frame_text, params.seed, strength)
+                # without clip diffusion the frames are the base pictures, so a restored keyframe would not be shown
                 clip = self._measure_clip(frames, pictures, upscale, base_key, clip_text, params.seed)
+                strength = self._measure_keyframe(frames[0], base_key, frame_text, params.seed, strength) if clip \
+                    else 0.0
         params.keyframe_strength, params.clip_diffusion = quantise(strength), clip
         log.debug("segment %d: keyframe strength %.2f, clip diffusion %s (%s)", index, strength, clip, self.choice)
         return params
