@@ -5,7 +5,7 @@ object implementing that role's Protocol of ``m3cvcav.engines.interfaces``.
 """
 from __future__ import annotations
 
-from .describer import LabelDescriber
+from .describer import MIN_CONFIDENCE, LabelDescriber
 from .embedder import LiteEmbedder
 from .enhancer import Enhancer
 from .clips import BaseClips
@@ -34,7 +34,8 @@ def load_describer(settings: dict) -> LabelDescriber:
     embedder = shared if isinstance(shared, LiteEmbedder) else \
         load_embedder({**settings, "model_id": settings.get("embedder_model_id", 0)})
     motion = DisMotion(work_size=settings.get("work_size", 256), preset="ultrafast")
-    return LabelDescriber(embedder, motion, top_k=settings.get("top_k", 3), min_prob=settings.get("min_prob", 0.05))
+    return LabelDescriber(embedder, motion, top_k=settings.get("top_k", 3), min_prob=settings.get("min_prob", 0.05),
+                          min_confidence=settings.get("min_confidence", MIN_CONFIDENCE))
 
 
 def load_clip_generator(settings: dict) -> BaseClips:
