@@ -21,6 +21,8 @@ import av
 from m3cvcav.core.errors import UsageError
 from m3cvcav.core.log import get_logger
 
+from .options import encoder
+
 log = get_logger(__name__)
 
 DEFAULT_CODEC = "libopus"
@@ -44,13 +46,7 @@ class AudioOptions:
     def __post_init__(self) -> None:
         if self.codec is not None and self.codec != "copy":
             name = ENCODER_ALIASES.get(self.codec, self.codec)
-            try:
-                codec = av.Codec(name, "w")
-            except (av.error.FFmpegError, ValueError):
-                raise UsageError(f"-c:a {self.codec}: no such audio encoder in PyAV's FFmpeg (try libopus, aac, flac "
-                                 "or copy)") from None
-            if codec.type != "audio":
-                raise UsageError(f"-c:a {self.codec} is a {codec.type} encoder: give an audio one (libopus, aac, ...)")
+            encoder(name, "audio", "-c:a", "libopus, aac, flac, or copy")
             object.__setattr__(self, "codec", name)
         for name, value, low in (("-b:a", self.bitrate, 500), ("-ac", self.channels, 1), ("-ar", self.sample_rate,
                                                                                               1000)):
@@ -135,8 +131,8 @@ def choose(source: av.codec.context.CodecContext, options: AudioOptions, *, take
     and no option asks for a conversion; else the encoder to use (``-c:a``, else the output's ``default``), or None
     when there is none (the audio is dropped, with a warning). ``takes(codec, config)`` says whether the output
     carries packets of ``codec`` (FFmpeg's canonical codec name: aac, opus, mp3, ...) with the codec configuration
-    ``config`` (the source's extradata; None: an encoder's, made when it opens). ``-c:a copy`` into an output that cannot carry
-    the source's packets, or an encoder it cannot carry, is a UsageError naming ``output``."""
+    ``config`` (the source's extradata; None: an encoder's, made when it opens). ``-c:a copy`` into an output that
+    cannot carry the source's packets, or an encoder it cannot carry, is a UsageError naming ``output``."""
     name = source.codec.canonical_name
     if not options.converts:
         if takes(name, bytes(source.extradata or b"")):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import av
+
 from m3cvcav.core.errors import UsageError
 
 _SUFFIX = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
@@ -21,6 +23,21 @@ def parse_number(text: str, kind: type) -> float | int:
             raise ValueError(f"{text!r} is not an integer")
         return int(value)
     return value
+
+
+def encoder(name: str, kind: str, flag: str, examples: str) -> av.Codec:
+    """The encoder of PyAV's FFmpeg called ``name`` (``-c:v``/``-c:a``'s value), which must be a ``kind`` ("audio" or
+    "video") encoder; else a one-line UsageError naming ``flag`` and ``examples``."""
+    try:
+        found = av.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise UsageError(f"{flag} {name}: FFmpeg (through PyAV) has no encoder of that name; list them with "
+                         f"`ffmpeg -encoders` (e.g. {examples})") from None
+    if found.type != kind:
+        article = "an" if kind == "audio" else "a"
+        raise UsageError(f"{flag} {name}: {found.name} is an {found.type} encoder; give {article} {kind} encoder "
+                         f"(e.g. {examples})")
+    return found
 
 
 def parse_size(text: str, low: int = 1, high: int = 65535) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from m3cvcav.core.log import get_logger
 
 from . import color
 from .audio import AudioOptions, AudioTrack, choose
+from .options import encoder
 from .items import Frame, VideoInfo
 from .node import Node
 
@@ -82,14 +83,7 @@ CRF_MAX = {"libx264": 51, "libx264rgb": 51, "libx265": 51}
 def check_encoder(codec: str, crf: float | None) -> None:
     """A UsageError, before anything is written, for a name FFmpeg has no video encoder by, or a CRF the encoder
     does not take."""
-    try:
-        found = av.Codec(codec, "w")
-    except (av.error.FFmpegError, ValueError):
-        raise UsageError(f"-c:v {codec}: FFmpeg (through PyAV) has no encoder of that name; list them with "
-                         "`ffmpeg -encoders` (e.g. libx264, libvpx-vp9, ffv1)") from None
-    if found.type != "video":
-        raise UsageError(f"-c:v {codec}: {found.name} is an {found.type} encoder; give a video encoder "
-                         "(e.g. libx264) or set the audio with -c:a")
+    found = encoder(codec, "video", "-c:v", "libx264, libvpx-vp9, ffv1; audio is set with -c:a")
     top = CRF_MAX.get(found.name)
     if crf is not None and top is not None and crf > top:
         raise UsageError(f"-crf {crf:g}: {found.name} takes a CRF from 0 to {top}")

@@ -338,7 +338,7 @@ def test_audio_options_encode(tmp_path, stream, media):
         assert size * 8 / 4 < 1.3 * target  # the rate asked for (default: Opus 24 kbit/s), not the source's 385k
 
 
-@pytest.mark.parametrize("kwargs, message", [(dict(codec="nosuch"), "no such audio encoder"),
+@pytest.mark.parametrize("kwargs, message", [(dict(codec="nosuch"), "no encoder of that name"),
                                              (dict(codec="libx264"), "video encoder"),
                                              (dict(codec="copy", bitrate=32000), "need an encoder"),
                                              (dict(channels=0), "-ac 0")])
