@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from m3cvcav.bitstream.containers import check_container, open_reader, open_writer
+from m3cvcav.bitstream.containers import check_container
 from m3cvcav.bitstream.containers.tags import PROFILE as PROFILE_TAG
 from m3cvcav.bitstream.units import CorruptSegment, decode_segment, encode_segment, text_plaintext
 from m3cvcav.core.atomic import check_output
@@ -14,7 +14,7 @@ from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
 
 from .options import ArgumentParser, description
-from .remux import copy_audio
+from .remux import copying
 
 log = get_logger(__name__)
 
@@ -43,12 +43,8 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
         raise UsageError(f"edit: --segment {segment}: segments are numbered from 0 (see probe)")
     check_container(dst, None, None)
     check_output(dst, overwrite)
-    reader = open_reader(src)
-    audio_in = None
-    _say_if_texts_are_unused(reader)
-    writer = open_writer(dst, reader.header, tags=reader.tags)
-    try:
-        audio_in = copy_audio(reader, writer)
+    with copying(src, dst) as (reader, writer):
+        _say_if_texts_are_unused(reader)
         count, found = 0, False
         for packet in reader.packets():
             if isinstance(packet, CorruptSegment):
@@ -67,14 +63,6 @@ def edit(src: str, dst: str, segment: int, frame_text: str | None = None, clip_t
             count += 1
         if not found:
             raise UsageError(f"edit: {src} has no segment {segment}; it has segments 0..{count - 1}")
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        reader.close()
-        if audio_in is not None:
-            audio_in.close()
     log.info("%s -> %s: segment %d rewritten, %d segments copied", src, dst, segment, count - 1)
 
 

@@ -3,11 +3,13 @@ the other container, as ``ffmpeg -c copy`` remuxes, with the tags and (into Matr
 decoded, so no model is loaded."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from m3cvcav.bitstream.containers import open_reader, open_writer
+from m3cvcav.bitstream.containers import StreamReader, StreamWriter, open_reader, open_writer
 from m3cvcav.bitstream.units import CorruptSegment
 from m3cvcav.core.errors import BitstreamError
 from m3cvcav.core.log import get_logger
@@ -18,19 +20,20 @@ from .chunks import packet_frames
 log = get_logger(__name__)
 
 
-def remux(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike, *, format: str | None = None,
-          audio: bool = True, tags: dict[str, str] | None = None) -> Result:
-    """Copy the stream ``src`` into ``dst`` (its container from ``format`` or the name); damaged segments are left
-    out with a warning (they cannot be framed again). The caller has checked ``dst``'s name and overwrite rule."""
+@contextlib.contextmanager
+def copying(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike, *, container: str | None = None,
+            tags: dict[str, str] | None = None, audio: bool = True) -> Iterator[tuple[StreamReader, StreamWriter]]:
+    """(reader of ``src``, writer of ``dst``) for a copy of a stream: its header, its tags with ``tags`` over them
+    (``_merged``) and its audio already queued into the writer (Matroska interleaves it with the segments written in
+    the block); the writer is closed when the block ends, aborted (nothing left) when it raises, and the inputs are
+    closed either way."""
     reader = open_reader(sys.stdin.buffer if str(src) == "-" else src)
     audio_in = None
     try:
-        writer = open_writer(dst, reader.header, container=format, tags=_merged(reader.tags, tags))
+        writer = open_writer(dst, reader.header, container=container, tags=_merged(reader.tags, tags))
         try:
             audio_in = copy_audio(reader, writer) if audio else None
-            frames, segments, dropped = _copy_segments(reader, writer)
-            if not segments:
-                raise BitstreamError(f"{src} holds no intact segment: nothing was copied, nothing was written")
+            yield reader, writer
             writer.close()
         except BaseException:
             writer.abort()
@@ -39,6 +42,16 @@ def remux(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike, *, format: 
         reader.close()
         if audio_in is not None:
             audio_in.close()
+
+
+def remux(src: str | os.PathLike | BinaryIO, dst: str | os.PathLike, *, format: str | None = None,
+          audio: bool = True, tags: dict[str, str] | None = None) -> Result:
+    """Copy the stream ``src`` into ``dst`` (its container from ``format`` or the name); damaged segments are left
+    out with a warning (they cannot be framed again). The caller has checked ``dst``'s name and overwrite rule."""
+    with copying(src, dst, container=format, tags=tags, audio=audio) as (reader, writer):
+        frames, segments, dropped = _copy_segments(reader, writer)
+        if not segments:
+            raise BitstreamError(f"{src} holds no intact segment: nothing was copied, nothing was written")
     if dropped:
         log.warning("%d damaged segment(s) of %s were not copied", dropped, src)
     duration = frames / float(reader.header.fps)
