@@ -88,7 +88,7 @@ def speed(enhancer, repeat: int, log=print) -> list[dict]:
 
 def bd_summary(rows: list[dict], log=print) -> None:
     """Per clip: BD-rate of the chosen enhancement against bicubic on the same streams (MS-SSIM and PSNR)."""
-    from m3cvcav.bench.rd.bdrate import bd
+    from .rd.bdrate import bd
 
     for clip in dict.fromkeys(r["clip"] for r in rows):
         sel = [r for r in rows if r["clip"] == clip]

@@ -50,7 +50,7 @@ def luma(img: np.ndarray) -> np.ndarray:
 
 def image_vmaf(a: np.ndarray, b: np.ndarray) -> dict[str, float] | None:
     """Image VMAF and VMAF NEG of ``b`` against ``a`` (None when vmaf-torch is not installed)."""
-    from m3cvcav.bench.rd import vmaf
+    from .rd import vmaf
 
     if vmaf.missing():
         return None
@@ -150,7 +150,7 @@ def plot(results: dict, out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from m3cvcav.bench.rd.plots import style
+    from .rd.plots import style
 
     files = []
     for metric in METRICS:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from .errors import UsageError
+
 LEVELS = {
     "quiet": logging.CRITICAL + 10,
     "panic": logging.CRITICAL,
@@ -29,8 +31,6 @@ def get_logger(name: str) -> logging.Logger:
 def set_level(name: str) -> None:
     """Set the level by FFmpeg name; records go to stderr as ``[m3cvcav.part] message`` lines."""
     if name not in LEVELS:
-        from .errors import UsageError
-
         raise UsageError(f"unknown -loglevel {name!r}: use one of {', '.join(LEVELS)}")
     logger.setLevel(LEVELS[name])
     to_stderr()

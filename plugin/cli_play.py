@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
         raise InputError(f"{src} is not an m3cvc stream (.mkv/.m3cv made by m3cvcav): play it with ffplay directly")
     path, args = find_player()
     check_display()
-    from m3cvcav import api
+    from . import api
 
     proc = subprocess.Popen([path] + [a.format(title=src) for a in args], stdin=subprocess.PIPE)
     try:

@@ -210,7 +210,7 @@ def main(argv: list[str]) -> int:
             raise UsageError(wrong_direction(BY_FLAG[flag], direction))
     if dst != "-" and fmt != "null":
         if direction == ENCODE:
-            from m3cvcav.api import check_stream_container
+            from .api import check_stream_container
 
             check_stream_container(dst, fmt, "-f mkv|m3cv")
         check_output(dst, values.get("overwrite"))
@@ -265,7 +265,7 @@ class Prefixed(io.RawIOBase):
 def _transcode(src: Any, dst: str, codec: str | None, direction: str, values: dict[str, Any],
                stats_line: bool | None, progress_file: str | None, label: str | None = None) -> int:
     """Run the encode or decode with the progress line and ``-progress`` blocks, then log its summary."""
-    from m3cvcav import api
+    from . import api
     from m3cvcav.filters.progress import Reporter, Stats
 
     reporter: Reporter | None = None
@@ -375,7 +375,7 @@ def _remux(src: Any, dst: str, values: dict[str, Any], given: dict[str, str], la
                          "drop -c copy to decode, or the options to copy")
     fmt = values.get("format")
     if dst != "-" and fmt != "null":
-        from m3cvcav.api import check_stream_container
+        from .api import check_stream_container
 
         if fmt is None and Path(dst).suffix.lower() not in STREAM_SUFFIXES:
             raise UsageError(f"-c copy keeps the m3cvc stream, which is written as .mkv or .m3cv: rename {dst} (or "

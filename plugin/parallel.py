@@ -33,6 +33,7 @@ from m3cvcav.core import __version__
 from m3cvcav.core.atomic import check_output, write_bytes
 from m3cvcav.core.errors import BitstreamError, InputError, ModelError, OutputError, UsageError
 from m3cvcav.core.log import get_logger, to_stderr
+from m3cvcav.core.log import logger as package_logger
 from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines, stream_profile
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.decoder import StreamDecoder
@@ -126,10 +127,9 @@ def encode_chunk(job: dict) -> dict:
 def _worker_logging(level: int) -> None:
     """Log in a worker at the parent's level, as the CLI does; the rate warning is the whole job's, said once by the
     parent, not once per chunk."""
-    logger = logging.getLogger("m3cvcav")
-    if logger.level != level:
-        logger.setLevel(level)
-        logging.getLogger(result_log.name).setLevel(max(level, logging.ERROR))
+    if package_logger.level != level:
+        package_logger.setLevel(level)
+        result_log.setLevel(max(level, logging.ERROR))
         to_stderr(always=True)
 
 
@@ -280,7 +280,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
                 yield workers.Task(chunk.index, encode_chunk, {
                     "index": chunk.index, "images": chunk.images, "pts": [q - chunk.pts[0] for q in chunk.pts],
                     "time_base": chunk.time_base, "fps": info.fps, "options": chunk_options,
-                    "loglevel": logging.getLogger("m3cvcav").getEffectiveLevel()})
+                    "loglevel": package_logger.getEffectiveLevel()})
 
         header = info.header(engines.profile_id, engines.profile.model_refs(),
                              stream_version(engines, options.get("mode", "it2v")))

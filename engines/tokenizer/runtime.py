@@ -13,9 +13,10 @@ import torch
 from safetensors import safe_open
 
 from m3cvcav.bitstream.entropy import TokenModel
-from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
-from m3cvcav.engines.loaders import weights_sha256
 from m3cvcav.core.errors import ModelError, UsageError
+
+from ..interfaces import Image, ModelRef, RatePoint, TokenGrid
+from ..loaders import weights_sha256
 
 from .codec import TokenCodec
 from .model import NetConfig, TokenizerNet, pad_to_stride
