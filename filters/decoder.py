@@ -14,12 +14,12 @@ from typing import Any, BinaryIO
 
 import av
 
-from .audio import AudioOptions
 from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.engines.preflight import check_profile, check_stream_models
 from m3cvcav.engines.registry import Engines, stream_profile
 
+from .audio import AudioOptions
 from .demux import Demux
 from .codec import VideoDecoder
 from .items import Frame, VideoInfo

@@ -12,11 +12,11 @@ import os
 from fractions import Fraction
 from typing import Any, BinaryIO
 
-from .audio import AudioOptions
 from m3cvcav.core.errors import InputError, UsageError
 from m3cvcav.core.log import get_logger
 from m3cvcav.engines.registry import Engines
 
+from .audio import AudioOptions
 from .items import AudioPacket, Frame, VideoInfo
 from .mux import Mux
 from .codec import VideoEncoder
