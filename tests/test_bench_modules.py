@@ -77,6 +77,7 @@ def _bench_engines_without(module: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
 
 
+@pytest.mark.slow  # two processes that load the engines
 def test_a_broken_internal_import_is_an_internal_error_not_a_missing_package():
     """What `bench engines` said when it imported a deleted module of its own: "needs the Python package m3cvcav"."""
     done = _bench_engines_without("m3cvcav.engines.lite.motion")

@@ -218,7 +218,8 @@ def test_decode_progress_and_result_show_what_is_written(bbb_stream, tmp_path):
 
 
 @pytest.mark.parametrize("sig, status, words", [(signal.SIGTERM, 143, "received SIGTERM"),
-                                                (signal.SIGHUP, 129, "received SIGHUP")])
+                                                pytest.param(signal.SIGHUP, 129, "received SIGHUP",
+                                                             marks=pytest.mark.slow)])  # the same path
 def test_termination_signals_leave_nothing(tmp_path, sig, status, words):
     require_lite_weights()
     proc = subprocess.Popen([sys.executable, "-m", "m3cvcav", "-i", str(media_path("clips/vtest.avi")), "-c", "m3cvc",

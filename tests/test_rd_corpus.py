@@ -47,6 +47,7 @@ def test_user_folder_errors(tmp_path):
         corpus.scan_folder(tmp_path / "missing")
 
 
+@pytest.mark.slow  # a whole bench rd run
 def test_rd_runs_on_a_user_folder(tmp_path):
     import json
 

@@ -31,6 +31,7 @@ def _pan(img: np.ndarray, frames: int, step: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(big[:, i * step: i * step + img.shape[1]]) for i in range(frames)]
 
 
+@pytest.mark.slow  # vmaf-torch on the CPU: tens of seconds
 def test_identical_input_gives_libvmafs_known_scores(luma):
     still = vmaf.scores([luma, luma], [luma, luma])
     for name in vmaf.METRICS:
@@ -41,6 +42,7 @@ def test_identical_input_gives_libvmafs_known_scores(luma):
     assert all(LIBVMAF_IDENTICAL_STILL < s <= 100.0 for s in moving["vmaf"][1:])
 
 
+@pytest.mark.slow  # vmaf-torch on the CPU: tens of seconds
 @pytest.mark.parametrize("ladder", ["blur", "noise"])
 def test_score_falls_monotonically_along_a_distortion_ladder(luma, ladder):
     rng = np.random.default_rng(0)
@@ -55,6 +57,7 @@ def test_score_falls_monotonically_along_a_distortion_ladder(luma, ladder):
         assert values[-1] < 60
 
 
+@pytest.mark.slow  # vmaf-torch on the CPU: tens of seconds
 def test_neg_does_not_reward_sharpening(luma):
     soft = cv2.GaussianBlur(luma, (0, 0), 1.5)
     sharpened = np.clip(1.0 * luma + 1.5 * (luma.astype(np.float32) - soft), 0, 255).astype(np.uint8)
@@ -62,6 +65,7 @@ def test_neg_does_not_reward_sharpening(luma):
     assert got["vmaf_neg"][0] < got["vmaf"][0] - 1
 
 
+@pytest.mark.slow  # vmaf-torch on the CPU: tens of seconds
 def test_sampled_frames_score_as_in_a_full_clip_run(luma):
     from vmaf_torch import VMAF
 
