@@ -228,7 +228,9 @@ def test_termination_signals_leave_nothing(tmp_path, sig, status, words):
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.*part*")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    assert list(tmp_path.glob(".out.*part*")), "the encoder never started writing"
+    if not list(tmp_path.glob(".out.*part*")):
+        proc.kill()
+        raise AssertionError(f"the encoder never started writing (exit {proc.wait()}): {proc.stderr.read().decode()}")
     proc.send_signal(sig)
     assert proc.wait(timeout=60) == status
     assert words in error_line(proc.stderr.read())
