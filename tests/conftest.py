@@ -31,6 +31,24 @@ def bbb_stream(tmp_path_factory):
     return out, result
 
 
+@pytest.fixture(scope="session")
+def framework_stream(tmp_path_factory):
+    """4 s of the sample clip at 192x108 in 4 segments, with audio and descriptions, and beside it the CLI's raw
+    decode (``cli.yuv``): what the GStreamer and VapourSynth tests compare their frames with."""
+    require_lite_weights()
+    import torch
+
+    from m3cvcav.__main__ import main
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("framework-stream")
+    out = folder / "s.mkv"
+    assert main(["-nostats", "-i", str(media_path("clips/bigbuckbunny.mp4")), "-t", "4", "-vf",
+                 "scale=192:-2,select=max=25", "-c", "m3cvc", str(out)]) == 0
+    assert main(["-nostats", "-i", str(out), "-f", "rawvideo", str(folder / "cli.yuv")]) == 0
+    return out
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_caches(tmp_path_factory):
     """Engines exported or built by the tests go to a temporary cache, never into the user's ~/.cache."""

@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import media_path, require_lite_weights
 from m3cvcav.__main__ import main
 
 FRAME = 192 * 108 * 3 // 2  # one I420 frame of the test stream
@@ -40,18 +39,8 @@ def gst_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stream(tmp_path_factory):
-    """4 s of the sample clip at 192x108 in 4 segments, with audio and descriptions, and the CLI's raw decode."""
-    require_lite_weights()
-    import torch
-
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("gst-stream")
-    out = folder / "s.mkv"
-    assert main(["-nostats", "-i", str(media_path("clips/bigbuckbunny.mp4")), "-t", "4", "-vf",
-                 "scale=192:-2,select=max=25", "-c", "m3cvc", str(out)]) == 0
-    assert main(["-nostats", "-i", str(out), "-f", "rawvideo", str(folder / "cli.yuv")]) == 0
-    return out
+def stream(framework_stream):
+    return framework_stream
 
 
 def cli_frames(path) -> np.ndarray:
