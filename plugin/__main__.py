@@ -13,7 +13,7 @@ from . import __version__
 from m3cvcav.core.errors import M3cvError, missing_package
 from m3cvcav.core.log import is_debug, set_level
 
-from .workers import Terminated, signals_as_interrupts
+from .workers import Terminated, received_stop, signals_as_interrupts
 
 # Subcommand name -> module (inside m3cvcav) exposing ``main(argv: list[str]) -> int``.
 SUBCOMMANDS = {
@@ -59,17 +59,14 @@ def _run(argv: list[str]) -> int:
         module = importlib.import_module(f"{__package__}.{TRANSCODE_MODULE}")
         return int(module.main(argv) or 0)
     except M3cvError as err:
+        if (stop := received_stop()) is not None:  # the I/O error a signal caused inside FFmpeg: report the signal
+            return _stopped(stop)
         if is_debug():
             raise
         print(f"m3cvcav: {err}", file=sys.stderr)
         return err.exit_status
-    except Terminated as stop:
-        name = signal.Signals(stop.signum).name
-        print(f"m3cvcav: received {name}; stopped, no partial output was kept", file=sys.stderr)
-        return 128 + stop.signum
-    except KeyboardInterrupt:
-        print("m3cvcav: interrupted; no partial output was kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP as Terminated
+        return _stopped(stop)
     except BrokenPipeError:  # the reader of our output went away (| head): end quietly, as FFmpeg's users expect
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
@@ -82,9 +79,21 @@ def _run(argv: list[str]) -> int:
         print(f"m3cvcav: {missing_package(err.name, 'this command')}", file=sys.stderr)
         return 1
     except Exception as err:  # an unexpected failure: one line, the traceback only with -loglevel debug
+        if (stop := received_stop()) is not None:
+            return _stopped(stop)
         if is_debug():
             raise
         return _internal_error(err)
+
+
+def _stopped(stop: KeyboardInterrupt) -> int:
+    """The one line and exit status of a run stopped by a signal: 130 for Ctrl-C, 128 + signum for SIGTERM/SIGHUP."""
+    if isinstance(stop, Terminated):
+        print(f"m3cvcav: received {signal.Signals(stop.signum).name}; stopped, no partial output was kept",
+              file=sys.stderr)
+        return 128 + stop.signum
+    print("m3cvcav: interrupted; no partial output was kept", file=sys.stderr)
+    return 130
 
 
 def _is_missing_package(name: str | None) -> bool:

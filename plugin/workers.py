@@ -405,10 +405,24 @@ class Terminated(KeyboardInterrupt):
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+_received: int | None = None  # the stop signal this process received, if any
+
+
 def _stop(signum: int, frame) -> None:
+    global _received
+    _received = signum
     for sig in STOP_SIGNALS + (signal.SIGINT,):  # a second signal must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
-    raise Terminated(signum)
+    raise Terminated(signum) if signum != signal.SIGINT else KeyboardInterrupt()
+
+
+def received_stop() -> KeyboardInterrupt | None:
+    """The stop (:class:`Terminated`, or ``KeyboardInterrupt`` for SIGINT) raised inside :func:`signals_as_interrupts`,
+    if any. A signal that lands while FFmpeg reads or writes a Python file (a pipe) raises in a callback whose exception
+    PyAV can only print; FFmpeg then reports an I/O error. The command line asks this before reporting that error."""
+    if _received is None:
+        return None
+    return KeyboardInterrupt() if _received == signal.SIGINT else Terminated(_received)
 
 
 @contextlib.contextmanager
@@ -419,14 +433,32 @@ def signals_as_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is _stop:
         yield
         return
+    global _received
     saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS + (signal.SIGINT,)}
-    for sig in STOP_SIGNALS:
+    hooks = sys.excepthook, sys.unraisablehook
+    _received = None
+    for sig in STOP_SIGNALS + ((signal.SIGINT,) if saved[signal.SIGINT] is signal.default_int_handler else ()):
         signal.signal(sig, _stop)
+    sys.excepthook, sys.unraisablehook = _quiet_stops(hooks[0]), _quiet_stops(hooks[1])
     try:
         yield
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        sys.excepthook, sys.unraisablehook = hooks
+        _received = None
+
+
+def _quiet_stops(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """``hook`` (sys.excepthook or sys.unraisablehook), silent for the stop a signal raised inside a C callback that
+    could not pass it on (PyAV's file callbacks print it): the run reports that stop once, in its own words."""
+
+    def quiet(*args: Any) -> None:
+        error = args[1] if len(args) == 3 else getattr(args[0], "exc_value", None)
+        if _received is None or not isinstance(error, KeyboardInterrupt):
+            hook(*args)
+
+    return quiet
 
 
 def descendants(pid: int) -> list[int]:
