@@ -111,7 +111,7 @@ def weight_files(paths_or_folder: str | os.PathLike | Iterable[str | os.PathLike
 
 def hash_cache_path() -> Path:
     """Where file digests are remembered: ``$M3CVC_HASH_CACHE``, else ``weight-hashes.json`` beside the engine cache."""
-    from m3cvcav.engines.backends.cache import cache_root
+    from .backends.cache import cache_root
 
     return Path(os.environ.get("M3CVC_HASH_CACHE") or cache_root().parent / "weight-hashes.json").expanduser()
 

@@ -109,16 +109,6 @@ def check_hub_models(profile, roles: Iterable[str]) -> None:
     log.info("downloading %s from %s into %s (once)", names, constants.ENDPOINT, constants.HF_HUB_CACHE)
 
 
-def check_stream_models(profile, refs) -> None:
-    """Every model id a stream names is one of the profile's decoder roles (the weights are compared later, by
-    ``Profile.verify``, once the engines are built): a stream made with another profile fails before any loading."""
-    ids = {profile.data["roles"][r]["model_id"] for r in profile.decoder_roles()}
-    for ref in refs:
-        if ref.model_id not in ids:
-            raise ModelError(f"the stream needs model id {ref.model_id} ({ref.name or 'unnamed'}), which profile "
-                             f"{profile.name!r} does not have: decode with the profile it was encoded with")
-
-
 def check_profile(profile, roles: Iterable[str] | None = None) -> None:
     """All checks above for ``roles`` (default: every role of the profile), once per process per profile."""
     roles = tuple(profile.roles() if roles is None else (r for r in roles if r in profile.roles()))

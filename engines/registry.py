@@ -190,7 +190,7 @@ class Profile:
         return {r: e for (r, b, o), e in self._engines.items()
                 if (backend is None or b == backend) and (offload is None or o == offload)}
 
-    def decoder_roles(self) -> list[str]:
+    def recorded_roles(self) -> list[str]:
         """The roles whose models a stream records (``decoder = true``): those of ``roles("decoder")`` with weights
         (lite's passthrough generators have none)."""
         return [r for r in self.roles("decoder") if self.data["roles"][r].get("decoder")]
@@ -228,16 +228,21 @@ class Profile:
 
     def model_refs(self) -> list[ModelRef]:
         """The models the decoder needs (roles with ``decoder = true``), by ascending model_id."""
-        return sorted((self._ref(r) for r in self.decoder_roles()), key=lambda ref: ref.model_id)
+        return sorted((self._ref(r) for r in self.recorded_roles()), key=lambda ref: ref.model_id)
+
+    def roles_for(self, refs: list[ModelRef]) -> list[str]:
+        """The role of each model a stream names, by model id; ``ModelError`` for an id this profile lacks (a stream
+        made with another profile fails here, before any weights are loaded or hashed)."""
+        by_id = {self.data["roles"][r]["model_id"]: r for r in self.recorded_roles()}
+        for ref in refs:
+            if ref.model_id not in by_id:
+                raise ModelError(f"the stream needs model id {ref.model_id} ({ref.name or 'unnamed'}), which profile "
+                                 f"{self.name!r} does not have: decode with the profile it was encoded with")
+        return [by_id[ref.model_id] for ref in refs]
 
     def verify(self, refs: list[ModelRef]) -> None:
         """``ModelError`` unless every model a stream names is installed here with the same weights."""
-        by_id = {self.data["roles"][r]["model_id"]: r for r in self.decoder_roles()}
-        for ref in refs:
-            role = by_id.get(ref.model_id)
-            if role is None:
-                raise ModelError(f"the stream needs model id {ref.model_id} ({ref.name or 'unnamed'}), which profile "
-                                 f"{self.name!r} does not have: decode with the profile it was encoded with")
+        for ref, role in zip(refs, self.roles_for(refs)):
             installed = self._ref(role).sha256
             if installed != ref.sha256:
                 raise ModelError(f"the stream's {role} model (id {ref.model_id}) has weights {ref.sha256.hex()[:16]}…, "

@@ -22,7 +22,7 @@ from m3cvcav.bitstream.units import (ColorDescription, CorruptSegment, Segment, 
                                      decode_sequence_header, frame_pts_cfr)
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
-from m3cvcav.engines.preflight import check_profile, check_stream_models
+from m3cvcav.engines.preflight import check_profile
 from m3cvcav.engines.registry import Engines, stream_profile
 
 from .color import from_rgb
@@ -39,8 +39,8 @@ def open_codec(header: SequenceHeader, tags: dict[str, str], *, profile: str | N
     """The engines and an opened codec core for a stream: the profile its tags or profile id name (or ``profile``),
     checked against the models the stream names before anything is decoded, as :class:`decoder.Decoder` does."""
     engines = Engines(stream_profile(profile, tags, header), engine, offload)
-    check_profile(engines.profile, engines.profile.decoder_roles())
-    check_stream_models(engines.profile, header.models)
+    check_profile(engines.profile, engines.profile.recorded_roles())
+    engines.profile.roles_for(header.models)  # another profile's stream fails here, before any weights load
     codec = VideoDecoder(engines, mode=mode, enhance=enhance)
     codec.open(VideoInfo.from_header(header))
     engines.profile.verify(header.models)

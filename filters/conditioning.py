@@ -49,7 +49,7 @@ def strength_for(quality: float) -> float:
 
 def conditions(engines, mode: str) -> bool:
     """Whether a stream of this profile and mode carries the encoder's conditioning."""
-    return mode == "it2v" and "keyframe_generator" in engines.profile.decoder_roles()
+    return mode == "it2v" and "keyframe_generator" in engines.profile.recorded_roles()
 
 
 def stream_version(engines, mode: str) -> tuple[int, int]:

@@ -16,7 +16,7 @@ import av
 
 from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.core.errors import BitstreamError, UsageError
-from m3cvcav.engines.preflight import check_profile, check_stream_models
+from m3cvcav.engines.preflight import check_profile
 from m3cvcav.engines.registry import Engines, stream_profile
 
 from .audio import AudioOptions
@@ -79,8 +79,8 @@ class Decoder(StreamDecoder):
         self.reader, self.header, self.tags = self.demux.reader, self.demux.header, self.demux.tags
         try:
             self.engines = Engines(stream_profile(profile, self.tags, self.header), engine, offload)
-            check_profile(self.engines.profile, self.engines.profile.decoder_roles())
-            check_stream_models(self.engines.profile, self.header.models)
+            check_profile(self.engines.profile, self.engines.profile.recorded_roles())
+            self.engines.profile.roles_for(self.header.models)  # another profile's stream fails before loading
             self.codec = VideoDecoder(self.engines, mode=mode, enhance=enhance)
             self.codec.open(self.info)
             self.engines.profile.verify(self.header.models)  # after configure: reuses the engines it built
@@ -110,7 +110,7 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
     frames (decoding stops there), through the plan's FFmpeg filters, into a :class:`Sink` (``sink_options``: format,
     codec, crf, preset, pix_fmt, bitrate) with the stream's audio cut the same way. Writes nothing and raises
     BitstreamError when no frame can be decoded; closes ``stream``."""
-    filters = (plan or Plan()).filters()
+    ffmpeg_chain = (plan or Plan()).ffmpeg_chain()
     info = stream.info
     stats = Stats()
     sink: Sink | None = None
@@ -123,7 +123,7 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
         if sink is None:  # the size is the first filtered frame's
             audio_stream = audio_input.streams.audio[0] if audio_input is not None else None
             packets = trim.audio(audio_input.demux(audio_stream)) if audio_stream is not None else None
-            sink = Sink(dst, filters.output_info(info, out), audio=audio_stream, audio_packets=packets,
+            sink = Sink(dst, ffmpeg_chain.output_info(info, out), audio=audio_stream, audio_packets=packets,
                         audio_options=audio_options, **(sink_options or {}))
         sink.process(out)
         stats.frame += 1
@@ -133,17 +133,17 @@ def decode_to(stream: StreamDecoder, dst: str | os.PathLike | BinaryIO, *, plan:
             progress(stats)
 
     try:
-        info = filters.configure(info)
+        info = ffmpeg_chain.configure(info)
         if audio:
             audio_input = stream.reader.audio_input()
         for frame in trim.run(stream.frames()):
             decoded += 1
-            for out in filters.process(frame):
+            for out in ffmpeg_chain.process(frame):
                 emit(out)
-        for out in filters.flush():
+        for out in ffmpeg_chain.flush():
             emit(out)
         corrupt, read = stream.corrupt, stream.segments_read
-        if sink is None and decoded and filters.specs:
+        if sink is None and decoded and ffmpeg_chain.specs:
             raise UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t")
         if sink is None or (corrupt and corrupt >= read > 0 and not trim.cut_short):  # nothing real: no output
             raise BitstreamError(f"no frame could be decoded from {stream.reader.path or 'the input'}: " + (

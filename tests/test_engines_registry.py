@@ -15,14 +15,14 @@ def test_packaged_profiles():
     assert (lite.name, lite.profile_id, m3cvc.profile_id) == ("lite", 1, 2)
     assert m3cvc.roles() == [r for r in ROLES if r != "enhancer"]  # its generators restore the base themselves
     assert lite.roles() == [r for r in ROLES if r != "tokenizer"]  # lite's pixels: the base layer, enhanced
-    assert lite.decoder_roles() == ["enhancer"]  # its weights are recorded; weightless generators are not
+    assert lite.recorded_roles() == ["enhancer"]  # its weights are recorded; weightless generators are not
     assert m3cvc.settings("tokenizer")["factory"] == "m3cvcav.engines.m3cvc.tokenizer:load_tokenizer"
     for role, module in (("describer", "describer"), ("tokenizer", "tokenizer"), ("keyframe_generator", "keyframe"),
                          ("clip_generator", "clip")):
         assert m3cvc.settings(role)["factory"].startswith(f"m3cvcav.engines.m3cvc.{module}:")
         if role != "tokenizer":  # the shipped lite tokenizer by default: no hub model
             assert m3cvc.settings(role)["repo"] and len(m3cvc.settings(role)["revision"]) == 40
-    ids = [m3cvc.settings(r)["model_id"] for r in m3cvc.decoder_roles()]
+    ids = [m3cvc.settings(r)["model_id"] for r in m3cvc.recorded_roles()]
     assert len(set(ids)) == len(ids)
     assert m3cvc.settings("tokenizer")["model_id"] == 0x0401  # m3cvc's default K*: the shipped lite tokenizer
 
@@ -33,7 +33,7 @@ def test_each_side_runs_the_profiles_roles_of_that_side():
     assert lite.roles("encoder") == ["embedder", "motion", "describer", "enhancer"]
     assert lite.roles("decoder") == ["keyframe_generator", "clip_generator", "enhancer"]
     assert m3cvc.roles("decoder") == ["tokenizer", "keyframe_generator", "clip_generator"]
-    assert set(lite.decoder_roles()) <= set(lite.roles("decoder"))  # recorded models: a decoder runs them
+    assert set(lite.recorded_roles()) <= set(lite.roles("decoder"))  # recorded models: a decoder runs them
     with pytest.raises(UsageError, match="runs only in the encoder"):
         load_profile("lite", {"roles": {"describer": {"decoder": True, "model_id": 9}}})
 

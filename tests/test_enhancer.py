@@ -126,7 +126,7 @@ def test_profile_role_builds_the_enhancer_and_names_its_weights_without_loading(
     _enhancer()
     role = {"factory": "m3cvcav.engines.lite:load_enhancer", "model_id": 5, "decoder": True}
     profile = load_profile("lite", {"roles": {"enhancer": role}, "backends": {"onnxruntime": {"threads": 1}}})
-    assert "enhancer" in profile.decoder_roles()
+    assert "enhancer" in profile.recorded_roles()
     ref = enhancer_model_ref(profile.role_settings("enhancer"))
     engine = profile.engine("enhancer")
     assert isinstance(engine, PictureEnhancer) and engine.ref == ref and ref.model_id == 5

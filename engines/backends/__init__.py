@@ -13,7 +13,7 @@ import torch
 
 from m3cvcav.core.errors import EngineError, UsageError
 from m3cvcav.core.log import get_logger
-from m3cvcav.engines.interfaces import BACKENDS
+from ..interfaces import BACKENDS
 
 from .base import Engine, TensorSpec
 from .cache import EngineCache, OnnxModel, cache_root, trt_engine_key

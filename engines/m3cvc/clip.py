@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from m3cvcav.engines.interfaces import Image, ModelRef
+from ..interfaces import Image, ModelRef
 from m3cvcav.core.errors import ModelError, UsageError
 
 from .common import (from_pil, generator, load, log, pick_device, pick_dtype, pipeline_ref, place_pipeline, setting,
@@ -140,7 +140,7 @@ class WanClipGenerator:
         see ``networks``); onnxruntime/tensorrt swap in an ``EngineWanTransformer`` exporting each shape once."""
         import dataclasses
 
-        from m3cvcav.engines.backends import backends_of, create_engine
+        from ..backends import backends_of, create_engine
 
         from .networks import WAN_TRANSFORMER, EngineWanTransformer, pick_backend
 

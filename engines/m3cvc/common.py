@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from m3cvcav.engines.interfaces import ModelRef
-from m3cvcav.engines.loaders import HubModel, load_pretrained, snapshot, weights_sha256
+from ..interfaces import ModelRef
+from ..loaders import HubModel, load_pretrained, snapshot, weights_sha256
 from m3cvcav.core.errors import ModelError, UsageError
 from m3cvcav.core.log import get_logger
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from m3cvcav.engines.interfaces import Image, ModelRef
+from ..interfaces import Image, ModelRef
 from m3cvcav.core.errors import ModelError, UsageError
 
 from .common import (load, log, model_ref, pick_device, pick_dtype, resolve_folder, safetensors_files, setting, to_pil,

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from m3cvcav.engines.backends import backends_of
-from m3cvcav.engines.interfaces import Image, ModelRef
+from ..backends import backends_of
+from ..interfaces import Image, ModelRef
 from m3cvcav.core.errors import UsageError
 
 from .common import (from_pil, generator, load, log, pick_device, pick_dtype, pipeline_ref, place_pipeline, round_to,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from m3cvcav.engines.backends import (Backends, Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine,
+from ..backends import (Backends, Engine, ExportSpec, ShapeProfile, TensorSpec, create_engine,
                                       select_backend)
 from m3cvcav.core.errors import EngineError
 

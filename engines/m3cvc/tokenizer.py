@@ -25,8 +25,8 @@ from PIL import Image as PILImage
 
 from m3cvcav.bitstream.entropy import TokenModel
 from m3cvcav.core.errors import ModelError, UsageError
-from m3cvcav.engines.interfaces import Image, ModelRef, RatePoint, TokenGrid
-from m3cvcav.engines.tokenizer.codec import TokenCodec
+from ..interfaces import Image, ModelRef, RatePoint, TokenGrid
+from ..tokenizer.codec import TokenCodec
 
 from .codebook import Codebook, load_codebook
 from .common import from_pil, model_ref, round_to, setting, to_pil
@@ -45,7 +45,7 @@ class VaeVqTokenizer(TokenCodec):
             raise UsageError("profile setting tokenizer.codebooks must list codebook files (lowest rate first); make one "
                              "with `python -m m3cvcav train tokenizer --vae ...`")
         self.vae: Vae = load_vae(settings, ROLE, setting(settings, "subfolder", str, "vae", role=ROLE))
-        from m3cvcav.engines.backends import backends_of
+        from ..backends import backends_of
 
         self.backend = self.vae.backend(backends_of(settings))  # the VAE decoder's; encoding stays on torch
         self.codebooks: list[Codebook] = [load_codebook(p) for p in paths]
@@ -115,7 +115,7 @@ class VaeVqTokenizer(TokenCodec):
 def load_tokenizer(settings: Mapping[str, Any]):
     """Factory named by the profile (``m3cvcav.engines.m3cvc.tokenizer:load_tokenizer``): ``VaeVqTokenizer`` when
     ``codebooks`` are listed, else the shipped lite tokenizer (``working_width``, optional ``weights``)."""
-    from m3cvcav.engines.tokenizer import MODEL_ID as LITE_MODEL_ID, load_lite
+    from ..tokenizer import MODEL_ID as LITE_MODEL_ID, load_lite
 
     model_id = settings.get("model_id")
     if settings.get("codebooks"):

@@ -66,7 +66,7 @@ class Vae:
     def backend(self, backends) -> str:
         """The backend the decoder runs on for ``backends`` (a ``Backends``, or a -engine name): see
         ``networks.pick_backend``."""
-        from m3cvcav.engines.backends import Backends
+        from ..backends import Backends
 
         from .networks import VAE_DECODER, pick_backend
 
@@ -81,7 +81,7 @@ class Vae:
             return self.model
         key = f"{backend}@{max_side}"
         if key not in self._decoders:
-            from m3cvcav.engines.backends import Backends
+            from ..backends import Backends
 
             from .networks import EngineVae, engine_for, run_sizes, vae_decoder_spec
 

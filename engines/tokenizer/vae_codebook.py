@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from m3cvcav.bitstream.entropy import TokenModel
 from m3cvcav.core.errors import ModelError, UsageError
-from m3cvcav.engines.m3cvc.codebook import Codebook, load_codebook, save_codebook, to_patches
-from m3cvcav.engines.m3cvc.vae import Vae
+from ..m3cvc.codebook import Codebook, load_codebook, save_codebook, to_patches
+from ..m3cvc.vae import Vae
 
 from .data import CropSampler, load_pool
 from .model import NetConfig, ResidualVQ
@@ -54,8 +54,8 @@ class CodebookOptions:
 
 def load_vae(opts: CodebookOptions):
     """The frozen VAE of ``opts`` in float32 on ``opts.device``, through the runtime's loader (no downloads)."""
-    from m3cvcav.engines.m3cvc.common import resolve_folder
-    from m3cvcav.engines.m3cvc.vae import load_vae as load_runtime_vae
+    from ..m3cvc.common import resolve_folder
+    from ..m3cvc.vae import load_vae as load_runtime_vae
 
     settings = {"repo": opts.vae, "revision": opts.vae_revision, "device": opts.device, "dtype": "float32",
                 "profile": "m3cvc", "role": "tokenizer"}
