@@ -101,9 +101,9 @@ def read_pass(src: Path, seconds: float, size: str) -> tuple[float, int, list[np
     first chunk's frames for the overhead probe)."""
     started = time.perf_counter()
     source = Source(src, t=seconds, audio=False)
-    filters = pipeline.plan(None, None, size=size, rate=None, ours=pipeline.ENCODER_NODES).filters()
-    info = filters.configure(source.info)
-    frames = Chain([source, filters]).run()
+    ffmpeg_chain = pipeline.plan(None, None, size=size, rate=None, ours=pipeline.ENCODER_NODES).ffmpeg_chain()
+    info = ffmpeg_chain.configure(source.info)
+    frames = Chain([source, ffmpeg_chain]).run()
     first, count = None, 0
     for chunk in chunks.plan(frames, chunks.Bounds(0, 0, Fraction(info.fps))):
         first = chunk.images if first is None else first

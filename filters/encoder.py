@@ -41,7 +41,7 @@ class Encoder:
         plan = plan or Plan()
         self.engines, self.fps, self.progress = engines, fps, progress
         self.rate = rate or RateControl()
-        self.filters = plan.filters()
+        self.ffmpeg_chain = plan.ffmpeg_chain()
         self.mux = Mux(dst, format=format, tags=tags, profile_name=engines.name, backends=engines.backends,
                        audio_options=audio_options)
         self.rate.frame_overhead = self.mux.frame_overhead  # container bytes per frame count as video bytes
@@ -57,7 +57,7 @@ class Encoder:
     # -- input ---------------------------------------------------------------------------------------------------
     def start(self, info: VideoInfo, audio_stream=None) -> None:
         """Describe the input (and its audio stream, muxed with the video) before the first frame."""
-        self.input = self.filters.configure(info)  # what will be coded: the ETA's total
+        self.input = self.ffmpeg_chain.configure(info)  # what will be coded: the ETA's total
         self.stats = Stats(total_frames=self.input.frame_count, duration=self.input.duration, written_time=0.0)
         self.mux.audio_stream = audio_stream
 
@@ -87,7 +87,7 @@ class Encoder:
         if not isinstance(frame, Frame):
             frame = as_frame(frame, self._received, self.input)
         self._received += 1
-        for out in self.filters.process(frame):
+        for out in self.ffmpeg_chain.process(frame):
             self._code(out)
 
     def _code(self, frame: Frame) -> None:
@@ -113,7 +113,7 @@ class Encoder:
 
     def _configure(self, first: Frame) -> None:
         """Open the codec (which builds its engines) and the mux with the stream's sequence header."""
-        self.mux.configure(self.codec.open(self.filters.output_info(self.input, first)))
+        self.mux.configure(self.codec.open(self.ffmpeg_chain.output_info(self.input, first)))
         self.info = self.codec.info
 
     # -- output --------------------------------------------------------------------------------------------------
@@ -123,13 +123,13 @@ class Encoder:
         if self.result is not None:
             return self.result
         try:
-            for out in self.filters.flush():
+            for out in self.ffmpeg_chain.flush():
                 self._code(out)
             if self.info is not None:
                 for seg in self.codec.flush():
                     self.mux.process(seg)
             if not self.mux.segments:
-                if self._received and self.filters.specs:
+                if self._received and self.ffmpeg_chain.specs:
                     raise UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t")
                 raise InputError(f"no video frame was read from {self._what}: check -ss/-t/-frames")
             duration = self.stats.media_time + 1 / float(self.info.fps)

@@ -26,7 +26,7 @@ class Plan:
 
     chain: FFmpegChain | None = None
 
-    def filters(self) -> FFmpegChain:
+    def ffmpeg_chain(self) -> FFmpegChain:
         """The FFmpeg filters as one node (frames pass through when there are none), built once: by ``plan``, which
         checks them."""
         if self.chain is None:
@@ -71,7 +71,7 @@ def plan(vf: str | None, filter_complex: str | None, *, size: str | None, rate: 
         result.ffmpeg.append(FilterSpec("scale", f"{width}:{height}"))
     if rate:
         result.ffmpeg.append(FilterSpec("fps", str(rate)))
-    result.filters()  # fails early on unknown filters
+    result.ffmpeg_chain()  # fails early on unknown filters
     return result
 
 

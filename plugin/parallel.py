@@ -238,16 +238,16 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
     identity = json.dumps({k: str(v) for k, v in sorted(chunk_options.items())} | {"version": __version__})
     pool = None
     try:
-        filters = p.filters()
-        info = filters.configure(source.info)
+        ffmpeg_chain = p.ffmpeg_chain()
+        info = ffmpeg_chain.configure(source.info)
 
         def filtered() -> Iterator[Frame]:
             for item in source.run():
                 if isinstance(item, AudioPacket):
                     mux.add_audio(item.packet)
                     continue
-                yield from filters.process(item)
-            yield from filters.flush()
+                yield from ffmpeg_chain.process(item)
+            yield from ffmpeg_chain.flush()
 
         def released(frames_in: Iterator[Frame]) -> Iterator[Frame]:
             """Audio up to each frame goes to the mux as the frames are read, as in a serial encode."""
@@ -260,7 +260,7 @@ def encode_chunked(src: Any, dst: Any, *, options: dict, source_options: dict, o
         if first is None:
             raise (UsageError("the FFmpeg filters left no frame: check -vf / -ss / -t") if p.ffmpeg else
                    InputError(f"no video frame was read from {src}: check -ss/-t/-frames"))
-        info = filters.output_info(info, first)
+        info = ffmpeg_chain.output_info(info, first)
         bounds = chunks.Bounds(chunk_min, chunk_max, Fraction(info.fps))
         bounds.resolved()
         stats = ChunkStats(total_frames=info.frame_count, duration=info.duration, written_time=0.0)  # what is coded

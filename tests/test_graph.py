@@ -108,14 +108,14 @@ def test_ffmpeg_filter_bad_arguments_are_usage_errors():
         list(Chain([chain]).run(_frames(1)))
 
 
-def test_filters_read_the_size_of_the_first_frame_out():
+def test_ffmpeg_chain_reads_the_size_of_the_first_frame_out():
     p = pipeline.plan("scale=32:-2", None, size=None, rate=None, ours=pipeline.ENCODER_NODES)
-    filters = p.filters()
-    info = filters.configure(VideoInfo(64, 48, Fraction(25), Fraction(1, 25)))
-    frames = list(Chain([filters]).run(_frames(3)))
-    info = filters.output_info(info, frames[0])
+    ffmpeg_chain = p.ffmpeg_chain()
+    info = ffmpeg_chain.configure(VideoInfo(64, 48, Fraction(25), Fraction(1, 25)))
+    frames = list(Chain([ffmpeg_chain]).run(_frames(3)))
+    info = ffmpeg_chain.output_info(info, frames[0])
     assert (info.width, info.height) == (32, 24) and len(frames) == 3
-    passthrough = pipeline.plan(None, None, size=None, rate=None, ours=pipeline.ENCODER_NODES).filters()
+    passthrough = pipeline.plan(None, None, size=None, rate=None, ours=pipeline.ENCODER_NODES).ffmpeg_chain()
     assert [f.pts for f in Chain([passthrough]).run(_frames(3))] == [0, 1, 2]
 
 
