@@ -1,6 +1,6 @@
-"""The user's contract, second round (issue 24): errors that name the real cause, and FFmpeg's habits (time syntax,
-image sequences, -f null, -c copy, -map/-metadata/-v N/-h encoder=, -progress keys), through the command line and the
-API as a user calls them. Nothing here depends on the stream's exact bytes or on a profile's internal layers."""
+"""FFmpeg's habits as a user brings them: inputs checked and named first, audio through pipes, -c copy between
+containers, time syntax, image sequences, -f null, -map/-metadata/-v N/-h encoder=, -progress keys, range checks, and
+errors that name the real cause (truncated or damaged files, odd sizes), through the command line and the API. Nothing here depends on the stream's exact bytes or on a profile's internal layers."""
 from __future__ import annotations
 
 import random
@@ -53,7 +53,7 @@ def reference(stream, tmp_path_factory) -> bytes:
     return out.read_bytes()
 
 
-# ---- row 3, 16: inputs are checked first, and named -----------------------------------------------------------------
+# ---- inputs: checked first, and named --------------------------------------------------------------------------------
 def test_a_missing_input_is_named_before_the_output_is_judged(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = fails(["-i", "nope.mkv", "x.mp4"], 1, capsys)
@@ -67,7 +67,26 @@ def test_a_missing_input_is_named_before_the_output_is_judged(tmp_path, capsys, 
     assert not list(tmp_path.iterdir())
 
 
-# ---- row 4: audio from a pipe -----------------------------------------------------------------------------------
+# ---- inputs: image sequences -----------------------------------------------------------------------------------------
+def test_image_sequence_input(tmp_path, capsys):
+    require_lite_weights()
+    from PIL import Image
+
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    for i in range(1, 9):  # numbered from 1, as many exports are (FFmpeg looks for the first among 0..4)
+        Image.fromarray(np.roll(base, 4 * i, axis=1)).save(folder / f"f_{i:04d}.png")
+    out = tmp_path / "seq.mkv"
+    assert main(["-nostats", "-framerate", "10", "-i", str(folder / "f_%04d.png"), "-c", "m3cvc", str(out)]) == 0
+    with m3cvcav.open(out) as s:
+        assert s.header.fps == 10 and len(list(s.decode())) == 8
+    line = fails(["-i", str(folder / "g_%04d.png"), "-c", "m3cvc", str(tmp_path / "g.mkv")], 1, capsys)
+    assert "no file of the image sequence" in line
+
+
+# ---- pipes: audio survives one ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_audio_survives_a_pipe(stream, tmp_path):
     out = tmp_path / "piped.mp4"
@@ -81,7 +100,89 @@ def test_audio_survives_a_pipe(stream, tmp_path):
     assert done.returncode == 0 and done.stdout.count(b"FRAME") == 30
 
 
-# ---- row 5: -c copy between containers ---------------------------------------------------------------------------
+# ---- damaged inputs: truncated Matroska ------------------------------------------------------------------------------
+def test_truncated_matroska_warns_and_header_only_says_no_video(stream, tmp_path, capsys, caplog):
+    data = stream.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[:len(data) * 9 // 10])
+    with caplog.at_level("WARNING", logger="m3cvcav"):
+        assert main(["-nostats", "-i", str(cut), str(tmp_path / "cut.y4m")]) == 0
+    assert "cut short" in caplog.text
+    first_cluster = data.index(CLUSTER_ID)
+    head = tmp_path / "head.mkv"
+    for end in (first_cluster, first_cluster + 12):  # the headers alone; and the first cluster's head too
+        head.write_bytes(data[:end])
+        line = fails(["-i", str(head), str(tmp_path / "head.y4m")], 1, capsys)
+        assert "holds no video data" in line and "truncated?" in line and "-ss" not in line
+    assert not (tmp_path / "head.y4m").exists()
+
+
+# ---- damaged inputs: damaged streams are called damaged --------------------------------------------------------------
+def _mutations(data: bytes, seed: int) -> list[bytes]:
+    """Bit flips in the header region and anywhere, zeroed and random runs, truncations and dropped runs."""
+    rng = random.Random(seed)
+    out = []
+    for kind in ("flip_head", "flip", "zero", "random", "truncate", "drop") * 4:
+        b = bytearray(data)
+        at = rng.randrange(64 if kind == "flip_head" else len(b))
+        if kind in ("flip_head", "flip"):
+            b[at] ^= 1 << rng.randrange(8)
+        elif kind in ("zero", "random"):
+            run_ = rng.randint(1, 200)
+            b[at:at + run_] = bytes(len(b[at:at + run_])) if kind == "zero" else rng.randbytes(len(b[at:at + run_]))
+        elif kind == "truncate":
+            del b[max(1, at):]
+        else:
+            del b[at:at + rng.randint(1, 300)]
+        out.append(bytes(b))
+    return out
+
+
+def test_damaged_streams_are_called_damaged(stream, tmp_path, capsys):
+    bare = tmp_path / "s.m3cv"
+    assert main(["-nostats", "-i", str(stream), "-c", "copy", str(bare)]) == 0
+    magic = tmp_path / "magic.mkv"
+    magic.write_bytes(bytes([stream.read_bytes()[0] ^ 0x02]) + stream.read_bytes()[1:])
+    capsys.readouterr()
+    assert "damaged" in fails(["-i", str(magic), str(tmp_path / "m.y4m")], 1, capsys)
+    for source in (stream, bare):
+        for n, data in enumerate(_mutations(source.read_bytes(), seed=len(source.name))):
+            path = tmp_path / f"m{n}{source.suffix}"
+            path.write_bytes(data)
+            status = main(["-nostats", "-y", "-loglevel", "error", "-i", str(path), str(tmp_path / "m.y4m")])
+            err = capsys.readouterr().err
+            assert status in (0, 1), (path.name, err)
+            assert "add -c m3cvc" not in err and "Traceback" not in err, (path.name, err)
+            assert "internal error" not in err, (path.name, err)
+            assert status == 0 or len([x for x in err.splitlines() if x.startswith("m3cvcav:")]) == 1, err
+    shutil.rmtree(tmp_path)
+
+
+# ---- sizes: odd sizes stay, or one line says why not -----------------------------------------------------------------
+def test_odd_size_is_kept_or_explained(tmp_path, capsys):
+    require_lite_weights()
+    src = tmp_path / "odd.y4m"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("rawvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 321, 181, "yuv444p"
+        rng = np.random.default_rng(1)
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (181, 321, 3), dtype=np.uint8), format="rgb24")
+            for packet in s.encode(frame.reformat(format="yuv444p")):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    enc, back = tmp_path / "odd.mkv", tmp_path / "back.y4m"
+    assert main(["-nostats", "-i", str(src), "-c", "m3cvc", str(enc)]) == 0
+    assert main(["-nostats", "-i", str(enc), str(back)]) == 0
+    err = capsys.readouterr().err
+    header = back.read_bytes().split(b"\n", 1)[0]
+    assert b" W321 H181 " in header or ("321x181" in err and "320x180" in err)  # kept, or said so
+    line = fails(["-i", str(enc), "-pix_fmt", "yuv420p", str(tmp_path / "odd.mp4")], 2, capsys)
+    assert "even width and height" in line and "crop=320:180" in line
+
+
+# ---- containers: -c copy changes the container without re-encoding ---------------------------------------------------
 def test_copy_changes_the_container_without_reencoding(stream, reference, tmp_path, capsys):
     bare, back = tmp_path / "b.m3cv", tmp_path / "c.mkv"
     assert main(["-nostats", "-i", str(stream), "-c", "copy", str(bare)]) == 0
@@ -102,7 +203,7 @@ def test_copy_changes_the_container_without_reencoding(stream, reference, tmp_pa
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "x.mkv").exists()
 
 
-# ---- row 6: no false WebM ----------------------------------------------------------------------------------------
+# ---- containers: no false WebM ---------------------------------------------------------------------------------------
 def test_webm_is_refused_for_m3cvc(tmp_path, capsys):
     src = str(media_path("clips/vtest.avi"))
     line = fails(["-i", src, "-c", "m3cvc", str(tmp_path / "enc.webm")], 2, capsys)
@@ -119,56 +220,7 @@ def test_webm_is_refused_for_m3cvc(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-# ---- rows 9, 10: truncated Matroska ---------------------------------------------------------------------------------
-def test_truncated_matroska_warns_and_header_only_says_no_video(stream, tmp_path, capsys, caplog):
-    data = stream.read_bytes()
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(data[:len(data) * 9 // 10])
-    with caplog.at_level("WARNING", logger="m3cvcav"):
-        assert main(["-nostats", "-i", str(cut), str(tmp_path / "cut.y4m")]) == 0
-    assert "cut short" in caplog.text
-    first_cluster = data.index(CLUSTER_ID)
-    head = tmp_path / "head.mkv"
-    for end in (first_cluster, first_cluster + 12):  # the headers alone; and the first cluster's head too
-        head.write_bytes(data[:end])
-        line = fails(["-i", str(head), str(tmp_path / "head.y4m")], 1, capsys)
-        assert "holds no video data" in line and "truncated?" in line and "-ss" not in line
-    assert not (tmp_path / "head.y4m").exists()
-
-
-# ---- row 12: FFmpeg's time syntax ---------------------------------------------------------------------------------
-def test_times_take_ffmpeg_syntax(stream, tmp_path, capsys):
-    out = tmp_path / "t.y4m"
-    assert main(["-nostats", "-ss", "00:00:00.4", "-t", "400ms", "-i", str(stream), str(out)]) == 0
-    assert y4m_frames(out) == 10  # 0.4 s at 25 fps
-    assert main(["-nostats", "-y", "-ss", "200ms", "-to", "0:00.6", "-i", str(stream), str(out)]) == 0
-    assert y4m_frames(out) == 10
-    line = fails(["-ss", "1:99", "-i", str(stream), str(out)], 2, capsys)
-    assert "[HH:]MM:SS" in line and "500ms" in line
-    result = m3cvcav.decode(stream, tmp_path / "api.y4m", ss="00:00:00.4", t="0.2s")
-    assert result.frames == 5
-
-
-# ---- row 13: image sequences in -------------------------------------------------------------------------------------
-def test_image_sequence_input(tmp_path, capsys):
-    require_lite_weights()
-    from PIL import Image
-
-    folder = tmp_path / "seq"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (72, 128, 3), dtype=np.uint8)
-    for i in range(1, 9):  # numbered from 1, as many exports are (FFmpeg looks for the first among 0..4)
-        Image.fromarray(np.roll(base, 4 * i, axis=1)).save(folder / f"f_{i:04d}.png")
-    out = tmp_path / "seq.mkv"
-    assert main(["-nostats", "-framerate", "10", "-i", str(folder / "f_%04d.png"), "-c", "m3cvc", str(out)]) == 0
-    with m3cvcav.open(out) as s:
-        assert s.header.fps == 10 and len(list(s.decode())) == 8
-    line = fails(["-i", str(folder / "g_%04d.png"), "-c", "m3cvc", str(tmp_path / "g.mkv")], 1, capsys)
-    assert "no file of the image sequence" in line
-
-
-# ---- row 14: -f null, FFmpeg's dry run -----------------------------------------------------------------------------
+# ---- outputs: -f null, FFmpeg's dry run ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_null_output_counts_and_drops(stream, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -183,7 +235,20 @@ def test_null_output_counts_and_drops(stream, tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-# ---- row 15: the FFmpeg options that make sense here -----------------------------------------------------------
+# ---- options: FFmpeg's time syntax -----------------------------------------------------------------------------------
+def test_times_take_ffmpeg_syntax(stream, tmp_path, capsys):
+    out = tmp_path / "t.y4m"
+    assert main(["-nostats", "-ss", "00:00:00.4", "-t", "400ms", "-i", str(stream), str(out)]) == 0
+    assert y4m_frames(out) == 10  # 0.4 s at 25 fps
+    assert main(["-nostats", "-y", "-ss", "200ms", "-to", "0:00.6", "-i", str(stream), str(out)]) == 0
+    assert y4m_frames(out) == 10
+    line = fails(["-ss", "1:99", "-i", str(stream), str(out)], 2, capsys)
+    assert "[HH:]MM:SS" in line and "500ms" in line
+    result = m3cvcav.decode(stream, tmp_path / "api.y4m", ss="00:00:00.4", t="0.2s")
+    assert result.frames == 5
+
+
+# ---- options: the FFmpeg options that make sense here ----------------------------------------------------------------
 def test_help_for_encoder_and_decoder(capsys):
     assert main(["-h", "encoder=m3cvc"]) == 0
     text = capsys.readouterr().out
@@ -243,7 +308,7 @@ def test_encode_progress_is_live_and_counts_what_is_coded(tmp_path):
     assert {total for total, _ in frames} == {7} and frames[-1][1] == 0
 
 
-# ---- row 16: range checks and clear encoder messages ---------------------------------------------------------------
+# ---- options: range checks and clear encoder messages ----------------------------------------------------------------
 def test_crf_range_and_unknown_encoder(stream, tmp_path, capsys):
     assert "give a CRF from 0 to 63" in fails(["-i", str(stream), "-crf", "99", str(tmp_path / "a.mp4")], 2, capsys)
     assert "libx264 takes a CRF from 0 to 51" in fails(["-i", str(stream), "-crf", "55", str(tmp_path / "a.mp4")],
@@ -254,7 +319,7 @@ def test_crf_range_and_unknown_encoder(stream, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-# ---- row 17: the API speaks its own words; a second decode is an error -----------------------------------------
+# ---- API: its own words; a second decode is an error -----------------------------------------------------------------
 def test_api_words_and_second_decode(stream, tmp_path):
     with pytest.raises(UsageError, match=r"^q=16: give a quality level from 0 to 15"):
         m3cvcav.encode(media_path("clips/vtest.avi"), tmp_path / "x.mkv", q=16)
@@ -267,71 +332,6 @@ def test_api_words_and_second_decode(stream, tmp_path):
         with pytest.raises(UsageError, match="already read once"):
             list(reader.decode())
     assert not list(tmp_path.iterdir())
-
-
-# ---- row 19: odd sizes stay, or one line says why not ---------------------------------------------------------------
-def test_odd_size_is_kept_or_explained(tmp_path, capsys):
-    require_lite_weights()
-    src = tmp_path / "odd.y4m"
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("rawvideo", rate=25)
-        s.width, s.height, s.pix_fmt = 321, 181, "yuv444p"
-        rng = np.random.default_rng(1)
-        for _ in range(5):
-            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (181, 321, 3), dtype=np.uint8), format="rgb24")
-            for packet in s.encode(frame.reformat(format="yuv444p")):
-                c.mux(packet)
-        for packet in s.encode(None):
-            c.mux(packet)
-    enc, back = tmp_path / "odd.mkv", tmp_path / "back.y4m"
-    assert main(["-nostats", "-i", str(src), "-c", "m3cvc", str(enc)]) == 0
-    assert main(["-nostats", "-i", str(enc), str(back)]) == 0
-    err = capsys.readouterr().err
-    header = back.read_bytes().split(b"\n", 1)[0]
-    assert b" W321 H181 " in header or ("321x181" in err and "320x180" in err)  # kept, or said so
-    line = fails(["-i", str(enc), "-pix_fmt", "yuv420p", str(tmp_path / "odd.mp4")], 2, capsys)
-    assert "even width and height" in line and "crop=320:180" in line
-
-
-# ---- row 20: damaged streams are called damaged -----------------------------------------------------------------
-def _mutations(data: bytes, seed: int) -> list[bytes]:
-    """Bit flips in the header region and anywhere, zeroed and random runs, truncations and dropped runs."""
-    rng = random.Random(seed)
-    out = []
-    for kind in ("flip_head", "flip", "zero", "random", "truncate", "drop") * 4:
-        b = bytearray(data)
-        at = rng.randrange(64 if kind == "flip_head" else len(b))
-        if kind in ("flip_head", "flip"):
-            b[at] ^= 1 << rng.randrange(8)
-        elif kind in ("zero", "random"):
-            run_ = rng.randint(1, 200)
-            b[at:at + run_] = bytes(len(b[at:at + run_])) if kind == "zero" else rng.randbytes(len(b[at:at + run_]))
-        elif kind == "truncate":
-            del b[max(1, at):]
-        else:
-            del b[at:at + rng.randint(1, 300)]
-        out.append(bytes(b))
-    return out
-
-
-def test_damaged_streams_are_called_damaged(stream, tmp_path, capsys):
-    bare = tmp_path / "s.m3cv"
-    assert main(["-nostats", "-i", str(stream), "-c", "copy", str(bare)]) == 0
-    magic = tmp_path / "magic.mkv"
-    magic.write_bytes(bytes([stream.read_bytes()[0] ^ 0x02]) + stream.read_bytes()[1:])
-    capsys.readouterr()
-    assert "damaged" in fails(["-i", str(magic), str(tmp_path / "m.y4m")], 1, capsys)
-    for source in (stream, bare):
-        for n, data in enumerate(_mutations(source.read_bytes(), seed=len(source.name))):
-            path = tmp_path / f"m{n}{source.suffix}"
-            path.write_bytes(data)
-            status = main(["-nostats", "-y", "-loglevel", "error", "-i", str(path), str(tmp_path / "m.y4m")])
-            err = capsys.readouterr().err
-            assert status in (0, 1), (path.name, err)
-            assert "add -c m3cvc" not in err and "Traceback" not in err, (path.name, err)
-            assert "internal error" not in err, (path.name, err)
-            assert status == 0 or len([x for x in err.splitlines() if x.startswith("m3cvcav:")]) == 1, err
-    shutil.rmtree(tmp_path)
 
 
 # ---- docs: every FFmpeg option answered with "not here" is in the table ------------------------------------------
