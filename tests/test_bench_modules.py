@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from helpers import error_line
+from helpers import error_line, media_path
 from m3cvcav import bench
 from m3cvcav.cli_bench import available
 
@@ -108,3 +108,17 @@ print("\\n".join(m for m in sys.modules if m.startswith("m3cvcav")))
     modules = done.stdout.split()
     assert "m3cvcav.filters.generate" in modules and "m3cvcav.engines.lite.enhancer" in modules
     assert not [m for m in modules if any(word in m for word in TRAINING)]
+
+
+def test_a_refused_command_line_loads_no_model_library(tmp_path):
+    """Checking the inputs and the output name, reading the profile and printing the one line need no torch (1.3 s
+    to import): a mistyped command answers at once."""
+    code = f"""
+import sys
+from m3cvcav.__main__ import main
+status = main(["-i", {str(media_path("clips/vtest.avi"))!r}, {str(tmp_path / "none" / "out.mkv")!r}])
+print(status, *(m for m in ("torch", "transformers", "diffusers", "onnxruntime") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["1"], done.stdout + done.stderr
+    assert "does not exist" in done.stderr

@@ -9,16 +9,33 @@ M3CV_BACKEND tag reports, through ``engines.registry.backend_of``.
 """
 from __future__ import annotations
 
-import torch
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from m3cvcav.core.errors import EngineError, UsageError
 from m3cvcav.core.log import get_logger
 from ..interfaces import BACKENDS
 
-from .base import Engine, TensorSpec
-from .cache import EngineCache, OnnxModel, cache_root, trt_engine_key
 from .config import Backends, OrtBackend, TorchBackend, TrtBackend, backends_of, parse_backends
-from .export import ExportSpec, ShapeProfile, bucket_profiles, export_onnx, pick_profile
+
+if TYPE_CHECKING:
+    from .base import Engine, TensorSpec
+    from .cache import EngineCache, OnnxModel, cache_root, trt_engine_key
+    from .export import ExportSpec, ShapeProfile, bucket_profiles, export_onnx, pick_profile
+
+# What needs torch is imported on first use, so that reading a profile (every command line does) costs no torch import:
+# an error about an input or an output name comes back in a fraction of a second, not after 1.3 s of loading torch.
+_LAZY = {"Engine": ".base", "TensorSpec": ".base", "EngineCache": ".cache", "OnnxModel": ".cache",
+         "cache_root": ".cache", "trt_engine_key": ".cache", "ExportSpec": ".export", "ShapeProfile": ".export",
+         "bucket_profiles": ".export", "export_onnx": ".export", "pick_profile": ".export"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = ["BACKENDS", "Backends", "Engine", "EngineCache", "ExportSpec", "OnnxModel", "OrtBackend", "ShapeProfile",
            "TensorSpec", "TorchBackend", "TrtBackend", "backends_of", "bucket_profiles", "cache_root",
@@ -29,12 +46,16 @@ log = get_logger(__name__)
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def unavailable_reason(backend: str, device: str) -> str | None:
     """Why ``backend`` cannot run on ``device`` here, or None when it can."""
     if backend == "torch":
+        import torch
+
         return None if device == "cpu" or torch.cuda.is_available() else "torch sees no CUDA GPU"
     if backend == "onnxruntime":
         try:
@@ -80,6 +101,8 @@ def select_backend(requested: str = "auto", *, device: str | None = None, export
 def onnx_for(spec: ExportSpec, cache: EngineCache | None = None) -> OnnxModel:
     """The ONNX export of ``spec``, made once and cached under ``spec.digest()`` (a graph over 2 GiB, or one with
     ``spec.external_data``, keeps its weights in a ``.onnx.data`` file beside it)."""
+    from .cache import EngineCache
+
     return (cache or EngineCache()).onnx(spec)
 
 
