@@ -92,6 +92,7 @@ def test_a_broken_internal_import_is_an_internal_error_not_a_missing_package():
 TRAINING = ("train", "tokenizer.data", "tokenizer.export", "codebook")  # what a module of training code is named
 
 
+@pytest.mark.slow
 def test_an_encode_and_a_decode_import_no_training_code(tmp_path):
     """Training (tokenizer, enhancer, codebooks) lives apart from the codec: neither side imports it."""
     code = f"""

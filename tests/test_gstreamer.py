@@ -61,6 +61,7 @@ def test_decoder_element_matches_cli(stream, gst_env, tmp_path):
     assert out.read_bytes() == (stream.parent / "cli.yuv").read_bytes()
 
 
+@pytest.mark.slow
 def test_playbin_plays_video_audio_and_subtitles(stream, gst_env, tmp_path):
     uri = stream.resolve().as_uri()
     video, audio = tmp_path / "v.yuv", tmp_path / "a.raw"
@@ -76,6 +77,7 @@ def test_playbin_plays_video_audio_and_subtitles(stream, gst_env, tmp_path):
     assert len(text) == len(plain) and not np.array_equal(text, plain)
 
 
+@pytest.mark.slow
 def test_gst_play_seeks_to_a_segment_start(stream, gst_env, tmp_path):
     out = tmp_path / "seek.yuv"
     run = gst(["--no-interactive", "--no-position", "-s", "1.0", "--flags=3", f"--videosink=filesink location={out}",
@@ -85,6 +87,7 @@ def test_gst_play_seeks_to_a_segment_start(stream, gst_env, tmp_path):
     assert len(frames) == len(reference) - SEGMENT and np.array_equal(frames, reference[SEGMENT:])
 
 
+@pytest.mark.slow
 def test_bare_m3cv_through_typefinder_and_parser(stream, gst_env, tmp_path):
     bare = tmp_path / "s.m3cv"
     assert main(["-nostats", "-i", str(stream), "-c", "copy", str(bare)]) == 0

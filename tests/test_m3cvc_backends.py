@@ -145,6 +145,7 @@ def test_offload_reaches_the_engines(tiny_m3cvc, monkeypatch, caplog, tmp_path):
     assert "keyframe_generator: offload applies to GPUs only; on cpu the models stay where they are" in caplog.text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["flf2v", "vace"])
 def test_wan_transformer_on_onnxruntime(model, tiny_wan, tiny_wan_vace):
     """The Wan transformer (rms_norm decomposed, one static-shape export per clip shape) through ONNX Runtime: per call

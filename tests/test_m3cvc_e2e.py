@@ -7,6 +7,7 @@ import logging
 
 import av
 import numpy as np
+import pytest
 import torch
 
 import m3cvcav.api as api
@@ -33,6 +34,7 @@ def test_encode_decode_with_tiny_m3cvc(tiny_m3cvc, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(decoded, again))
 
 
+@pytest.mark.slow
 def test_no_codebook_needed_both_modes(tiny_m3cvc, tmp_path, capsys):
     """The m3cvc default: keyframes coded by the shipped lite tokenizer (no codebook, no training), restored by
     img2img guided by D^F; the header records the lite tokenizer; it2v and tt2v streams both decode."""

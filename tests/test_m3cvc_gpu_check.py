@@ -64,6 +64,7 @@ def test_small_widths_build_every_network():
     assert ids == [151643, 151645, 151655, 151656]
 
 
+@pytest.mark.slow
 def test_rows_report_errors_and_the_spent_budget(tmp_path):
     import gpu_check
 

@@ -46,6 +46,7 @@ def test_seekable_decoder_matches_serial_decode(stream):
             decoder.frame(100)
 
 
+@pytest.mark.slow
 def test_vspipe_frames_equal_the_cli_decode(stream, vspipe, tmp_path):
     script = tmp_path / "s.vpy"
     script.write_text(f"import m3cvcav.vs\nm3cvcav.vs.source({str(stream)!r}).set_output()\n")
