@@ -1,11 +1,14 @@
 """Helpers the tests import (fixtures are in conftest.py): the shared media, the lite weights, the command in a
-subprocess and its error line."""
+subprocess and its error line, an encoder held mid-write."""
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +41,33 @@ def error_line(stderr: bytes) -> str:
 def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """``python -m m3cvcav ARGS`` in a subprocess, its output captured (bytes unless ``text=True``)."""
     return subprocess.run([sys.executable, "-m", "m3cvcav", *args], capture_output=True, timeout=timeout, **kw)
+
+
+def encoder_mid_write(folder: Path, name: str, *options: str,
+                      ready: Callable[[subprocess.Popen], bool] = lambda proc: True) -> subprocess.Popen:
+    """An encoder (``options`` added to its command line) reading raw video from a pipe the test holds open, returned
+    once its output's temporary file exists and ``ready(proc)``: it stays mid-encode, waiting for frames, whatever the
+    machine's speed (an encode of a file could finish before the test looks)."""
+    require_lite_weights()
+    width, height = 128, 96
+    proc = subprocess.Popen([sys.executable, "-m", "m3cvcav", "-i", "-", "-c", "m3cvc", "-q", "0", "-vf",
+                             "select=max=5", *options, str(folder / name)], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\n".encode())
+    ramp = (np.arange(width * height) % 251).astype(np.uint8).reshape(height, width)
+
+    def writing() -> bool:
+        return bool(list(folder.glob(".*.part*"))) and ready(proc)
+
+    deadline = time.monotonic() + 120
+    shift = 0
+    while not writing() and time.monotonic() < deadline and proc.poll() is None:
+        for _ in range(10):  # a pan, so that segments keep coming
+            proc.stdin.write(b"FRAME\n" + np.roll(ramp, shift, axis=1).tobytes() + bytes(width * height // 2))
+            shift += 2
+        proc.stdin.flush()
+        time.sleep(0.1)
+    if not writing():
+        proc.kill()
+        raise AssertionError(f"the encoder never started writing (exit {proc.wait()}): {proc.stderr.read().decode()}")
+    return proc

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import av
 import numpy as np
 import pytest
 
 import m3cvcav
-from helpers import error_line, media_path, require_lite_weights, run_cli
+from helpers import encoder_mid_write, error_line, media_path, require_lite_weights, run_cli
 from m3cvcav.__main__ import main
 from m3cvcav.bitstream.containers import open_reader
 from m3cvcav.bitstream.probe import probe
@@ -170,29 +169,6 @@ def test_progress_file(stream, tmp_path):
     text = progress.read_text()
     assert "frame=30" in text and text.rstrip().endswith("progress=end")
     assert np.isfinite(float(text.split("fps=")[1].split()[0]))
-
-
-def encoder_mid_write(folder, name: str) -> subprocess.Popen:
-    """An encoder reading raw video from a pipe this test holds open, returned once its output's temporary file exists:
-    it stays mid-encode, waiting for frames, whatever the machine's speed (a file input could finish first)."""
-    require_lite_weights()
-    width, height = 128, 96
-    proc = subprocess.Popen([sys.executable, "-m", "m3cvcav", "-i", "-", "-c", "m3cvc", "-q", "0", "-vf",
-                             "select=max=5", str(folder / name)], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\n".encode())
-    ramp = (np.arange(width * height) % 251).astype(np.uint8).reshape(height, width)
-    deadline = time.monotonic() + 120
-    shift = 0
-    while not list(folder.glob(".*.part*")) and time.monotonic() < deadline and proc.poll() is None:
-        for _ in range(10):  # a pan, so that segments keep coming
-            proc.stdin.write(b"FRAME\n" + np.roll(ramp, shift, axis=1).tobytes() + bytes(width * height // 2))
-            shift += 2
-        proc.stdin.flush()
-        time.sleep(0.1)
-    if not list(folder.glob(".*.part*")):
-        proc.kill()
-        raise AssertionError(f"the encoder never started writing (exit {proc.wait()}): {proc.stderr.read().decode()}")
-    return proc
 
 
 def test_ctrl_c_leaves_no_output(tmp_path):
