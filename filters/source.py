@@ -256,17 +256,20 @@ class ArraySource(Node):
 
 
 def describe_first(item: Any, fps: float | Fraction = 25) -> VideoInfo:
-    """The stream description of frames like ``item`` (an ``av.VideoFrame`` or an RGB array) at ``fps``."""
+    """The stream description of frames like ``item`` (an ``av.VideoFrame``, whose colour tags it keeps as a file's
+    source does, or an RGB array, coded as BT.709) at ``fps``."""
     fps = Fraction(fps).limit_denominator(1001 * 1000)
-    image = rgb_image(item)
+    description = color.from_frame(item) if isinstance(item, av.VideoFrame) else ColorDescription(1, 1, 1, False)
+    image = rgb_image(item, description)
     time_base = Fraction(item.time_base) if isinstance(item, av.VideoFrame) and item.time_base else 1 / fps
-    return VideoInfo(image.shape[1], image.shape[0], fps, time_base, ColorDescription(1, 1, 1, False))
+    return VideoInfo(image.shape[1], image.shape[0], fps, time_base, description)
 
 
-def rgb_image(item: Any) -> np.ndarray:
-    """The (H, W, 3) uint8 RGB image of an ``av.VideoFrame`` or an array; UsageError for anything else."""
+def rgb_image(item: Any, description: ColorDescription) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB image of an ``av.VideoFrame`` (converted with the stream's ``description``, as the file
+    source converts) or an array; UsageError for anything else."""
     if isinstance(item, av.VideoFrame):
-        return item.to_ndarray(format="rgb24")
+        return color.to_rgb(item, description)
     array = np.asarray(item)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise UsageError(f"frames must be av.VideoFrame or (H, W, 3) uint8 RGB arrays, got {array.shape} {array.dtype}")
@@ -276,7 +279,7 @@ def rgb_image(item: Any) -> np.ndarray:
 def as_frame(item: Any, index: int, info: VideoInfo) -> Frame:
     """Frame ``index`` of a stream described by ``info``: its pts from an ``av.VideoFrame`` that has one, else from
     the index and the frame rate; every frame must have the first one's size."""
-    image = rgb_image(item)
+    image = rgb_image(item, info.color)
     if image.shape[:2] != (info.height, info.width):
         raise UsageError(f"frame {index} is {image.shape[1]}x{image.shape[0]}, the first was {info.width}x"
                          f"{info.height}: all frames need one size")

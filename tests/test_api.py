@@ -63,6 +63,25 @@ def test_videoframe_input_keeps_timestamps(tmp_path, media):
         assert [f.pts for f in stream.decode()] == [0, 3, 5, 9, 10, 17]
 
 
+def test_videoframes_keep_their_colour_description(tmp_path):
+    """Frames pushed through the API are read as a file's frames are: their tags (here BT.601, limited range, as an
+    SD source's) are what the stream records, and their colours come back."""
+    from m3cvcav.bitstream.units import ColorDescription
+    from m3cvcav.filters import color
+
+    bt601 = ColorDescription(6, 6, 6, False)
+    image = np.zeros((72, 96, 3), np.uint8)
+    image[:, :48] = (40, 190, 60)  # a green where BT.601 and BT.709 give different Y'CbCr
+    image[:, 48:] = (200, 50, 120)
+    frames = [color.from_rgb(image, "yuv420p", bt601) for _ in range(6)]
+    m3cvcav.encode(iter(frames), tmp_path / "c.mkv", fps=12)
+    with m3cvcav.open(tmp_path / "c.mkv") as stream:
+        assert stream.header.color == bt601
+        back = [f.to_ndarray(format="rgb24") for f in stream.decode()]
+    assert np.abs(back[0][:, 8:40].astype(int) - (40, 190, 60)).mean() < 8
+    assert np.abs(back[0][:, 56:88].astype(int) - (200, 50, 120)).mean() < 8
+
+
 def _segment_bytes(path: Path) -> int:
     with open_reader(path) as reader:
         return sum(len(p) for p in reader.packets())
