@@ -125,6 +125,10 @@ class PictureEnhancer(Protocol):
     def upscale(self, picture: Image, size: tuple[int, int], variant: int) -> Image:
         """``picture`` (h, w, 3) uint8 at the coded size → (H, W, 3) uint8 at ``size`` = (width, height)."""
 
+    def candidates(self, picture: Image, size: tuple[int, int]) -> list[Image]:
+        """``picture`` at ``size`` under every variant 0..``variants``, in order (what ``-b:v``'s size search scores:
+        one call instead of ``variants + 1``)."""
+
     def choose(self, source: Sequence[Image], pictures: Sequence[Image], size: tuple[int, int]) -> int:
         """The variant to signal: best mean MS-SSIM of ``pictures`` (coded size) upscaled against ``source`` (display
         size), 0 unless a model variant beats bicubic."""
