@@ -1,5 +1,5 @@
 """The base layer every part of m3cvcav may import: errors (``errors``), logging (``log``), atomic outputs
-(``atomic``) and the version. It imports no other part."""
+(``atomic``), picture quality (``quality``: MS-SSIM, PSNR) and the version. It imports no other part."""
 from __future__ import annotations
 
 from importlib import resources as _resources

@@ -18,7 +18,7 @@ class Node:
     - ``run(items)``: the node over a whole stream (``process`` each item, then ``flush``). A source has no input: it
       overrides ``run`` and yields its own items; a sink writes in ``process`` and yields nothing.
 
-    ``GRAPH`` nodes may be named in ``-vf``/``-filter_complex`` (``select``, ``tokenize``, ``describe``,
+    ``GRAPH`` nodes may be named in ``-vf``/``-filter_complex`` (``select``, ``tokenize``, ``describe``, ``base``,
     ``generate``); the others (source, sink, mux, demux, the FFmpeg chain) are placed by the encoder and decoder
     graphs themselves.
     """
