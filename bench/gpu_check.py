@@ -13,9 +13,9 @@ its reason.
            call, with the time and peak memory of its UNet and VAE calls;
 ``onnx``   its UNet and VAE decoder through the project's export (``export_specs`` + ``create_engine``) on ONNX
            Runtime against torch in float32 at the 36x64 and 64x64 latents, and the keyframe generator on ``-engine
-           onnxruntime`` against ``-engine torch``: on the CPU provider, with a width-reduced copy of the networks (the
-           graph's shapes are what this checks: a 512x288 keyframe is a 36x64 latent, which a graph traced at a
-           multiple of 8 fails);
+           onnxruntime`` against ``-engine torch``: on the CPU provider, with a width-reduced copy of the networks on
+           a GPU run (the graph's shapes are what this checks: a 512x288 keyframe is a 36x64 latent, which a graph
+           traced at a multiple of 8 fails), at SD-Turbo's widths on a CPU run without ``--small``;
 ``wan``    Wan2.1-VACE-1.3B's transformer, one guided step (CFG: 2 calls) at 81 frames of 480x832 (latent 21x60x104,
            32760 tokens) after a warm-up call; Wan's VAE encoding an 81-frame control video and decoding the latent,
            in float32 as the clip generator runs it; then the clip generator (``WanClipGenerator``) on that model for
@@ -33,7 +33,9 @@ its reason.
 Peak memory is ``torch.cuda.max_memory_allocated`` (CUDA only). ``--budget-s`` (default 480: the issue's 8 minutes on
 one H100) skips the rows left once it is spent, saying so. ``--small`` keeps every config field but the widths
 (``SMALL``) and runs the Wan clip at 5 frames of 64x112, so that the whole check takes about two minutes on a CPU:
-``python bench/gpu_check.py --device cpu --small`` is what ``tests/test_m3cvc_gpu_check.py`` runs.
+``python bench/gpu_check.py --device cpu --small`` is what ``tests/test_m3cvc_gpu_check.py`` runs. Without ``--small``
+on the CPU, the sd and onnx sections run SD-Turbo's real widths (``--only sd,onnx``: about 4 minutes on 2 cores); the
+wan section there always runs the small shapes.
 
 On a lent device (Python 3.12, torch 2.11, transformers 5.17, CPU-only onnxruntime, no diffusers, no PyAV when last
 read) it is one call of the device tool, after ``bash bench/gpu_check.sh fetch`` here (the missing wheels into
@@ -422,13 +424,17 @@ def sd_rows(ck: Check) -> None:
 
 
 def onnx_rows(ck: Check) -> None:
-    """The project's ONNX export of the (width-reduced) UNet and VAE decoder on ONNX Runtime's CPU provider."""
+    """The project's ONNX export of the UNet and VAE decoder on ONNX Runtime's CPU provider: width-reduced on a GPU
+    run (its budget) or with ``--small``, else at SD-Turbo's widths."""
     from m3cvcav.engines.backends import create_engine
     from m3cvcav.engines.m3cvc.networks import run_sizes
 
+    small = ck.small or ck.cuda  # a GPU run keeps these CPU-provider rows to small widths: its budget is the GPU's
+    widths = " (small widths)" if small else ""
+
     def folder() -> Path:
-        if ck.small:  # the sd section's folder is the width-reduced one already (bf16 weights: read as float32)
-            return ck.get("sd", lambda: build_sd(ck.work / "sd", small=True, device=ck.device, dtype="bfloat16"))
+        if ck.small or not ck.cuda:  # the sd section's folder, at the run's widths (bf16 weights: read as float32)
+            return ck.get("sd", lambda: build_sd(ck.work / "sd", small=ck.small, device=ck.device, dtype="bfloat16"))
         return ck.get("sd-small", lambda: build_sd(ck.work / "sd-small", small=True, device="cpu", dtype="float32"))
 
     def reference():
@@ -467,7 +473,7 @@ def onnx_rows(ck: Check) -> None:
                         "note": f"vs torch float32 on the same weights; export + session {made:.1f} s"}
 
             batch = 2 if network == "m3cvc-unet" and lh != lw else 1
-            ck.row(f"{network} (small widths) onnx export", f"latent {lh}x{lw}, batch {batch}", "fp32",
+            ck.row(f"{network}{widths} onnx export", f"latent {lh}x{lw}, batch {batch}", "fp32",
                    "onnxruntime (cpu)", run)
 
     def engine_image():
@@ -481,7 +487,7 @@ def onnx_rows(ck: Check) -> None:
                         f"{gen.backends['vae_decoder']}"}
 
     h, w = SD_SIZES[0]
-    ck.row("sd-turbo (small widths) img2img -engine onnxruntime", f"{w}x{h}", "fp32", "onnxruntime (cpu)",
+    ck.row(f"sd-turbo{widths} img2img -engine onnxruntime", f"{w}x{h}", "fp32", "onnxruntime (cpu)",
            engine_image)
     ck.drop("sd-cpu-torch", "sd-specs")
 
@@ -895,9 +901,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: --device cuda but torch sees no CUDA GPU: use --device cpu --small", file=sys.stderr)
         return 1
-    if args.device == "cpu" and not args.small:  # one Wan step at 480x832x81 alone takes far past any budget there
-        print("gpu_check: no CUDA device, so the --small shapes run (the production ones take hours on a CPU)",
-              file=sys.stderr)
+    if args.device == "cpu" and not args.small and "wan" in only:  # one Wan step at 480x832x81 takes hours there
+        print("gpu_check: the wan section on the CPU runs the --small shapes (the production ones take hours there; "
+              "--only sd,onnx runs SD-Turbo's widths in a few minutes)", file=sys.stderr)
         args.small = True
     result = run(args.device, small=args.small, budget_s=args.budget_s, only=only)
     text = table(result)
