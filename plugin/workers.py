@@ -429,7 +429,9 @@ def received_stop() -> KeyboardInterrupt | None:
 def signals_as_interrupts() -> Iterator[None]:
     """Inside the block SIGTERM/SIGHUP raise :class:`Terminated` in the main thread, so a terminated run cancels its
     workers and leaves no output as Ctrl-C does. The one SIGTERM path: the command line holds it for the whole run,
-    a chunked job of the API for the job; a nested block keeps the outer one. Every handler is restored on exit."""
+    a chunked job of the API for the job; a nested block keeps the outer one. SIGINT keeps raising
+    ``KeyboardInterrupt``, through the same handler where Python's default was in place, so that every stop is
+    recorded for :func:`received_stop`. Every handler (and ``sys.excepthook``/``unraisablehook``) is restored on exit."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is _stop:
         yield
         return
