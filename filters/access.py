@@ -22,34 +22,13 @@ from m3cvcav.bitstream.units import (ColorDescription, CorruptSegment, Segment, 
                                      decode_sequence_header, frame_pts_cfr)
 from m3cvcav.core.errors import BitstreamError, UsageError
 from m3cvcav.core.log import get_logger
-from m3cvcav.engines.preflight import check_profile
-from m3cvcav.engines.registry import Engines, stream_profile
-
-from .color import from_rgb
-from .codec import VideoDecoder
+from .color import from_rgb, output_color
+from .codec import VideoDecoder, open_decoder
 from .items import Frame, VideoInfo
 
 log = get_logger(__name__)
 
 CONTINUATION = b"\x00"  # Matroska's block for a segment's later frames (docs/bitstream.md §8): no data
-
-
-def open_codec(header: SequenceHeader, tags: dict[str, str], *, profile: str | None = None, engine: str = "auto",
-               mode: str = "it2v", offload: bool = False, enhance: bool = True) -> tuple[Engines, VideoDecoder]:
-    """The engines and an opened codec core for a stream: the profile its tags or profile id name (or ``profile``),
-    checked against the models the stream names before anything is decoded, as :class:`decoder.Decoder` does."""
-    engines = Engines(stream_profile(profile, tags, header), engine, offload)
-    check_profile(engines.profile, engines.profile.recorded_roles())
-    engines.profile.roles_for(header.models)  # another profile's stream fails here, before any weights load
-    codec = VideoDecoder(engines, mode=mode, enhance=enhance)
-    codec.open(VideoInfo.from_header(header))
-    engines.profile.verify(header.models)
-    return engines, codec
-
-
-def output_color(color: ColorDescription) -> ColorDescription:
-    """The color description the CLI writes decoded video with: the stream's, BT.709 matrix when it names none."""
-    return ColorDescription(color.primaries, color.transfer, color.matrix or 1, color.full_range)
 
 
 def yuv_format(width: int, height: int) -> str:
@@ -82,7 +61,7 @@ class PacketDecoder:
         if not isinstance(header, SequenceHeader):
             header = decode_sequence_header(bytes(header))[0]
         self.header, self.tags = header, dict(tags or {})
-        self.engines, self.codec = open_codec(header, self.tags, profile=profile, engine=engine, mode=mode,
+        self.engines, self.codec = open_decoder(header, self.tags, profile=profile, engine=engine, mode=mode,
                                               offload=offload, enhance=enhance)
         self._options = dict(mode=mode, enhance=enhance)
         self.corrupt = 0  # segments concealed, over resets

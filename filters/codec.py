@@ -5,7 +5,8 @@ decoder's workers all code through them; rate control lives in the encoder alone
 from __future__ import annotations
 
 from m3cvcav.bitstream.units import CorruptSegment, Segment, SequenceHeader
-from m3cvcav.engines.registry import Engines
+from m3cvcav.engines.preflight import check_profile
+from m3cvcav.engines.registry import Engines, stream_profile
 
 from .conditioning import stream_version
 from .generate import Generate
@@ -64,3 +65,18 @@ class VideoDecoder:
     @property
     def corrupt(self) -> int:
         return self.generate.corrupt
+
+
+def open_decoder(header: SequenceHeader, tags: dict[str, str], *, profile: str | None = None, engine: str = "auto",
+                 mode: str = "it2v", offload: bool = False, enhance: bool = True) -> tuple[Engines, VideoDecoder]:
+    """The engines and an opened :class:`VideoDecoder` for a stream, checked in this order before anything is
+    decoded: the profile its tags or profile id name (or ``profile``), that profile's packages and files, the model ids
+    the stream names (another profile's stream fails here, before any weights load), then, once the engines are
+    built, the installed weights against the stream's."""
+    engines = Engines(stream_profile(profile, tags, header), engine, offload)
+    check_profile(engines.profile, engines.profile.recorded_roles())
+    engines.profile.roles_for(header.models)
+    codec = VideoDecoder(engines, mode=mode, enhance=enhance)
+    codec.open(VideoInfo.from_header(header))
+    engines.profile.verify(header.models)  # after open: reuses the engines it built
+    return engines, codec

@@ -35,6 +35,12 @@ def to_rgb(frame: av.VideoFrame, color: ColorDescription):
     return out.to_ndarray()
 
 
+def output_color(color: ColorDescription) -> ColorDescription:
+    """The color description decoded video is written with: the stream's, the BT.709 matrix where it names none (an
+    RGB source's)."""
+    return ColorDescription(color.primaries, color.transfer, color.matrix or 1, color.full_range)
+
+
 def from_rgb(image, pix_fmt: str, color: ColorDescription) -> av.VideoFrame:
     """A VideoFrame in ``pix_fmt`` made from RGB with the color description's matrix and range, tagged with it."""
     frame = av.VideoFrame.from_ndarray(image, format="rgb24")

@@ -16,12 +16,10 @@ import av
 
 from m3cvcav.bitstream.units import SequenceHeader
 from m3cvcav.core.errors import BitstreamError, UsageError
-from m3cvcav.engines.preflight import check_profile
-from m3cvcav.engines.registry import Engines, stream_profile
 
 from .audio import AudioOptions
 from .demux import Demux
-from .codec import VideoDecoder
+from .codec import open_decoder
 from .items import Frame, VideoInfo
 from .pipeline import Plan
 from .progress import ProgressCallback, Stats
@@ -78,12 +76,8 @@ class Decoder(StreamDecoder):
         self.demux = Demux(src)
         self.reader, self.header, self.tags = self.demux.reader, self.demux.header, self.demux.tags
         try:
-            self.engines = Engines(stream_profile(profile, self.tags, self.header), engine, offload)
-            check_profile(self.engines.profile, self.engines.profile.recorded_roles())
-            self.engines.profile.roles_for(self.header.models)  # another profile's stream fails before loading
-            self.codec = VideoDecoder(self.engines, mode=mode, enhance=enhance)
-            self.codec.open(self.info)
-            self.engines.profile.verify(self.header.models)  # after configure: reuses the engines it built
+            self.engines, self.codec = open_decoder(self.header, self.tags, profile=profile, engine=engine,
+                                                    mode=mode, offload=offload, enhance=enhance)
         except BaseException:
             self.demux.close()
             raise

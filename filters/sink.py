@@ -5,6 +5,7 @@ codec: Opus for .webm), as ``filters.audio`` decides for every output; it stops 
 through :class:`m3cvcav.core.atomic.AtomicPath` and renamed only when complete."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import av
 
-from m3cvcav.bitstream.units import ColorDescription
 from m3cvcav.core.atomic import AtomicPath, output_errors
 from m3cvcav.core.errors import OutputError, UsageError
 from m3cvcav.core.log import get_logger
@@ -182,8 +182,9 @@ class Sink(Node):
         if bitrate:
             ctx.bit_rate = int(bitrate)
         ctx.options = opts
-        self.color = ColorDescription(info.color.primaries, info.color.transfer,
-                           info.color.matrix if info.color.matrix else 1, info.color.full_range or codec == "mjpeg")
+        self.color = color.output_color(info.color)
+        if codec == "mjpeg":  # JPEG is full range
+            self.color = dataclasses.replace(self.color, full_range=True)
         if not pix_fmt.startswith(("rgb", "bgr", "gbr", "pal", "gray")):
             ctx.colorspace = self.color.matrix
             ctx.color_range = 2 if self.color.full_range else 1
