@@ -67,15 +67,22 @@ class VideoDecoder:
         return self.generate.corrupt
 
 
-def open_decoder(header: SequenceHeader, tags: dict[str, str], *, profile: str | None = None, engine: str = "auto",
-                 mode: str = "it2v", offload: bool = False, enhance: bool = True) -> tuple[Engines, VideoDecoder]:
-    """The engines and an opened :class:`VideoDecoder` for a stream, checked in this order before anything is
-    decoded: the profile its tags or profile id name (or ``profile``), that profile's packages and files, the model ids
-    the stream names (another profile's stream fails here, before any weights load), then, once the engines are
-    built, the installed weights against the stream's."""
+def stream_engines(header: SequenceHeader, tags: dict[str, str], *, profile: str | None = None, engine: str = "auto",
+                   offload: bool = False) -> Engines:
+    """The engines that decode a stream, checked before any weights load: the profile its tags or profile id name (or
+    ``profile``), that profile's packages and files, and the model ids the stream names (another profile's stream
+    fails here)."""
     engines = Engines(stream_profile(profile, tags, header), engine, offload)
     check_profile(engines.profile, engines.profile.recorded_roles())
     engines.profile.roles_for(header.models)
+    return engines
+
+
+def open_decoder(header: SequenceHeader, tags: dict[str, str], *, profile: str | None = None, engine: str = "auto",
+                 mode: str = "it2v", offload: bool = False, enhance: bool = True) -> tuple[Engines, VideoDecoder]:
+    """The engines (:func:`stream_engines`) and an opened :class:`VideoDecoder` for a stream; once the engines are
+    built, the installed weights are checked against the stream's."""
+    engines = stream_engines(header, tags, profile=profile, engine=engine, offload=offload)
     codec = VideoDecoder(engines, mode=mode, enhance=enhance)
     codec.open(VideoInfo.from_header(header))
     engines.profile.verify(header.models)  # after open: reuses the engines it built

@@ -38,7 +38,7 @@ from m3cvcav.engines.registry import DEFAULT_PROFILE, Engines, stream_profile
 from m3cvcav.filters import pipeline
 from m3cvcav.filters.decoder import StreamDecoder
 from m3cvcav.filters.demux import Demux
-from m3cvcav.filters.codec import VideoDecoder, VideoEncoder
+from m3cvcav.filters.codec import VideoEncoder, open_decoder, stream_engines
 from m3cvcav.filters.conditioning import stream_version
 from m3cvcav.filters.items import AudioPacket, Frame, VideoInfo
 from m3cvcav.filters.mux import Mux
@@ -142,11 +142,9 @@ def decode_chunk(job: dict) -> dict:
     """Worker: decode a chunk of segment packets with the codec core; ``lookahead`` (the next segment, or None
     after a scene cut or at the end) supplies the keyframe the chunk's last segment moves towards, as in a serial
     decode. Returns the frames (stacked) with their pts and the number of concealed segments."""
-    engines = Engines(job["profile"], job["engine"], job["offload"])
     header, _ = decode_sequence_header(job["header"])
-    codec = VideoDecoder(engines, mode=job["mode"], enhance=job.get("enhance", True))
-    codec.open(VideoInfo.from_header(header))
-    engines.profile.verify(header.models)
+    _, codec = open_decoder(header, {}, profile=job["profile"], engine=job["engine"], mode=job["mode"],
+                            offload=job["offload"], enhance=job.get("enhance", True))
     out: list[Frame] = []
     for packet in job["packets"]:
         out += codec.send(packet if isinstance(packet, CorruptSegment) else decode_packet(packet))
@@ -369,8 +367,9 @@ class ParallelDecoder(StreamDecoder):
         demux = Demux(src)
         self.reader, self.header, self.tags = demux.reader, demux.header, demux.tags
         try:
-            self.profile_name = stream_profile(profile, self.tags, self.header)
-            Engines(self.profile_name, engine, offload).check_mode(mode)
+            self.profile_name = stream_profile(profile, self.tags, self.header)  # what the workers load
+            engines = stream_engines(self.header, self.tags, profile=self.profile_name, engine=engine, offload=offload)
+            engines.check_mode(mode)  # a stream the profile cannot decode fails here, before any worker starts
         except BaseException:
             demux.close()
             raise
